@@ -1,0 +1,43 @@
+"""hds_s3: Hyper-Datasets without a server.
+
+Datasets of annotated frames, their Git-like version trees and queryable views, kept in nothing but
+an S3 bucket or a local folder. The API follows ClearML Enterprise's Hyper-Datasets::
+
+    from hds_s3 import Dataset, DatasetVersion
+
+    Dataset.create(dataset_name="cars")
+    DatasetVersion.create_snapshot(dataset_name="cars", publish_name="v1")
+"""
+
+from hds_s3.api import Dataset, DatasetVersion
+from hds_s3.client import Client, connect, default_client, set_default_client
+from hds_s3.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    CorruptObjectError,
+    HdsError,
+    InvalidStateError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "Client",
+    "ConflictError",
+    "CorruptObjectError",
+    "Dataset",
+    "DatasetVersion",
+    "HdsError",
+    "InvalidStateError",
+    "NotFoundError",
+    "StorageError",
+    "ValidationError",
+    "__version__",
+    "connect",
+    "default_client",
+    "set_default_client",
+]

@@ -1,0 +1,838 @@
+"""The user-facing ``Dataset`` and ``DatasetVersion``, with the reference's names and signatures.
+
+Every class method takes an optional keyword ``client=`` (from :func:`hds_s3.connect`); without it
+the default client is used (``HDS_STORE``, else a local folder). Objects are views of the stored
+documents as they were when read; methods that change something write first and then refresh the
+view, and ``reload()`` re-reads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from hds_s3 import layout, tree
+from hds_s3.client import Client, resolve
+from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
+from hds_s3.errors import AlreadyExistsError, NotFoundError, ValidationError
+from hds_s3.names import check_id, check_metadata, check_name, check_tags
+
+
+def _one_of(kind: str, name: object, ident: object) -> None:
+    if name is not None and ident is not None:
+        raise ValidationError(f"give {kind}_name or {kind}_id, not both")
+
+
+def _load(client: Client, dataset_name: str | None, dataset_id: str | None) -> DatasetDoc:
+    _one_of("dataset", dataset_name, dataset_id)
+    if dataset_name is None and dataset_id is None:
+        raise ValidationError("give dataset_name or dataset_id")
+    return client.catalog.get(dataset_name, dataset_id)
+
+
+def _find_version(doc: DatasetDoc, version_name: str | None, version_id: str | None) -> VersionEntry:
+    _one_of("version", version_name, version_id)
+    if version_id is not None:
+        found = doc.version(check_id("version", version_id))
+        if found is None:
+            raise NotFoundError(f"dataset {doc.name!r} has no version with id {version_id}")
+        return found
+    if version_name is None:
+        raise ValidationError("give version_name or version_id")
+    found = doc.version_named(version_name)
+    if found is None:
+        names = ", ".join(repr(v.name) for v in doc.versions) or "none"
+        raise NotFoundError(f"dataset {doc.name!r} has no version named {version_name!r} (it has: {names})")
+    return found
+
+
+def _check_rgb(value: object) -> list[int]:
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 3
+        or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
+    ):
+        raise ValidationError(f"mask value {value!r} is not an (r, g, b) tuple of integers 0..255")
+    return list(value)
+
+
+class Dataset:
+    """A named dataset: description, tags, metadata and a tree of versions.
+
+    Get one with :meth:`create` or :meth:`get`; it is a view of the dataset document as last read.
+    """
+
+    def __init__(self, doc: DatasetDoc, client: Client) -> None:
+        self._doc = doc
+        self._client = client
+
+    # --------------------------------------------------------------- class methods
+
+    @classmethod
+    def create(
+        cls,
+        dataset_name: str,
+        dataset_project: str | None = None,
+        raise_if_exists: bool = False,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        client: Client | None = None,
+    ) -> Dataset:
+        """Get or create the dataset ``dataset_name``; a new one holds one empty draft named ``Current``.
+
+        Raises:
+            AlreadyExistsError: it exists and ``raise_if_exists`` is set (a ``ValueError``).
+            ValidationError: a bad name, tag or metadata key.
+            StorageError: the store failed; nothing was created.
+        """
+        c = resolve(client)
+        doc, _ = c.catalog.create(
+            check_name("dataset", dataset_name),
+            raise_if_exists=raise_if_exists,
+            description=description or "",
+            project=dataset_project,
+            tags=check_tags(tags),
+            metadata=check_metadata(f"dataset {dataset_name!r}", metadata),
+        )
+        return cls(doc, c)
+
+    @classmethod
+    def get(
+        cls, dataset_name: str | None = None, dataset_id: str | None = None, *, client: Client | None = None
+    ) -> Dataset:
+        """Return the dataset with this name or id.
+
+        Raises:
+            NotFoundError: no such dataset.
+            ValidationError: neither or both selectors.
+        """
+        c = resolve(client)
+        return cls(_load(c, dataset_name, dataset_id), c)
+
+    @classmethod
+    def exists(
+        cls, dataset_name: str | None = None, dataset_id: str | None = None, *, client: Client | None = None
+    ) -> bool:
+        """Tell whether the dataset exists.
+
+        Raises:
+            ValidationError: neither or both selectors.
+        """
+        try:
+            cls.get(dataset_name, dataset_id, client=client)
+        except NotFoundError:
+            return False
+        return True
+
+    @classmethod
+    def list_datasets(
+        cls,
+        name_pattern: str | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        client: Client | None = None,
+    ) -> list[Dataset]:
+        """List datasets whose name matches the regex ``name_pattern`` and that carry all ``tags``.
+
+        A tag written ``-x`` excludes datasets tagged ``x``.
+
+        Raises:
+            ValidationError: the pattern is not a valid regex.
+        """
+        c = resolve(client)
+        return [cls(doc, c) for doc in c.catalog.list(name_pattern, list(tags or []))]
+
+    @classmethod
+    def delete(
+        cls,
+        dataset_name: str | None = None,
+        delete_all_versions: bool = False,
+        force: bool = False,
+        *,
+        dataset_id: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Delete a dataset.
+
+        Without flags, only a dataset whose versions are empty drafts; ``delete_all_versions``
+        also deletes drafts with frames; ``force`` also deletes published versions.
+
+        Raises:
+            NotFoundError: no such dataset.
+            InvalidStateError: its versions need a flag that was not given (the message says which).
+        """
+        c = resolve(client)
+        doc = _load(c, dataset_name, dataset_id)
+        c.catalog.delete(
+            doc.id, lambda d: tree.mark_deleted(d, delete_all_versions=delete_all_versions, force=force)
+        )
+
+    # --------------------------------------------------------------- properties
+
+    @property
+    def id(self) -> str:
+        """The dataset id (32 hex digits)."""
+        return self._doc.id
+
+    @property
+    def name(self) -> str:
+        """The dataset name."""
+        return self._doc.name
+
+    @property
+    def description(self) -> str:
+        """The dataset description."""
+        return self._doc.description
+
+    @property
+    def project(self) -> str | None:
+        """The project given at creation, if any."""
+        return self._doc.project
+
+    @property
+    def tags(self) -> list[str]:
+        """The dataset tags."""
+        return list(self._doc.tags)
+
+    @property
+    def created(self) -> int:
+        """Creation time, epoch milliseconds."""
+        return self._doc.created
+
+    @property
+    def last_update(self) -> int:
+        """Time of the last change to the dataset or any of its versions, epoch milliseconds."""
+        return self._doc.updated
+
+    @property
+    def version_count(self) -> int:
+        """Number of versions."""
+        return len(self._doc.versions)
+
+    @property
+    def paradigm(self) -> str:
+        """``single_version`` for the simple structure, else ``general`` (as the reference server)."""
+        return "single_version" if tree.simple_structure_problem(self._doc) is None else "general"
+
+    @property
+    def client(self) -> Client:
+        """The client this dataset was read through."""
+        return self._client
+
+    # --------------------------------------------------------------- methods
+
+    def reload(self) -> Dataset:
+        """Re-read the dataset document; return self.
+
+        Raises:
+            NotFoundError: the dataset was deleted.
+        """
+        self._doc = self._client.catalog.get(dataset_id=self._doc.id)
+        return self
+
+    def _update(self, change: Any, what: str) -> DatasetDoc:
+        self._doc = self._client.catalog.update(self._doc.id, change, what=f"{what} in dataset {self.name!r}")
+        return self._doc
+
+    def get_versions(self, only_published: bool = False, only_draft: bool = False) -> list[DatasetVersion]:
+        """Return the versions, oldest first.
+
+        Raises:
+            ValidationError: both filters set.
+        """
+        if only_published and only_draft:
+            raise ValidationError("only_published and only_draft cannot both be set")
+        self.reload()
+        return [
+            DatasetVersion(self._doc, v, self._client)
+            for v in self._doc.versions
+            if not (only_published and v.is_draft) and not (only_draft and not v.is_draft)
+        ]
+
+    def get_version(self, version_name: str | None = None, version_id: str | None = None) -> DatasetVersion:
+        """Return a version by name or id, or the current one when neither is given.
+
+        Raises:
+            NotFoundError: no such version.
+        """
+        self.reload()
+        if version_name is None and version_id is None:
+            return self.get_current()
+        return DatasetVersion(self._doc, _find_version(self._doc, version_name, version_id), self._client)
+
+    def get_current(self) -> DatasetVersion:
+        """Return the current version: the draft farthest from the root (see ``DatasetDoc.head``).
+
+        Raises:
+            NotFoundError: the dataset has no versions.
+        """
+        head = self._doc.head()
+        if head is None:
+            raise NotFoundError(f"dataset {self.name!r} has no versions; create one with create_version()")
+        return DatasetVersion(self._doc, head, self._client)
+
+    def delete_version(
+        self, version_name: str | None = None, version_id: str | None = None, force: bool = False
+    ) -> None:
+        """Delete a draft version; with ``force``, a published one together with its subtree.
+
+        Raises:
+            NotFoundError: no such version.
+            InvalidStateError: it is published or has children and ``force`` is not set.
+        """
+        target = _find_version(self.reload()._doc, version_name, version_id)
+        removed: list[str] = []
+
+        def change(doc: DatasetDoc) -> DatasetDoc:
+            new, ids = tree.delete_version(doc, target.id, force=force)
+            removed[:] = ids
+            return new
+
+        self._update(change, f"delete version {target.name!r}")
+        for vid in removed:
+            for prefix in layout.version_prefixes(self.id, vid):
+                self._client.catalog.remove_objects(prefix)
+
+    def add_tags(self, tags: Iterable[str] | str) -> None:
+        """Add dataset tags (existing ones are kept once).
+
+        Raises:
+            ValidationError: a bad tag.
+        """
+        new = check_tags(tags)
+        self._update(lambda d: _replace_doc(d, tags=check_tags((*d.tags, *new))), "add tags")
+
+    def remove_tags(self, tags: Iterable[str] | str) -> None:
+        """Remove dataset tags (absent ones are ignored).
+
+        Raises:
+            ValidationError: a bad tag.
+        """
+        gone = set(check_tags(tags))
+        self._update(lambda d: _replace_doc(d, tags=tuple(t for t in d.tags if t not in gone)), "remove tags")
+
+    def set_tags(self, tags: Iterable[str] | None) -> None:
+        """Replace the dataset tags.
+
+        Raises:
+            ValidationError: a bad tag.
+        """
+        new = check_tags(tags)
+        self._update(lambda d: _replace_doc(d, tags=new), "set tags")
+
+    def set_description(self, description: str) -> None:
+        """Replace the dataset description.
+
+        Raises:
+            ValidationError: not a string.
+        """
+        if not isinstance(description, str):
+            raise ValidationError(f"dataset {self.name!r}: description must be a string")
+        self._update(lambda d: _replace_doc(d, description=description), "set description")
+
+    def get_metadata(self) -> dict[str, Any]:
+        """Return a copy of the dataset-level metadata, freshly read."""
+        return copy.deepcopy(self.reload()._doc.metadata)
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> bool:
+        """Replace the dataset-level metadata; returns True.
+
+        Raises:
+            ValidationError: not a dict, a key with ``$`` or ``.``, or a value that is not JSON.
+        """
+        clean = check_metadata(f"dataset {self.name!r}", metadata)
+        self._update(lambda d: _replace_doc(d, metadata=clean), "set metadata")
+        return True
+
+    def format_tree(self) -> str:
+        """Render the version tree as text, one version a line, children indented under parents."""
+        doc = self._doc
+        head = doc.head()
+        lines = [f"{doc.name} ({doc.id})"]
+
+        def walk(parent: str | None, indent: str) -> None:
+            for ver in [v for v in doc.versions if v.parent == parent]:
+                mark = " <- current" if head is not None and ver.id == head.id else ""
+                lines.append(f"{indent}- {ver.name} [{ver.status}] {ver.id}{mark}")
+                walk(ver.id, indent + "  ")
+
+        walk(None, "  ")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name!r}, id={self.id!r}, versions={self.version_count})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dataset) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def _replace_doc(doc: DatasetDoc, **changes: Any) -> DatasetDoc:
+    from dataclasses import replace
+
+    return replace(doc, **changes)
+
+
+class DatasetVersion:
+    """One version of a dataset: Draft (editable) or Published (read-only, may have children)."""
+
+    def __init__(self, doc: DatasetDoc, entry: VersionEntry, client: Client) -> None:
+        self._doc = doc
+        self._entry = entry
+        self._client = client
+
+    # --------------------------------------------------------------- class methods
+
+    @classmethod
+    def create_new_dataset(
+        cls,
+        dataset_name: str,
+        dataset_project: str | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        raise_if_exists: bool = False,
+        *,
+        client: Client | None = None,
+    ) -> DatasetVersion:
+        """Get or create a dataset, as :meth:`Dataset.create`, and return its current version.
+
+        Raises:
+            AlreadyExistsError: it exists and ``raise_if_exists`` is set (a ``ValueError``).
+            ValidationError: a bad name, tag or description.
+        """
+        ds = Dataset.create(
+            dataset_name,
+            dataset_project=dataset_project,
+            raise_if_exists=raise_if_exists,
+            tags=tags,
+            description=description,
+            client=client,
+        )
+        return ds.get_current()
+
+    @classmethod
+    def get_current(
+        cls, dataset_name: str | None = None, dataset_id: str | None = None, *, client: Client | None = None
+    ) -> DatasetVersion:
+        """Return the dataset's current version (the draft farthest from the root).
+
+        Raises:
+            NotFoundError: no such dataset, or it has no versions.
+        """
+        return Dataset.get(dataset_name, dataset_id, client=client).get_current()
+
+    @classmethod
+    def get_version(
+        cls,
+        dataset_name: str | None = None,
+        version_name: str | None = None,
+        dataset_id: str | None = None,
+        version_id: str | None = None,
+        *,
+        client: Client | None = None,
+    ) -> DatasetVersion:
+        """Return a version by name or id; without either, the current one (warning if there are several).
+
+        Raises:
+            NotFoundError: no such dataset or version.
+            ValidationError: conflicting selectors.
+        """
+        ds = Dataset.get(dataset_name, dataset_id, client=client)
+        if version_name is None and version_id is None:
+            if ds.version_count > 1:
+                warnings.warn(
+                    f"dataset {ds.name!r} has {ds.version_count} versions and no version was named; "
+                    "returning the current one",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return ds.get_current()
+        return ds.get_version(version_name, version_id)
+
+    @classmethod
+    def get_versions(
+        cls,
+        dataset_name: str | None = None,
+        only_published: bool = False,
+        only_draft: bool = False,
+        dataset_id: str | None = None,
+        *,
+        client: Client | None = None,
+    ) -> list[DatasetVersion]:
+        """Return the dataset's versions, oldest first, optionally only published or only drafts.
+
+        Raises:
+            NotFoundError: no such dataset.
+            ValidationError: both filters set.
+        """
+        return Dataset.get(dataset_name, dataset_id, client=client).get_versions(only_published, only_draft)
+
+    @classmethod
+    def get_datasets(
+        cls, name_pattern: str | None = None, tags: Sequence[str] | None = None, *, client: Client | None = None
+    ) -> list[Dataset]:
+        """List datasets (see :meth:`Dataset.list_datasets`).
+
+        Raises:
+            ValidationError: the pattern is not a valid regex.
+        """
+        return Dataset.list_datasets(name_pattern, tags, client=client)
+
+    @classmethod
+    def create_version(
+        cls,
+        dataset_name: str | None = None,
+        version_name: str | None = None,
+        parent_version_names: Sequence[str] | str | None = None,
+        raise_if_exists: bool = False,
+        dataset_id: str | None = None,
+        parent_version_ids: Sequence[str] | str | None = None,
+        comment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        client: Client | None = None,
+    ) -> DatasetVersion:
+        """Get or create a version: a child of one published parent (inheriting its frames) or a root.
+
+        Raises:
+            AlreadyExistsError: the name exists and ``raise_if_exists`` is set (a ``ValueError``).
+            NotFoundError: no such dataset or parent.
+            InvalidStateError: the parent is a draft.
+            ValidationError: a bad name, several parents, or both parent selectors.
+        """
+        if version_name is None:
+            raise ValidationError("create_version needs a version_name")
+        check_name("version", version_name)
+        parents = _one_parent(parent_version_names, parent_version_ids)
+        ds = Dataset.get(dataset_name, dataset_id, client=client)
+        clean_meta = check_metadata(f"version {version_name!r}", metadata)
+        clean_tags = check_tags(tags)
+        new_id = layout.new_id()
+
+        def change(doc: DatasetDoc) -> DatasetDoc:
+            existing = doc.version_named(version_name)
+            if existing is not None:
+                if raise_if_exists:
+                    raise AlreadyExistsError(
+                        f"dataset {doc.name!r} already has a version named {version_name!r} (id {existing.id})"
+                    )
+                return doc
+            parent_id = None
+            if parents is not None:
+                kind, value = parents
+                parent_id = _find_version(doc, value if kind == "name" else None, value if kind == "id" else None).id
+            return tree.add_version(
+                doc,
+                version_id=new_id,
+                name=version_name,
+                parent_id=parent_id,
+                now=now_ms(),
+                comment=comment or "",
+                metadata=clean_meta,
+                tags=clean_tags,
+            )
+
+        doc = ds._update(change, f"create version {version_name!r}")
+        entry = doc.version_named(version_name)
+        assert entry is not None
+        return cls(doc, entry, ds.client)
+
+    @classmethod
+    def create_snapshot(
+        cls,
+        dataset_name: str | None = None,
+        publish_name: str | None = None,
+        child_name: str | None = None,
+        child_metadata: Mapping[str, Any] | None = None,
+        child_comment: str | None = None,
+        dataset_id: str | None = None,
+        publish_comment: str | None = None,
+        publish_metadata: Mapping[str, Any] | None = None,
+        *,
+        client: Client | None = None,
+    ) -> DatasetVersion:
+        """Snapshot the only draft: it keeps its id and is published; a new draft child becomes current.
+
+        The snapshot is named ``publish_name`` or ``snapshot <UTC ISO-8601 time>``; the child is
+        named ``child_name`` or ``Current``. Returns the new current draft.
+
+        Raises:
+            InvalidStateError: the dataset is not in the simple structure (the message says why).
+            AlreadyExistsError: a requested name is taken.
+            NotFoundError: no such dataset.
+            ValidationError: a bad name or metadata.
+        """
+        for name in (publish_name, child_name):
+            if name is not None:
+                check_name("version", name)
+        cmeta = check_metadata("snapshot child_metadata", child_metadata) if child_metadata is not None else None
+        pmeta = check_metadata("snapshot publish_metadata", publish_metadata) if publish_metadata is not None else None
+        ds = Dataset.get(dataset_name, dataset_id, client=client)
+        child_id = layout.new_id()
+        doc = ds._update(
+            lambda d: tree.snapshot(
+                d,
+                child_id=child_id,
+                now=now_ms(),
+                publish_name=publish_name,
+                child_name=child_name,
+                publish_comment=publish_comment,
+                publish_metadata=pmeta,
+                child_comment=child_comment,
+                child_metadata=cmeta,
+            ),
+            "create snapshot",
+        )
+        return cls(doc, tree.entry(doc, child_id), ds.client)
+
+    # --------------------------------------------------------------- properties
+
+    @property
+    def id(self) -> str:
+        """The version id (32 hex digits); a snapshot keeps the id its draft had."""
+        return self._entry.id
+
+    version_id = id
+
+    @property
+    def name(self) -> str:
+        """The version name."""
+        return self._entry.name
+
+    version_name = name
+
+    @property
+    def dataset_id(self) -> str:
+        """The id of the dataset this version belongs to."""
+        return self._doc.id
+
+    @property
+    def dataset_name(self) -> str:
+        """The name of the dataset this version belongs to."""
+        return self._doc.name
+
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset this version belongs to (as read with this version)."""
+        return Dataset(self._doc, self._client)
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent version's id, or None for a root version."""
+        return self._entry.parent
+
+    @property
+    def status(self) -> str:
+        """``draft`` or ``published``."""
+        return self._entry.status
+
+    @property
+    def is_draft(self) -> bool:
+        """True while the version can change."""
+        return self._entry.is_draft
+
+    @property
+    def is_published(self) -> bool:
+        """True once the version is read-only."""
+        return not self._entry.is_draft
+
+    @property
+    def comment(self) -> str:
+        """The version comment."""
+        return self._entry.comment
+
+    @property
+    def tags(self) -> list[str]:
+        """The version tags."""
+        return list(self._entry.tags)
+
+    @property
+    def created(self) -> int:
+        """Creation time, epoch milliseconds."""
+        return self._entry.created
+
+    @property
+    def published(self) -> int | None:
+        """Publication time, epoch milliseconds, or None for a draft."""
+        return self._entry.published
+
+    @property
+    def client(self) -> Client:
+        """The client this version was read through."""
+        return self._client
+
+    # --------------------------------------------------------------- methods
+
+    def reload(self) -> DatasetVersion:
+        """Re-read this version; return self.
+
+        Raises:
+            NotFoundError: the dataset or the version was deleted.
+        """
+        self._doc = self._client.catalog.get(dataset_id=self._doc.id)
+        self._entry = tree.entry(self._doc, self._entry.id)
+        return self
+
+    def _update(self, change: Any, what: str) -> None:
+        vid = self._entry.id
+        self._doc = self._client.catalog.update(
+            self._doc.id, lambda d: change(d, vid), what=f"{what} of version {self.name!r} in {self.dataset_name!r}"
+        )
+        self._entry = tree.entry(self._doc, vid)
+
+    def get_parent(self) -> DatasetVersion | None:
+        """Return the parent version, or None for a root."""
+        if self._entry.parent is None:
+            return None
+        return DatasetVersion(self._doc, tree.entry(self._doc, self._entry.parent), self._client)
+
+    def get_children(self) -> list[DatasetVersion]:
+        """Return the direct child versions, oldest first (freshly read)."""
+        self.reload()
+        return [DatasetVersion(self._doc, v, self._client) for v in self._doc.children(self.id)]
+
+    def publish_version(self) -> DatasetVersion:
+        """Publish this draft; it becomes read-only and may have children. Returns self.
+
+        Raises:
+            InvalidStateError: it is published already (e.g. another process won the race).
+            NotFoundError: it was deleted.
+        """
+        self._update(lambda d, vid: tree.publish(d, vid, now=now_ms()), "publish")
+        return self
+
+    def commit_version(self, publish: bool = False) -> DatasetVersion:
+        """Make this version's state durable (every write already is); publish too if asked. Returns self.
+
+        Raises:
+            InvalidStateError: ``publish`` on a published version.
+        """
+        return self.publish_version() if publish else self.reload()
+
+    def set_version_name(self, name: str) -> None:
+        """Rename this version (drafts and published versions alike).
+
+        Raises:
+            AlreadyExistsError: another version of the dataset has that name.
+            ValidationError: a bad name.
+        """
+        check_name("version", name)
+        self._update(lambda d, vid: tree.rename(d, vid, name), "rename")
+
+    def set_comment(self, comment: str) -> None:
+        """Set this version's comment.
+
+        Raises:
+            ValidationError: not a string.
+        """
+        if not isinstance(comment, str):
+            raise ValidationError(f"version {self.name!r}: comment must be a string")
+        self._update(lambda d, vid: tree.set_comment(d, vid, comment), "set comment")
+
+    def add_tags(self, tags: Iterable[str] | str) -> None:
+        """Add version tags.
+
+        Raises:
+            ValidationError: a bad tag.
+        """
+        new = check_tags(tags)
+        self._update(lambda d, vid: tree.set_tags(d, vid, check_tags((*tree.entry(d, vid).tags, *new))), "add tags")
+
+    def remove_tags(self, tags: Iterable[str] | str) -> None:
+        """Remove version tags.
+
+        Raises:
+            ValidationError: a bad tag.
+        """
+        gone = set(check_tags(tags))
+        self._update(
+            lambda d, vid: tree.set_tags(d, vid, tuple(t for t in tree.entry(d, vid).tags if t not in gone)),
+            "remove tags",
+        )
+
+    def get_metadata(self) -> dict[str, Any]:
+        """Return a copy of this version's metadata, freshly read (``{}`` when none).
+
+        Raises:
+            NotFoundError: the version was deleted.
+        """
+        return copy.deepcopy(self.reload()._entry.metadata)
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> bool:
+        """Replace this draft's metadata; returns True.
+
+        Raises:
+            InvalidStateError: the version is published.
+            ValidationError: not a dict, a key with ``$`` or ``.``, or a value that is not JSON.
+        """
+        clean = check_metadata(f"version {self.name!r} of {self.dataset_name!r}", metadata)
+        self._update(lambda d, vid: tree.set_metadata(d, vid, clean), "set metadata")
+        return True
+
+    def set_masks_labels(self, masks_labels: Mapping[tuple[int, int, int], Iterable[str] | str]) -> None:
+        """Map mask pixel values to labels for every mask of this draft.
+
+        Stored as ``metadata["mask_labels"] = {"_all_": [{"value": [r, g, b], "labels": [...]}]}``;
+        other metadata keys are kept.
+
+        Raises:
+            InvalidStateError: the version is published.
+            ValidationError: a value that is not an (r, g, b) tuple, or a label that is not a string.
+        """
+        if not isinstance(masks_labels, Mapping):
+            raise ValidationError("set_masks_labels takes a dict {(r, g, b): [labels]}")
+        entries = []
+        for value, labels in masks_labels.items():
+            names = [labels] if isinstance(labels, str) else list(labels)
+            if not all(isinstance(n, str) for n in names):
+                raise ValidationError(f"mask value {value!r}: labels must be strings, got {labels!r}")
+            entries.append({"value": _check_rgb(value), "labels": names})
+
+        def change(doc: DatasetDoc, vid: str) -> DatasetDoc:
+            meta = dict(tree.entry(doc, vid).metadata)
+            meta["mask_labels"] = {"_all_": entries}
+            return tree.set_metadata(doc, vid, meta)
+
+        self._update(change, "set mask labels")
+
+    def get_masks_labels(self) -> dict[tuple[int, int, int], list[str]]:
+        """Return the mask-value-to-labels mapping set with :meth:`set_masks_labels` (freshly read)."""
+        stored = self.get_metadata().get("mask_labels", {}).get("_all_", [])
+        return {(e["value"][0], e["value"][1], e["value"][2]): list(e["labels"]) for e in stored}
+
+    def __repr__(self) -> str:
+        return (
+            f"DatasetVersion(dataset={self.dataset_name!r}, name={self.name!r}, id={self.id!r}, "
+            f"status={self.status!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DatasetVersion) and (other.dataset_id, other.id) == (self.dataset_id, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.dataset_id, self.id))
+
+
+def _one_parent(
+    names: Sequence[str] | str | None, ids: Sequence[str] | str | None
+) -> tuple[str, str] | None:
+    if names is not None and ids is not None:
+        raise ValidationError("give parent_version_names or parent_version_ids, not both")
+    for kind, value in (("name", names), ("id", ids)):
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str) else list(value)
+        if len(values) > 1:
+            raise ValidationError(
+                f"a version has exactly one parent; got {len(values)} parent version {kind}s {values!r}"
+            )
+        if values:
+            return kind, values[0]
+    return None

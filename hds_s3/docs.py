@@ -1,0 +1,265 @@
+"""The JSON documents kept in the store, as frozen dataclasses, parsed and written in one place.
+
+Every document carries ``format_version``; fields this version does not know are kept in ``extra``
+and written back unchanged, so an older client never drops what a newer one wrote.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from hds_s3.errors import CorruptObjectError
+from hds_s3.layout import FORMAT_VERSION
+
+DRAFT = "draft"
+PUBLISHED = "published"
+STATUSES = (DRAFT, PUBLISHED)
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the time unit of every document."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One node of a dataset's version tree, as stored in the dataset document.
+
+    ``frames`` is the version's frame index pointer (its current manifest key and counts), empty
+    while the version has no frames of its own; a child starts from its parent's pointer.
+    """
+
+    id: str
+    name: str
+    parent: str | None
+    status: str
+    created: int
+    published: int | None = None
+    comment: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    frames: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_draft(self) -> bool:
+        """True while the version can still change."""
+        return self.status == DRAFT
+
+
+@dataclass(frozen=True)
+class DatasetDoc:
+    """The dataset document: the dataset's own fields and its whole version tree.
+
+    Every change of the tree is one compare-and-swap of this document; ``txn`` names the call that
+    wrote it, so a writer whose response was lost can tell that its write landed.
+    """
+
+    id: str
+    name: str
+    created: int
+    updated: int
+    description: str = ""
+    project: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    versions: tuple[VersionEntry, ...] = ()
+    deleted: bool = False
+    txn: str = ""
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def version(self, version_id: str) -> VersionEntry | None:
+        """Return the entry with this id, or None."""
+        for entry in self.versions:
+            if entry.id == version_id:
+                return entry
+        return None
+
+    def version_named(self, name: str) -> VersionEntry | None:
+        """Return the entry with this name, or None (names are unique within a dataset)."""
+        for entry in self.versions:
+            if entry.name == name:
+                return entry
+        return None
+
+    def children(self, version_id: str) -> list[VersionEntry]:
+        """Return the direct children of a version, oldest first."""
+        return [v for v in self.versions if v.parent == version_id]
+
+    def depth(self, version_id: str) -> int:
+        """Return the number of ancestors of a version (a root has depth 0)."""
+        by_id = {v.id: v for v in self.versions}
+        depth, seen = 0, set()
+        entry = by_id.get(version_id)
+        while entry is not None and entry.parent is not None and entry.parent not in seen:
+            seen.add(entry.parent)
+            entry = by_id.get(entry.parent)
+            depth += 1
+        return depth
+
+    def head(self) -> VersionEntry | None:
+        """The current version: the draft with the longest path to the root (newest on ties).
+
+        Without drafts, the most recently published version; without versions, None.
+        """
+        drafts = [v for v in self.versions if v.is_draft]
+        if drafts:
+            return max(drafts, key=lambda v: (self.depth(v.id), v.created))
+        if self.versions:
+            return max(self.versions, key=lambda v: (v.published or 0, v.created))
+        return None
+
+    def subtree(self, version_id: str) -> list[VersionEntry]:
+        """Return the version and all its descendants."""
+        out: list[VersionEntry] = []
+        pending = [version_id]
+        while pending:
+            vid = pending.pop()
+            entry = self.version(vid)
+            if entry is not None:
+                out.append(entry)
+                pending.extend(c.id for c in self.children(vid))
+        return out
+
+    def with_version(self, entry: VersionEntry) -> DatasetDoc:
+        """Return a copy in which ``entry`` replaces the entry with its id (or is appended)."""
+        if self.version(entry.id) is None:
+            return replace(self, versions=(*self.versions, entry))
+        return replace(self, versions=tuple(entry if v.id == entry.id else v for v in self.versions))
+
+
+@dataclass(frozen=True)
+class DatasetClaim:
+    """The object that gives a dataset name to one dataset id; ``dataset_id=None`` means released."""
+
+    name: str
+    dataset_id: str | None
+    txn: str = ""
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(data: bytes, key: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptObjectError(f"{key}: not valid JSON ({exc}); the object is damaged") from exc
+    if not isinstance(raw, dict):
+        raise CorruptObjectError(f"{key}: expected a JSON object, found {type(raw).__name__}")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorruptObjectError(
+            f"{key}: format_version {version!r} is not supported by this hds_s3 (it reads "
+            f"{FORMAT_VERSION}); upgrade hds_s3 if a newer one wrote it"
+        )
+    return raw
+
+
+def _split(cls: type, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    names = {f.name for f in fields(cls)} - {"extra"}
+    known = {k: v for k, v in raw.items() if k in names}
+    extra = {k: v for k, v in raw.items() if k not in names}
+    return known, extra
+
+
+def _dump(obj: Any, **known: Any) -> dict[str, Any]:
+    out = dict(copy.deepcopy(obj.extra))
+    out.update(known)
+    return out
+
+
+def _entry_from(raw: dict[str, Any], key: str) -> VersionEntry:
+    known, extra = _split(VersionEntry, raw)
+    try:
+        known["tags"] = tuple(known.get("tags", ()))
+        entry = VersionEntry(**known, extra=extra)
+    except TypeError as exc:
+        raise CorruptObjectError(f"{key}: a version entry is malformed ({exc})") from exc
+    if entry.status not in STATUSES:
+        raise CorruptObjectError(f"{key}: version {entry.id} has unknown status {entry.status!r}")
+    return entry
+
+
+def _entry_to(entry: VersionEntry) -> dict[str, Any]:
+    return _dump(
+        entry,
+        id=entry.id,
+        name=entry.name,
+        parent=entry.parent,
+        status=entry.status,
+        created=entry.created,
+        published=entry.published,
+        comment=entry.comment,
+        metadata=entry.metadata,
+        tags=list(entry.tags),
+        frames=entry.frames,
+        stats=entry.stats,
+    )
+
+
+def parse_dataset_doc(data: bytes, key: str) -> DatasetDoc:
+    """Parse a dataset document.
+
+    Raises:
+        CorruptObjectError: naming ``key``, when the bytes are not a valid version-1 document.
+    """
+    raw = _load(data, key)
+    known, extra = _split(DatasetDoc, raw)
+    try:
+        known["versions"] = tuple(_entry_from(v, key) for v in known.get("versions", ()))
+        known["tags"] = tuple(known.get("tags", ()))
+        return DatasetDoc(**known, extra=extra)
+    except (TypeError, AttributeError) as exc:
+        raise CorruptObjectError(f"{key}: the dataset document is malformed ({exc})") from exc
+
+
+def dump_dataset_doc(doc: DatasetDoc) -> bytes:
+    """Serialise a dataset document (UTF-8 JSON)."""
+    out = _dump(
+        doc,
+        format_version=doc.format_version,
+        id=doc.id,
+        name=doc.name,
+        description=doc.description,
+        project=doc.project,
+        tags=list(doc.tags),
+        metadata=doc.metadata,
+        created=doc.created,
+        updated=doc.updated,
+        deleted=doc.deleted,
+        txn=doc.txn,
+        versions=[_entry_to(v) for v in doc.versions],
+    )
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def parse_claim(data: bytes, key: str) -> DatasetClaim:
+    """Parse a dataset name claim.
+
+    Raises:
+        CorruptObjectError: naming ``key``, when the bytes are not a valid version-1 claim.
+    """
+    raw = _load(data, key)
+    known, extra = _split(DatasetClaim, raw)
+    try:
+        return DatasetClaim(**known, extra=extra)
+    except TypeError as exc:
+        raise CorruptObjectError(f"{key}: the name claim is malformed ({exc})") from exc
+
+
+def dump_claim(claim: DatasetClaim) -> bytes:
+    """Serialise a dataset name claim."""
+    out = _dump(
+        claim,
+        format_version=claim.format_version,
+        name=claim.name,
+        dataset_id=claim.dataset_id,
+        txn=claim.txn,
+    )
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
