@@ -1,0 +1,116 @@
+"""Stored documents: parsed in one place, unknown fields kept, damage reported with the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, ValidationError, layout
+from hds_s3.store import MemoryStore
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client(MemoryStore())
+
+
+def _doc_key(client: Client, name: str) -> str:
+    return layout.dataset_doc_key(Dataset.get(dataset_name=name, client=client).id)
+
+
+def _edit(client: Client, key: str, edit: object) -> None:
+    data, etag = client.store.get(key)
+    raw = json.loads(data)
+    edit(raw)  # type: ignore[operator]
+    client.store.put(key, json.dumps(raw).encode(), if_match=etag)
+
+
+def test_fields_written_by_a_newer_client_survive_our_writes(client: Client) -> None:
+    DatasetVersion.create_new_dataset(dataset_name="n", client=client)
+    key = _doc_key(client, "n")
+
+    def add_unknown(raw: dict) -> None:  # type: ignore[type-arg]
+        raw["future_field"] = {"x": 1}
+        raw["versions"][0]["future_version_field"] = [1, 2]
+
+    _edit(client, key, add_unknown)
+    DatasetVersion.create_snapshot(dataset_name="n", publish_name="v1", client=client)
+    Dataset.get(dataset_name="n", client=client).add_tags(["t"])
+    raw = json.loads(client.store.get(key)[0])
+    assert raw["future_field"] == {"x": 1}
+    assert raw["versions"][0]["future_version_field"] == [1, 2]
+    assert raw["versions"][0]["name"] == "v1"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda raw: b'{"format_version": 1, "id": ', "not valid JSON"),
+        (lambda raw: json.dumps({**raw, "format_version": 2}).encode(), "format_version 2"),
+        (lambda raw: json.dumps([raw]).encode(), "JSON object"),
+        (lambda raw: json.dumps({**raw, "versions": [{"id": "x"}]}).encode(), "malformed"),
+        (lambda raw: json.dumps({**raw, "versions": [{**raw["versions"][0], "status": "odd"}]}).encode(), "status"),
+    ],
+)
+def test_a_damaged_document_names_its_key_and_other_datasets_keep_working(
+    client: Client, damage: object, message: str
+) -> None:
+    Dataset.create(dataset_name="broken", client=client)
+    Dataset.create(dataset_name="fine", client=client)
+    key = _doc_key(client, "broken")
+    data, etag = client.store.get(key)
+    client.store.put(key, damage(json.loads(data)), if_match=etag)  # type: ignore[operator]
+    with pytest.raises(CorruptObjectError, match=message) as info:
+        Dataset.get(dataset_name="broken", client=client)
+    assert key in str(info.value)
+    DatasetVersion.create_snapshot(dataset_name="fine", client=client)
+    assert len(Dataset.get(dataset_name="fine", client=client).get_versions()) == 2
+
+
+def test_a_damaged_name_claim_is_reported_with_its_key(client: Client) -> None:
+    Dataset.create(dataset_name="c", client=client)
+    key = layout.dataset_claim_key("c")
+    client.store.put(key, b"garbage", if_match=client.store.get(key)[1])
+    with pytest.raises(CorruptObjectError, match="_hds/datasets/"):
+        Dataset.get(dataset_name="c", client=client)
+
+
+@given(st.text(min_size=1, max_size=200).filter(lambda s: s.strip() and len(s.encode()) <= 255))
+def test_encoded_names_are_one_safe_key_component(name: str) -> None:
+    try:
+        enc = layout.encode_name(name)
+    except ValidationError:
+        assert any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
+        return
+    assert "/" not in enc and enc not in (".", "..") and not enc.startswith(".")
+    assert len(enc) <= 120
+    assert layout.encode_name(name) == enc
+
+
+def test_encoding_tells_apart_case_and_shared_long_prefixes() -> None:
+    assert layout.encode_name("Cars").lower() != layout.encode_name("cars").lower()
+    long = "x" * 200
+    assert layout.encode_name(long + "a") != layout.encode_name(long + "b")
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", "ABCDEF" * 6, "0" * 31])
+def test_ids_from_users_cannot_reach_a_key(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        layout.dataset_doc_key(bad)
+    with pytest.raises(ValidationError):
+        layout.segment_key("0" * 32, bad, "1" * 32)
+
+
+def test_the_store_marker_is_written_once_and_checked(client: Client) -> None:
+    Dataset.create(dataset_name="a", client=client)
+    data, etag = client.store.get(layout.STORE_MARKER)
+    assert json.loads(data)["format_version"] == layout.FORMAT_VERSION
+    other = Client(client.store)
+    Dataset.create(dataset_name="b", client=other)
+    assert client.store.get(layout.STORE_MARKER)[1] == etag
+    client.store.put(layout.STORE_MARKER, b'{"format_version": 9}', if_match=etag)
+    with pytest.raises(CorruptObjectError, match="upgrade"):
+        Dataset.create(dataset_name="c", client=Client(client.store))
