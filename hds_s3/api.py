@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -304,7 +305,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         new = check_tags(tags)
-        self._update(lambda d: _replace_doc(d, tags=check_tags((*d.tags, *new))), "add tags")
+        self._update(lambda d: replace(d, tags=check_tags((*d.tags, *new))), "add tags")
 
     def remove_tags(self, tags: Iterable[str] | str) -> None:
         """Remove dataset tags (absent ones are ignored).
@@ -313,7 +314,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         gone = set(check_tags(tags))
-        self._update(lambda d: _replace_doc(d, tags=tuple(t for t in d.tags if t not in gone)), "remove tags")
+        self._update(lambda d: replace(d, tags=tuple(t for t in d.tags if t not in gone)), "remove tags")
 
     def set_tags(self, tags: Iterable[str] | None) -> None:
         """Replace the dataset tags.
@@ -322,7 +323,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         new = check_tags(tags)
-        self._update(lambda d: _replace_doc(d, tags=new), "set tags")
+        self._update(lambda d: replace(d, tags=new), "set tags")
 
     def set_description(self, description: str) -> None:
         """Replace the dataset description.
@@ -332,7 +333,7 @@ class Dataset:
         """
         if not isinstance(description, str):
             raise ValidationError(f"dataset {self.name!r}: description must be a string")
-        self._update(lambda d: _replace_doc(d, description=description), "set description")
+        self._update(lambda d: replace(d, description=description), "set description")
 
     def get_metadata(self) -> dict[str, Any]:
         """Return a copy of the dataset-level metadata, freshly read."""
@@ -345,7 +346,7 @@ class Dataset:
             ValidationError: not a dict, a key with ``$`` or ``.``, or a value that is not JSON.
         """
         clean = check_metadata(f"dataset {self.name!r}", metadata)
-        self._update(lambda d: _replace_doc(d, metadata=clean), "set metadata")
+        self._update(lambda d: replace(d, metadata=clean), "set metadata")
         return True
 
     def format_tree(self) -> str:
@@ -371,12 +372,6 @@ class Dataset:
 
     def __hash__(self) -> int:
         return hash(self.id)
-
-
-def _replace_doc(doc: DatasetDoc, **changes: Any) -> DatasetDoc:
-    from dataclasses import replace
-
-    return replace(doc, **changes)
 
 
 class DatasetVersion:
@@ -475,7 +470,11 @@ class DatasetVersion:
 
     @classmethod
     def get_datasets(
-        cls, name_pattern: str | None = None, tags: Sequence[str] | None = None, *, client: Client | None = None
+        cls,
+        name_pattern: str | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        client: Client | None = None,
     ) -> list[Dataset]:
         """List datasets (see :meth:`Dataset.list_datasets`).
 
@@ -521,13 +520,16 @@ class DatasetVersion:
             if existing is not None:
                 if raise_if_exists:
                     raise AlreadyExistsError(
-                        f"dataset {doc.name!r} already has a version named {version_name!r} (id {existing.id})"
+                        f"dataset {doc.name!r} already has a version named {version_name!r} "
+                        f"(id {existing.id})"
                     )
                 return doc
             parent_id = None
             if parents is not None:
                 kind, value = parents
-                parent_id = _find_version(doc, value if kind == "name" else None, value if kind == "id" else None).id
+                parent_id = _find_version(
+                    doc, value if kind == "name" else None, value if kind == "id" else None
+                ).id
             return tree.add_version(
                 doc,
                 version_id=new_id,
@@ -572,8 +574,14 @@ class DatasetVersion:
         for name in (publish_name, child_name):
             if name is not None:
                 check_name("version", name)
-        cmeta = check_metadata("snapshot child_metadata", child_metadata) if child_metadata is not None else None
-        pmeta = check_metadata("snapshot publish_metadata", publish_metadata) if publish_metadata is not None else None
+        cmeta = (
+            check_metadata("snapshot child_metadata", child_metadata) if child_metadata is not None else None
+        )
+        pmeta = (
+            check_metadata("snapshot publish_metadata", publish_metadata)
+            if publish_metadata is not None
+            else None
+        )
         ds = Dataset.get(dataset_name, dataset_id, client=client)
         child_id = layout.new_id()
         doc = ds._update(
@@ -683,7 +691,9 @@ class DatasetVersion:
     def _update(self, change: Any, what: str) -> None:
         vid = self._entry.id
         self._doc = self._client.catalog.update(
-            self._doc.id, lambda d: change(d, vid), what=f"{what} of version {self.name!r} in {self.dataset_name!r}"
+            self._doc.id,
+            lambda d: change(d, vid),
+            what=f"{what} of version {self.name!r} in {self.dataset_name!r}",
         )
         self._entry = tree.entry(self._doc, vid)
 
@@ -743,7 +753,9 @@ class DatasetVersion:
             ValidationError: a bad tag.
         """
         new = check_tags(tags)
-        self._update(lambda d, vid: tree.set_tags(d, vid, check_tags((*tree.entry(d, vid).tags, *new))), "add tags")
+        self._update(
+            lambda d, vid: tree.set_tags(d, vid, check_tags((*tree.entry(d, vid).tags, *new))), "add tags"
+        )
 
     def remove_tags(self, tags: Iterable[str] | str) -> None:
         """Remove version tags.
@@ -814,15 +826,16 @@ class DatasetVersion:
         )
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DatasetVersion) and (other.dataset_id, other.id) == (self.dataset_id, self.id)
+        return isinstance(other, DatasetVersion) and (other.dataset_id, other.id) == (
+            self.dataset_id,
+            self.id,
+        )
 
     def __hash__(self) -> int:
         return hash((self.dataset_id, self.id))
 
 
-def _one_parent(
-    names: Sequence[str] | str | None, ids: Sequence[str] | str | None
-) -> tuple[str, str] | None:
+def _one_parent(names: Sequence[str] | str | None, ids: Sequence[str] | str | None) -> tuple[str, str] | None:
     if names is not None and ids is not None:
         raise ValidationError("give parent_version_names or parent_version_ids, not both")
     for kind, value in (("name", names), ("id", ids)):

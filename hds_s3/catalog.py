@@ -189,7 +189,9 @@ class Catalog:
             tags=tags,
             metadata=dict(metadata or {}),
             versions=(
-                VersionEntry(id=layout.new_id(), name=DEFAULT_VERSION_NAME, parent=None, status="draft", created=now),
+                VersionEntry(
+                    id=layout.new_id(), name=DEFAULT_VERSION_NAME, parent=None, status="draft", created=now
+                ),
             ),
             txn=layout.new_id(),
         )
@@ -264,7 +266,9 @@ class Catalog:
         except (ConflictError, NotFoundError):
             pass  # someone else already moved the claim on
         except StorageError as exc:
-            log.warning("dataset %r deleted; releasing its name failed (%s), a later create does it", doc.name, exc)
+            log.warning(
+                "dataset %r deleted; releasing its name failed (%s), a later create does it", doc.name, exc
+            )
 
     def remove_objects(self, prefix: str, *, last: str | None = None) -> None:
         """Best-effort removal of objects no document refers to any more (what fails stays for gc).

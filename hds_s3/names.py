@@ -37,9 +37,7 @@ def check_name(kind: str, name: object) -> str:
         )
     for ch in name:
         if unicodedata.category(ch) == "Cc":
-            raise ValidationError(
-                f"{kind} name {name!r} contains the control character {ch!r}; remove it"
-            )
+            raise ValidationError(f"{kind} name {name!r} contains the control character {ch!r}; remove it")
     return name
 
 
@@ -93,7 +91,9 @@ def _clean(where: str, value: object, path: str) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValidationError(f"{where}: metadata key {key!r} at {path or 'top level'} is not a string")
+                raise ValidationError(
+                    f"{where}: metadata key {key!r} at {path or 'top level'} is not a string"
+                )
             if "$" in key or "." in key or not key:
                 raise ValidationError(
                     f"{where}: metadata key {path + key!r} is empty or contains '$' or '.'; rename it"
@@ -103,7 +103,9 @@ def _clean(where: str, value: object, path: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(where, item, f"{path}[{i}].") for i, item in enumerate(value)]
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(f"{where}: metadata value at {path.rstrip('.')!r} is {value}; JSON has no NaN/inf")
+        raise ValidationError(
+            f"{where}: metadata value at {path.rstrip('.')!r} is {value}; JSON has no NaN/inf"
+        )
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     try:

@@ -39,8 +39,7 @@ def _require_free_name(doc: DatasetDoc, name: str, *, allow: str | None = None) 
     other = doc.version_named(name)
     if other is not None and other.id != allow:
         raise AlreadyExistsError(
-            f"dataset {doc.name!r} already has a version named {name!r} (id {other.id}); "
-            "choose another name"
+            f"dataset {doc.name!r} already has a version named {name!r} (id {other.id}); choose another name"
         )
 
 

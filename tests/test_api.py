@@ -183,7 +183,9 @@ def test_snapshot_is_refused_outside_the_simple_structure_with_the_reason(client
         )
         Dataset.get(dataset_name="adv", client=client).delete_version(version_name="Current")
         DatasetVersion.get_version(dataset_name="adv", version_name="side", client=client)
-        DatasetVersion.create_version(dataset_name="adv", version_name="side2", parent_version_names="base", client=client)
+        DatasetVersion.create_version(
+            dataset_name="adv", version_name="side2", parent_version_names="base", client=client
+        )
         DatasetVersion.get_version(dataset_name="adv", version_name="side", client=client).publish_version()
         reason = "2 children"
     else:
@@ -212,12 +214,18 @@ def test_child_versions_need_a_published_parent_and_one_parent(client: Client) -
         )
     DatasetVersion.create_snapshot(dataset_name="kids", publish_name="PublishedVersion", client=client)
     child = DatasetVersion.create_version(
-        dataset_name="kids", parent_version_names=["PublishedVersion"], version_name="NewChildVersion", client=client
+        dataset_name="kids",
+        parent_version_names=["PublishedVersion"],
+        version_name="NewChildVersion",
+        client=client,
     )
     parent = DatasetVersion.get_version(dataset_name="kids", version_name="PublishedVersion", client=client)
     assert child.parent_id == parent.id and child.is_draft
     same = DatasetVersion.create_version(
-        dataset_name="kids", parent_version_names=["PublishedVersion"], version_name="NewChildVersion", client=client
+        dataset_name="kids",
+        parent_version_names=["PublishedVersion"],
+        version_name="NewChildVersion",
+        client=client,
     )
     assert same.id == child.id
     with pytest.raises(ValueError, match="NewChildVersion"):
@@ -230,7 +238,10 @@ def test_child_versions_need_a_published_parent_and_one_parent(client: Client) -
         )
     with pytest.raises(ValidationError, match="exactly one parent"):
         DatasetVersion.create_version(
-            dataset_name="kids", parent_version_names=["PublishedVersion", "Current"], version_name="x", client=client
+            dataset_name="kids",
+            parent_version_names=["PublishedVersion", "Current"],
+            version_name="x",
+            client=client,
         )
     by_id = DatasetVersion.create_version(
         dataset_name="kids", parent_version_ids=[parent.id], version_name="by id", client=client
@@ -250,7 +261,9 @@ def test_root_versions_have_no_parent(client: Client) -> None:
 
 def test_get_version_by_name_id_or_current_with_warning(client: Client) -> None:
     only = DatasetVersion.create_new_dataset(dataset_name="g", client=client)
-    assert DatasetVersion.get_version(dataset_name="g", client=client).id == only.id  # one version: no warning
+    assert (
+        DatasetVersion.get_version(dataset_name="g", client=client).id == only.id
+    )  # one version: no warning
     current = DatasetVersion.create_snapshot(dataset_name="g", publish_name="v1", client=client)
     with pytest.warns(UserWarning, match="2 versions"):
         assert DatasetVersion.get_version(dataset_name="g", client=client).id == current.id
@@ -265,10 +278,12 @@ def test_get_version_by_name_id_or_current_with_warning(client: Client) -> None:
 def test_get_versions_filters(client: Client) -> None:
     DatasetVersion.create_new_dataset(dataset_name="f", client=client)
     DatasetVersion.create_snapshot(dataset_name="f", publish_name="p", client=client)
-    assert [v.name for v in DatasetVersion.get_versions(dataset_name="f", only_published=True, client=client)] == ["p"]
-    assert [v.name for v in DatasetVersion.get_versions(dataset_name="f", only_draft=True, client=client)] == [
-        "Current"
-    ]
+    assert [
+        v.name for v in DatasetVersion.get_versions(dataset_name="f", only_published=True, client=client)
+    ] == ["p"]
+    assert [
+        v.name for v in DatasetVersion.get_versions(dataset_name="f", only_draft=True, client=client)
+    ] == ["Current"]
     with pytest.raises(ValidationError):
         DatasetVersion.get_versions(dataset_name="f", only_published=True, only_draft=True, client=client)
 
@@ -301,7 +316,9 @@ def test_rename_comment_and_tags(client: Client) -> None:
     ver.set_comment("first pass")
     ver.add_tags(["gold", "v"])
     ver.remove_tags("v")
-    again = DatasetVersion.get_version(dataset_name="r", version_name="2024-10-20 night run / été", client=client)
+    again = DatasetVersion.get_version(
+        dataset_name="r", version_name="2024-10-20 night run / été", client=client
+    )
     assert (again.id, again.comment, again.tags) == (ver.id, "first pass", ["gold"])
     DatasetVersion.create_version(dataset_name="r", version_name="other", client=client)
     with pytest.raises(AlreadyExistsError, match="other"):
@@ -328,7 +345,9 @@ def test_mask_labels_are_stored_as_the_reference_stores_them(client: Client) -> 
     ver = DatasetVersion.create_new_dataset(dataset_name="masks", client=client)
     ver.set_metadata({"keep": True})
     ver.set_masks_labels({(0, 0, 0): ["background"], (1, 1, 1): ["person", "sitting"], (2, 2, 2): ["cat"]})
-    meta = DatasetVersion.get_version(dataset_name="masks", version_name="Current", client=client).get_metadata()
+    meta = DatasetVersion.get_version(
+        dataset_name="masks", version_name="Current", client=client
+    ).get_metadata()
     assert meta["mask_labels"] == {
         "_all_": [
             {"value": [0, 0, 0], "labels": ["background"]},
@@ -363,7 +382,9 @@ def test_delete_version_drafts_only_or_the_subtree_with_force(client: Client, st
 # ------------------------------------------------------------------ names and errors
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "2024-10-20", "Ünïcødé ✓ 数据", "with spaces  ", "%2F", "~"])
+@pytest.mark.parametrize(
+    "name", ["../x", "a/b", "..", ".", "2024-10-20", "Ünïcødé ✓ 数据", "with spaces  ", "%2F", "~"]
+)
 def test_free_form_names_never_escape_the_prefix(client: Client, store: ObjectStore, name: str) -> None:
     ds = Dataset.create(dataset_name=name, client=client)
     ver = DatasetVersion.create_version(dataset_name=name, version_name=name + " v", client=client)
@@ -371,7 +392,9 @@ def test_free_form_names_never_escape_the_prefix(client: Client, store: ObjectSt
     assert ver.name == name + " v"
     for key in contents(store):
         parts = key.split("/")
-        assert parts[0] in ("_hds", "datasets") and ".." not in parts and "." not in parts and "" not in parts, key
+        assert (
+            parts[0] in ("_hds", "datasets") and ".." not in parts and "." not in parts and "" not in parts
+        ), key
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 256, "é" * 128, "tab\there", "nl\n", "nul\x00", 5, None])

@@ -52,7 +52,10 @@ def test_fields_written_by_a_newer_client_survive_our_writes(client: Client) -> 
         (lambda raw: json.dumps({**raw, "format_version": 2}).encode(), "format_version 2"),
         (lambda raw: json.dumps([raw]).encode(), "JSON object"),
         (lambda raw: json.dumps({**raw, "versions": [{"id": "x"}]}).encode(), "malformed"),
-        (lambda raw: json.dumps({**raw, "versions": [{**raw["versions"][0], "status": "odd"}]}).encode(), "status"),
+        (
+            lambda raw: json.dumps({**raw, "versions": [{**raw["versions"][0], "status": "odd"}]}).encode(),
+            "status",
+        ),
     ],
 )
 def test_a_damaged_document_names_its_key_and_other_datasets_keep_working(

@@ -71,7 +71,11 @@ def test_creating_datasets_blocks_run_in_page_order() -> None:
 
 @pytest.mark.parametrize(
     "index, setup",
-    [(6, lambda: _my_dataset()), (7, lambda: _my_dataset(drafts=("other",))), (8, lambda: _my_dataset("v1", "v2"))],
+    [
+        (6, lambda: _my_dataset()),
+        (7, lambda: _my_dataset(drafts=("other",))),
+        (8, lambda: _my_dataset("v1", "v2")),
+    ],
 )
 def test_deleting_datasets(index: int, setup: Callable[[], None]) -> None:
     setup()
@@ -107,7 +111,9 @@ def test_child_and_root_version_blocks() -> None:
     with pytest.raises(ValueError, match="NewChildVersion"):
         _run(blocks[14], ns)  # it exists now
     _run(blocks[15], ns)
-    assert DatasetVersion.get_version(dataset_name="MyDataset", version_name="NewRootVersion").parent_id is None
+    assert (
+        DatasetVersion.get_version(dataset_name="MyDataset", version_name="NewRootVersion").parent_id is None
+    )
 
 
 def test_getting_versions_blocks() -> None:
