@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import replace
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hds_s3 import layout, tree
