@@ -54,7 +54,7 @@ def connect(url: str | None = None) -> Client:
     """
     from hds_s3.store import open_store
 
-    return Client(open_store(url or default_store_url()))
+    return Client(open_store(default_store_url() if url is None else url))
 
 
 _default: Client | None = None

@@ -1,0 +1,155 @@
+"""Choosing a store, the default store, read-only use, and the commit loop's retry budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hds_s3 import (
+    Client,
+    ConflictError,
+    Dataset,
+    DatasetVersion,
+    StorageError,
+    ValidationError,
+    connect,
+    default_client,
+    layout,
+    set_default_client,
+)
+from hds_s3.commit import RetryBudget, update_dataset_doc
+from hds_s3.store import LocalStore, MemoryStore, ObjectInfo, ObjectStore
+from hds_s3.tree import set_comment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default() -> Iterator[None]:
+    set_default_client(None)
+    yield
+    set_default_client(None)
+
+
+def test_the_default_store_is_the_folder_named_by_hds_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HDS_STORE", str(tmp_path / "here"))
+    Dataset.create(dataset_name="d")
+    assert isinstance(default_client().store, LocalStore)
+    assert (tmp_path / "here" / "_hds" / "store.json").exists()
+    # another process (here: another client on the same folder) sees it
+    assert Dataset.get(dataset_name="d", client=connect(str(tmp_path / "here"))).name == "d"
+    assert Dataset.get(dataset_name="d", client=connect((tmp_path / "here").as_uri())).name == "d"
+
+
+def test_without_hds_store_the_default_is_a_folder_under_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HDS_STORE")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_client().url == (tmp_path / "hds_s3").as_uri()
+
+
+def test_set_default_client_and_memory_urls() -> None:
+    set_default_client("memory://shared-by-name")
+    Dataset.create(dataset_name="m")
+    assert Dataset.exists(dataset_name="m", client=connect("memory://shared-by-name"))
+    assert not Dataset.exists(dataset_name="m", client=connect("memory://another"))
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "s3://", "file://otherhost/x", ""])
+def test_unsupported_urls_are_refused_with_the_accepted_forms(url: str) -> None:
+    with pytest.raises(ValidationError, match="accepted forms|file:///"):
+        connect(url)
+
+
+class ReadOnlyStore:
+    """A store with read-only credentials: every write is refused."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.inner.get_range(key, start, length)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.inner.head(key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        raise StorageError(f"AccessDenied: read-only credentials cannot write {key}")
+
+    def delete(self, key: str) -> None:
+        raise StorageError(f"AccessDenied: read-only credentials cannot delete {key}")
+
+
+def test_every_read_works_with_read_only_credentials() -> None:
+    inner = MemoryStore()
+    writer = Client(inner)
+    DatasetVersion.create_new_dataset(dataset_name="ro", tags=["t"], client=writer)
+    DatasetVersion.get_current(dataset_name="ro", client=writer).set_masks_labels({(1, 2, 3): ["x"]})
+    DatasetVersion.create_snapshot(dataset_name="ro", publish_name="v1", client=writer)
+    reader = Client(ReadOnlyStore(inner))
+    ds = Dataset.get(dataset_name="ro", client=reader)
+    assert [d.name for d in Dataset.list_datasets(tags=["t"], client=reader)] == ["ro"]
+    assert [v.name for v in ds.get_versions(only_published=True)] == ["v1"]
+    v1 = DatasetVersion.get_version(dataset_name="ro", version_name="v1", client=reader)
+    assert v1.get_masks_labels() == {(1, 2, 3): ["x"]}
+    assert DatasetVersion.get_current(dataset_name="ro", client=reader).name == "Current"
+    assert "v1 [published]" in ds.format_tree()
+    with pytest.raises(StorageError, match="read-only"):
+        DatasetVersion.create_snapshot(dataset_name="ro", client=reader)
+
+
+class CompetingStore(MemoryStore):
+    """A store where another writer changes a dataset document just before each of our writes to it."""
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        if if_match is not None and key.endswith("dataset.json"):
+            current, etag = self.get(key)
+            raw = json.loads(current)
+            raw["description"] = raw.get("description", "") + "+"
+            super().put(key, json.dumps(raw).encode(), if_match=etag)  # the rival wins
+        return super().put(key, data, if_none_match=if_none_match, if_match=if_match)
+
+
+def test_a_writer_that_always_loses_gives_up_with_conflict_error_and_changes_nothing() -> None:
+    store = CompetingStore()
+    ds = Dataset.create(dataset_name="busy", client=Client(store))
+    vid = ds.get_current().id
+    with pytest.raises(ConflictError, match="gave up after 4 attempts"):
+        update_dataset_doc(
+            store,
+            ds.id,
+            lambda d: set_comment(d, vid, "mine"),
+            what="comment",
+            budget=RetryBudget(max_attempts=4, first_wait=0.001, max_wait=0.002),
+        )
+    doc = json.loads(store.get(layout.dataset_doc_key(ds.id))[0])
+    assert doc["description"] == "++++" and doc["versions"][0]["comment"] == ""
+
+
+def test_quickstart_runs_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {"PATH": "", "HOME": str(tmp_path), "HDS_STORE": str(tmp_path / "store")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "v1 [published]" in done.stdout and "exists now: False" in done.stdout
