@@ -583,6 +583,7 @@ class DatasetVersion:
             else None
         )
         ds = Dataset.get(dataset_name, dataset_id, client=client)
+        seen = [v.id for v in ds._doc.versions if v.is_draft]
         child_id = layout.new_id()
         doc = ds._update(
             lambda d: tree.snapshot(
@@ -595,6 +596,7 @@ class DatasetVersion:
                 publish_metadata=pmeta,
                 child_comment=child_comment,
                 child_metadata=cmeta,
+                draft_id=seen[0] if len(seen) == 1 else None,
             ),
             "create snapshot",
         )

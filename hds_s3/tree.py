@@ -145,11 +145,16 @@ def snapshot(
     child_comment: str | None = None,
     child_metadata: dict[str, Any] | None = None,
     stats: dict[str, Any] | None = None,
+    draft_id: str | None = None,
 ) -> DatasetDoc:
     """Publish the only draft under a snapshot name (keeping its id) and add a draft child after it.
 
+    ``draft_id`` pins the draft the caller saw: if another writer snapshotted or published it in the
+    meantime, this snapshot is refused instead of snapshotting the newer, different draft.
+
     Raises:
-        InvalidStateError: the tree is not the simple structure (the message says why).
+        InvalidStateError: the tree is not the simple structure (the message says why), or the
+            draft ``draft_id`` is no longer the draft.
         AlreadyExistsError: ``publish_name`` or ``child_name`` is taken by another version.
     """
     problem = simple_structure_problem(doc)
@@ -159,6 +164,13 @@ def snapshot(
             "whose last version is the only draft); use publish_version() and create_version() instead"
         )
     draft = next(v for v in doc.versions if v.is_draft)
+    if draft_id is not None and draft.id != draft_id:
+        seen = doc.version(draft_id)
+        raise InvalidStateError(
+            f"cannot create a snapshot of dataset {doc.name!r}: the draft it was asked for "
+            f"({seen.name if seen else draft_id!r}) was published by another writer meanwhile; the "
+            f"draft is now {draft.name!r} ({draft.id}); call again to snapshot that one"
+        )
     publish_name = publish_name if publish_name is not None else snapshot_name()
     child_name = child_name if child_name is not None else DEFAULT_VERSION_NAME
     if publish_name == child_name:
