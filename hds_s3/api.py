@@ -557,6 +557,7 @@ class DatasetVersion:
         dataset_id: str | None = None,
         publish_comment: str | None = None,
         publish_metadata: Mapping[str, Any] | None = None,
+        version_id: str | None = None,
         *,
         client: Client | None = None,
     ) -> DatasetVersion:
@@ -565,8 +566,13 @@ class DatasetVersion:
         The snapshot is named ``publish_name`` or ``snapshot <UTC ISO-8601 time>``; the child is
         named ``child_name`` or ``Current``. Returns the new current draft.
 
+        The snapshot is pinned to the draft this call finds when it starts, or to ``version_id``
+        when given (the draft the caller means): if another writer snapshots or publishes that draft
+        first, this call fails instead of snapshotting the newer draft.
+
         Raises:
-            InvalidStateError: the dataset is not in the simple structure (the message says why).
+            InvalidStateError: the dataset is not in the simple structure (the message says why), or
+                the pinned draft was snapshotted or published by another writer.
             AlreadyExistsError: a requested name is taken.
             NotFoundError: no such dataset.
             ValidationError: a bad name or metadata.
@@ -583,7 +589,11 @@ class DatasetVersion:
             else None
         )
         ds = Dataset.get(dataset_name, dataset_id, client=client)
-        seen = [v.id for v in ds._doc.versions if v.is_draft]
+        seen = (
+            [check_id("version", version_id)]
+            if version_id is not None
+            else [v.id for v in ds._doc.versions if v.is_draft]
+        )
         child_id = layout.new_id()
         doc = ds._update(
             lambda d: tree.snapshot(

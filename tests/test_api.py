@@ -422,3 +422,14 @@ def test_every_error_is_an_hds_error() -> None:
 
     for exc in (getattr(errors, n) for n in errors.__all__):
         assert issubclass(exc, HdsError)
+
+
+def test_a_snapshot_pinned_to_a_draft_someone_else_snapshotted_fails_and_changes_nothing(
+    client: Client,
+) -> None:
+    seen = DatasetVersion.create_new_dataset(dataset_name="pin", client=client)
+    DatasetVersion.create_snapshot(dataset_name="pin", publish_name="theirs", client=client)
+    before = tree_of(client, "pin")
+    with pytest.raises(InvalidStateError, match="another writer"):
+        DatasetVersion.create_snapshot(dataset_name="pin", version_id=seen.id, client=client)
+    assert tree_of(client, "pin") == before

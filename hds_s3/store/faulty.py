@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
-from hds_s3.errors import StorageError
+from hds_s3.errors import HdsError, StorageError
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
 _T = TypeVar("_T")
@@ -65,7 +65,10 @@ class FaultyStore:
             return perform()
         fault = StorageError(f"injected fault at request {number}: {op} {key}")
         if self.mode == "after":
-            perform()
+            try:
+                perform()
+            except HdsError:
+                pass  # the response, success or failure, is lost either way
         raise fault
 
     def get(self, key: str) -> tuple[bytes, str]:
