@@ -9,6 +9,7 @@ an S3 bucket or a local folder. The API follows ClearML Enterprise's Hyper-Datas
     DatasetVersion.create_snapshot(dataset_name="cars", publish_name="v1")
 """
 
+from hds_s3.annotations import Annotation
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.client import Client, connect, default_client, set_default_client
 from hds_s3.errors import (
@@ -21,19 +22,25 @@ from hds_s3.errors import (
     StorageError,
     ValidationError,
 )
+from hds_s3.frames import FrameGroup, SingleFrame
+from hds_s3.ingest import FailedFrame
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExistsError",
+    "Annotation",
     "Client",
     "ConflictError",
     "CorruptObjectError",
     "Dataset",
     "DatasetVersion",
+    "FailedFrame",
+    "FrameGroup",
     "HdsError",
     "InvalidStateError",
     "NotFoundError",
+    "SingleFrame",
     "StorageError",
     "ValidationError",
     "__version__",

@@ -14,10 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from hds_s3 import layout, tree
+import pyarrow as pa
+
+from hds_s3 import ingest, layout, tree
 from hds_s3.client import Client, resolve
 from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
-from hds_s3.errors import AlreadyExistsError, NotFoundError, ValidationError
+from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
+from hds_s3.frameindex import COMPACT_SEGMENTS, SEGMENT_ROWS, FrameIndex
+from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
+from hds_s3.ingest import FailedFrame
 from hds_s3.names import check_id, check_metadata, check_name, check_tags
 
 
@@ -57,6 +62,39 @@ def _check_rgb(value: object) -> list[int]:
     ):
         raise ValidationError(f"mask value {value!r} is not an (r, g, b) tuple of integers 0..255")
     return list(value)
+
+
+class _PointerMoved(Exception):
+    """Internal: frames were committed after statistics were computed; compute them again."""
+
+
+def _unmoved(doc: DatasetDoc, version_id: str, manifest: str | None) -> DatasetDoc:
+    """Require that a version's frame pointer is still ``manifest`` (else :class:`_PointerMoved`)."""
+    current = doc.version(version_id)
+    if current is not None and current.frames.get("manifest") != manifest:
+        raise _PointerMoved
+    return doc
+
+
+class _hybrid:  # noqa: N801 - used as a decorator
+    """A method callable on the class (``self`` is the class) or on an instance."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: object, cls: type) -> Any:
+        import functools
+
+        return functools.partial(self.func, obj if obj is not None else cls)
+
+
+def _progress(show: bool, label: str) -> Any:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=label, unit="frame")
 
 
 class Dataset:
@@ -595,21 +633,31 @@ class DatasetVersion:
             else [v.id for v in ds._doc.versions if v.is_draft]
         )
         child_id = layout.new_id()
-        doc = ds._update(
-            lambda d: tree.snapshot(
-                d,
-                child_id=child_id,
-                now=now_ms(),
-                publish_name=publish_name,
-                child_name=child_name,
-                publish_comment=publish_comment,
-                publish_metadata=pmeta,
-                child_comment=child_comment,
-                child_metadata=cmeta,
-                draft_id=seen[0] if len(seen) == 1 else None,
-            ),
-            "create snapshot",
-        )
+        while True:
+            pinned = ds._doc.version(seen[0]) if len(seen) == 1 else None
+            stats = ds.client.frames.stats(pinned) if pinned is not None else None
+            base = pinned.frames.get("manifest") if pinned is not None else None
+            try:
+                doc = ds._update(
+                    lambda d, pinned=pinned, base=base, stats=stats: tree.snapshot(
+                        _unmoved(d, pinned.id, base) if pinned is not None else d,
+                        child_id=child_id,
+                        now=now_ms(),
+                        publish_name=publish_name,
+                        child_name=child_name,
+                        publish_comment=publish_comment,
+                        publish_metadata=pmeta,
+                        child_comment=child_comment,
+                        child_metadata=cmeta,
+                        draft_id=seen[0] if len(seen) == 1 else None,
+                        stats=stats,
+                    ),
+                    "create snapshot",
+                )
+            except _PointerMoved:
+                ds.reload()  # frames landed meanwhile: count them too
+                continue
+            break
         return cls(doc, tree.entry(doc, child_id), ds.client)
 
     # --------------------------------------------------------------- properties
@@ -723,11 +771,31 @@ class DatasetVersion:
     def publish_version(self) -> DatasetVersion:
         """Publish this draft; it becomes read-only and may have children. Returns self.
 
+        Its statistics (see :meth:`get_stats`) are computed and stored with it; a version with more
+        than ``COMPACT_SEGMENTS`` segments is then compacted.
+
         Raises:
             InvalidStateError: it is published already (e.g. another process won the race).
             NotFoundError: it was deleted.
         """
-        self._update(lambda d, vid: tree.publish(d, vid, now=now_ms()), "publish")
+        while True:
+            self.reload()
+            if not self.is_draft:
+                tree.publish(self._doc, self.id, now=now_ms())  # raises: already published
+            stats = self._frames.stats(self._entry)
+            base = self._entry.frames.get("manifest")
+            try:
+                self._update(
+                    lambda d, vid, base=base, stats=stats: tree.publish(
+                        _unmoved(d, vid, base), vid, now=now_ms(), stats=stats
+                    ),
+                    "publish",
+                )
+            except _PointerMoved:
+                continue  # frames landed meanwhile: they are in; count them too
+            break
+        if len(self._frames.refs(self._entry)) > COMPACT_SEGMENTS:
+            self.compact()
         return self
 
     def commit_version(self, publish: bool = False) -> DatasetVersion:
@@ -737,6 +805,213 @@ class DatasetVersion:
             InvalidStateError: ``publish`` on a published version.
         """
         return self.publish_version() if publish else self.reload()
+
+    # --------------------------------------------------------------- frames
+
+    @property
+    def _frames(self) -> FrameIndex:
+        return self._client.frames
+
+    def _commit_segments(self, refs: Sequence[Any], what: str) -> None:
+        self._doc = self._frames.append(self.dataset_id, self.id, refs, what=f"{what} in {self.name!r}")
+        self._entry = tree.entry(self._doc, self.id)
+
+    def add_frames(
+        self,
+        frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any]],
+        show_progress: bool = False,
+        *,
+        segment_rows: int = SEGMENT_ROWS,
+        commit_every: int = 16,
+    ) -> list[FailedFrame]:
+        """Add frames to this draft; a frame whose id exists already replaces it.
+
+        ``frames`` may be any iterable (a generator of millions is fine): frames are validated one
+        by one and streamed into Parquet segments of ``segment_rows`` frames, committed every
+        ``commit_every`` segments and at the end, so an interrupted call keeps what it committed.
+        Returns the frames that failed validation, each with the reason (a FrameGroup fails whole).
+
+        Raises:
+            InvalidStateError: the version is published (nothing is written), or was published while
+                the frames were written (those not yet committed are not in it).
+            StorageError: the store failed; what was committed before stays.
+        """
+        tree.require_draft(self.reload()._doc, self._entry, "add frames to")
+        failed: list[FailedFrame] = []
+        bar = _progress(show_progress, f"add_frames {self.dataset_name}/{self.name}")
+        pending: list[Any] = []
+        try:
+            written = ingest.write_segments(
+                self._frames,
+                self.dataset_id,
+                self.id,
+                frames,
+                failed,
+                now=now_ms(),
+                segment_rows=segment_rows,
+                progress=bar,
+            )
+            for ref in written:
+                pending.append(ref)
+                if len(pending) >= commit_every:
+                    self._commit_segments(pending, "add frames")
+                    pending = []
+            if pending:
+                self._commit_segments(pending, "add frames")
+        finally:
+            if bar is not None:
+                bar.close()
+        return failed
+
+    def update_frames(
+        self, frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any]]
+    ) -> list[FailedFrame]:
+        """Replace frames that exist in this draft (metadata and ROIs are replaced whole).
+
+        Returns the frames that failed: invalid ones, and ones whose id is not in the version.
+
+        Raises:
+            InvalidStateError: the version is published.
+            StorageError: the store failed.
+        """
+        tree.require_draft(self.reload()._doc, self._entry, "update frames in")
+        items = list(frames)
+        present = set(self.get_frames_table(columns=["id"]).column("id").to_pylist())
+        failed: list[FailedFrame] = []
+        known: list[SingleFrame | FrameGroup | Mapping[str, Any]] = []
+        for item in items:
+            try:
+                fid = ingest.normalize(item)["id"]
+            except (ValidationError, TypeError, ValueError) as exc:
+                failed.append(FailedFrame(item, str(exc)))
+                continue
+            if fid in present:
+                known.append(item)
+            else:
+                failed.append(
+                    FailedFrame(item, f"frame {fid} is not in version {self.name!r}; use add_frames")
+                )
+        failed.extend(self.add_frames(known))
+        return failed
+
+    def delete_frames(self, frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any] | str]) -> None:
+        """Delete frames (given as frames or ids) from this draft; parents are never touched.
+
+        Ids that are not in the version are ignored.
+
+        Raises:
+            InvalidStateError: the version is published.
+            ValidationError: an item is not a frame or an id.
+            StorageError: the store failed.
+        """
+        tree.require_draft(self.reload()._doc, self._entry, "delete frames from")
+        ids = ingest.frame_ids(frames)
+        if not ids:
+            return
+        from hds_s3 import segments
+
+        ref = self._frames.write_segment(self.dataset_id, self.id, segments.deletes_table(ids), "deletes")
+        self._commit_segments([ref], "delete frames")
+
+    @_hybrid
+    def get_single_frame(
+        self_or_cls: Any,
+        frame_id: str,
+        dataset_name: str | None = None,
+        version_name: str | None = None,
+        dataset_id: str | None = None,
+        version_id: str | None = None,
+        *,
+        client: Client | None = None,
+    ) -> SingleFrame | FrameGroup:
+        """Return one frame by id: on a version object, or as in the reference with dataset and version.
+
+        Raises:
+            NotFoundError: no such dataset, version or frame (the message names them).
+            ValidationError: conflicting or missing selectors.
+        """
+        if isinstance(self_or_cls, DatasetVersion):
+            version = self_or_cls
+        else:
+            if version_name is None and version_id is None:
+                raise ValidationError("get_single_frame needs version_name or version_id (and the dataset)")
+            version = DatasetVersion.get_version(
+                dataset_name, version_name, dataset_id, version_id, client=client
+            )
+        row = version._frames.lookup(version._entry, frame_id)
+        if row is None:
+            raise NotFoundError(
+                f"frame {frame_id!r} is not in version {version.name!r} of dataset {version.dataset_name!r}"
+            )
+        return frame_from_dict(row)
+
+    def iter_frames(self, batch_size: int = 1024) -> Any:
+        """Yield this version's frames (SingleFrame or FrameGroup), reading ``batch_size`` rows at a time.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        from hds_s3.segments import row_to_frame
+
+        table = self.get_frames_table()
+        for batch in table.to_batches(max_chunksize=batch_size):
+            for row in batch.to_pylist():
+                yield frame_from_dict(row_to_frame(row))
+
+    def get_frame_count(self) -> int:
+        """Return the number of frames in this version (reads only the id columns).
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return int(self.get_frames_table(columns=["id"]).num_rows)
+
+    def get_frames_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Return this version's effective frames as an Arrow table (only ``columns``, plus ``id``, if given).
+
+        Columns: see :data:`hds_s3.segments.FRAME_SCHEMA`.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return self._frames.effective(self._entry, columns)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Return the statistics: stored at publish time, computed now for a draft.
+
+        ``{"frames", "annotated", "unannotated", "rois", "labels": [{"name", "count"}],
+        "content_types": [{"name", "count"}]}``.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        self.reload()
+        if self._entry.stats is not None:
+            return copy.deepcopy(self._entry.stats)
+        return self._frames.stats(self._entry)
+
+    def compact(self) -> DatasetVersion:
+        """Rewrite this published version's frames as a few merged segments that readers then use.
+
+        The content does not change; children keep reading the segments they were created with.
+
+        Raises:
+            InvalidStateError: the version is a draft.
+            StorageError: the store failed; the version still reads its former segments.
+        """
+        self.reload()
+        if self.is_draft:
+            raise InvalidStateError(f"compact() is for published versions; {self.name!r} is a draft")
+        refs = self._frames.compacted_refs(self.dataset_id, self._entry)
+        self._doc = self._frames.commit_pointer(
+            self.dataset_id,
+            self.id,
+            lambda entry: (refs, lambda d: d),
+            what=f"compact {self.name!r}",
+            allow_published=True,
+        )
+        self._entry = tree.entry(self._doc, self.id)
+        return self
 
     def set_version_name(self, name: str) -> None:
         """Rename this version (drafts and published versions alike).

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from hds_s3.catalog import Catalog
+from hds_s3.frameindex import FrameIndex
 from hds_s3.store.base import ObjectStore
 
 
@@ -34,6 +35,7 @@ class Client:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.catalog = Catalog(store)
+        self.frames = FrameIndex(self.catalog)
 
     @property
     def url(self) -> str:

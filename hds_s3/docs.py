@@ -263,3 +263,83 @@ def dump_claim(claim: DatasetClaim) -> bytes:
         txn=claim.txn,
     )
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    """One immutable Parquet segment in a version's frame index.
+
+    ``kind`` is ``frames`` (rows that add or replace frames) or ``deletes`` (tombstoned ids);
+    ``version`` is the id of the version that wrote it; ``min_id``/``max_id`` bound its ids so a
+    point look-up can skip it.
+    """
+
+    key: str
+    kind: str
+    rows: int
+    size: int
+    version: str
+    min_id: str | None = None
+    max_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManifestDoc:
+    """The frame index of a version at one moment: every segment in effect, oldest first.
+
+    Immutable once written; a version's entry in the dataset document points at its current one.
+    A child's manifest lists its parents' segments by reference, so readers never walk the chain.
+    """
+
+    dataset_id: str
+    version_id: str
+    segments: tuple[SegmentRef, ...]
+    created: int
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_manifest(data: bytes, key: str) -> ManifestDoc:
+    """Parse a frame manifest.
+
+    Raises:
+        CorruptObjectError: naming ``key``, when the bytes are not a valid version-1 manifest.
+    """
+    raw = _load(data, key)
+    known, extra = _split(ManifestDoc, raw)
+    try:
+        refs = []
+        for item in known.get("segments", ()):
+            ref_known, ref_extra = _split(SegmentRef, item)
+            refs.append(SegmentRef(**ref_known, extra=ref_extra))
+        known["segments"] = tuple(refs)
+        return ManifestDoc(**known, extra=extra)
+    except (TypeError, AttributeError) as exc:
+        raise CorruptObjectError(f"{key}: the frame manifest is malformed ({exc})") from exc
+
+
+def dump_manifest(doc: ManifestDoc) -> bytes:
+    """Serialise a frame manifest."""
+    segments = [
+        _dump(
+            ref,
+            key=ref.key,
+            kind=ref.kind,
+            rows=ref.rows,
+            size=ref.size,
+            version=ref.version,
+            min_id=ref.min_id,
+            max_id=ref.max_id,
+        )
+        for ref in doc.segments
+    ]
+    out = _dump(
+        doc,
+        format_version=doc.format_version,
+        dataset_id=doc.dataset_id,
+        version_id=doc.version_id,
+        created=doc.created,
+        segments=segments,
+    )
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

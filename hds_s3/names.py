@@ -30,7 +30,12 @@ def check_name(kind: str, name: object) -> str:
         raise ValidationError(f"{kind} name must be a string, got {type(name).__name__}: {name!r}")
     if not name.strip():
         raise ValidationError(f"{kind} name is empty; give a non-blank name")
-    size = len(name.encode("utf-8"))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{kind} name {name!r} is not valid Unicode (a lone surrogate); fix it"
+        ) from None
     if size > MAX_NAME_BYTES:
         raise ValidationError(
             f"{kind} name {name[:40]!r}... is {size} bytes of UTF-8; the limit is {MAX_NAME_BYTES}"

@@ -43,7 +43,12 @@ def _require_free_name(doc: DatasetDoc, name: str, *, allow: str | None = None) 
         )
 
 
-def _require_draft(doc: DatasetDoc, ver: VersionEntry, action: str) -> None:
+def require_draft(doc: DatasetDoc, ver: VersionEntry, action: str) -> None:
+    """Refuse ``action`` on a published version.
+
+    Raises:
+        InvalidStateError: naming the version and the dataset, and what to do instead.
+    """
     if not ver.is_draft:
         raise InvalidStateError(
             f"cannot {action} version {ver.name!r} of dataset {doc.name!r}: it is published and "
@@ -240,7 +245,7 @@ def set_metadata(doc: DatasetDoc, version_id: str, metadata: dict[str, Any]) -> 
         InvalidStateError: the version is published.
     """
     ver = entry(doc, version_id)
-    _require_draft(doc, ver, "change the metadata of")
+    require_draft(doc, ver, "change the metadata of")
     return doc.with_version(replace(ver, metadata=metadata))
 
 
@@ -286,7 +291,7 @@ def mark_deleted(doc: DatasetDoc, *, delete_all_versions: bool, force: bool) -> 
             "pass delete_all_versions=True, force=True to delete it anyway"
         )
     if not delete_all_versions:
-        holding = [v.name for v in doc.versions if v.frames.get("count") or not v.is_draft]
+        holding = [v.name for v in doc.versions if v.frames.get("manifest") or not v.is_draft]
         if holding:
             raise InvalidStateError(
                 f"dataset {doc.name!r} has versions with content ({', '.join(map(repr, holding))}); "

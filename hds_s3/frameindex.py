@@ -1,0 +1,386 @@
+"""A version's frame index in the store: segments written, committed, read, looked up and compacted.
+
+Writes go in two phases (DESIGN.md invariants 1 and 3): immutable segments first (create-only PUTs
+under the writing version's prefix), then a new immutable manifest listing every segment in effect,
+then one compare-and-swap of the dataset document that moves the version's pointer to that
+manifest. The swap requires the version to still be a draft and its pointer to be the one the
+manifest was built on; if another writer moved it, the manifest is rebuilt on the new pointer and
+the swap tried again, so two concurrent ``add_frames`` both land, and ``add_frames`` racing
+``publish`` either lands before the publish (and is in the published version) or fails with
+:class:`~hds_s3.errors.InvalidStateError`.
+
+Reads take the version's manifest (one GET) and its segments (one GET each, in parallel), and merge
+them with :func:`hds_s3.segments.merge`; no parent is ever visited.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hds_s3 import layout, segments, tree
+from hds_s3.catalog import Catalog
+from hds_s3.docs import (
+    DatasetDoc,
+    ManifestDoc,
+    SegmentRef,
+    VersionEntry,
+    dump_manifest,
+    now_ms,
+    parse_manifest,
+)
+from hds_s3.errors import CorruptObjectError, NotFoundError
+from hds_s3.store.base import ObjectStore
+
+#: Rows per segment written by one ``add_frames`` batch.
+SEGMENT_ROWS = 100_000
+#: A published version with more segments than this is compacted when it is published.
+COMPACT_SEGMENTS = 32
+
+_FETCH_THREADS = 16
+
+
+class _PointerMoved(Exception):
+    """Internal: another writer moved the version's manifest pointer; rebuild on the new one."""
+
+
+class FrameIndex:
+    """The frame indexes of the versions of one store (thread-safe; caches immutable objects)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.store: ObjectStore = catalog.store
+        self._manifests: OrderedDict[str, ManifestDoc] = OrderedDict()
+        self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ reading
+
+    def manifest(self, entry: VersionEntry) -> ManifestDoc | None:
+        """Return the version's current manifest, or None when it has no frames.
+
+        Raises:
+            NotFoundError: the manifest the dataset document names is missing (damage).
+            CorruptObjectError: it cannot be parsed.
+        """
+        key = entry.frames.get("manifest")
+        if not key:
+            return None
+        with self._lock:
+            cached = self._manifests.get(key)
+            if cached is not None:
+                self._manifests.move_to_end(key)
+                return cached
+        try:
+            data, _ = self.store.get(key)
+        except NotFoundError:
+            raise CorruptObjectError(
+                f"{key}: the frame manifest of version {entry.name!r} is missing"
+            ) from None
+        doc = parse_manifest(data, key)
+        with self._lock:
+            self._manifests[key] = doc
+            while len(self._manifests) > 256:
+                self._manifests.popitem(last=False)
+        return doc
+
+    def refs(self, entry: VersionEntry) -> tuple[SegmentRef, ...]:
+        """Return the segments in effect for a version, oldest first.
+
+        Raises:
+            CorruptObjectError: the manifest is missing or damaged.
+        """
+        manifest = self.manifest(entry)
+        return manifest.segments if manifest is not None else ()
+
+    def read_segment(self, ref: SegmentRef, columns: Sequence[str] | None = None) -> pa.Table:
+        """Read one segment (only ``columns`` for a frames segment; deletes have just ``id``).
+
+        Raises:
+            CorruptObjectError: the segment is missing or not a segment.
+        """
+        try:
+            data, _ = self.store.get(ref.key)
+        except NotFoundError:
+            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+        cols = None if ref.kind == "deletes" or columns is None else columns
+        return segments.from_parquet(data, ref.key, cols)
+
+    def effective(self, entry: VersionEntry, columns: Sequence[str] | None = None) -> pa.Table:
+        """Return the version's effective frames as one Arrow table (``columns`` always include ``id``).
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        refs = self.refs(entry)
+        if columns is not None and "id" not in columns:
+            columns = ["id", *columns]
+        if not refs:
+            empty = segments.FRAME_SCHEMA.empty_table()
+            return empty.select(list(columns)) if columns is not None else empty
+        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+            tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
+        return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)])
+
+    def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
+        """Return the effective row of one frame (as a canonical frame dict), or None.
+
+        Looks in the segments from newest to oldest, skipping those whose id range excludes it and
+        reading only the row group that can hold it (the footers of immutable segments are cached).
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        candidates = [r for r in reversed(self.refs(entry)) if _may_hold(r, frame_id)]
+        if not candidates:
+            return None
+        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(candidates))) as pool:
+            found = list(pool.map(lambda r: self._find(r, frame_id), candidates))
+        for ref, row in zip(candidates, found, strict=True):
+            if row is not None:
+                return None if ref.kind == "deletes" else segments.row_to_frame(row)
+        return None
+
+    def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
+        with self._lock:
+            cached = self._footers.get(ref.key)
+            if cached is not None:
+                self._footers.move_to_end(ref.key)
+                return cached
+        meta = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size)).metadata
+        with self._lock:
+            self._footers[ref.key] = meta
+            while len(self._footers) > 1024:
+                self._footers.popitem(last=False)
+        return meta
+
+    def _find(self, ref: SegmentRef, frame_id: str) -> dict[str, Any] | None:
+        try:
+            meta = self._footer(ref)
+            groups = []
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(0).statistics
+                if stats is None or not stats.has_min_max or stats.min <= frame_id <= stats.max:
+                    groups.append(i)
+            if not groups:
+                return None
+            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+            table = reader.read_row_groups(groups)
+        except NotFoundError:
+            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptObjectError(f"{ref.key}: not a readable Parquet segment ({exc})") from exc
+        hit = table.filter(pc.equal(table.column("id"), frame_id))
+        return hit.to_pylist()[0] if hit.num_rows else None
+
+    # ------------------------------------------------------------------ writing
+
+    def write_segment(self, dataset_id: str, version_id: str, table: pa.Table, kind: str) -> SegmentRef:
+        """Write one immutable segment (create-only) and return its reference.
+
+        Raises:
+            StorageError: the store failed; nothing references the object.
+        """
+        key = layout.segment_key(dataset_id, version_id, layout.new_id())
+        data = segments.to_parquet(table)
+        self.store.put(key, data, if_none_match=True)
+        ids = table.column("id")
+        return SegmentRef(
+            key=key,
+            kind=kind,
+            rows=table.num_rows,
+            size=len(data),
+            version=version_id,
+            min_id=pc.min(ids).as_py() if table.num_rows else None,
+            max_id=pc.max(ids).as_py() if table.num_rows else None,
+        )
+
+    def _write_manifest(self, dataset_id: str, version_id: str, refs: Sequence[SegmentRef]) -> str:
+        key = layout.manifest_key(dataset_id, version_id, layout.new_id())
+        doc = ManifestDoc(
+            dataset_id=dataset_id, version_id=version_id, segments=tuple(refs), created=now_ms()
+        )
+        self.store.put(key, dump_manifest(doc), if_none_match=True)
+        with self._lock:
+            self._manifests[key] = doc
+        return key
+
+    def commit_pointer(
+        self,
+        dataset_id: str,
+        version_id: str,
+        build: Callable[[VersionEntry], tuple[Sequence[SegmentRef], Callable[[DatasetDoc], DatasetDoc]]],
+        *,
+        what: str,
+        allow_published: bool = False,
+    ) -> DatasetDoc:
+        """Point a version at a new manifest with one compare-and-swap, rebuilding if the pointer moved.
+
+        ``build(entry)`` returns the segments of the new manifest (given the entry as read) and a
+        further pure change applied in the same swap (e.g. publishing).
+
+        Raises:
+            InvalidStateError: the version is published (unless ``allow_published``).
+            NotFoundError: the dataset or version is gone.
+            ConflictError: the retry budget ran out.
+        """
+        while True:
+            doc = self.catalog.get(dataset_id=dataset_id)
+            entry = tree.entry(doc, version_id)
+            if not allow_published and not entry.is_draft:
+                tree.require_draft(doc, entry, "change the frames of")
+            base = entry.frames.get("manifest")
+            refs, extra = build(entry)
+            new_key = self._write_manifest(dataset_id, version_id, refs)
+            frames = {
+                "manifest": new_key,
+                "segments": len(refs),
+                "rows": sum(r.rows for r in refs if r.kind == "frames"),
+            }
+
+            def change(
+                d: DatasetDoc,
+                base: Any = base,
+                frames: dict[str, Any] = frames,
+                extra: Callable[[DatasetDoc], DatasetDoc] = extra,
+            ) -> DatasetDoc:
+                current = tree.entry(d, version_id)
+                if current.frames.get("manifest") != base:
+                    raise _PointerMoved
+                if not allow_published:
+                    tree.require_draft(d, current, "change the frames of")
+                return extra(d.with_version(replace(current, frames=frames)))
+
+            try:
+                return self.catalog.update(dataset_id, change, what=what)
+            except _PointerMoved:
+                self.store.delete(new_key)  # never referenced
+                continue
+
+    def append(self, dataset_id: str, version_id: str, new: Sequence[SegmentRef], *, what: str) -> DatasetDoc:
+        """Commit written segments to a draft: its manifest becomes the current one plus ``new``.
+
+        Raises:
+            InvalidStateError: the version is published (the segments are left for gc).
+            NotFoundError: the dataset or version is gone.
+            ConflictError: the retry budget ran out.
+        """
+        return self.commit_pointer(
+            dataset_id, version_id, lambda entry: ((*self.refs(entry), *new), _same), what=what
+        )
+
+    # ------------------------------------------------------------------ statistics and compaction
+
+    def stats(self, entry: VersionEntry) -> dict[str, Any]:
+        """Compute the statistics stored when a version is published (vectorised over Arrow).
+
+        Returns ``{"frames", "annotated", "unannotated", "rois", "labels": [{name, count}],
+        "content_types": [{name, count}]}``; label counts count ROIs carrying the label.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        table = self.effective(entry, ["rois", "roi_count", "sources"])
+        total = table.num_rows
+        annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0 if total else 0
+        rois = pc.list_flatten(table.column("rois"))
+        labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
+        sources = pc.list_flatten(table.column("sources"))
+        types = pc.struct_field(sources, "content_type") if len(sources) else pa.array([], pa.string())
+        return {
+            "frames": total,
+            "annotated": int(annotated),
+            "unannotated": total - int(annotated),
+            "rois": len(rois),
+            "labels": _counts(labels),
+            "content_types": _counts(pc.fill_null(types, "unknown") if len(types) else types),
+        }
+
+    def compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef]:
+        """Write the version's effective frames as fresh segments (sorted by id) and return them.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+            StorageError: the store failed; nothing references what was written.
+        """
+        table = self.effective(entry)
+        if table.num_rows == 0:
+            return []
+        table = table.take(pc.sort_indices(table.column("id")))
+        return [
+            self.write_segment(dataset_id, entry.id, table.slice(start, SEGMENT_ROWS), "frames")
+            for start in range(0, table.num_rows, SEGMENT_ROWS)
+        ]
+
+
+def _same(doc: DatasetDoc) -> DatasetDoc:
+    return doc
+
+
+def _may_hold(ref: SegmentRef, frame_id: str) -> bool:
+    if ref.min_id is None or ref.max_id is None:
+        return ref.rows > 0
+    return ref.min_id <= frame_id <= ref.max_id
+
+
+def _counts(values: pa.Array | pa.ChunkedArray) -> list[dict[str, Any]]:
+    if len(values) == 0:
+        return []
+    counted = pc.value_counts(values).to_pylist()
+    rows = [{"name": c["values"], "count": c["counts"]} for c in counted if c["values"] is not None]
+    return sorted(rows, key=lambda r: (-r["count"], r["name"]))
+
+
+class _RangeReader(io.RawIOBase):
+    """A read-only, seekable file over one stored object, read with ranged GETs.
+
+    The last 64 KiB are fetched once with the first read near the end, which is where Parquet keeps
+    its footer, so opening a segment costs one request.
+    """
+
+    _TAIL = 64 * 1024
+
+    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
+        super().__init__()
+        self._store, self._key, self._size, self._pos = store, key, size, 0
+        self._tail_start = max(0, size - self._TAIL)
+        self._tail: bytes | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self._size - self._pos))
+        if want == 0:
+            return 0
+        if self._pos >= self._tail_start:
+            if self._tail is None:
+                self._tail = self._store.get_range(self._key, self._tail_start, self._size - self._tail_start)
+            start = self._pos - self._tail_start
+            chunk = self._tail[start : start + want]
+        else:
+            chunk = self._store.get_range(self._key, self._pos, want)
+        view[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)

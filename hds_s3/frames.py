@@ -1,0 +1,1156 @@
+"""Frames: SingleFrame (one source), FrameGroup (several named sources) and their canonical dict.
+
+The module also holds previews, masks, annotations (through :mod:`hds_s3.annotations`), validation
+and frame identity.
+
+Pure Python: nothing here does I/O except the ``get_local_*`` methods (through fsspec). The storage
+layer turns the canonical dict of :func:`to_frame_dict` into Parquet and reads it back with
+:func:`frame_from_dict`; ``to_frame_dict(frame_from_dict(d)) == d`` for every dict it produced::
+
+    {"id", "context_id", "timestamp",
+     "sources": [{"id", "uri", "content_type", "width", "height", "timestamp", "meta",
+                  "preview": {"uri", "content_type", "width", "height", "timestamp"} | None,
+                  "masks": [{"id", "uri", "content_type", "width", "height", "timestamp"}]}],
+     "rois": [{"id", "labels", "type", "poly", "confidence", "sources", "meta", "mask"}],
+     "meta": {...}, "meta_blob": {...}}
+    (+ "saved", "saved_in_version", "updated_in_version" when known)
+
+A frame with one source whose id is ``"default"`` reads back as a :class:`SingleFrame`, anything else
+as a :class:`FrameGroup`. ROIs are described in :mod:`hds_s3.annotations`.
+
+Defaults: ``context_id`` is the first source's URI, ``timestamp`` (milliseconds) the first source's
+timestamp (0 for images), ``content_type`` is guessed from the URI's extension (Python's built-in
+table, the same on every machine), source/preview/mask timestamps are 0.
+
+Frame identity (:func:`frame_id`): an explicit ``id`` wins. Otherwise the id is the first 32 hex digits
+of ``sha256(json.dumps([[[source_id, uri], ...sorted by source id], timestamp],
+separators=(",", ":"), ensure_ascii=False).encode("utf-8"))``, so ingesting the same sources at the
+same timestamp twice updates the frame instead of duplicating it, while the frames of one video
+(same URI, different timestamps) stay distinct.
+
+ROIs of a :class:`FrameGroup`: a ROI added to a member with no ``sources`` is bound to that member's
+source id (its key) when the frame is serialised; :meth:`FrameGroup.add_global_annotation` adds one ROI
+listing every member. On reading, a ROI bound to exactly one member goes back to that member (with
+``sources`` empty); the others stay on the group. Serialised ROIs are ordered so that this round trip
+is exact: each member's ROIs in member order, then the others in their order.
+
+Masks: ``masks_source = {id: uri}`` keeps the ids, a list gets ids ``"00"``, ``"01"``, ...;
+``mask_source`` is a single mask with id ``"00"``. Mask ids are unique within a source; a ROI's
+``mask["id"]`` must be a mask of one of its sources (of any source when the ROI has none). ``mask_rgb``
+binds to the frame's first mask id in sorted order (the reference's ``get_mask_source()`` default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import mimetypes
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+from hds_s3.annotations import (
+    Annotation,
+    _fail,
+    _is_int,
+    _name,
+    drop_annotations,
+    find_annotations,
+    make_annotations,
+    pop_annotation,
+    roi_to_dict,
+)
+from hds_s3.errors import NotFoundError, StorageError, ValidationError
+from hds_s3.names import check_metadata
+
+DEFAULT_SOURCE_ID = "default"
+"""Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
+
+Coordinates = Iterable[Any]
+"""Shape input: a flat list of numbers, a list of tuples, or (``poly2d_xy``) a list of parts."""
+
+
+@dataclass
+class Preview:
+    """A thumbnail or alternative rendering of a source (the UI shows it instead of the source)."""
+
+    uri: str
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    timestamp: int = 0
+
+
+@dataclass
+class Mask:
+    """A segmentation or alpha mask of a source; ``id`` is unique within the source."""
+
+    id: str
+    uri: str
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    timestamp: int = 0
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+_MIME: mimetypes.MimeTypes | None = None
+_ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
+
+
+def guess_content_type(uri: object) -> str | None:
+    """The MIME type for a URI's extension (``"image/jpeg"`` for ``s3://b/a.jpg``), or ``None``."""
+    global _MIME
+    if not isinstance(uri, str) or not uri:
+        return None
+    if _MIME is None:
+        _MIME = mimetypes.MimeTypes()  # built-in table only: the same guess on every machine
+        for ext, mime in ((".webp", "image/webp"), (".avif", "image/avif")):
+            _MIME.add_type(mime, ext)
+    path = urlsplit(uri).path if "://" in uri else uri
+    kind, encoding = _MIME.guess_type(path)
+    return _ENCODING_TYPES.get(encoding) if encoding else kind
+
+
+def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A shallow copy of a metadata dict; anything else is kept for validation to report."""
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _dimension(where: str, what: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if _is_int(value) and int(value) > 0:
+        return int(value)
+    _fail(where, what, f"must be a positive int, got {value!r}")
+
+
+def _timestamp(where: str, what: str, value: object) -> int:
+    if _is_int(value) and int(value) >= 0:
+        return int(value)
+    _fail(where, what, f"must be an int >= 0 (milliseconds), got {value!r}")
+
+
+def _uri(where: str, what: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(where, what, f"needs a non-empty URI, got {value!r}")
+    return value
+
+
+def _content_type(where: str, what: str, explicit: object, uri: str) -> str | None:
+    if explicit is None:
+        return guess_content_type(uri)
+    if not isinstance(explicit, str) or not explicit:
+        _fail(where, what, f"must be a non-empty string, got {explicit!r}")
+    return explicit
+
+
+def hash_id(sources: list[tuple[str, str]], timestamp: int) -> str:
+    """The stable id of a frame without an explicit one, from its (source id, URI) pairs and timestamp."""
+    canonical = json.dumps(
+        [[list(s) for s in sorted(sources)], timestamp], separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _describe(frame: object) -> str:
+    """``frame '<id>'`` or ``frame '<first source URI>'`` for error messages."""
+    explicit = getattr(frame, "id", None)
+    if isinstance(explicit, str) and explicit:
+        return f"frame {explicit!r}"
+    first = frame
+    if isinstance(frame, FrameGroup):
+        first = next(iter(frame.values()), None)
+    uri = getattr(first, "source", None)
+    if isinstance(uri, str) and uri:
+        return f"frame {uri!r}"
+    return "frame <no source>"
+
+
+# ---------------------------------------------------------------------------- local copies
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded sources go: ``$HDS_CACHE_DIR/sources``, else ``<user cache dir>/hds_s3/sources``."""
+    env = os.environ.get("HDS_CACHE_DIR")
+    if env:
+        root = Path(env).expanduser()
+    elif sys.platform == "win32":
+        root = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "hds_s3"
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches" / "hds_s3"
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hds_s3"
+    return root / "sources"
+
+
+def _local_path(uri: str) -> str | None:
+    """The local path a URI names, or ``None`` for a remote (fsspec) URL."""
+    if uri.startswith("file://"):
+        parts = urlsplit(uri)
+        if parts.netloc in ("", "localhost"):
+            return url2pathname(parts.path)
+        return unquote(uri[len("file://") :])
+    if uri.startswith("local://"):
+        return uri[len("local://") :]
+    if "://" in uri or "::" in uri:
+        return None
+    return uri
+
+
+def _cache_name(uri: str) -> str:
+    suffix = Path(urlsplit(uri).path).suffix
+    if not (1 < len(suffix) <= 16 and suffix[1:].isalnum()):
+        suffix = ""
+    return hashlib.sha256(uri.encode("utf-8")).hexdigest() + suffix
+
+
+def _local_copy(what: str, uri: str, cache_dir: str | os.PathLike[str] | None, force: bool) -> str:
+    local = _local_path(uri)
+    if local is not None:
+        if not os.path.exists(local):
+            raise NotFoundError(f"{what}: {uri!r} does not exist")
+        return local
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = folder / _cache_name(uri)
+    if target.exists() and not force:
+        return str(target)
+    part = folder / f".part-{uuid.uuid4().hex}{target.suffix}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fsspec = importlib.import_module("fsspec")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as out, fsspec.open(uri, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(part, target)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{what}: {uri!r} not found ({exc})") from exc
+    except Exception as exc:
+        raise StorageError(f"{what}: cannot download {uri!r} into {folder}: {exc}") from exc
+    finally:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+    return str(target)
+
+
+# ---------------------------------------------------------------------------- SingleFrame
+
+
+class SingleFrame:
+    """A frame with one source (the reference's legacy ``allegroai.SingleFrame``).
+
+    Attributes:
+        id: Frame id; ``None`` = derived from the sources and timestamp (see :func:`frame_id`).
+        source: URI of the raw data (any fsspec URL or a local path).
+        width, height: Source size in pixels.
+        preview: The :class:`Preview` (``preview_uri`` is its URI).
+        masks: The source's :class:`Mask` list (``masks_source`` is the ``{id: uri}`` view).
+        metadata: Searchable frame metadata (alias ``meta``).
+        meta_blob: Non-searchable frame metadata.
+        annotations: The frame's ROIs (:class:`~hds_s3.annotations.Annotation`).
+        source_id: Id of the source (``"default"``; in a :class:`FrameGroup` the key is used).
+        source_meta: Per-source metadata.
+        source_timestamp: Position inside the source in ms (video); 0 for images.
+    """
+
+    def __init__(
+        self,
+        source: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        preview_uri: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        annotations: Iterable[Annotation | Mapping[str, Any]] | None = None,
+        mask_source: str | None = None,
+        *,
+        id: str | None = None,
+        context_id: str | None = None,
+        timestamp: int | None = None,
+        masks_source: Mapping[str, str] | Iterable[str] | None = None,
+        meta_blob: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+        source_meta: Mapping[str, Any] | None = None,
+        source_id: str = DEFAULT_SOURCE_ID,
+        source_timestamp: int = 0,
+    ) -> None:
+        """Describe one source; nothing is checked until :func:`validate` / :meth:`to_dict`.
+
+        Raises:
+            ValidationError: both ``mask_source`` and ``masks_source`` given.
+        """
+        self.id = id
+        self.source = source
+        self.width = width
+        self.height = height
+        self.preview: Preview | None = None
+        self.preview_uri = preview_uri
+        self.metadata: dict[str, Any] = _mapping(metadata)
+        self.meta_blob: dict[str, Any] = _mapping(meta_blob)
+        self.annotations: list[Annotation] = [
+            a if isinstance(a, Annotation) else Annotation.from_dict(a) for a in annotations or ()
+        ]
+        self.masks: list[Mask] = []
+        if mask_source is not None and masks_source is not None:
+            raise ValidationError(f"{_describe(self)}: give mask_source or masks_source, not both")
+        self.masks_source = masks_source if masks_source is not None else mask_source
+        self.source_id: str = source_id
+        self.source_meta: dict[str, Any] = _mapping(source_meta)
+        self.source_timestamp = source_timestamp
+        self._content_type = content_type
+        self._context_id = context_id
+        self._timestamp = timestamp
+        self._saved: int | None = None
+        self._saved_in_version: str | None = None
+        self._updated_in_version: str | None = None
+
+    # -- derived and aliased attributes
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Alias of :attr:`metadata`."""
+        return self.metadata
+
+    @meta.setter
+    def meta(self, value: Mapping[str, Any] | None) -> None:
+        self.metadata = _mapping(value)
+
+    @property
+    def context_id(self) -> str | None:
+        """Grouping key and primary sort key; defaults to the source URI."""
+        return self._context_id if self._context_id is not None else self.source
+
+    @context_id.setter
+    def context_id(self, value: str | None) -> None:
+        self._context_id = value
+
+    @property
+    def timestamp(self) -> int:
+        """Frame timestamp in ms (secondary sort key); defaults to :attr:`source_timestamp`."""
+        return self._timestamp if self._timestamp is not None else self.source_timestamp
+
+    @timestamp.setter
+    def timestamp(self, value: int | None) -> None:
+        self._timestamp = value
+
+    @property
+    def content_type(self) -> str | None:
+        """MIME type of the source; guessed from the URI's extension when not set."""
+        return self._content_type if self._content_type is not None else guess_content_type(self.source)
+
+    @content_type.setter
+    def content_type(self, value: str | None) -> None:
+        self._content_type = value
+
+    @property
+    def preview_uri(self) -> str | None:
+        """URI of the preview; setting it replaces :attr:`preview` (``None`` removes it)."""
+        return self.preview.uri if self.preview is not None else None
+
+    @preview_uri.setter
+    def preview_uri(self, value: str | None) -> None:
+        self.preview = Preview(value) if value is not None else None
+
+    @property
+    def masks_source(self) -> dict[str, str]:
+        """``{mask_id: uri}`` of every mask; setting it replaces every mask.
+
+        Set a dict (ids kept), a list (ids ``"00"``, ``"01"``, ...), a single URI (id ``"00"``) or
+        ``None`` (no masks).
+        """
+        return {m.id: m.uri for m in self.masks}
+
+    @masks_source.setter
+    def masks_source(self, value: Mapping[str, str] | Iterable[str] | str | None) -> None:
+        if value is None:
+            self.masks = []
+        elif isinstance(value, str):
+            self.masks = [Mask("00", value)]
+        elif isinstance(value, Mapping):
+            self.masks = [Mask(mask_id, uri) for mask_id, uri in value.items()]
+        else:
+            self.masks = [Mask(f"{i:02d}", uri) for i, uri in enumerate(value)]
+
+    @property
+    def mask_source(self) -> str | None:
+        """URI of the first mask (sorted by id); setting a URI makes it the only mask, id ``"00"``."""
+        first = self._first_mask_id()
+        return None if first is None else self.masks_source[first]
+
+    @mask_source.setter
+    def mask_source(self, value: str | None) -> None:
+        self.masks_source = value
+
+    def _first_mask_id(self) -> str | None:
+        return min((m.id for m in self.masks), key=str, default=None)
+
+    @property
+    def saved(self) -> int | None:
+        """When the frame was last saved (epoch ms); ``None`` until it is stored."""
+        return self._saved
+
+    @property
+    def saved_in_version(self) -> str | None:
+        """Id of the version where the frame was last saved; ``None`` until it is stored."""
+        return self._saved_in_version
+
+    @property
+    def updated_in_version(self) -> str | None:
+        """Id of the version where the frame was last updated; ``None`` until it is stored."""
+        return self._updated_in_version
+
+    # -- annotations
+
+    def add_annotation(
+        self,
+        poly2d_xy: Coordinates | None = None,
+        poly3d_xyz: Coordinates | None = None,
+        points2d_xy: Coordinates | None = None,
+        points3d_xyz: Coordinates | None = None,
+        box2d_xywh: Coordinates | None = None,
+        box3d_xyzwhxyzwh: Coordinates | None = None,
+        ellipse2d_xyrrt: Coordinates | None = None,
+        mask_rgb: Coordinates | None = None,
+        frame_class: Iterable[str] | str | None = None,
+        id: str | None = None,
+        labels: Iterable[str] | str | None = None,
+        confidence: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Annotation]:
+        """Add one ROI per shape given, all sharing ``id`` (32 hex digits generated when ``None``).
+
+        Args:
+            poly2d_xy: Polygon: flat ``[x0, y0, ...]``, pairs ``[(x, y), ...]``, or a list of parts
+                (each flat or pairs) for a complex polygon.
+            poly3d_xyz: 3-D polygon: flat or ``(x, y, z)`` triples.
+            points2d_xy: 2-D key points: flat or pairs.
+            points3d_xyz: 3-D key points: flat or triples.
+            box2d_xywh: ``(x, y, w, h)``, stored as its 4 corners.
+            box3d_xyzwhxyzwh: 10 numbers: ``x, y, z, w, h`` of the front face then of the back face.
+            ellipse2d_xyrrt: ``(cx, cy, rx, ry, theta)``.
+            mask_rgb: ``(r, g, b)``: a ROI binding that pixel value of the first mask to ``labels``.
+            frame_class: Labels of a frame-level label ROI of its own.
+            id: ROI id shared by every ROI added.
+            labels: Labels of every ROI added; with no shape they make a frame label.
+            confidence: 0..1.
+            metadata: Per-ROI metadata (JSON, no ``$`` or ``.`` in keys).
+
+        Returns:
+            The ROIs added, in the order above.
+
+        Raises:
+            ValidationError: a malformed argument (named with the frame), a ``mask_rgb`` on a frame
+                without a mask, or nothing to add.
+        """
+        rois = make_annotations(
+            f"{_describe(self)}: add_annotation",
+            poly2d_xy=poly2d_xy,
+            poly3d_xyz=poly3d_xyz,
+            points2d_xy=points2d_xy,
+            points3d_xyz=points3d_xyz,
+            box2d_xywh=box2d_xywh,
+            box3d_xyzwhxyzwh=box3d_xyzwhxyzwh,
+            ellipse2d_xyrrt=ellipse2d_xyrrt,
+            mask_rgb=mask_rgb,
+            frame_class=frame_class,
+            id=id,
+            labels=labels,
+            confidence=confidence,
+            metadata=metadata,
+            mask_id=self._first_mask_id(),
+        )
+        self.annotations.extend(rois)
+        return rois
+
+    def get_annotations(
+        self, id: str | None = None, index: int | None = None, label: str | None = None
+    ) -> list[Annotation]:
+        """The ROIs matching every filter given: position ``index``, ``id``, carrying ``label``."""
+        return find_annotations(self.annotations, id=id, index=index, label=label)
+
+    def get_all_annotations(self) -> list[Annotation]:
+        """Every ROI of the frame (a new list)."""
+        return list(self.annotations)
+
+    def remove_annotation(self, index: int | None = None, id: str | None = None) -> Annotation | None:
+        """Remove the ROI at ``index`` or the first with ``id`` (both: only if they agree).
+
+        Returns:
+            The removed ROI, or ``None`` if none matched.
+
+        Raises:
+            ValidationError: neither ``index`` nor ``id`` given.
+        """
+        return pop_annotation(self.annotations, _describe(self), index=index, id=id)
+
+    def remove_annotations(
+        self, id: str | None = None, labels: Iterable[str] | str | None = None
+    ) -> list[Annotation]:
+        """Remove the ROIs with ``id`` (if given) carrying any of ``labels`` (if given); neither = all.
+
+        Returns:
+            The removed ROIs.
+        """
+        return drop_annotations(self.annotations, id=id, labels=labels)
+
+    # -- local copies
+
+    def get_local_source(
+        self, cache_dir: str | os.PathLike[str] | None = None, force_download: bool = False
+    ) -> str:
+        """A local path to the source.
+
+        Local paths and ``file://`` URIs are returned as they are; anything else is downloaded once
+        (through fsspec) into ``cache_dir`` (default :func:`default_cache_dir`), named by a hash of
+        the URI plus its extension, written atomically (safe across processes).
+
+        Raises:
+            ValidationError: the frame has no source URI.
+            NotFoundError: the file does not exist.
+            StorageError: the download failed.
+        """
+        uri = _uri(_describe(self), "source", self.source)
+        return _local_copy(f"{_describe(self)}: source", uri, cache_dir, force_download)
+
+    def get_local_preview_source(
+        self, cache_dir: str | os.PathLike[str] | None = None, force_download: bool = False
+    ) -> str | None:
+        """A local path to the preview (as :meth:`get_local_source`), or ``None`` without a preview.
+
+        Raises:
+            NotFoundError: the file does not exist.
+            StorageError: the download failed.
+        """
+        if self.preview is None:
+            return None
+        uri = _uri(_describe(self), "preview_uri", self.preview.uri)
+        return _local_copy(f"{_describe(self)}: preview", uri, cache_dir, force_download)
+
+    def get_local_mask_source(
+        self,
+        mask_id: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+    ) -> str | None:
+        """A local path to mask ``mask_id`` (default: the first id in sorted order).
+
+        Returns ``None`` when the frame has no mask (see :meth:`get_local_source` for the cache).
+
+        Raises:
+            NotFoundError: no mask ``mask_id``, or the file does not exist.
+            StorageError: the download failed.
+        """
+        masks = self.masks_source
+        if mask_id is None:
+            mask_id = self._first_mask_id()
+            if mask_id is None:
+                return None
+        if mask_id not in masks:
+            raise NotFoundError(f"{_describe(self)}: no mask {mask_id!r}; masks: {sorted(masks)}")
+        uri = _uri(_describe(self), f"masks[{mask_id!r}]", masks[mask_id])
+        return _local_copy(f"{_describe(self)}: mask {mask_id!r}", uri, cache_dir, force_download)
+
+    def get_local_masks_source(
+        self, cache_dir: str | os.PathLike[str] | None = None, force_download: bool = False
+    ) -> dict[str, str]:
+        """``{mask_id: local path}`` for every mask (see :meth:`get_local_mask_source`).
+
+        Raises:
+            NotFoundError: a file does not exist.
+            StorageError: a download failed.
+        """
+        out: dict[str, str] = {}
+        for mask_id in self.masks_source:
+            path = self.get_local_mask_source(mask_id, cache_dir, force_download)
+            assert path is not None
+            out[mask_id] = path
+        return out
+
+    # -- serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical dict (see :func:`to_frame_dict`).
+
+        Raises:
+            ValidationError: the frame is invalid (see :func:`validate`).
+        """
+        return to_frame_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SingleFrame:
+        """Read a one-source frame dict (its source id is kept in :attr:`source_id`).
+
+        Raises:
+            ValidationError: ``data`` is not a frame dict or has several sources (use
+                :func:`frame_from_dict` or :meth:`FrameGroup.from_dict`).
+        """
+        sources = _sources_of(data)
+        if len(sources) != 1:
+            raise ValidationError(
+                f"frame {data.get('id')!r} has {len(sources)} sources; read it with frame_from_dict"
+            )
+        frame = _member_from_dict(sources[0])
+        frame.annotations = [Annotation.from_dict(r) for r in _rois_of(data)]
+        _read_frame_fields(frame, data)
+        return frame
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SingleFrame):
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return (
+            f"SingleFrame(id={self.id!r}, source={self.source!r}, "
+            f"annotations={len(self.annotations)}, masks={len(self.masks)})"
+        )
+
+
+# ---------------------------------------------------------------------------- FrameGroup
+
+
+class FrameGroup(dict[str, SingleFrame]):
+    """A frame with several sources: ``{source id: SingleFrame}`` (the reference's ``FrameGroup``).
+
+    Each member describes one source (URI, size, preview, masks, ``source_meta``, ``source_timestamp``,
+    ROIs); its key is the source id. Frame-level fields live on the group: ``id``, ``context_id``
+    (default: the first member's URI), ``timestamp`` (default: the first member's source timestamp),
+    ``metadata`` (alias ``meta``), ``meta_blob`` and ``annotations`` (ROIs not bound to exactly one
+    member, e.g. from :meth:`add_global_annotation`).
+    """
+
+    def __init__(
+        self,
+        frames: Mapping[str, SingleFrame] | Iterable[tuple[str, SingleFrame]] | None = None,
+        /,
+        *,
+        id: str | None = None,
+        context_id: str | None = None,
+        timestamp: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        meta_blob: Mapping[str, Any] | None = None,
+        annotations: Iterable[Annotation | Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Group ``frames`` (members may also be added later: ``group["rear"] = SingleFrame(...)``)."""
+        super().__init__(frames or ())
+        self.id = id
+        self.metadata: dict[str, Any] = _mapping(metadata)
+        self.meta_blob: dict[str, Any] = _mapping(meta_blob)
+        self.annotations: list[Annotation] = [
+            a if isinstance(a, Annotation) else Annotation.from_dict(a) for a in annotations or ()
+        ]
+        self._context_id = context_id
+        self._timestamp = timestamp
+        self._saved: int | None = None
+        self._saved_in_version: str | None = None
+        self._updated_in_version: str | None = None
+
+    def _first(self) -> SingleFrame | None:
+        return next(iter(self.values()), None)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Alias of :attr:`metadata`."""
+        return self.metadata
+
+    @meta.setter
+    def meta(self, value: Mapping[str, Any] | None) -> None:
+        self.metadata = _mapping(value)
+
+    @property
+    def context_id(self) -> str | None:
+        """Grouping key; defaults to the first member's source URI."""
+        first = self._first()
+        return self._context_id if self._context_id is not None or first is None else first.source
+
+    @context_id.setter
+    def context_id(self, value: str | None) -> None:
+        self._context_id = value
+
+    @property
+    def timestamp(self) -> int:
+        """Frame timestamp in ms; defaults to the first member's source timestamp (0 if none)."""
+        if self._timestamp is not None:
+            return self._timestamp
+        first = self._first()
+        return 0 if first is None else first.source_timestamp
+
+    @timestamp.setter
+    def timestamp(self, value: int | None) -> None:
+        self._timestamp = value
+
+    @property
+    def saved(self) -> int | None:
+        """When the frame was last saved (epoch ms); ``None`` until it is stored."""
+        return self._saved
+
+    @property
+    def saved_in_version(self) -> str | None:
+        """Id of the version where the frame was last saved; ``None`` until it is stored."""
+        return self._saved_in_version
+
+    @property
+    def updated_in_version(self) -> str | None:
+        """Id of the version where the frame was last updated; ``None`` until it is stored."""
+        return self._updated_in_version
+
+    def add_global_annotation(
+        self,
+        poly2d_xy: Coordinates | None = None,
+        poly3d_xyz: Coordinates | None = None,
+        points2d_xy: Coordinates | None = None,
+        points3d_xyz: Coordinates | None = None,
+        box2d_xywh: Coordinates | None = None,
+        box3d_xyzwhxyzwh: Coordinates | None = None,
+        ellipse2d_xyrrt: Coordinates | None = None,
+        mask_rgb: Coordinates | None = None,
+        frame_class: Iterable[str] | str | None = None,
+        id: str | None = None,
+        labels: Iterable[str] | str | None = None,
+        confidence: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Annotation]:
+        """Add one ROI per shape whose ``sources`` list every current member.
+
+        One multi-source ROI, not a copy per member. Arguments as :meth:`SingleFrame.add_annotation`;
+        ``mask_rgb`` binds to the first mask of the first member that has one.
+
+        Returns:
+            The ROIs added.
+
+        Raises:
+            ValidationError: the group has no member, or an argument is malformed.
+        """
+        where = f"{_describe(self)}: add_global_annotation"
+        if not self:
+            raise ValidationError(f"{where}: the group has no member yet; add its sources first")
+        mask_id = next((m._first_mask_id() for m in self.values() if m.masks), None)
+        rois = make_annotations(
+            where,
+            poly2d_xy=poly2d_xy,
+            poly3d_xyz=poly3d_xyz,
+            points2d_xy=points2d_xy,
+            points3d_xyz=points3d_xyz,
+            box2d_xywh=box2d_xywh,
+            box3d_xyzwhxyzwh=box3d_xyzwhxyzwh,
+            ellipse2d_xyrrt=ellipse2d_xyrrt,
+            mask_rgb=mask_rgb,
+            frame_class=frame_class,
+            id=id,
+            labels=labels,
+            confidence=confidence,
+            metadata=metadata,
+            mask_id=mask_id,
+            sources=list(self),
+        )
+        self.annotations.extend(rois)
+        return rois
+
+    def get_global_annotations(
+        self, id: str | None = None, index: int | None = None, label: str | None = None
+    ) -> list[Annotation]:
+        """The group-level ROIs matching every filter given (as :meth:`SingleFrame.get_annotations`)."""
+        return find_annotations(self.annotations, id=id, index=index, label=label)
+
+    def get_all_global_annotations(self) -> list[Annotation]:
+        """The group-level ROIs (a new list)."""
+        return list(self.annotations)
+
+    def get_all_annotations(self) -> list[Annotation]:
+        """Every ROI: the group-level ones, then each member's."""
+        return self.annotations + [roi for member in self.values() for roi in member.annotations]
+
+    def remove_global_annotation(self, index: int | None = None, id: str | None = None) -> Annotation | None:
+        """Remove a group-level ROI (as :meth:`SingleFrame.remove_annotation`).
+
+        Raises:
+            ValidationError: neither ``index`` nor ``id`` given.
+        """
+        return pop_annotation(self.annotations, _describe(self), index=index, id=id)
+
+    def remove_global_annotations(
+        self, id: str | None = None, labels: Iterable[str] | str | None = None
+    ) -> list[Annotation]:
+        """Remove group-level ROIs (as :meth:`SingleFrame.remove_annotations`)."""
+        return drop_annotations(self.annotations, id=id, labels=labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical dict (see :func:`to_frame_dict`).
+
+        Raises:
+            ValidationError: the frame is invalid (see :func:`validate`).
+        """
+        return to_frame_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrameGroup:
+        """Read a frame dict as a group (one member per source, even for a single source).
+
+        Raises:
+            ValidationError: ``data`` is not a frame dict, or two sources share an id.
+        """
+        group = cls()
+        for src in _sources_of(data):
+            if src["id"] in group:
+                raise ValidationError(f"frame {data.get('id')!r}: two sources have the id {src['id']!r}")
+            group[src["id"]] = _member_from_dict(src)
+        for raw in _rois_of(data):
+            roi = Annotation.from_dict(raw)
+            if len(roi.sources) == 1 and roi.sources[0] in group:
+                member = group[roi.sources[0]]
+                roi.sources = []
+                member.annotations.append(roi)
+            else:
+                group.annotations.append(roi)
+        _read_frame_fields(group, data)
+        return group
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrameGroup):
+            return NotImplemented
+        return dict.__eq__(self, other) and vars(self) == vars(other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __repr__(self) -> str:
+        return f"FrameGroup({dict.__repr__(self)}, id={self.id!r}, annotations={len(self.annotations)})"
+
+
+Frame = SingleFrame | FrameGroup
+"""A frame: one source (:class:`SingleFrame`) or several (:class:`FrameGroup`)."""
+
+
+# ---------------------------------------------------------------------------- identity
+
+
+def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
+    """``(source id, member, field prefix)`` for every source, checking group members."""
+    if isinstance(frame, SingleFrame):
+        return [(_name(where, "source_id", "source", frame.source_id), frame, "")]
+    if not isinstance(frame, FrameGroup):
+        raise ValidationError(f"expected a SingleFrame or FrameGroup, got {type(frame).__name__}")
+    if not frame:
+        _fail(where, "sources", "the FrameGroup has no member; a frame needs at least one source")
+    out = []
+    for key, member in frame.items():
+        prefix = f"members[{key!r}]"
+        _name(where, prefix, "source", key)
+        if not isinstance(member, SingleFrame):
+            _fail(where, prefix, f"expected a SingleFrame, got {type(member).__name__}")
+        for attr, value in (
+            ("id", member.id),
+            ("context_id", member._context_id),
+            ("timestamp", member._timestamp),
+            ("metadata", member.metadata or None),
+            ("meta_blob", member.meta_blob or None),
+        ):
+            if value is not None:
+                _fail(
+                    where,
+                    f"{prefix}.{attr}",
+                    "is set on a member; a member is one source: set it on "
+                    "the group (per-source metadata goes in source_meta, positions in source_timestamp)",
+                )
+        out.append((key, member, prefix + "."))
+    return out
+
+
+def _frame_timestamp(frame: Frame, where: str) -> int:
+    return _timestamp(where, "timestamp", frame.timestamp)
+
+
+def frame_id(frame: Frame) -> str:
+    """The frame's id: its explicit ``id``, else a stable 32-hex id from its sources and timestamp.
+
+    See the module docstring for the exact formula: same sources (id and URI) and timestamp give the
+    same id, so re-ingesting a frame updates it instead of duplicating it.
+
+    Raises:
+        ValidationError: the explicit id is not a valid name, or (no id) a source has no URI or the
+            timestamp is not an int >= 0.
+    """
+    where = _describe(frame)
+    if frame.id is not None:
+        return _name(where, "id", "frame id", frame.id)
+    sources = [
+        (sid, _uri(where, f"{prefix}source", member.source)) for sid, member, prefix in _members(frame, where)
+    ]
+    return hash_id(sources, _frame_timestamp(frame, where))
+
+
+# ---------------------------------------------------------------------------- to dict
+
+
+def _preview_dict(where: str, what: str, preview: object) -> dict[str, Any] | None:
+    if preview is None:
+        return None
+    if not isinstance(preview, Preview):
+        _fail(where, what, f"expected a Preview, got {type(preview).__name__}")
+    uri = _uri(where, f"{what}.uri", preview.uri)
+    return {
+        "uri": uri,
+        "content_type": _content_type(where, f"{what}.content_type", preview.content_type, uri),
+        "width": _dimension(where, f"{what}.width", preview.width),
+        "height": _dimension(where, f"{what}.height", preview.height),
+        "timestamp": _timestamp(where, f"{what}.timestamp", preview.timestamp),
+    }
+
+
+def _mask_dict(where: str, what: str, mask: object) -> dict[str, Any]:
+    if not isinstance(mask, Mask):
+        _fail(where, what, f"expected a Mask, got {type(mask).__name__}")
+    uri = _uri(where, f"{what}.uri", mask.uri)
+    return {
+        "id": _name(where, f"{what}.id", "mask id", mask.id),
+        "uri": uri,
+        "content_type": _content_type(where, f"{what}.content_type", mask.content_type, uri),
+        "width": _dimension(where, f"{what}.width", mask.width),
+        "height": _dimension(where, f"{what}.height", mask.height),
+        "timestamp": _timestamp(where, f"{what}.timestamp", mask.timestamp),
+    }
+
+
+def _source_dict(where: str, source_id: str, member: SingleFrame, prefix: str) -> dict[str, Any]:
+    uri = _uri(where, f"{prefix}source", member.source)
+    masks = [_mask_dict(where, f"{prefix}masks[{i}]", m) for i, m in enumerate(member.masks)]
+    seen: set[str] = set()
+    for mask in masks:
+        if mask["id"] in seen:
+            _fail(where, f"{prefix}masks", f"two masks have the id {mask['id']!r}; mask ids must be unique")
+        seen.add(mask["id"])
+    return {
+        "id": source_id,
+        "uri": uri,
+        "content_type": _content_type(where, f"{prefix}content_type", member._content_type, uri),
+        "width": _dimension(where, f"{prefix}width", member.width),
+        "height": _dimension(where, f"{prefix}height", member.height),
+        "timestamp": _timestamp(where, f"{prefix}source_timestamp", member.source_timestamp),
+        "meta": check_metadata(f"{where}: {prefix}source_meta", member.source_meta),
+        "preview": _preview_dict(where, f"{prefix}preview", member.preview),
+        "masks": masks,
+    }
+
+
+def _roi_dicts(frame: Frame, where: str, members: list[tuple[str, SingleFrame, str]]) -> list[dict[str, Any]]:
+    entries: list[tuple[str, dict[str, Any]]] = []  # (field, roi dict with its final sources)
+    for key, member, prefix in members:
+        for i, roi in enumerate(member.annotations):
+            field = f"{prefix}rois[{i}]"
+            roi_dict = roi_to_dict(roi, f"{where}: {field}")
+            if isinstance(frame, FrameGroup) and not roi_dict["sources"]:
+                roi_dict["sources"] = [key]
+            entries.append((field, roi_dict))
+    if isinstance(frame, FrameGroup):
+        entries += [
+            (f"rois[{i}]", roi_to_dict(roi, f"{where}: rois[{i}]")) for i, roi in enumerate(frame.annotations)
+        ]
+        singles = [[key] for key, _, _ in members]
+        entries = [e for key in singles for e in entries if e[1]["sources"] == key] + [
+            e for e in entries if e[1]["sources"] not in singles
+        ]
+    masks = {key: {m.id for m in member.masks} for key, member, _ in members}
+    for field, roi_dict in entries:
+        bound = roi_dict["sources"]
+        for source in bound:
+            if source not in masks:
+                _fail(where, f"{field}.sources", f"no source {source!r} in the frame; sources: {list(masks)}")
+        if len(set(bound)) != len(bound):
+            _fail(where, f"{field}.sources", f"lists a source twice: {bound}")
+        if roi_dict["mask"] is not None:
+            available = set().union(*(masks[s] for s in (bound or masks)))
+            if not any(masks.values()):
+                _fail(
+                    where,
+                    f"{field}.mask",
+                    "binds a mask value but the frame has no mask; set mask_source or masks_source",
+                )
+            if roi_dict["mask"]["id"] not in available:
+                _fail(
+                    where,
+                    f"{field}.mask.id",
+                    f"{roi_dict['mask']['id']!r} is not a mask of "
+                    f"{bound or 'the frame'}; masks: {sorted(available)}",
+                )
+    return [roi_dict for _, roi_dict in entries]
+
+
+def to_frame_dict(frame: Frame) -> dict[str, Any]:
+    """The canonical, validated dict of a frame (see the module docstring).
+
+    ``id`` is filled in by :func:`frame_id`. The dict shares nothing with the frame.
+
+    Raises:
+        ValidationError: as :func:`validate`.
+    """
+    where = _describe(frame)
+    members = _members(frame, where)
+    sources = [_source_dict(where, key, member, prefix) for key, member, prefix in members]
+    timestamp = _frame_timestamp(frame, where)
+    context_id = frame.context_id
+    if not isinstance(context_id, str) or not context_id:
+        _fail(where, "context_id", f"must be a non-empty string, got {context_id!r}")
+    out: dict[str, Any] = {
+        "id": _name(where, "id", "frame id", frame.id)
+        if frame.id is not None
+        else hash_id([(s["id"], s["uri"]) for s in sources], timestamp),
+        "context_id": context_id,
+        "timestamp": timestamp,
+        "sources": sources,
+        "rois": _roi_dicts(frame, where, members),
+        "meta": check_metadata(f"{where}: metadata", frame.metadata),
+        "meta_blob": check_metadata(f"{where}: meta_blob", frame.meta_blob),
+    }
+    if frame.saved is not None:
+        out["saved"] = _timestamp(where, "saved", frame.saved)
+    for attr in ("saved_in_version", "updated_in_version"):
+        value = getattr(frame, attr)
+        if value is not None:
+            out[attr] = _name(where, attr, "version id", value)
+    return out
+
+
+def validate(frame: Frame) -> None:
+    """Check everything :func:`to_frame_dict` needs.
+
+    Raises:
+        ValidationError: naming the frame (its id or first source URI) and the field: no source or an
+            empty URI; a malformed ROI (odd 2-D coordinates, 3-D ones not in triples, non-numeric or
+            non-finite numbers, negative box sizes, confidence outside 0..1, labels that are not
+            strings); metadata that is not JSON or has ``$``/``.`` in a key (frame, source, ROI meta and
+            meta_blob); width/height that are not positive ints; a timestamp that is not an int >= 0;
+            duplicate mask ids; a ROI bound to a source or mask the frame does not have; a mask binding
+            on a frame without masks; frame-level fields set on a group member.
+    """
+    to_frame_dict(frame)
+
+
+# ---------------------------------------------------------------------------- from dict
+
+
+def _sources_of(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"a frame dict must be a dict, got {type(data).__name__}")
+    sources = data.get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise ValidationError(f"frame {data.get('id')!r} has no sources")
+    for src in sources:
+        if not isinstance(src, Mapping) or "id" not in src or "uri" not in src:
+            raise ValidationError(f"frame {data.get('id')!r}: a source needs an id and a uri, got {src!r}")
+    return sources
+
+
+def _rois_of(data: Mapping[str, Any]) -> list[Any]:
+    rois = data.get("rois")
+    if rois is None:
+        return []
+    if not isinstance(rois, list):
+        raise ValidationError(f"frame {data.get('id')!r}: rois must be a list, got {type(rois).__name__}")
+    return rois
+
+
+def _member_from_dict(src: Mapping[str, Any]) -> SingleFrame:
+    frame = SingleFrame(
+        source=src["uri"],
+        width=src.get("width"),
+        height=src.get("height"),
+        content_type=src.get("content_type"),
+        source_meta=_copy_meta(src.get("meta")),
+        source_id=src["id"],
+        source_timestamp=src.get("timestamp") or 0,
+    )
+    preview = src.get("preview")
+    masks = src.get("masks") or []
+    if preview is not None and not (isinstance(preview, Mapping) and "uri" in preview):
+        raise ValidationError(f"source {src['id']!r}: a preview needs a uri, got {preview!r}")
+    if not isinstance(masks, list) or not all(
+        isinstance(m, Mapping) and "id" in m and "uri" in m for m in masks
+    ):
+        raise ValidationError(f"source {src['id']!r}: masks must be a list of {{id, uri}} dicts: {masks!r}")
+    if preview is not None:
+        frame.preview = Preview(
+            uri=preview["uri"],
+            content_type=preview.get("content_type"),
+            width=preview.get("width"),
+            height=preview.get("height"),
+            timestamp=preview.get("timestamp") or 0,
+        )
+    frame.masks = [
+        Mask(
+            id=m["id"],
+            uri=m["uri"],
+            content_type=m.get("content_type"),
+            width=m.get("width"),
+            height=m.get("height"),
+            timestamp=m.get("timestamp") or 0,
+        )
+        for m in masks
+    ]
+    return frame
+
+
+def _copy_meta(value: Any) -> Any:
+    """A deep copy of a metadata dict (``None`` gives ``{}``); anything else is kept for validation."""
+    return {} if value is None else deepcopy(value)
+
+
+def _read_frame_fields(frame: Frame, data: Mapping[str, Any]) -> None:
+    frame.id = data.get("id")
+    frame._context_id = data.get("context_id")
+    frame._timestamp = data.get("timestamp")
+    frame.metadata = _copy_meta(data.get("meta"))
+    frame.meta_blob = _copy_meta(data.get("meta_blob"))
+    frame._saved = data.get("saved")
+    frame._saved_in_version = data.get("saved_in_version")
+    frame._updated_in_version = data.get("updated_in_version")
+
+
+def frame_from_dict(data: Mapping[str, Any]) -> Frame:
+    """Read a canonical frame dict back into a frame object.
+
+    One source with id ``"default"`` gives a :class:`SingleFrame`, anything else a
+    :class:`FrameGroup`. Provenance (``saved``, ...) is kept. Nothing is shared with ``data``; only
+    the structure is checked (:func:`validate` checks the rest).
+
+    Raises:
+        ValidationError: ``data`` is not a frame dict (no sources, a source without id or uri).
+    """
+    sources = _sources_of(data)
+    if len(sources) == 1 and sources[0]["id"] == DEFAULT_SOURCE_ID:
+        return SingleFrame.from_dict(data)
+    return FrameGroup.from_dict(data)
+
+
+from_frame_dict = frame_from_dict
+"""Alias of :func:`frame_from_dict`."""
+
+
+__all__ = [
+    "DEFAULT_SOURCE_ID",
+    "Annotation",
+    "Frame",
+    "FrameGroup",
+    "Mask",
+    "Preview",
+    "SingleFrame",
+    "default_cache_dir",
+    "frame_from_dict",
+    "frame_id",
+    "from_frame_dict",
+    "guess_content_type",
+    "to_frame_dict",
+    "validate",
+]

@@ -1,0 +1,122 @@
+"""Streaming frames into Parquet segments in bounded memory, collecting the frames that fail.
+
+Input is any iterable of ``SingleFrame``, ``FrameGroup`` or canonical frame dicts (see
+:mod:`hds_s3.frames`). Each frame is validated and normalised on its own; one that fails is reported
+with the reason and the others go on (a ``FrameGroup`` fails or passes whole). At most
+``segment_rows`` frames are held at a time: each full batch becomes one segment, written before any
+document refers to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from hds_s3 import segments
+from hds_s3.docs import SegmentRef
+from hds_s3.errors import HdsError, ValidationError
+from hds_s3.frameindex import FrameIndex
+from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict, guess_content_type, hash_id, to_frame_dict
+
+Frame = SingleFrame | FrameGroup
+
+
+@dataclass(frozen=True)
+class FailedFrame:
+    """A frame that was not written, and why."""
+
+    frame: Any
+    reason: str
+
+
+def normalize(frame: object) -> dict[str, Any]:
+    """Return the canonical, validated dict of a frame object or frame dict.
+
+    Raises:
+        ValidationError: naming the frame and the field.
+    """
+    if isinstance(frame, (SingleFrame, FrameGroup)):
+        return to_frame_dict(frame)
+    if isinstance(frame, Mapping):
+        return to_frame_dict(frame_from_dict(frame))
+    raise ValidationError(
+        f"cannot store a {type(frame).__name__} as a frame; give a SingleFrame, a FrameGroup or a frame dict"
+    )
+
+
+def write_segments(
+    index: FrameIndex,
+    dataset_id: str,
+    version_id: str,
+    frames: Iterable[object],
+    failed: list[FailedFrame],
+    *,
+    now: int,
+    segment_rows: int,
+    progress: Any | None = None,
+) -> Iterator[SegmentRef]:
+    """Validate, convert and write frames as segments of ``version_id``; yield each segment written.
+
+    Frames that fail validation are appended to ``failed``; ``progress`` (a tqdm bar) is advanced
+    per frame.
+
+    Raises:
+        StorageError: the store failed; segments already yielded are intact.
+    """
+    batch: list[object] = []
+    for frame in frames:
+        batch.append(frame)
+        if progress is not None:
+            progress.update(1)
+        if len(batch) >= segment_rows:
+            table = _batch_table(batch, failed, version_id, now)
+            batch = []
+            if table.num_rows:
+                yield index.write_segment(dataset_id, version_id, table, "frames")
+    if batch:
+        table = _batch_table(batch, failed, version_id, now)
+        if table.num_rows:
+            yield index.write_segment(dataset_id, version_id, table, "frames")
+
+
+def _batch_table(batch: list[object], failed: list[FailedFrame], version_id: str, now: int) -> pa.Table:
+    """Turn one batch into a segment table: dicts column by column, the rest frame by frame."""
+    fast, positions, slow = segments.fast_frames_table(
+        batch, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_content_type
+    )
+    rows: list[dict[str, Any]] = []
+    for i in slow:
+        try:
+            canonical = normalize(batch[i])
+        except (HdsError, TypeError, ValueError) as exc:
+            failed.append(FailedFrame(batch[i], str(exc)))
+            continue
+        canonical["saved"] = now
+        canonical["saved_in_version"] = version_id
+        canonical["updated_in_version"] = version_id
+        rows.append(segments.frame_row(canonical))
+        positions.append(i)
+    table = (
+        pa.concat_tables([fast, pa.Table.from_pylist(rows, schema=segments.FRAME_SCHEMA)]) if rows else fast
+    )
+    return segments.unique_sorted(table, positions)
+
+
+def frame_ids(frames: Iterable[object]) -> list[str]:
+    """Return the ids of frames given as objects, dicts or id strings.
+
+    Raises:
+        ValidationError: an item is none of those, or a frame cannot be identified.
+    """
+    ids: list[str] = []
+    for item in frames:
+        if isinstance(item, str):
+            if not item:
+                raise ValidationError("an empty frame id was given")
+            ids.append(item)
+        else:
+            ids.append(normalize(item)["id"])
+    return ids

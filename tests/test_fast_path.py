@@ -1,0 +1,231 @@
+"""The columnar ingest path agrees with the per-frame path on every frame it accepts.
+
+``add_frames`` converts frame dicts column by column and validates them with vectorised checks; any
+frame it is not sure about goes through the per-frame path (SingleFrame validation), which either
+normalises it or says what is wrong. These properties hold for any input dict.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hds_s3 import segments
+from hds_s3.errors import HdsError
+from hds_s3.frames import guess_content_type, hash_id
+from hds_s3.ingest import normalize
+
+VID = "a" * 32
+NOW = 1_700_000_000_000
+
+names = st.one_of(st.sampled_from(["car", "person", "Bus Stop", "été", ""]), st.text(max_size=6))
+numbers = st.one_of(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.integers(-5, 1000),
+    st.sampled_from([math.nan, math.inf, -999999999.0]),
+)
+metas = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from(["city", "score", "a.b", "$x", "nested", "ok"]),
+        st.one_of(
+            st.text(max_size=5),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.booleans(),
+            st.none(),
+            st.dictionaries(st.sampled_from(["k", "x.y"]), st.integers(), max_size=2),
+        ),
+        max_size=3,
+    ),
+)
+
+
+@st.composite
+def box(draw: st.DrawFn) -> list[Any]:
+    x, y = draw(numbers), draw(numbers)
+    w, h = draw(st.integers(-3, 50)), draw(st.integers(-3, 50))
+    corners = [x, y, x + w, y, x + w, y + h, x, y + h]
+    return draw(st.one_of(st.just(corners), st.lists(numbers, max_size=9)))
+
+
+@st.composite
+def roi(draw: st.DrawFn, source_ids: list[str]) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["box2d", "poly2d", "points2d", "label", "ellipse2d", "bogus"]))
+    poly = (
+        draw(box()) if kind == "box2d" else ([] if kind == "label" else draw(st.lists(numbers, max_size=7)))
+    )
+    out: dict[str, Any] = {
+        "id": draw(st.one_of(st.none(), names)),
+        "labels": draw(st.lists(names, max_size=3)),
+        "type": kind,
+        "poly": poly,
+        "confidence": draw(st.one_of(st.none(), st.floats(-0.5, 1.5), st.just(math.nan))),
+        "sources": draw(
+            st.one_of(st.just([]), st.lists(st.sampled_from([*source_ids, "ghost"]), max_size=2))
+        ),
+        "meta": draw(metas),
+        "mask": None,
+    }
+    if draw(st.booleans()):
+        del out[draw(st.sampled_from(["id", "confidence", "meta", "mask", "sources"]))]
+    if draw(st.integers(0, 20)) == 0:
+        out["label"] = out.pop("labels")  # the reference's key name: not ours
+    return out
+
+
+@st.composite
+def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
+    source_ids = draw(
+        st.one_of(
+            st.just(["default"]),
+            st.lists(st.sampled_from(["front", "rear", "top", ""]), min_size=1, max_size=3, unique=True),
+        )
+    )
+    sources = []
+    for sid in source_ids:
+        source: dict[str, Any] = {
+            "id": sid,
+            "uri": draw(
+                st.one_of(
+                    st.sampled_from(["s3://b/x.jpg", "s3://b/y.png", "clip.mp4", "noext", ""]),
+                    st.text(max_size=8),
+                )
+            ),
+            "content_type": draw(st.one_of(st.none(), st.just("image/jpeg"))),
+            "width": draw(st.one_of(st.none(), st.integers(-1, 4000), st.just(3.5))),
+            "height": draw(st.one_of(st.none(), st.integers(-1, 4000))),
+            "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6))),
+            "meta": draw(metas),
+            "preview": None,
+            "masks": [],
+        }
+        if draw(st.booleans()):
+            del source[
+                draw(st.sampled_from(["content_type", "width", "timestamp", "meta", "preview", "masks"]))
+            ]
+        sources.append(source)
+    out: dict[str, Any] = {
+        "id": draw(st.one_of(st.none(), names, st.just("x" * 300))),
+        "context_id": draw(st.one_of(st.none(), st.just("ctx"), st.just(""))),
+        "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6))),
+        "sources": sources,
+        "rois": [draw(roi(source_ids)) for _ in range(draw(st.integers(0, 4)))],
+        "meta": draw(metas),
+        "meta_blob": draw(metas),
+    }
+    if draw(st.booleans()):
+        del out[draw(st.sampled_from(["id", "context_id", "timestamp", "rois", "meta", "meta_blob"]))]
+    return out
+
+
+def slow_row(d: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        canonical = normalize(d)
+    except (HdsError, TypeError, ValueError):
+        return None
+    canonical.update(saved=NOW, saved_in_version=VID, updated_in_version=VID)
+    row = segments.frame_row(canonical)
+    return pa.Table.from_pylist([row], schema=segments.FRAME_SCHEMA).to_pylist()[0]
+
+
+def _agree(frames: list[dict[str, Any]]) -> int:
+    table, positions, left = segments.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert sorted(positions + left) == list(range(len(frames)))
+    for position, row in zip(positions, table.to_pylist(), strict=True):
+        expected = slow_row(frames[position])
+        assert expected is not None, (
+            f"the fast path took a frame the per-frame path refuses: {frames[position]}"
+        )
+        assert row == expected
+    return len(positions)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frame_dict(), min_size=1, max_size=4))
+def test_every_frame_the_fast_path_takes_matches_the_per_frame_path(frames: list[dict[str, Any]]) -> None:
+    _agree(frames)
+
+
+@st.composite
+def tame_frame(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly valid frames in the fast path's shape, with optional keys left out or set to None."""
+    sources = [{"id": "default", "uri": draw(st.sampled_from(["s3://b/x.jpg", "clip.mp4", "noext"]))}]
+    for key, value in (
+        ("width", 640),
+        ("height", 480),
+        ("timestamp", 40),
+        ("content_type", "image/png"),
+        ("meta", {"angle": 45}),
+        ("preview", None),
+        ("masks", []),
+    ):
+        choice = draw(st.integers(0, 2))
+        if choice:
+            sources[0][key] = value if choice == 1 else (None if key != "masks" else [])
+    rois = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["box2d", "poly2d", "points2d", "label"]))
+        x, y = draw(st.integers(0, 100)), draw(st.floats(0, 100))
+        poly = {"box2d": [x, y, x + 5, y, x + 5, y + 7, x, y + 7], "label": []}.get(
+            kind, [x, y, x + 1, y + 2]
+        )
+        roi_: dict[str, Any] = {
+            "labels": draw(st.lists(st.sampled_from(["car", "été", "Bus Stop"]), min_size=1, max_size=2)),
+            "type": kind,
+            "poly": poly,
+        }
+        for key, value in (
+            ("id", "r1"),
+            ("confidence", 0.25),
+            ("sources", ["default"]),
+            ("meta", {"k": 1}),
+            ("mask", None),
+        ):
+            choice = draw(st.integers(0, 2))
+            if choice:
+                roi_[key] = value if choice == 1 else None
+        rois.append(roi_)
+    out: dict[str, Any] = {"sources": sources, "rois": rois}
+    for key, value in (
+        ("id", "frame-1"),
+        ("context_id", "ctx"),
+        ("timestamp", 7),
+        ("meta", {"city": "x", "n": {"d": 2.5}}),
+        ("meta_blob", {"raw": [1, "a"]}),
+    ):
+        choice = draw(st.integers(0, 2))
+        if choice:
+            out[key] = value if choice == 1 else None
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(tame_frame(), min_size=1, max_size=3))
+def test_valid_frames_in_every_optional_combination_agree(frames: list[dict[str, Any]]) -> None:
+    _agree(frames)
+
+
+def test_a_typical_coco_like_batch_takes_the_fast_path_whole() -> None:
+    frames = [
+        {
+            "id": f"f{i}",
+            "sources": [{"id": "default", "uri": f"s3://b/{i}.jpg", "width": 640, "height": 480}],
+            "rois": [
+                {"labels": ["car"], "type": "box2d", "poly": [1, 2, 11, 2, 11, 22, 1, 22], "confidence": 0.5},
+                {"labels": ["night"], "type": "label", "poly": []},
+            ],
+            "meta": {"city": "bremen", "score": 0.25, "date": "2024-10-20"},
+        }
+        for i in range(50)
+    ]
+    table, positions, left = segments.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left == [] and positions == list(range(50))
+    assert table.to_pylist()[7] == slow_row(frames[7])

@@ -1,0 +1,221 @@
+"""Frames in versions, on every store: writes, reads, inheritance by reference, statistics, compaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from hds_s3 import Client, Dataset, DatasetVersion, InvalidStateError, NotFoundError
+from hds_s3.frames import FrameGroup, SingleFrame
+from hds_s3.store.base import ObjectStore
+
+
+@pytest.fixture
+def client(store: ObjectStore) -> Client:
+    return Client(store)
+
+
+def frame(i: int, *labels: str, city: str = "bremen", fid: str | None = None) -> SingleFrame:
+    f = SingleFrame(
+        source=f"s3://bucket/images/{i:05d}.jpg",
+        width=640,
+        height=480,
+        metadata={"city": city, "index": i},
+        id=fid,
+    )
+    for label in labels:
+        f.add_annotation(box2d_xywh=(i, 2, 30, 40), labels=[label], confidence=0.5)
+    return f
+
+
+def contents(store: ObjectStore) -> dict[str, bytes]:
+    return {info.key: store.get(info.key)[0] for info in store.list("")}
+
+
+def ids_of(version: DatasetVersion) -> list[str]:
+    return sorted(version.get_frames_table(columns=["id"]).column("id").to_pylist())
+
+
+def test_frames_round_trip_through_a_version(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="f", client=client)
+    group = FrameGroup(id="group-1")
+    group["front"] = SingleFrame(source="s3://b/front.jpg", width=10, height=10)
+    group["rear"] = SingleFrame(source="s3://b/rear.jpg", width=10, height=10)
+    group.add_global_annotation(labels=["crossing"])
+    assert ver.add_frames([frame(1, "car", "person", fid="one"), frame(2), group]) == []
+    assert ver.get_frame_count() == 3
+    back = ver.get_single_frame("one")
+    assert isinstance(back, SingleFrame)
+    assert back.source == "s3://bucket/images/00001.jpg" and back.metadata == {"city": "bremen", "index": 1}
+    assert [a.labels for a in back.get_all_annotations()] == [["car"], ["person"]]
+    assert back.get_all_annotations()[0].poly == [1, 2, 31, 2, 31, 42, 1, 42]
+    g = DatasetVersion.get_single_frame("group-1", dataset_name="f", version_name="Current", client=client)
+    assert isinstance(g, FrameGroup) and sorted(g) == ["front", "rear"]
+    assert [a.sources for a in g.get_all_global_annotations()] == [["front", "rear"]]
+    assert sorted(type(f).__name__ for f in ver.iter_frames()) == ["FrameGroup", "SingleFrame", "SingleFrame"]
+
+
+def test_adding_an_existing_id_updates_it_and_an_ingest_run_twice_does_not_duplicate(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="u", client=client)
+    ver.add_frames([frame(i, "car") for i in range(5)])
+    ver.add_frames([frame(i, "car") for i in range(5)])  # same sources: same derived ids
+    assert ver.get_frame_count() == 5
+    ver.add_frames([frame(0, "bus", fid="x"), frame(0, "truck", fid="x")])
+    assert ver.get_frame_count() == 6
+    assert [a.labels for a in ver.get_single_frame("x").get_all_annotations()] == [["truck"]]
+
+
+def test_bad_frames_are_returned_with_the_reason_and_the_rest_land(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="bad", client=client)
+    group = FrameGroup(id="half-bad")
+    group["ok"] = SingleFrame(source="s3://b/ok.jpg")
+    group["bad"] = SingleFrame(source="s3://b/bad.jpg", source_meta={"a.b": 1})
+    failed = ver.add_frames([frame(1), {"id": "x", "sources": []}, group, "not a frame", frame(2)])
+    assert [type(f.frame).__name__ for f in failed] == ["dict", "FrameGroup", "str"]
+    assert "a.b" in failed[1].reason and "source" in failed[0].reason
+    assert ver.get_frame_count() == 2
+
+
+def test_update_frames_replaces_existing_and_reports_unknown_ids(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="upd", client=client)
+    ver.add_frames([frame(1, "car", fid="a")])
+    failed = ver.update_frames([frame(1, city="paris", fid="a"), frame(9, fid="nope")])
+    assert [f.frame.id for f in failed] == ["nope"] and "add_frames" in failed[0].reason
+    back = ver.get_single_frame("a")
+    assert back.metadata["city"] == "paris" and back.get_all_annotations() == []
+    assert ver.get_frame_count() == 1
+
+
+def test_provenance_is_recorded(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="prov", client=client)
+    ver.add_frames([frame(1, fid="a")])
+    back = ver.get_single_frame("a")
+    assert back.saved_in_version == ver.id and back.updated_in_version == ver.id
+    assert isinstance(back.saved, int) and back.saved > 0
+
+
+def test_published_versions_refuse_frame_writes_and_change_nothing(
+    client: Client, store: ObjectStore
+) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="ro", client=client)
+    ver.add_frames([frame(1, fid="a")])
+    ver.publish_version()
+    before = contents(store)
+    for write in (
+        lambda: ver.add_frames([frame(2)]),
+        lambda: ver.update_frames([frame(1, fid="a")]),
+        lambda: ver.delete_frames(["a"]),
+    ):
+        with pytest.raises(InvalidStateError, match="published"):
+            write()
+    assert contents(store) == before
+
+
+def test_children_reference_parents_and_hold_only_their_delta(client: Client, store: ObjectStore) -> None:
+    base = DatasetVersion.create_new_dataset(dataset_name="tree", client=client)
+    base.add_frames([frame(i, "car", fid=f"f{i}") for i in range(10)])
+    base.publish_version()
+    parquet_before = {k for k in contents(store) if k.endswith(".parquet")}
+    child = DatasetVersion.create_version(
+        dataset_name="tree", parent_version_ids=[base.id], version_name="child", client=client
+    )
+    snap_child = DatasetVersion.create_version(
+        dataset_name="tree", parent_version_ids=[base.id], version_name="other child", client=client
+    )
+    assert {k for k in contents(store) if k.endswith(".parquet")} == parquet_before  # no Parquet written
+    assert ids_of(child) == ids_of(base)
+
+    parent_objects = {k: v for k, v in contents(store).items() if base.id in k}
+    child.add_frames([frame(100, fid="new"), frame(1, "bus", fid="f1")])
+    child.delete_frames(["f2", "f3"])
+    assert {k: v for k, v in contents(store).items() if base.id in k} == parent_objects
+    own = [k for k in contents(store) if k.endswith(".parquet") and f"/segments/{child.id}/" in k]
+    own_rows = sum(
+        child._frames.read_segment(r).num_rows
+        for r in child._frames.refs(child._entry)
+        if r.version == child.id
+    )
+    assert len(own) == 2 and own_rows == 4  # 2 frames written + 2 tombstones
+    assert ids_of(child) == sorted([f"f{i}" for i in range(10) if i not in (2, 3)] + ["new"])
+    assert ids_of(base) == sorted(f"f{i}" for i in range(10))
+    assert ids_of(snap_child) == ids_of(base)
+    assert [a.labels for a in child.get_single_frame("f1").get_all_annotations()] == [["bus"]]
+    assert [a.labels for a in base.get_single_frame("f1").get_all_annotations()] == [["car"]]
+    with pytest.raises(NotFoundError, match="'f2'.*'child'"):
+        child.get_single_frame("f2")
+    assert base.get_single_frame("f2").id == "f2"
+
+
+def test_a_deleted_frame_can_be_added_again_later(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="again", client=client)
+    ver.add_frames([frame(1, fid="a"), frame(2, fid="b")])
+    ver.delete_frames([ver.get_single_frame("a")])
+    assert ids_of(ver) == ["b"]
+    ver.add_frames([frame(1, city="rome", fid="a")])
+    assert ids_of(ver) == ["a", "b"] and ver.get_single_frame("a").metadata["city"] == "rome"
+
+
+def test_snapshots_keep_frames_and_the_new_draft_inherits_them(client: Client, store: ObjectStore) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="snap", client=client)
+    ver.add_frames([frame(i, fid=f"f{i}") for i in range(4)])
+    parquet_before = {k for k in contents(store) if k.endswith(".parquet")}
+    current = DatasetVersion.create_snapshot(dataset_name="snap", publish_name="v1", client=client)
+    assert {k for k in contents(store) if k.endswith(".parquet")} == parquet_before
+    current.add_frames([frame(9, fid="f9")])
+    v1 = DatasetVersion.get_version(dataset_name="snap", version_name="v1", client=client)
+    assert v1.get_frame_count() == 4 and current.get_frame_count() == 5
+
+
+def test_statistics_are_computed_at_publish_and_stored(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="stats", client=client)
+    video = SingleFrame(source="s3://b/clip.mp4", timestamp=40, id="v")
+    ver.add_frames([frame(1, "car", "car", "person"), frame(2, "car"), frame(3), video])
+    live = ver.get_stats()
+    ver.publish_version()
+    raw = Dataset.get(dataset_name="stats", client=client)._doc.version(ver.id).stats  # in the document
+    assert raw == live == ver.get_stats()
+    assert raw["frames"] == 4 and raw["annotated"] == 2 and raw["unannotated"] == 2 and raw["rois"] == 4
+    assert raw["labels"] == [{"name": "car", "count": 3}, {"name": "person", "count": 1}]
+    assert raw["content_types"] == [{"name": "image/jpeg", "count": 3}, {"name": "video/mp4", "count": 1}]
+
+
+def test_compaction_merges_segments_and_leaves_children_alone(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="c", client=client)
+    for batch in range(6):
+        ver.add_frames([frame(batch * 10 + i, "car", fid=f"f{batch}-{i}") for i in range(3)])
+    ver.delete_frames(["f0-0", "f5-2"])
+    ver.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_name="c", parent_version_ids=[ver.id], version_name="kid", client=client
+    )
+    before = ver.get_frames_table().sort_by("id")
+    assert len(ver._frames.refs(ver._entry)) == 7
+    ver.compact()
+    assert len(ver._frames.refs(ver._entry)) == 1
+    assert ver.get_frames_table().sort_by("id").equals(before)
+    assert child.reload().get_frames_table().sort_by("id").equals(before)
+    assert len(child._frames.refs(child._entry)) == 7
+    with pytest.raises(InvalidStateError, match="draft"):
+        child.compact()
+
+
+def test_publishing_compacts_automatically_past_the_threshold(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hds_s3.api
+
+    monkeypatch.setattr(hds_s3.api, "COMPACT_SEGMENTS", 3)
+    ver = DatasetVersion.create_new_dataset(dataset_name="auto", client=client)
+    for batch in range(5):
+        ver.add_frames([frame(batch, fid=f"f{batch}")])
+    before = ver.get_frames_table().sort_by("id")
+    ver.publish_version()
+    assert len(ver._frames.refs(ver._entry)) == 1
+    assert ver.get_frames_table().sort_by("id").equals(before)
+
+
+def test_segments_are_split_by_rows_and_commits_are_batched(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="rows", client=client)
+    ver.add_frames((frame(i, fid=f"f{i:03d}") for i in range(25)), segment_rows=10, commit_every=2)
+    refs = ver._frames.refs(ver._entry)
+    assert [r.rows for r in refs] == [10, 10, 5]
+    assert ver.get_frame_count() == 25
