@@ -528,9 +528,7 @@ def find_annotations(
     else:
         candidates = list(rois)
     return [
-        roi
-        for roi in candidates
-        if (id is None or roi.id == id) and (label is None or label in roi.labels)
+        roi for roi in candidates if (id is None or roi.id == id) and (label is None or label in roi.labels)
     ]
 
 

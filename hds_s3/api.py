@@ -771,8 +771,9 @@ class DatasetVersion:
     def publish_version(self) -> DatasetVersion:
         """Publish this draft; it becomes read-only and may have children. Returns self.
 
-        Its statistics (see :meth:`get_stats`) are computed and stored with it; a version with more
-        than ``COMPACT_SEGMENTS`` segments is then compacted.
+        Its statistics (see :meth:`get_stats`) are computed and stored with it. A version with more
+        than ``COMPACT_SEGMENTS`` segments then has the run of small segments at its end (the deltas
+        of a chain) merged, at a cost that follows the deltas, not the dataset.
 
         Raises:
             InvalidStateError: it is published already (e.g. another process won the race).
@@ -795,7 +796,9 @@ class DatasetVersion:
                 continue  # frames landed meanwhile: they are in; count them too
             break
         if len(self._frames.refs(self._entry)) > COMPACT_SEGMENTS:
-            self.compact()
+            merged = self._frames.tail_compacted_refs(self.dataset_id, self._entry)
+            if merged is not None:
+                self._replace_segments(merged, "merge the small segments of")
         return self
 
     def commit_version(self, publish: bool = False) -> DatasetVersion:
@@ -1002,16 +1005,19 @@ class DatasetVersion:
         self.reload()
         if self.is_draft:
             raise InvalidStateError(f"compact() is for published versions; {self.name!r} is a draft")
-        refs = self._frames.compacted_refs(self.dataset_id, self._entry)
+        self._replace_segments(self._frames.compacted_refs(self.dataset_id, self._entry), "compact")
+        return self
+
+    def _replace_segments(self, refs: Sequence[Any], what: str) -> None:
+        """Point this published version at segments holding the same frames (compaction)."""
         self._doc = self._frames.commit_pointer(
             self.dataset_id,
             self.id,
             lambda entry: (refs, lambda d: d),
-            what=f"compact {self.name!r}",
+            what=f"{what} {self.name!r}",
             allow_published=True,
         )
         self._entry = tree.entry(self._doc, self.id)
-        return self
 
     def set_version_name(self, name: str) -> None:
         """Rename this version (drafts and published versions alike).

@@ -45,8 +45,11 @@ from hds_s3.store.base import ObjectStore
 SEGMENT_ROWS = 100_000
 #: A published version with more segments than this is compacted when it is published.
 COMPACT_SEGMENTS = 32
+#: Segments with fewer rows than this are "small": automatic compaction merges the run of them at
+#: the end of a manifest (the deltas of a chain), never the large segments before it.
+SMALL_SEGMENT_ROWS = SEGMENT_ROWS // 2
 
-_FETCH_THREADS = 16
+_FETCH_THREADS = 8
 
 
 class _PointerMoved(Exception):
@@ -122,14 +125,15 @@ class FrameIndex:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
         refs = self.refs(entry)
-        if columns is not None and "id" not in columns:
+        columns = list(columns) if columns is not None else list(segments.FRAME_COLUMNS)
+        if "id" not in columns:
             columns = ["id", *columns]
+        schema = pa.schema([segments.FRAME_SCHEMA.field(c) for c in columns])
         if not refs:
-            empty = segments.FRAME_SCHEMA.empty_table()
-            return empty.select(list(columns)) if columns is not None else empty
+            return schema.empty_table()
         with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
             tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
-        return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)])
+        return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)], schema)
 
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
         """Return the effective row of one frame (as a canonical frame dict), or None.
@@ -312,7 +316,7 @@ class FrameIndex:
             CorruptObjectError: a manifest or segment is missing or damaged.
             StorageError: the store failed; nothing references what was written.
         """
-        table = self.effective(entry)
+        table = self.effective(entry, [f.name for f in segments.FRAME_SCHEMA])
         if table.num_rows == 0:
             return []
         table = table.take(pc.sort_indices(table.column("id")))
@@ -320,6 +324,43 @@ class FrameIndex:
             self.write_segment(dataset_id, entry.id, table.slice(start, SEGMENT_ROWS), "frames")
             for start in range(0, table.num_rows, SEGMENT_ROWS)
         ]
+
+    def tail_compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef] | None:
+        """Merge the run of small segments at the end of the manifest; None when there is nothing to merge.
+
+        The run's frames (last row of each id wins) become one frames segment and its tombstones
+        that no later row of the run re-adds become one deletes segment; the large segments before
+        the run are kept as they are, so the cost follows the size of the deltas, not of the dataset.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+            StorageError: the store failed; nothing references what was written.
+        """
+        refs = list(self.refs(entry))
+        start = len(refs)
+        while start > 0 and refs[start - 1].rows < SMALL_SEGMENT_ROWS:
+            start -= 1
+        run = refs[start:]
+        if len(run) < 2:
+            return None
+        everything = [f.name for f in segments.FRAME_SCHEMA]
+        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(run))) as pool:
+            tables = list(pool.map(lambda r: self.read_segment(r, everything), run))
+        pairs = [(r.kind, t) for r, t in zip(run, tables, strict=True)]
+        frames = segments.merge(pairs, segments.FRAME_SCHEMA)
+        re_added = set(frames.column("id").to_pylist())
+        deleted = {i for (kind, t) in pairs if kind == "deletes" for i in t.column("id").to_pylist()}
+        out = refs[:start]
+        if frames.num_rows:
+            frames = segments.unique_sorted(frames)
+            out.append(self.write_segment(dataset_id, entry.id, frames, "frames"))
+        if deleted - re_added:
+            out.append(
+                self.write_segment(
+                    dataset_id, entry.id, segments.deletes_table(deleted - re_added), "deletes"
+                )
+            )
+        return out
 
 
 def _same(doc: DatasetDoc) -> DatasetDoc:
