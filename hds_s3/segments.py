@@ -175,7 +175,10 @@ def unique_sorted(table: pa.Table, positions: Sequence[int] | None = None) -> pa
         ranked = pa.table({"id": ids, "_pos": order, "_row": index}).sort_by([("_pos", "ascending")])
         last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
         table = table.take(last.column("_row_last"))
-    return table.take(pc.sort_indices(table.column("id")))
+    ids = table.column("id")
+    if table.num_rows > 1 and pc.all(pc.less(ids.slice(0, table.num_rows - 1), ids.slice(1))).as_py():
+        return table  # already in id order: no copy
+    return table.take(pc.sort_indices(ids))
 
 
 def deletes_table(ids: Iterable[str]) -> pa.Table:
