@@ -45,9 +45,10 @@ from hds_s3.store.base import ObjectStore
 SEGMENT_ROWS = 100_000
 #: A published version with more segments than this is compacted when it is published.
 COMPACT_SEGMENTS = 32
-#: Segments with fewer rows than this are "small": automatic compaction merges the run of them at
-#: the end of a manifest (the deltas of a chain), never the large segments before it.
-SMALL_SEGMENT_ROWS = SEGMENT_ROWS // 2
+#: A segment with fewer rows than the largest one of its manifest, or than a full segment, divided
+#: by this is "small": automatic compaction merges the run of small segments at the end of a
+#: manifest (the deltas of a chain), never the large segments before it.
+SMALL_SEGMENT_RATIO = 4
 
 _FETCH_THREADS = 8
 
@@ -112,9 +113,12 @@ class FrameIndex:
             CorruptObjectError: the segment is missing or not a segment.
         """
         try:
-            data, _ = self.store.get(ref.key)
+            # A ranged read of the recorded size: one request, and no etag to compute.
+            data = self.store.get_range(ref.key, 0, ref.size)
         except NotFoundError:
             raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+        if len(data) != ref.size:
+            raise CorruptObjectError(f"{ref.key}: {len(data)} bytes stored, the manifest recorded {ref.size}")
         cols = None if ref.kind == "deletes" or columns is None else columns
         return segments.from_parquet(data, ref.key, cols)
 
@@ -138,8 +142,9 @@ class FrameIndex:
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
         """Return the effective row of one frame (as a canonical frame dict), or None.
 
-        Looks in the segments from newest to oldest, skipping those whose id range excludes it and
-        reading only the row group that can hold it (the footers of immutable segments are cached).
+        First, in parallel, the ``id`` column of the one row group that can hold the id in each
+        segment whose id range covers it (footers of immutable segments are cached); then the whole
+        row group only of the newest segment that holds it.
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -148,11 +153,47 @@ class FrameIndex:
         if not candidates:
             return None
         with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(candidates))) as pool:
-            found = list(pool.map(lambda r: self._find(r, frame_id), candidates))
-        for ref, row in zip(candidates, found, strict=True):
-            if row is not None:
-                return None if ref.kind == "deletes" else segments.row_to_frame(row)
+            found = list(pool.map(lambda r: self._locate(r, frame_id), candidates))
+        for ref, place in zip(candidates, found, strict=True):
+            if place is not None:
+                return None if ref.kind == "deletes" else self._row(ref, *place)
         return None
+
+    def _guarded(self, ref: SegmentRef, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except NotFoundError:
+            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptObjectError(f"{ref.key}: not a readable Parquet segment ({exc})") from exc
+
+    def _locate(self, ref: SegmentRef, frame_id: str) -> tuple[int, int] | None:
+        """The (row group, row) of ``frame_id`` in a segment, reading only ``id`` columns; or None."""
+
+        def read() -> tuple[int, int] | None:
+            meta = self._footer(ref)
+            for group in range(meta.num_row_groups):
+                stats = meta.row_group(group).column(0).statistics
+                if stats is not None and stats.has_min_max and not stats.min <= frame_id <= stats.max:
+                    continue
+                reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+                ids = reader.read_row_group(group, columns=["id"]).column("id")
+                hit = pc.index(ids, frame_id).as_py()
+                if hit >= 0:
+                    return group, hit
+            return None
+
+        result: tuple[int, int] | None = self._guarded(ref, read)
+        return result
+
+    def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=self._footer(ref))
+            table = reader.read_row_group(group, columns=list(segments.FRAME_COLUMNS))
+            return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
+
+        out: dict[str, Any] = self._guarded(ref, read)
+        return out
 
     def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
         with self._lock:
@@ -166,25 +207,6 @@ class FrameIndex:
             while len(self._footers) > 1024:
                 self._footers.popitem(last=False)
         return meta
-
-    def _find(self, ref: SegmentRef, frame_id: str) -> dict[str, Any] | None:
-        try:
-            meta = self._footer(ref)
-            groups = []
-            for i in range(meta.num_row_groups):
-                stats = meta.row_group(i).column(0).statistics
-                if stats is None or not stats.has_min_max or stats.min <= frame_id <= stats.max:
-                    groups.append(i)
-            if not groups:
-                return None
-            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
-            table = reader.read_row_groups(groups)
-        except NotFoundError:
-            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
-        except (pa.ArrowException, OSError) as exc:
-            raise CorruptObjectError(f"{ref.key}: not a readable Parquet segment ({exc})") from exc
-        hit = table.filter(pc.equal(table.column("id"), frame_id))
-        return hit.to_pylist()[0] if hit.num_rows else None
 
     # ------------------------------------------------------------------ writing
 
@@ -337,8 +359,9 @@ class FrameIndex:
             StorageError: the store failed; nothing references what was written.
         """
         refs = list(self.refs(entry))
+        small = max(max((r.rows for r in refs), default=0), SEGMENT_ROWS) / SMALL_SEGMENT_RATIO
         start = len(refs)
-        while start > 0 and refs[start - 1].rows < SMALL_SEGMENT_ROWS:
+        while start > 0 and refs[start - 1].rows < small:
             start -= 1
         run = refs[start:]
         if len(run) < 2:

@@ -221,40 +221,39 @@ def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) ->
 def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = None) -> pa.Table:
     """Apply segments in order (``("frames" | "deletes", table)``) and return the effective frames.
 
-    Works from the newest segment back: an id decided by a newer row or tombstone hides every older
-    row with that id. Each step is a vectorised ``is_in`` against the ids decided so far; the rows an
-    older segment keeps are taken as zero-copy slices of their runs, so a large base segment under a
-    few small deltas is neither copied nor scanned twice.
+    One pass: every id of every segment, oldest first, is grouped to find the newest segment holding
+    it; a row survives when it is in that segment and that segment holds frames (a newer tombstone
+    wins over it). When no id occurs twice nothing is removed at all. The rows a segment keeps are
+    taken as zero-copy slices of their runs when few go, so large base segments are not copied.
     """
-    decided: list[pa.Array] = []
-    kept: list[pa.Table] = []
-    for position in range(len(segments) - 1, -1, -1):
-        kind, table = segments[position]
-        ids = table.column("id")
-        fresh = _without(table, ids, decided) if decided else table
-        if kind == "frames" and fresh.num_rows:
-            kept.append(fresh)
-        if position and len(ids):
-            decided.append(ids.combine_chunks())
-    if not kept:
+    frames = [(i, t) for i, (kind, t) in enumerate(segments) if kind == "frames" and t.num_rows]
+    if not frames:
         empty = FRAME_SCHEMA.empty_table()
         return empty.select(schema.names) if schema is not None else empty
-    kept.reverse()
-    return pa.concat_tables(kept)
+    if len(segments) == 1:
+        return frames[0][1]
+    sizes = [t.num_rows for _, t in segments]
+    ids = pa.chunked_array(
+        [t.column("id").combine_chunks() for _, t in segments], pa.string()
+    ).combine_chunks()
+    seq = np.repeat(np.arange(len(segments), dtype=np.int32), sizes)
+    newest = pa.table({"id": ids, "seq": seq}).group_by("id", use_threads=False).aggregate([("seq", "max")])
+    if newest.num_rows == len(ids):
+        return pa.concat_tables([t for _, t in frames])
+    where = pc.index_in(ids, value_set=newest.column("id").combine_chunks())
+    winner = pc.take(newest.column("seq_max").combine_chunks(), where).to_numpy(zero_copy_only=False) == seq
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    return pa.concat_tables([_keep(t, winner[starts[i] : starts[i + 1]]) for i, t in frames])
 
 
-def _without(table: pa.Table, ids: pa.ChunkedArray, decided: list[pa.Array]) -> pa.Table:
-    """The rows of ``table`` whose id is in none of ``decided`` (zero-copy slices if removals are sparse)."""
-    value_set = decided[0] if len(decided) == 1 else pa.concat_arrays(decided)
-    gone = pc.is_in(ids, value_set=value_set)
-    removed = pc.sum(gone).as_py() or 0
+def _keep(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows where ``keep`` is true: zero-copy slices of their runs when few rows go, else a filter."""
+    removed = int(len(keep) - int(keep.sum()))
     if removed == 0:
         return table
-    keep = pc.invert(gone)
-    if removed * 50 > table.num_rows:
-        return table.filter(keep)
-    flags = np.concatenate(([False], keep.to_numpy(zero_copy_only=False), [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(flags))
+    if removed * 50 > len(keep):
+        return table.filter(pa.array(keep))
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.astype(np.int8), [0]))))
     return pa.concat_tables(
         [table.slice(int(a), int(b - a)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
     )
