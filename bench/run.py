@@ -78,8 +78,11 @@ def run_worker(args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- profiling
 
 
-PY_SPY = shutil.which("py-spy") or (str(Path(sys.executable).with_name("py-spy"))
-                                     if Path(sys.executable).with_name("py-spy").exists() else None)
+PY_SPY = shutil.which("py-spy") or (
+    str(Path(sys.executable).with_name("py-spy"))
+    if Path(sys.executable).with_name("py-spy").exists()
+    else None
+)
 
 
 def profile_call(prof_dir: Path | None, name: str, fn: Callable[[], Any], min_seconds: float = 3.0) -> None:
@@ -92,9 +95,23 @@ def profile_call(prof_dir: Path | None, name: str, fn: Callable[[], Any], min_se
         return
     if PY_SPY:
         raw = prof_dir / f"{name}.raw.txt"
-        spy = subprocess.Popen([PY_SPY, "record", "--pid", str(os.getpid()), "-f", "raw", "-r", "200",
-                                "-o", str(raw), "--nonblocking"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(os.getpid()),
+                "-f",
+                "raw",
+                "-r",
+                "200",
+                "-o",
+                str(raw),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)  # let py-spy attach
         t0 = time.perf_counter()
         runs = 0
@@ -177,31 +194,78 @@ class StoreBench:
     def ingest(self, n: int, dataset: str, timed_baseline: bool) -> dict[str, Any]:
         seg = self.opts.segment_rows
         log(f"{self.name}: ingest {n:,} frames with add_frames (child process)")
-        ours = run_worker({"mode": "ours", "spec": self.spec, "n": n, "seed": self.seed, "start": 0,
-                           "dataset": dataset, "segment_rows": seg, "publish": True})
+        ours = run_worker(
+            {
+                "mode": "ours",
+                "spec": self.spec,
+                "n": n,
+                "seed": self.seed,
+                "start": 0,
+                "dataset": dataset,
+                "segment_rows": seg,
+                "publish": True,
+            }
+        )
         if ours["failed"]:
             raise RuntimeError(f"{ours['failed']} frames failed validation: {ours['failed_sample']}")
-        log(f"{self.name}:   ours {ours['seconds']:.1f}s (generator {ours['gen_seconds']:.1f}s), "
-            f"peak RSS {ours['rss_peak'] / MB:.0f} MB; publish {ours['publish_seconds']:.1f}s")
+        log(
+            f"{self.name}:   ours {ours['seconds']:.1f}s (generator {ours['gen_seconds']:.1f}s), "
+            f"peak RSS {ours['rss_peak'] / MB:.0f} MB; publish {ours['publish_seconds']:.1f}s"
+        )
         out = {"ours": ours}
         if timed_baseline:
             log(f"{self.name}: baseline ingest: from_pylist + write_table + one PUT (child process)")
-            base = run_worker({"mode": "baseline", "spec": self.spec, "n": n, "seed": self.seed, "start": 0,
-                               "key": f"bench/{dataset}-baseline.parquet", "segment_rows": seg})
-            log(f"{self.name}:   baseline {base['seconds']:.1f}s (generator {base['gen_seconds']:.1f}s), "
-                f"{base['bytes'] / MB:.1f} MB, peak RSS {base['rss_peak'] / MB:.0f} MB")
+            base = run_worker(
+                {
+                    "mode": "baseline",
+                    "spec": self.spec,
+                    "n": n,
+                    "seed": self.seed,
+                    "start": 0,
+                    "key": f"bench/{dataset}-baseline.parquet",
+                    "segment_rows": seg,
+                }
+            )
+            log(
+                f"{self.name}:   baseline {base['seconds']:.1f}s (generator {base['gen_seconds']:.1f}s), "
+                f"{base['bytes'] / MB:.1f} MB, peak RSS {base['rss_peak'] / MB:.0f} MB"
+            )
             out["baseline"] = base
             out["baseline_key"] = f"bench/{dataset}-baseline.parquet"
         if self.prof_dir is not None and timed_baseline:
             pn = min(n, 100_000)
             log(f"{self.name}: profiling an ingest of {pn:,} frames (extra run, not timed)")
-            wargs = {"mode": "ours", "spec": self.spec, "n": pn, "seed": self.seed, "start": 0,
-                     "dataset": dataset + "-prof", "segment_rows": seg, "publish": False}
+            wargs = {
+                "mode": "ours",
+                "spec": self.spec,
+                "n": pn,
+                "seed": self.seed,
+                "start": 0,
+                "dataset": dataset + "-prof",
+                "segment_rows": seg,
+                "publish": False,
+            }
             if PY_SPY:
                 raw = self.prof_dir / f"{self.name}-ingest.raw.txt"
-                subprocess.run([PY_SPY, "record", "-f", "raw", "-r", "200", "-o", str(raw), "--",
-                                sys.executable, str(HERE / "ingest_worker.py"), json.dumps(wargs)],
-                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(
+                    [
+                        PY_SPY,
+                        "record",
+                        "-f",
+                        "raw",
+                        "-r",
+                        "200",
+                        "-o",
+                        str(raw),
+                        "--",
+                        sys.executable,
+                        str(HERE / "ingest_worker.py"),
+                        json.dumps(wargs),
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 summarize_raw(raw, f"{self.name}: add_frames of {pn:,} frames")
             else:
                 wargs["profile"] = str(self.prof_dir / f"{self.name}-ingest.prof")
@@ -211,8 +275,9 @@ class StoreBench:
 
     # -- (b): children
 
-    def build_chain(self, n: int, dataset_id: str, root_id: str, depth: int, label: str,
-                    profile_last: bool = False) -> dict[str, Any]:
+    def build_chain(
+        self, n: int, dataset_id: str, root_id: str, depth: int, label: str, profile_last: bool = False
+    ) -> dict[str, Any]:
         counting = stores.CountingStore(self.store)
         faulty = FaultyStore(counting)  # fail_at=None: counts requests, logs (op, key)
         client = Client(faulty)
@@ -238,11 +303,18 @@ class StoreBench:
 
             def make_child(parent: str = parent, d: int = d) -> DatasetVersion:
                 return DatasetVersion.create_version(
-                    dataset_id=dataset_id, version_name=f"{label}-d{d:02d}", parent_version_ids=[parent],
-                    client=client)
+                    dataset_id=dataset_id,
+                    version_name=f"{label}-d{d:02d}",
+                    parent_version_ids=[parent],
+                    client=client,
+                )
 
-            def edit(child: DatasetVersion, add_dicts: list[Any] = add_dicts,
-                     upd_dicts: list[Any] = upd_dicts, del_ids: list[str] = del_ids) -> dict[str, float]:
+            def edit(
+                child: DatasetVersion,
+                add_dicts: list[Any] = add_dicts,
+                upd_dicts: list[Any] = upd_dicts,
+                del_ids: list[str] = del_ids,
+            ) -> dict[str, float]:
                 t: dict[str, float] = {}
                 t["add"], failed = timed(lambda: child.add_frames(add_dicts))
                 assert not failed, failed[:2]
@@ -264,41 +336,49 @@ class StoreBench:
             for key, size in total["puts"]:
                 kind = stores.key_kind(key)
                 by_kind[kind] = by_kind.get(kind, 0) + size
-            children.append({
-                "depth": d,
-                "version_id": child.id,
-                "frames_expected": len(rest) + k,
-                "delta_frames": 2 * k,
-                "delta_deleted": k,
-                "delta_parquet_bytes": delta,
-                "bytes_written": total["bytes_written"],
-                "bytes_written_edits_only": edits["bytes_written"],
-                "puts": total["ops"].get("put", 0),
-                "requests": faulty.count,
-                "requests_edits_only": edit_requests,
-                "ops": total["ops"],
-                "bytes_read": total["bytes_read"],
-                "written_by_kind": by_kind,
-                "seconds": times,
-                "segments_in_manifest": len(client.frames.refs(child._entry)),
-            })
+            children.append(
+                {
+                    "depth": d,
+                    "version_id": child.id,
+                    "frames_expected": len(rest) + k,
+                    "delta_frames": 2 * k,
+                    "delta_deleted": k,
+                    "delta_parquet_bytes": delta,
+                    "bytes_written": total["bytes_written"],
+                    "bytes_written_edits_only": edits["bytes_written"],
+                    "puts": total["ops"].get("put", 0),
+                    "requests": faulty.count,
+                    "requests_edits_only": edit_requests,
+                    "ops": total["ops"],
+                    "bytes_read": total["bytes_read"],
+                    "written_by_kind": by_kind,
+                    "seconds": times,
+                    "segments_in_manifest": len(client.frames.refs(child._entry)),
+                }
+            )
             c = children[-1]
-            log(f"{self.name}: {label} child d={d}: wrote {c['bytes_written'] / KB:.1f} KB "
+            log(
+                f"{self.name}: {label} child d={d}: wrote {c['bytes_written'] / KB:.1f} KB "
                 f"in {c['puts']} PUTs "
                 f"({ {k_: round(v / KB, 1) for k_, v in by_kind.items()} } KB), "
                 f"{c['requests']} requests; delta {delta / KB:.1f} KB; "
                 f"segments {c['segments_in_manifest']}; "
-                f"{sum(times.values()):.1f}s ({ {k_: round(v, 2) for k_, v in times.items()} })")
+                f"{sum(times.values()):.1f}s ({ {k_: round(v, 2) for k_, v in times.items()} })"
+            )
             if profile_last and d == depth and self.prof_dir is not None:
                 extra_n = [0]
 
                 def again(parent: str = child.id, extra_n: list[int] = extra_n) -> None:
                     extra_n[0] += 1
                     extra = DatasetVersion.create_version(
-                        dataset_id=dataset_id, version_name=f"{label}-prof{extra_n[0]}",
-                        parent_version_ids=[parent], client=client)
+                        dataset_id=dataset_id,
+                        version_name=f"{label}-prof{extra_n[0]}",
+                        parent_version_ids=[parent],
+                        client=client,
+                    )
                     edit(extra)
                     extra.publish_version()
+
                 log(f"{self.name}: profiling one more child (not timed)")
                 profile_call(self.prof_dir, f"{self.name}-child", again, min_seconds=0)
             alive = rest + added
@@ -355,10 +435,13 @@ class StoreBench:
                 "rows": child["frames_expected"],
             }
             r = out[depth]
-            log(f"{self.name}:   ours {r['ours_seconds']:.3f}s ({r['requests']} requests, "
+            log(
+                f"{self.name}:   ours {r['ours_seconds']:.3f}s ({r['requests']} requests, "
                 f"{r['bytes_read'] / MB:.1f} MB) vs baseline {r['baseline_seconds']:.3f}s "
-                f"(1 GET, {len(data) / MB:.1f} MB)")
+                f"(1 GET, {len(data) / MB:.1f} MB)"
+            )
             if depth == depths[-1]:
+
                 def read_again(vid: str = vid) -> None:
                     self.version(Client(self.store), dataset_id, vid).get_frames_table()
 
@@ -371,7 +454,7 @@ class StoreBench:
         rng = random.Random(self.seed + 4242)
         picks = rng.sample(alive, 2 * count + 1)
         cold_ids = [synth.frame_id(i, self.seed) for i in picks[:count]]
-        warm_ids = [synth.frame_id(i, self.seed) for i in picks[count:2 * count]]
+        warm_ids = [synth.frame_id(i, self.seed) for i in picks[count : 2 * count]]
         warmup = synth.frame_id(picks[-1], self.seed)
         log(f"{self.name}: get_single_frame at the deepest version ({count} cold, {count} warm)")
         cold = []
@@ -396,8 +479,11 @@ class StoreBench:
         counting.reset()
         vc.get_single_frame(warm_ids[0])
         warm_snap = counting.snapshot()
-        profile_call(self.prof_dir, f"{self.name}-lookup-cold",
-                     lambda: self.version(Client(self.store), dataset_id, vid).get_single_frame(cold_ids[1]))
+        profile_call(
+            self.prof_dir,
+            f"{self.name}-lookup-cold",
+            lambda: self.version(Client(self.store), dataset_id, vid).get_single_frame(cold_ids[1]),
+        )
         return {
             "cold_seconds": statistics.median(cold),
             "warm_seconds": statistics.median(warm),
@@ -436,8 +522,9 @@ class StoreBench:
                 file = tmpdir / "q.parquet"
                 file.write_bytes(raw)
             con = duckdb.connect()
-            n = con.execute("SELECT count(*) FROM read_parquet(?) WHERE meta.city = ?",
-                            [str(file), QUERY_CITY]).fetchone()[0]
+            n = con.execute(
+                "SELECT count(*) FROM read_parquet(?) WHERE meta.city = ?", [str(file), QUERY_CITY]
+            ).fetchone()[0]
             con.close()
             return time.perf_counter() - t0, n
 
@@ -450,8 +537,13 @@ class StoreBench:
             duck_t.append(t)
         shutil.rmtree(tmpdir, ignore_errors=True)
         assert n_ours == n_duck, (n_ours, n_duck)
-        return {"ours_seconds": statistics.median(ours_t), "duckdb_seconds": statistics.median(duck_t),
-                "count": n_ours, "ours_all": ours_t, "duckdb_all": duck_t}
+        return {
+            "ours_seconds": statistics.median(ours_t),
+            "duckdb_seconds": statistics.median(duck_t),
+            "count": n_ours,
+            "ours_all": ours_t,
+            "duckdb_all": duck_t,
+        }
 
     # -- everything
 
@@ -467,8 +559,9 @@ class StoreBench:
 
         ing_small = self.ingest(small, "bench-small", timed_baseline=False)
         self.results["ingest_small"] = ing_small
-        small_chain = self.build_chain(small, ing_small["ours"]["dataset_id"],
-                                       ing_small["ours"]["version_id"], 1, "small")
+        small_chain = self.build_chain(
+            small, ing_small["ours"]["dataset_id"], ing_small["ours"]["version_id"], 1, "small"
+        )
         self.results["child_small"] = small_chain["children"]
 
         chain = self.build_chain(n, big_id, root_id, o.depth, "big", profile_last=True)
@@ -483,32 +576,61 @@ class StoreBench:
         return self.results
 
 
-
 def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
     """The printed table of one store, from its results (also works on results read back from JSON)."""
     rows: list[dict[str, Any]] = []
 
-    def row(figure: str, ours: Any, base: Any, ratio: float | None, target: str, ok: bool | None,
-            unit: str = "") -> None:
-        rows.append({"figure": figure, "ours": ours, "baseline": base, "ratio": ratio, "target": target,
-                     "pass": ok, "unit": unit})
+    def row(
+        figure: str, ours: Any, base: Any, ratio: float | None, target: str, ok: bool | None, unit: str = ""
+    ) -> None:
+        rows.append(
+            {
+                "figure": figure,
+                "ours": ours,
+                "baseline": base,
+                "ratio": ratio,
+                "target": target,
+                "pass": ok,
+                "unit": unit,
+            }
+        )
 
     ours, base = r["ingest"]["ours"], r["ingest"]["baseline"]
     a_ours = ours["seconds"] - ours["gen_seconds"]
     a_base = base["seconds"] - base["gen_seconds"]
-    row(f"(a) ingest {n:,} frames (net of generator)", a_ours, a_base, a_ours / a_base, "<= 1.5x",
-        a_ours / a_base <= 1.5, "s")
+    row(
+        f"(a) ingest {n:,} frames (net of generator)",
+        a_ours,
+        a_base,
+        a_ours / a_base,
+        "<= 1.5x",
+        a_ours / a_base <= 1.5,
+        "s",
+    )
     if "cpu_seconds" in ours and "cpu_seconds" in base:
-        row("    same, CPU time of the process (info)", ours["cpu_seconds"], base["cpu_seconds"],
-            ours["cpu_seconds"] / base["cpu_seconds"], "info", None, "s")
+        row(
+            "    same, CPU time of the process (info)",
+            ours["cpu_seconds"],
+            base["cpu_seconds"],
+            ours["cpu_seconds"] / base["cpu_seconds"],
+            "info",
+            None,
+            "s",
+        )
 
     def limit(c: dict[str, Any]) -> int:
         return 2 * c["delta_parquet_bytes"] + 16 * KB
 
     def child_row(tag: str, c: dict[str, Any]) -> None:
-        row(f"(b) child bytes written, {tag}", c["bytes_written"], c["delta_parquet_bytes"],
-            c["bytes_written"] / c["delta_parquet_bytes"], f"<= 2x+16KB = {limit(c) / KB:.0f} KB",
-            c["bytes_written"] <= limit(c), "B")
+        row(
+            f"(b) child bytes written, {tag}",
+            c["bytes_written"],
+            c["delta_parquet_bytes"],
+            c["bytes_written"] / c["delta_parquet_bytes"],
+            f"<= 2x+16KB = {limit(c) / KB:.0f} KB",
+            c["bytes_written"] <= limit(c),
+            "B",
+        )
 
     def meta_bytes(c: dict[str, Any]) -> int:
         return sum(v for k, v in c["written_by_kind"].items() if k != "segment")
@@ -517,10 +639,24 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
     child_row(f"N={n:,} d=1", c_big)
     child_row(f"N={small:,} d=1", c_small)
     mb, ms = meta_bytes(c_big), meta_bytes(c_small)
-    row("(b) non-segment bytes (docs+manifests), N vs N/10", mb, ms, mb / ms if ms else None,
-        "|diff| <= 16 KB", abs(mb - ms) <= 16 * KB, "B")
-    row("(b) PUTs/requests of the child, N vs N/10", f"{c_big['puts']}/{c_big['requests']}",
-        f"{c_small['puts']}/{c_small['requests']}", None, "same PUTs", c_big["puts"] == c_small["puts"], "")
+    row(
+        "(b) non-segment bytes (docs+manifests), N vs N/10",
+        mb,
+        ms,
+        mb / ms if ms else None,
+        "|diff| <= 16 KB",
+        abs(mb - ms) <= 16 * KB,
+        "B",
+    )
+    row(
+        "(b) PUTs/requests of the child, N vs N/10",
+        f"{c_big['puts']}/{c_big['requests']}",
+        f"{c_small['puts']}/{c_small['requests']}",
+        None,
+        "same PUTs",
+        c_big["puts"] == c_small["puts"],
+        "",
+    )
     worst = max(r["chain"], key=lambda c: c["bytes_written"] / limit(c))
     child_row(f"worst of chain (d={worst['depth']})", worst)
     last = r["chain"][-1]
@@ -529,29 +665,71 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
     for depth in sorted(reads):
         x = reads[depth]
         ratio = x["ours_seconds"] / x["baseline_seconds"]
-        row(f"(c) read effective table, depth {depth} ({x['requests']} req)", x["ours_seconds"],
-            x["baseline_seconds"], ratio, "<= 1.3x", ratio <= 1.3, "s")
+        row(
+            f"(c) read effective table, depth {depth} ({x['requests']} req)",
+            x["ours_seconds"],
+            x["baseline_seconds"],
+            ratio,
+            "<= 1.3x",
+            ratio <= 1.3,
+            "s",
+        )
     deepest = max(reads)
     ref = reads[deepest]["ours_seconds"]
     lk = r["lookups"]
     for kind in ("cold", "warm"):
         pct = 100 * lk[f"{kind}_seconds"] / ref
-        row(f"(d) get_single_frame d={deepest} {kind} ({lk[f'{kind}_requests']} req, "
+        row(
+            f"(d) get_single_frame d={deepest} {kind} ({lk[f'{kind}_requests']} req, "
             f"{lk[f'{kind}_bytes_read'] / MB:.1f} MB), % of (c)",
-            lk[f"{kind}_seconds"], ref, pct / 100, "<= 5%", pct <= 5, "s")
-    row("(e) ingest peak RSS (vs baseline process)", ours["rss_peak"], base["rss_peak"],
-        ours["rss_peak"] / base["rss_peak"], "<= 1.5 GB", ours["rss_peak"] <= 1.5 * GB, "B")
+            lk[f"{kind}_seconds"],
+            ref,
+            pct / 100,
+            "<= 5%",
+            pct <= 5,
+            "s",
+        )
+    row(
+        "(e) ingest peak RSS (vs baseline process)",
+        ours["rss_peak"],
+        base["rss_peak"],
+        ours["rss_peak"] / base["rss_peak"],
+        "<= 1.5 GB",
+        ours["rss_peak"] <= 1.5 * GB,
+        "B",
+    )
     if "rss_peak_with_publish" in ours:
-        row("    info: peak RSS incl. publish of the root", ours["rss_peak_with_publish"], None, None, "info",
-            None, "B")
+        row(
+            "    info: peak RSS incl. publish of the root",
+            ours["rss_peak_with_publish"],
+            None,
+            None,
+            "info",
+            None,
+            "B",
+        )
     q = r["query"]
-    row(f"info: count meta.city={QUERY_CITY!r} vs DuckDB", q["ours_seconds"], q["duckdb_seconds"],
-        q["ours_seconds"] / q["duckdb_seconds"], "info", None, "s")
+    row(
+        f"info: count meta.city={QUERY_CITY!r} vs DuckDB",
+        q["ours_seconds"],
+        q["duckdb_seconds"],
+        q["ours_seconds"] / q["duckdb_seconds"],
+        "info",
+        None,
+        "s",
+    )
     row("info: publish of the root (stats)", ours["publish_seconds"], None, None, "info", None, "s")
     pubs = [c["seconds"]["publish"] for c in r["chain"]]
     steps = [sum(c["seconds"].values()) for c in r["chain"]]
-    row("info: one child, create..publish (median)", statistics.median(steps), None, None,
-        f"publish alone {fmt(statistics.median(pubs), 's')}", None, "s")
+    row(
+        "info: one child, create..publish (median)",
+        statistics.median(steps),
+        None,
+        None,
+        f"publish alone {fmt(statistics.median(pubs), 's')}",
+        None,
+        "s",
+    )
     return rows
 
 
@@ -586,8 +764,16 @@ def print_table(name: str, rows: list[dict[str, Any]], seconds: float) -> None:
         else:
             ratio_s = f"{ratio:.2f}x"
         result = "info" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
-        lines.append([r["figure"], fmt(r["ours"], r["unit"]), fmt(r["baseline"], r["unit"]), ratio_s,
-                      r["target"], result])
+        lines.append(
+            [
+                r["figure"],
+                fmt(r["ours"], r["unit"]),
+                fmt(r["baseline"], r["unit"]),
+                ratio_s,
+                r["target"],
+                result,
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     print(f"\n== store: {name}   (run took {seconds:.0f} s)")
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
@@ -644,8 +830,12 @@ def main() -> int:
 
     report: dict[str, Any] = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "memory_gb": round(psutil.virtual_memory().total / GB, 1), "pyarrow": pa.__version__},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / GB, 1),
+            "pyarrow": pa.__version__,
+        },
         "hds_s3": source_fingerprint(),
         "stores": {},
     }
@@ -678,8 +868,10 @@ def main() -> int:
                 shutil.rmtree(work, ignore_errors=True)
             else:
                 log(f"kept {work}")
-    print(f"\nhds_s3 bench: N={opts.frames:,}, depth {opts.depth}, seed {opts.seed}, "
-          f"{report['machine']['cpus']} CPUs, {report['machine']['memory_gb']} GB")
+    print(
+        f"\nhds_s3 bench: N={opts.frames:,}, depth {opts.depth}, seed {opts.seed}, "
+        f"{report['machine']['cpus']} CPUs, {report['machine']['memory_gb']} GB"
+    )
     for name, rows, seconds in tables:
         print_table(name, rows, seconds)
     if opts.json:
