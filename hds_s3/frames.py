@@ -249,7 +249,30 @@ def _local_copy(what: str, uri: str, cache_dir: str | os.PathLike[str] | None, f
 # ---------------------------------------------------------------------------- SingleFrame
 
 
-class SingleFrame:
+class _Provenance:
+    """Where and when a stored frame was written (read-only; set when the frame is read back)."""
+
+    _saved: int | None
+    _saved_in_version: str | None
+    _updated_in_version: str | None
+
+    @property
+    def saved(self) -> int | None:
+        """When the frame was last saved (epoch ms); ``None`` until it is stored."""
+        return self._saved
+
+    @property
+    def saved_in_version(self) -> str | None:
+        """Id of the version where the frame was last saved; ``None`` until it is stored."""
+        return self._saved_in_version
+
+    @property
+    def updated_in_version(self) -> str | None:
+        """Id of the version where the frame was last updated; ``None`` until it is stored."""
+        return self._updated_in_version
+
+
+class SingleFrame(_Provenance):
     """A frame with one source (the reference's legacy ``allegroai.SingleFrame``).
 
     Attributes:
@@ -395,21 +418,6 @@ class SingleFrame:
 
     def _first_mask_id(self) -> str | None:
         return min((m.id for m in self.masks), key=str, default=None)
-
-    @property
-    def saved(self) -> int | None:
-        """When the frame was last saved (epoch ms); ``None`` until it is stored."""
-        return self._saved
-
-    @property
-    def saved_in_version(self) -> str | None:
-        """Id of the version where the frame was last saved; ``None`` until it is stored."""
-        return self._saved_in_version
-
-    @property
-    def updated_in_version(self) -> str | None:
-        """Id of the version where the frame was last updated; ``None`` until it is stored."""
-        return self._updated_in_version
 
     # -- annotations
 
@@ -621,7 +629,7 @@ class SingleFrame:
 # ---------------------------------------------------------------------------- FrameGroup
 
 
-class FrameGroup(dict[str, SingleFrame]):
+class FrameGroup(dict[str, SingleFrame], _Provenance):
     """A frame with several sources: ``{source id: SingleFrame}`` (the reference's ``FrameGroup``).
 
     Each member describes one source (URI, size, preview, masks, ``source_meta``, ``source_timestamp``,
@@ -690,21 +698,6 @@ class FrameGroup(dict[str, SingleFrame]):
     @timestamp.setter
     def timestamp(self, value: int | None) -> None:
         self._timestamp = value
-
-    @property
-    def saved(self) -> int | None:
-        """When the frame was last saved (epoch ms); ``None`` until it is stored."""
-        return self._saved
-
-    @property
-    def saved_in_version(self) -> str | None:
-        """Id of the version where the frame was last saved; ``None`` until it is stored."""
-        return self._saved_in_version
-
-    @property
-    def updated_in_version(self) -> str | None:
-        """Id of the version where the frame was last updated; ``None`` until it is stored."""
-        return self._updated_in_version
 
     def add_global_annotation(
         self,
