@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
-from hds_s3 import ingest, layout, tree
+from hds_s3 import ingest, layout, segments, tree
 from hds_s3.client import Client, resolve
 from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
 from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
@@ -911,8 +911,6 @@ class DatasetVersion:
         ids = ingest.frame_ids(frames)
         if not ids:
             return
-        from hds_s3 import segments
-
         ref = self._frames.write_segment(self.dataset_id, self.id, segments.deletes_table(ids), "deletes")
         self._commit_segments([ref], "delete frames")
 
@@ -948,18 +946,16 @@ class DatasetVersion:
             )
         return frame_from_dict(row)
 
-    def iter_frames(self, batch_size: int = 1024) -> Any:
+    def iter_frames(self, batch_size: int = 1024) -> Iterator[SingleFrame | FrameGroup]:
         """Yield this version's frames (SingleFrame or FrameGroup), reading ``batch_size`` rows at a time.
 
         Raises:
             CorruptObjectError: a segment is missing or damaged.
         """
-        from hds_s3.segments import row_to_frame
-
         table = self.get_frames_table()
         for batch in table.to_batches(max_chunksize=batch_size):
             for row in batch.to_pylist():
-                yield frame_from_dict(row_to_frame(row))
+                yield frame_from_dict(segments.row_to_frame(row))
 
     def get_frame_count(self) -> int:
         """Return the number of frames in this version (reads only the id columns).
