@@ -23,6 +23,7 @@ from hds_s3 import (
     set_default_client,
 )
 from hds_s3.commit import RetryBudget, update_dataset_doc
+from hds_s3.frames import SingleFrame
 from hds_s3.store import LocalStore, MemoryStore, ObjectInfo, ObjectStore
 from hds_s3.tree import set_comment
 
@@ -99,7 +100,11 @@ def test_every_read_works_with_read_only_credentials() -> None:
     inner = MemoryStore()
     writer = Client(inner)
     DatasetVersion.create_new_dataset(dataset_name="ro", tags=["t"], client=writer)
-    DatasetVersion.get_current(dataset_name="ro", client=writer).set_masks_labels({(1, 2, 3): ["x"]})
+    draft = DatasetVersion.get_current(dataset_name="ro", client=writer)
+    draft.set_masks_labels({(1, 2, 3): ["x"]})
+    shot = SingleFrame(source="s3://b/a.jpg", id="a")
+    shot.add_annotation(box2d_xywh=(1, 2, 3, 4), labels=["car"])
+    draft.add_frames([shot, SingleFrame(source="s3://b/b.jpg", id="b")])
     DatasetVersion.create_snapshot(dataset_name="ro", publish_name="v1", client=writer)
     reader = Client(ReadOnlyStore(inner))
     ds = Dataset.get(dataset_name="ro", client=reader)
@@ -107,6 +112,10 @@ def test_every_read_works_with_read_only_credentials() -> None:
     assert [v.name for v in ds.get_versions(only_published=True)] == ["v1"]
     v1 = DatasetVersion.get_version(dataset_name="ro", version_name="v1", client=reader)
     assert v1.get_masks_labels() == {(1, 2, 3): ["x"]}
+    assert v1.get_frame_count() == 2 and v1.get_single_frame("a").source == "s3://b/a.jpg"
+    assert v1.get_stats()["labels"] == [{"name": "car", "count": 1}]
+    assert sorted(f.id for f in v1.iter_frames()) == ["a", "b"]
+    assert DatasetVersion.get_current(dataset_name="ro", client=reader).get_frames_table().num_rows == 2
     assert DatasetVersion.get_current(dataset_name="ro", client=reader).name == "Current"
     assert "v1 [published]" in ds.format_tree()
     with pytest.raises(StorageError, match="read-only"):

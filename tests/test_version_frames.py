@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hds_s3 import Client, Dataset, DatasetVersion, InvalidStateError, NotFoundError
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, InvalidStateError, NotFoundError
 from hds_s3.frames import FrameGroup, SingleFrame
 from hds_s3.store.base import ObjectStore
 
@@ -219,3 +219,21 @@ def test_segments_are_split_by_rows_and_commits_are_batched(client: Client) -> N
     refs = ver._frames.refs(ver._entry)
     assert [r.rows for r in refs] == [10, 10, 5]
     assert ver.get_frame_count() == 25
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_segment_is_reported_with_its_key(client: Client, store: ObjectStore, damage: str) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="dmg", client=client)
+    ver.add_frames([frame(1, fid="a"), frame(2, fid="b")])
+    other = DatasetVersion.create_new_dataset(dataset_name="fine", client=client)
+    other.add_frames([frame(3, fid="c")])
+    key = next(k for k in contents(store) if k.endswith(".parquet") and ver.id in k)
+    if damage == "missing":
+        store.delete(key)
+    else:
+        store.put(key, store.get(key)[0][:100])
+    with pytest.raises(CorruptObjectError, match=key.split("/")[-1]):
+        ver.get_frames_table()
+    with pytest.raises(CorruptObjectError):
+        ver.get_single_frame("a")
+    assert other.get_frame_count() == 1
