@@ -881,15 +881,16 @@ class DatasetVersion:
         items = list(frames)
         present = set(self.get_frames_table(columns=["id"]).column("id").to_pylist())
         failed: list[FailedFrame] = []
-        known: list[SingleFrame | FrameGroup | Mapping[str, Any]] = []
+        known: list[Mapping[str, Any]] = []  # validated once here: add_frames takes them column-wise
         for item in items:
             try:
-                fid = ingest.normalize(item)["id"]
+                canonical = ingest.normalize(item)
             except (ValidationError, TypeError, ValueError) as exc:
                 failed.append(FailedFrame(item, str(exc)))
                 continue
+            fid = canonical["id"]
             if fid in present:
-                known.append(item)
+                known.append(canonical)
             else:
                 failed.append(
                     FailedFrame(item, f"frame {fid} is not in version {self.name!r}; use add_frames")
@@ -1009,7 +1010,7 @@ class DatasetVersion:
         self._doc = self._frames.commit_pointer(
             self.dataset_id,
             self.id,
-            lambda entry: (refs, lambda d: d),
+            lambda entry: refs,
             what=f"{what} {self.name!r}",
             allow_published=True,
         )

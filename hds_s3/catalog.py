@@ -21,7 +21,6 @@ from hds_s3.commit import Change, read_dataset_doc, update_dataset_doc
 from hds_s3.docs import (
     DatasetClaim,
     DatasetDoc,
-    VersionEntry,
     dump_claim,
     dump_dataset_doc,
     now_ms,
@@ -37,7 +36,7 @@ from hds_s3.errors import (
 )
 from hds_s3.names import check_id, check_name
 from hds_s3.store.base import ObjectStore
-from hds_s3.tree import DEFAULT_VERSION_NAME
+from hds_s3.tree import DEFAULT_VERSION_NAME, add_version
 
 log = logging.getLogger("hds_s3")
 
@@ -179,7 +178,7 @@ class Catalog:
         self.ensure_marker()
         now = now_ms()
         dataset_id = layout.new_id()
-        doc = DatasetDoc(
+        empty = DatasetDoc(
             id=dataset_id,
             name=name,
             created=now,
@@ -188,12 +187,10 @@ class Catalog:
             project=project,
             tags=tags,
             metadata=dict(metadata or {}),
-            versions=(
-                VersionEntry(
-                    id=layout.new_id(), name=DEFAULT_VERSION_NAME, parent=None, status="draft", created=now
-                ),
-            ),
             txn=layout.new_id(),
+        )
+        doc = add_version(
+            empty, version_id=layout.new_id(), name=DEFAULT_VERSION_NAME, parent_id=None, now=now
         )
         written = False
         claim_key = layout.dataset_claim_key(name)

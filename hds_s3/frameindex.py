@@ -244,15 +244,14 @@ class FrameIndex:
         self,
         dataset_id: str,
         version_id: str,
-        build: Callable[[VersionEntry], tuple[Sequence[SegmentRef], Callable[[DatasetDoc], DatasetDoc]]],
+        build: Callable[[VersionEntry], Sequence[SegmentRef]],
         *,
         what: str,
         allow_published: bool = False,
     ) -> DatasetDoc:
         """Point a version at a new manifest with one compare-and-swap, rebuilding if the pointer moved.
 
-        ``build(entry)`` returns the segments of the new manifest (given the entry as read) and a
-        further pure change applied in the same swap (e.g. publishing).
+        ``build(entry)`` returns the segments of the new manifest, given the entry as read.
 
         Raises:
             InvalidStateError: the version is published (unless ``allow_published``).
@@ -265,7 +264,7 @@ class FrameIndex:
             if not allow_published and not entry.is_draft:
                 tree.require_draft(doc, entry, "change the frames of")
             base = entry.frames.get("manifest")
-            refs, extra = build(entry)
+            refs = build(entry)
             new_key = self._write_manifest(dataset_id, version_id, refs)
             frames = {
                 "manifest": new_key,
@@ -277,14 +276,13 @@ class FrameIndex:
                 d: DatasetDoc,
                 base: Any = base,
                 frames: dict[str, Any] = frames,
-                extra: Callable[[DatasetDoc], DatasetDoc] = extra,
             ) -> DatasetDoc:
                 current = tree.entry(d, version_id)
                 if current.frames.get("manifest") != base:
                     raise _PointerMoved
                 if not allow_published:
                     tree.require_draft(d, current, "change the frames of")
-                return extra(d.with_version(replace(current, frames=frames)))
+                return d.with_version(replace(current, frames=frames))
 
             try:
                 return self.catalog.update(dataset_id, change, what=what)
@@ -300,9 +298,7 @@ class FrameIndex:
             NotFoundError: the dataset or version is gone.
             ConflictError: the retry budget ran out.
         """
-        return self.commit_pointer(
-            dataset_id, version_id, lambda entry: ((*self.refs(entry), *new), _same), what=what
-        )
+        return self.commit_pointer(dataset_id, version_id, lambda entry: (*self.refs(entry), *new), what=what)
 
     # ------------------------------------------------------------------ statistics and compaction
 
@@ -317,7 +313,7 @@ class FrameIndex:
         """
         table = self.effective(entry, ["rois", "roi_count", "sources"])
         total = table.num_rows
-        annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0 if total else 0
+        annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0  # null when empty
         rois = pc.list_flatten(table.column("rois"))
         labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
         sources = pc.list_flatten(table.column("sources"))
@@ -384,10 +380,6 @@ class FrameIndex:
                 )
             )
         return out
-
-
-def _same(doc: DatasetDoc) -> DatasetDoc:
-    return doc
 
 
 def _may_hold(ref: SegmentRef, frame_id: str) -> bool:
