@@ -8,8 +8,11 @@ later tombstone removes it (DESIGN.md invariant 2).
 Free-form metadata stays lossless as JSON text (``meta``, ``meta_blob`` and the ``meta`` of sources
 and ROIs) and is also projected into typed maps for vectorised queries: ``meta_str`` (strings,
 including ISO dates, which sort as text), ``meta_num`` (numbers and booleans as 0/1) with nested keys
-flattened to dotted paths (``csv_data.x``). ``labels`` lists every ROI label of the frame, in ROI order, and
-``roi_count`` counts ROIs, so label filters and statistics never unpack the ROI structs.
+flattened to dotted paths (``csv_data.x``). The ``meta`` of sources and ROIs is JSON text only (it is
+rarely queried and projecting it would tax every ingest); :func:`parse_meta` turns such a column into
+typed columns in one vectorised pass when a query needs it. ``labels`` lists every ROI label of the
+frame, in ROI order, and ``roi_count`` counts ROIs, so label filters and statistics never unpack the ROI
+structs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from hds_s3.errors import CorruptObjectError
@@ -257,6 +261,54 @@ def _keep(table: pa.Table, keep: np.ndarray) -> pa.Table:
     return pa.concat_tables(
         [table.slice(int(a), int(b - a)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
     )
+
+
+def parse_meta(texts: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Parse a column of JSON meta texts (null = no meta) into one typed column per key path.
+
+    Nested keys become dotted column names (``hash.source``); the result has one row per input
+    value, null where that value lacks the key. The parse runs in Arrow's JSON reader; when the
+    values disagree on a key's type (which the reader refuses), that key becomes text (the JSON of
+    each value, strings unquoted) after a per-value parse.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
+    if len(texts) == 0:
+        return pa.table({})
+    filled = pc.fill_null(texts.cast(pa.string()), "{}")
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled), "\n")
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(joined[0].as_buffer()), read_options=pajson.ReadOptions(use_threads=False)
+        )
+    except pa.ArrowInvalid:
+        return _parse_meta_slowly(filled.to_pylist())
+    while any(pa.types.is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    return table
+
+
+def _parse_meta_slowly(texts: list[str]) -> pa.Table:
+    columns: dict[str, list[Any]] = {}
+    for row, text in enumerate(texts):
+        strs: dict[str, str] = {}
+        nums: dict[str, float] = {}
+        _flatten(json.loads(text), "", strs, nums)
+        for path, value in (*strs.items(), *nums.items()):
+            columns.setdefault(path, [None] * len(texts))[row] = value
+    out: dict[str, pa.Array] = {}
+    for path, values in columns.items():
+        kinds = {type(v) for v in values if v is not None}
+        if kinds == {str, float}:
+            values = [_text(v) for v in values]
+        out[path] = pa.array(values)
+    return pa.table(out) if out else pa.table({"_": pa.nulls(len(texts))}).drop(["_"])
+
+
+def _text(value: str | float | None) -> str | None:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value
 
 
 def row_to_frame(row: Mapping[str, Any]) -> dict[str, Any]:
