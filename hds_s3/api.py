@@ -20,7 +20,7 @@ from hds_s3 import ingest, layout, segments, tree
 from hds_s3.client import Client, resolve
 from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
 from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
-from hds_s3.frameindex import COMPACT_SEGMENTS, SEGMENT_ROWS, FrameIndex
+from hds_s3.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.ingest import FailedFrame
 from hds_s3.names import check_id, check_metadata, check_name, check_tags
@@ -771,9 +771,12 @@ class DatasetVersion:
     def publish_version(self) -> DatasetVersion:
         """Publish this draft; it becomes read-only and may have children. Returns self.
 
-        Its statistics (see :meth:`get_stats`) are computed and stored with it. A version with more
-        than ``COMPACT_SEGMENTS`` segments then has the run of small segments at its end (the deltas
-        of a chain) merged, at a cost that follows the deltas, not the dataset.
+        Its statistics (see :meth:`get_stats`) are computed and stored with it. Then, once it is
+        published, it may be compacted (see ``FrameIndex.compaction_due``): rewritten whole when its
+        segments carry many dead rows (replaced or deleted ones, which a chain of children
+        accumulates), or, with more than ``COMPACT_SEGMENTS`` segments, the run of small segments at
+        its end merged at a cost that follows the deltas. Children keep the segments they reference;
+        a failure here leaves the version published and readable through its former segments.
 
         Raises:
             InvalidStateError: it is published already (e.g. another process won the race).
@@ -795,7 +798,10 @@ class DatasetVersion:
             except _PointerMoved:
                 continue  # frames landed meanwhile: they are in; count them too
             break
-        if len(self._frames.refs(self._entry)) > COMPACT_SEGMENTS:
+        due = self._frames.compaction_due(self._entry, stats["frames"])
+        if due == "full":
+            self._replace_segments(self._frames.compacted_refs(self.dataset_id, self._entry), "compact")
+        elif due == "tail":
             merged = self._frames.tail_compacted_refs(self.dataset_id, self._entry)
             if merged is not None:
                 self._replace_segments(merged, "merge the small segments of")
@@ -939,6 +945,11 @@ class DatasetVersion:
                 raise ValidationError("get_single_frame needs version_name or version_id (and the dataset)")
             version = DatasetVersion.get_version(
                 dataset_name, version_name, dataset_id, version_id, client=client
+            )
+        if not isinstance(frame_id, str) or not frame_id:
+            raise ValidationError(
+                f"get_single_frame needs a frame id (a non-empty string), got {frame_id!r}; "
+                "hds_s3.frames.frame_id(frame) gives the id of a frame object"
             )
         row = version._frames.lookup(version._entry, frame_id)
         if row is None:

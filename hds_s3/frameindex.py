@@ -49,6 +49,12 @@ COMPACT_SEGMENTS = 32
 #: by this is "small": automatic compaction merges the run of small segments at the end of a
 #: manifest (the deltas of a chain), never the large segments before it.
 SMALL_SEGMENT_RATIO = 4
+#: A published version whose segments hold more rows than its live frames by this share (rows that
+#: later rows replaced, deleted rows and tombstones: what a chain of children accumulates) is
+#: rewritten whole when it is published, so that reading it stays close to reading its live rows.
+DEAD_ROWS_RATIO = 0.1
+#: ... but never for fewer dead rows than this: small versions are cheap to read as they are.
+DEAD_ROWS_MIN = 10_000
 
 _FETCH_THREADS = 8
 
@@ -326,6 +332,24 @@ class FrameIndex:
             "labels": _counts(labels),
             "content_types": _counts(pc.fill_null(types, "unknown") if len(types) else types),
         }
+
+    def compaction_due(self, entry: VersionEntry, live: int) -> str | None:
+        """Say which compaction publishing ``entry`` (holding ``live`` frames) calls for, if any.
+
+        ``"full"`` when its segments carry more dead rows than ``DEAD_ROWS_RATIO`` of ``live`` (and
+        at least ``DEAD_ROWS_MIN``): a rewrite of the live frames; ``"tail"`` when it has more than
+        ``COMPACT_SEGMENTS`` segments: a merge of the small ones at its end; else ``None``.
+
+        Raises:
+            CorruptObjectError: the manifest is missing or damaged.
+        """
+        refs = self.refs(entry)
+        dead = sum(r.rows for r in refs) - live
+        if dead > max(DEAD_ROWS_MIN, DEAD_ROWS_RATIO * live):
+            return "full"
+        if len(refs) > COMPACT_SEGMENTS:
+            return "tail"
+        return None
 
     def compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef]:
         """Write the version's effective frames as fresh segments (sorted by id) and return them.

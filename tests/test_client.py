@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,17 +146,3 @@ def test_a_writer_that_always_loses_gives_up_with_conflict_error_and_changes_not
         )
     doc = json.loads(store.get(layout.dataset_doc_key(ds.id))[0])
     assert doc["description"] == "++++" and doc["versions"][0]["comment"] == ""
-
-
-def test_quickstart_runs_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {"PATH": "", "HOME": str(tmp_path), "HDS_STORE": str(tmp_path / "store")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "v1 [published]" in done.stdout and "exists now: False" in done.stdout

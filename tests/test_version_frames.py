@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, InvalidStateError, NotFoundError
+from hds_s3 import (
+    Client,
+    CorruptObjectError,
+    Dataset,
+    DatasetVersion,
+    InvalidStateError,
+    NotFoundError,
+    ValidationError,
+)
 from hds_s3.frames import FrameGroup, SingleFrame
 from hds_s3.store.base import ObjectStore
 
@@ -201,9 +209,9 @@ def test_compaction_merges_segments_and_leaves_children_alone(client: Client) ->
 def test_publishing_compacts_automatically_past_the_threshold(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hds_s3.api
+    import hds_s3.frameindex
 
-    monkeypatch.setattr(hds_s3.api, "COMPACT_SEGMENTS", 3)
+    monkeypatch.setattr(hds_s3.frameindex, "COMPACT_SEGMENTS", 3)
     ver = DatasetVersion.create_new_dataset(dataset_name="auto", client=client)
     for batch in range(5):
         ver.add_frames([frame(batch, fid=f"f{batch}")])
@@ -237,3 +245,41 @@ def test_a_damaged_segment_is_reported_with_its_key(client: Client, store: Objec
     with pytest.raises(CorruptObjectError):
         ver.get_single_frame("a")
     assert other.get_frame_count() == 1
+
+
+def test_a_chain_that_piles_up_dead_rows_is_rewritten_at_publish_and_its_parent_is_not(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hds_s3.frameindex
+
+    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 4)
+    root = DatasetVersion.create_new_dataset(dataset_name="dead", client=client)
+    root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)])
+    root.publish_version()
+    parent, expected = root, {f"f{i:02d}" for i in range(20)}
+    rewritten = []
+    for step in range(4):
+        child = DatasetVersion.create_version(
+            dataset_name="dead", parent_version_ids=[parent.id], version_name=f"c{step}", client=client
+        )
+        child.add_frames([frame(100 + step, "dog", fid=f"new{step}")])  # 1 added
+        child.update_frames([frame(step, "cat", fid=f"f{step:02d}")])  # 1 replaced: 1 dead row
+        child.delete_frames([f"f{10 + step:02d}"])  # 1 deleted: a dead row and a tombstone
+        expected = (expected | {f"new{step}"}) - {f"f{10 + step:02d}"}
+        parent_rows = parent.get_frames_table().sort_by("id")
+        child.publish_version()
+        refs = child._frames.refs(child._entry)
+        rewritten.append(all(r.version == child.id for r in refs))
+        assert ids_of(child) == sorted(expected)
+        assert child.get_single_frame(f"f{step:02d}").get_all_annotations()[0].labels == ["cat"]
+        assert parent.reload().get_frames_table().sort_by("id").equals(parent_rows)
+        parent = child
+    # dead rows: 3 per child (with the tombstone), past max(4, 20% of ~20) from the second child on
+    assert rewritten == [False, True, False, True]
+
+
+@pytest.mark.parametrize("bad", [None, "", 7])
+def test_looking_up_something_that_is_not_a_frame_id_is_refused(client: Client, bad: object) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="lookup", client=client)
+    with pytest.raises(ValidationError, match="frame id"):
+        ver.get_single_frame(bad)  # type: ignore[arg-type]

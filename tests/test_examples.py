@@ -1,0 +1,38 @@
+"""Every example runs on the embedded default (a fresh local folder) and checks its own result."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+NEEDS_TORCH = {"train_loader.py"}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs_on_the_embedded_default(tmp_path: Path, name: str) -> None:
+    if name in NEEDS_TORCH and importlib.util.find_spec("torch") is None:
+        pytest.skip(f"{name} needs torch (pip install -e '.[torch]')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HDS_", "AWS_"))}
+    env.update({"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")})
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert (tmp_path / "data" / "hds_s3").is_dir(), "the example did not use the embedded default"
+
+
+def test_the_readme_quick_start_runs_the_quickstart_example() -> None:
+    assert "python examples/quickstart.py" in (ROOT / "README.md").read_text()
