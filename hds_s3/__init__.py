@@ -7,11 +7,14 @@ an S3 bucket or a local folder. The API follows ClearML Enterprise's Hyper-Datas
 
     Dataset.create(dataset_name="cars")
     DatasetVersion.create_snapshot(dataset_name="cars", publish_name="v1")
+
+and ``DataView`` queries a version's frames (Lucene, as the reference) and feeds a training loop.
 """
 
 from hds_s3.annotations import Annotation
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.client import Client, connect, default_client, set_default_client
+from hds_s3.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery
 from hds_s3.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -33,13 +36,17 @@ __all__ = [
     "Client",
     "ConflictError",
     "CorruptObjectError",
+    "DataView",
+    "DataViewNotFoundError",
     "Dataset",
     "DatasetVersion",
     "FailedFrame",
     "FrameGroup",
     "HdsError",
     "InvalidStateError",
+    "IterationOrder",
     "NotFoundError",
+    "RoiQuery",
     "SingleFrame",
     "StorageError",
     "ValidationError",

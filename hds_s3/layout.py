@@ -110,3 +110,121 @@ def segment_key(dataset_id: str, version_id: str, segment_id: str) -> str:
         ValidationError: an id is not an hds_s3 id.
     """
     return f"{version_prefixes(dataset_id, version_id)[1]}{check_id('segment', segment_id)}.parquet"
+
+
+# ================================================================================================
+# Key parsing, for fsck and gc (appended section: read a key back into what it names).
+# ================================================================================================
+
+from dataclasses import dataclass  # noqa: E402 - kept with the section that needs it
+from typing import Literal  # noqa: E402
+
+KeyKind = Literal["marker", "claim", "dataset", "manifest", "segment"]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_id(text: str) -> bool:
+    return len(text) == 32 and set(text) <= _HEX
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """What one key of format version 1 names.
+
+    ``dataset_id`` is set for ``dataset``, ``manifest`` and ``segment`` keys; ``version_id`` and
+    ``object_id`` (the manifest or segment id) for ``manifest`` and ``segment`` keys.
+    """
+
+    kind: KeyKind
+    dataset_id: str | None = None
+    version_id: str | None = None
+    object_id: str | None = None
+
+
+def parse_key(key: str) -> KeyParts | None:
+    """Return what ``key`` names, or None when this layout never writes such a key.
+
+    The inverse of :data:`STORE_MARKER`, :func:`dataset_claim_key` (the name itself is not recovered:
+    the encoding cuts long names), :func:`dataset_doc_key`, :func:`manifest_key` and
+    :func:`segment_key`. Pure; raises nothing.
+    """
+    if key == STORE_MARKER:
+        return KeyParts("marker")
+    if key.startswith(DATASET_CLAIMS_PREFIX):
+        enc = key[len(DATASET_CLAIMS_PREFIX) :]
+        if enc.endswith(".json") and "/" not in enc and len(enc) > len(".json"):
+            return KeyParts("claim")
+        return None
+    if not key.startswith(DATASETS_PREFIX):
+        return None
+    parts = key[len(DATASETS_PREFIX) :].split("/")
+    if not parts or not _is_id(parts[0]):
+        return None
+    dataset_id = parts[0]
+    if parts[1:] == ["dataset.json"]:
+        return KeyParts("dataset", dataset_id)
+    if len(parts) != 4 or not _is_id(parts[2]):
+        return None
+    folder, version_id, leaf = parts[1], parts[2], parts[3]
+    if folder == "versions" and leaf.endswith(".json") and _is_id(leaf[: -len(".json")]):
+        return KeyParts("manifest", dataset_id, version_id, leaf[: -len(".json")])
+    if folder == "segments" and leaf.endswith(".parquet") and _is_id(leaf[: -len(".parquet")]):
+        return KeyParts("segment", dataset_id, version_id, leaf[: -len(".parquet")])
+    return None
+
+
+# ================================================================================================
+# End of the key-parsing section.
+# ================================================================================================
+
+
+# ---------------------------------------------------------------------------- DataViews (hds_s3.dataview)
+#
+#     dataviews/<dataview_id>.json                         DataView document (create-only, then CAS)
+#     _hds/dataview-names/<enc(name)>/<dataview_id>.json   name entry: lists the DataViews of a name
+#
+# DataView names are not unique (as in the reference); every DataView stored under a name gets one
+# create-only entry below the name's prefix, so finding the DataViews of a name is one listing.
+
+DATAVIEWS_PREFIX = "dataviews/"
+DATAVIEW_NAMES_PREFIX = "_hds/dataview-names/"
+
+
+def dataview_doc_key(dataview_id: str) -> str:
+    """Key of a DataView document.
+
+    Raises:
+        ValidationError: ``dataview_id`` is not an hds_s3 id.
+    """
+    return f"{DATAVIEWS_PREFIX}{check_id('dataview', dataview_id)}.json"
+
+
+def dataview_name_prefix(name: str) -> str:
+    """Prefix under which the name entries of every DataView called ``name`` live.
+
+    Raises:
+        ValidationError: the name is not valid.
+    """
+    check_name("dataview", name)
+    return f"{DATAVIEW_NAMES_PREFIX}{encode_name(name)}/"
+
+
+def dataview_name_key(name: str, dataview_id: str) -> str:
+    """Key of the entry saying that DataView ``dataview_id`` is (or was) called ``name``.
+
+    Raises:
+        ValidationError: a bad name or id.
+    """
+    return f"{dataview_name_prefix(name)}{check_id('dataview', dataview_id)}.json"
+
+
+def dataview_id_of_name_key(key: str) -> str | None:
+    """The DataView id a name entry key ends with, or None when the key is not a name entry."""
+    if not key.startswith(DATAVIEW_NAMES_PREFIX) or not key.endswith(".json"):
+        return None
+    tail = key.rsplit("/", 1)[-1][: -len(".json")]
+    try:
+        return check_id("dataview", tail)
+    except ValueError:
+        return None
