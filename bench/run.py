@@ -34,6 +34,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import stores  # noqa: E402
 import synth  # noqa: E402
+from loader_bench import run_loader_bench  # noqa: E402
 
 from hds_s3 import Client, DatasetVersion  # noqa: E402
 from hds_s3.frameindex import SEGMENT_ROWS  # noqa: E402
@@ -44,6 +45,7 @@ MB = 1024 * 1024
 GB = 1024 * MB
 READ_DEPTHS = (1, 5, 10, 20)
 QUERY_CITY = "bremen"
+QUERY_LABEL = "cat"
 
 
 def log(msg: str) -> None:
@@ -498,51 +500,71 @@ class StoreBench:
     # -- information: a simple query vs DuckDB
 
     def query(self, dataset_id: str, root_id: str, baseline_key: str, reps: int) -> dict[str, Any]:
+        """(f): frames with >= 1 ROI labelled QUERY_LABEL and meta.city = QUERY_CITY, as a list of ids."""
         import duckdb
+        import pyarrow.dataset as pads
 
-        log(f"{self.name}: count frames with meta.city = {QUERY_CITY!r}: ours vs DuckDB")
+        from hds_s3.query import match_ids
 
-        def ours() -> tuple[float, int]:
-            v = self.version(Client(self.store), dataset_id, root_id)
+        log(f"{self.name}: (f) label {QUERY_LABEL!r} AND meta.city {QUERY_CITY!r}: ours, pyarrow, DuckDB")
+        client = Client(self.store)
+
+        def ours() -> tuple[float, list[str]]:
             t0 = time.perf_counter()
-            tbl = v.get_frames_table(columns=["meta_str"])
-            city = pc.map_lookup(tbl.column("meta_str"), "city", "first")
-            n = pc.sum(pc.equal(city, QUERY_CITY)).as_py() or 0
-            return time.perf_counter() - t0, n
+            version = self.version(client, dataset_id, root_id)
+            ids = match_ids(version, f'meta.city:"{QUERY_CITY}"', roi_query=QUERY_LABEL)
+            return time.perf_counter() - t0, ids.to_pylist()
 
         path = stores.local_path(self.spec, baseline_key)
-        tmpdir = Path(tempfile.mkdtemp(prefix="hds-bench-duck-"))
+        tmpdir = Path(tempfile.mkdtemp(prefix="hds-bench-q-"))
 
-        def duck() -> tuple[float, int]:
-            t0 = time.perf_counter()
+        def local_file() -> Path:
             if path is not None:
-                file = path
-            else:  # S3: one GET into a local file (DuckDB's httpfs is not assumed to be installed)
-                raw, _ = self.store.get(baseline_key)
-                file = tmpdir / "q.parquet"
-                file.write_bytes(raw)
-            con = duckdb.connect()
-            n = con.execute(
-                "SELECT count(*) FROM read_parquet(?) WHERE meta.city = ?", [str(file), QUERY_CITY]
-            ).fetchone()[0]
-            con.close()
-            return time.perf_counter() - t0, n
+                return path
+            raw, _ = self.store.get(baseline_key)  # S3: one GET (neither baseline reads S3 natively here)
+            file = tmpdir / "q.parquet"
+            file.write_bytes(raw)
+            return file
 
-        ours_t, duck_t = [], []
-        n_ours = n_duck = -1
+        def by_hand() -> tuple[float, list[str]]:
+            t0 = time.perf_counter()
+            data = pads.dataset(str(local_file()), format="parquet")
+            tbl = data.to_table(columns=["id", "rois"], filter=pc.field("meta", "city") == QUERY_CITY)
+            labels = pc.list_flatten(pc.struct_field(pc.list_flatten(tbl.column("rois")), "labels"))
+            roi_of_label = pc.list_parent_indices(
+                pc.struct_field(pc.list_flatten(tbl.column("rois")), "labels")
+            )
+            frame_of_roi = pc.list_parent_indices(tbl.column("rois"))
+            hit = pc.equal(labels, QUERY_LABEL)
+            rows = pc.unique(pc.take(frame_of_roi, pc.filter(roi_of_label, hit)))
+            return time.perf_counter() - t0, tbl.column("id").take(rows).to_pylist()
+
+        def duck() -> tuple[float, list[str]]:
+            t0 = time.perf_counter()
+            con = duckdb.connect()
+            got = con.execute(
+                "SELECT id FROM read_parquet(?) WHERE meta.city = ? AND "
+                "len(list_filter(rois, lambda r: list_contains(r.labels, ?))) > 0",
+                [str(local_file()), QUERY_CITY, QUERY_LABEL],
+            ).fetchall()
+            con.close()
+            return time.perf_counter() - t0, [g[0] for g in got]
+
+        times: dict[str, list[float]] = {"ours": [], "pyarrow": [], "duckdb": []}
+        found: dict[str, list[str]] = {}
         for _ in range(reps):
-            t, n_ours = ours()
-            ours_t.append(t)
-            t, n_duck = duck()
-            duck_t.append(t)
+            for name, fn in (("ours", ours), ("pyarrow", by_hand), ("duckdb", duck)):
+                t, ids = fn()
+                times[name].append(t)
+                found[name] = sorted(ids)
         shutil.rmtree(tmpdir, ignore_errors=True)
-        assert n_ours == n_duck, (n_ours, n_duck)
+        assert found["ours"] == found["pyarrow"] == found["duckdb"], {k: len(v) for k, v in found.items()}
         return {
-            "ours_seconds": statistics.median(ours_t),
-            "duckdb_seconds": statistics.median(duck_t),
-            "count": n_ours,
-            "ours_all": ours_t,
-            "duckdb_all": duck_t,
+            "ours_seconds": statistics.median(times["ours"]),
+            "pyarrow_seconds": statistics.median(times["pyarrow"]),
+            "duckdb_seconds": statistics.median(times["duckdb"]),
+            "count": len(found["ours"]),
+            "all": times,
         }
 
     # -- everything
@@ -709,8 +731,19 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
             "B",
         )
     q = r["query"]
+    what = f"label {QUERY_LABEL} AND meta.city {QUERY_CITY}: {q['count']:,} frames"
+    if "pyarrow_seconds" in q:
+        row(
+            f"(f) query {what}, vs pyarrow",
+            q["ours_seconds"],
+            q["pyarrow_seconds"],
+            q["ours_seconds"] / q["pyarrow_seconds"],
+            "<= 1.0x",
+            q["ours_seconds"] <= q["pyarrow_seconds"],
+            "s",
+        )
     row(
-        f"info: count meta.city={QUERY_CITY!r} vs DuckDB",
+        "(f) same query vs DuckDB",
         q["ours_seconds"],
         q["duckdb_seconds"],
         q["ours_seconds"] / q["duckdb_seconds"],
@@ -718,6 +751,17 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
         None,
         "s",
     )
+    if "loader" in r:
+        g = r["loader"]
+        row(
+            f"(g) loader, {g['workers']} workers, {g['source_bytes'] // KB} KB sources (frames/s)",
+            g["ours_fps"],
+            g["baseline_fps"],
+            g["ratio"],
+            ">= 0.9x",
+            g["ratio"] >= 0.9,
+            "fps",
+        )
     row("info: publish of the root (stats)", ours["publish_seconds"], None, None, "info", None, "s")
     pubs = [c["seconds"]["publish"] for c in r["chain"]]
     steps = [sum(c["seconds"].values()) for c in r["chain"]]
@@ -749,6 +793,8 @@ def fmt(value: Any, unit: str) -> str:
         if value >= MB:
             return f"{value / MB:.1f} MB"
         return f"{value / KB:.1f} KB"
+    if unit == "fps":
+        return f"{value:,.0f}/s"
     return str(value)
 
 
@@ -856,6 +902,9 @@ def main() -> int:
             res = bench.run()
             if server is not None:
                 res["moto_server_rss"] = psutil.Process(server.pid).memory_info().rss
+                log(f"{name}: (g) loader throughput vs a plain read loop")
+                res["loader"] = run_loader_bench(server.endpoint)
+                res["rows"] = make_rows(res, opts.frames, max(100, opts.small_frames or opts.frames // 10))
             report["stores"][name] = res
             tables.append((name, res["rows"], res["seconds"]))
             print_table(name, res["rows"], res["seconds"])
