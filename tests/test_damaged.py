@@ -1,0 +1,287 @@
+"""Damaged objects in the bucket: reads raise CorruptObjectError naming the key, other datasets keep
+working, and fsck reports each one as damage.
+
+Each case damages one object of the dataset ``dmg`` (a draft with two frames) next to a healthy
+dataset ``fine``, then, on a fresh client (no cache hides anything): every reading call on ``dmg``
+raises :class:`~hds_s3.errors.CorruptObjectError` whose message contains the damaged key; ``fine``
+still reads, takes frames and snapshots; fsck reports the expected damage code on that key.
+
+Known gaps (outside the modules this suite's author may change) are marked ``xfail(strict=True)``
+with the exception they raise today, so each mark fails as soon as its gap is fixed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame, layout
+from hds_s3.docs import ManifestDoc, dump_manifest, parse_manifest
+from hds_s3.fsck import fsck
+from hds_s3.store import MemoryStore
+
+
+def frame(i: int) -> SingleFrame:
+    f = SingleFrame(source=f"s3://b/{i}.jpg", width=4, height=4, metadata={"i": i}, id=f"f{i}")
+    f.add_annotation(box2d_xywh=(1, 1, 2, 2), labels=["car"], id=f"{i:032x}")
+    return f
+
+
+@dataclass
+class World:
+    """The store with ``dmg`` and ``fine``, and the keys of ``dmg``'s objects."""
+
+    client: Client
+    doc_key: str
+    claim_key: str
+    manifest_key: str
+    manifest: ManifestDoc
+    segment_key: str
+
+    def fresh(self) -> Client:
+        return Client(self.client.store)
+
+
+def world() -> World:
+    c = Client(MemoryStore())
+    DatasetVersion.create_new_dataset("dmg", client=c).add_frames([frame(1), frame(2)])
+    DatasetVersion.create_new_dataset("fine", client=c).add_frames([frame(3)])
+    doc = c.catalog.get("dmg")
+    mkey = str(doc.versions[0].frames["manifest"])
+    manifest = parse_manifest(c.store.get(mkey)[0], mkey)
+    return World(
+        c,
+        layout.dataset_doc_key(doc.id),
+        layout.dataset_claim_key("dmg"),
+        mkey,
+        manifest,
+        manifest.segments[0].key,
+    )
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _json_edit(key: Callable[[World], str], edit: Callable[[dict[str, Any]], Any]) -> Callable[[World], str]:
+    def damage(w: World) -> str:
+        k = key(w)
+        raw = json.loads(w.client.store.get(k)[0])
+        w.client.store.put(k, json.dumps(edit(raw)).encode())
+        return k
+
+    return damage
+
+
+def _truncate(key: Callable[[World], str], keep: int = 25) -> Callable[[World], str]:
+    def damage(w: World) -> str:
+        k = key(w)
+        w.client.store.put(k, w.client.store.get(k)[0][:keep])
+        return k
+
+    return damage
+
+
+def _missing(key: Callable[[World], str]) -> Callable[[World], str]:
+    def damage(w: World) -> str:
+        k = key(w)
+        w.client.store.delete(k)
+        return k
+
+    return damage
+
+
+def _segment_replaced(table: pa.Table, fix_manifest: bool) -> Callable[[World], str]:
+    """Replace the segment by another Parquet file; optionally record its size in the manifest."""
+
+    def damage(w: World) -> str:
+        data = _parquet(table)
+        w.client.store.put(w.segment_key, data)
+        if fix_manifest:
+            refs = tuple(
+                replace(r, size=len(data)) if r.key == w.segment_key else r for r in w.manifest.segments
+            )
+            w.client.store.put(w.manifest_key, dump_manifest(replace(w.manifest, segments=refs)))
+        return w.segment_key
+
+    return damage
+
+
+def _bad_ref_size(w: World) -> str:
+    raw = json.loads(w.client.store.get(w.manifest_key)[0])
+    raw["segments"][0]["size"] = "many"
+    w.client.store.put(w.manifest_key, json.dumps(raw).encode())
+    return w.manifest_key
+
+
+_DOC = lambda w: w.doc_key  # noqa: E731
+_CLAIM = lambda w: w.claim_key  # noqa: E731
+_MANIFEST = lambda w: w.manifest_key  # noqa: E731
+_SEGMENT = lambda w: w.segment_key  # noqa: E731
+_HDS = {b"hds_s3": b"hds_s3.frames.v1"}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    damage: Callable[[World], str]  # returns the damaged key
+    code: str  # what fsck reports
+    level: str  # "dataset": the dataset cannot be opened; "version": its frames cannot be read
+    deep: bool = False
+
+
+CASES = [
+    Case("document-truncated", _truncate(_DOC), "document-corrupt", "dataset"),
+    Case(
+        "document-format-2",
+        _json_edit(_DOC, lambda r: {**r, "format_version": 2}),
+        "document-corrupt",
+        "dataset",
+    ),
+    Case("document-not-an-object", _json_edit(_DOC, lambda r: [r]), "document-corrupt", "dataset"),
+    Case("claim-truncated", _truncate(_CLAIM, 10), "claim-corrupt", "dataset"),
+    Case(
+        "claim-format-0", _json_edit(_CLAIM, lambda r: {**r, "format_version": 0}), "claim-corrupt", "dataset"
+    ),
+    Case("manifest-truncated", _truncate(_MANIFEST), "manifest-corrupt", "version"),
+    Case(
+        "manifest-format-2",
+        _json_edit(_MANIFEST, lambda r: {**r, "format_version": 2}),
+        "manifest-corrupt",
+        "version",
+    ),
+    Case("manifest-missing", _missing(_MANIFEST), "manifest-missing", "version"),
+    Case("manifest-ref-size-not-a-number", _bad_ref_size, "manifest-corrupt", "version"),
+    Case("segment-missing", _missing(_SEGMENT), "segment-missing", "version"),
+    Case("segment-truncated", _truncate(_SEGMENT, 100), "segment-size", "version"),
+    Case(
+        "segment-wrong-schema", _segment_replaced(pa.table({"x": [1, 2]}), False), "segment-size", "version"
+    ),
+    Case(
+        "segment-wrong-schema-same-size",
+        _segment_replaced(pa.table({"x": [1, 2]}), True),
+        "segment-corrupt",
+        "version",
+        deep=True,
+    ),
+    Case(
+        "segment-wrong-schema-claiming-hds",
+        _segment_replaced(pa.table({"id": ["f1", "f2"]}).replace_schema_metadata(_HDS), True),
+        "segment-corrupt",
+        "version",
+        deep=True,
+    ),
+]
+BY_NAME = {c.name: c for c in CASES}
+
+
+def _current(c: Client) -> DatasetVersion:
+    return DatasetVersion.get_version("dmg", version_name="Current", client=c)
+
+
+READS: dict[str, Callable[[Client], object]] = {
+    "Dataset.get": lambda c: Dataset.get("dmg", client=c),
+    "get_version": _current,
+    "get_frames_table": lambda c: _current(c).get_frames_table(),
+    "iter_frames": lambda c: list(_current(c).iter_frames()),
+    "get_single_frame": lambda c: _current(c).get_single_frame("f1"),
+    "get_stats": lambda c: _current(c).get_stats(),
+    "update_frames": lambda c: _current(c).update_frames([frame(1)]),
+    "publish_version": lambda c: _current(c).publish_version(),
+    "create_snapshot": lambda c: DatasetVersion.create_snapshot(dataset_name="dmg", client=c),
+}
+VERSION_READS = [n for n in READS if n not in ("Dataset.get", "get_version")]
+
+# Gaps in modules outside this suite's reach; see the final report of issue 5 for the exact fixes.
+_GAPS: dict[tuple[str, str], type[Exception]] = {
+    **{("manifest-ref-size-not-a-number", r): TypeError for r in VERSION_READS},  # docs.parse_manifest
+    ("segment-wrong-schema-same-size", "get_single_frame"): TypeError,  # frameindex._locate
+    ("segment-wrong-schema-claiming-hds", "get_single_frame"): KeyError,  # frameindex._row
+    ("segment-wrong-schema-claiming-hds", "update_frames"): type(None),  # reads only ids: no error
+}
+
+
+def _params() -> list[Any]:
+    out = []
+    for case in CASES:
+        reads = list(READS) if case.level == "dataset" else VERSION_READS
+        for read in reads:
+            gap = _GAPS.get((case.name, read))
+            marks = []
+            if gap is type(None):
+                marks.append(pytest.mark.xfail(strict=True, reason="the damage goes unnoticed by this call"))
+            elif gap is not None:
+                marks.append(
+                    pytest.mark.xfail(
+                        raises=gap, strict=True, reason=f"raises {gap.__name__}, not CorruptObjectError"
+                    )
+                )
+            out.append(pytest.param(case.name, read, marks=marks, id=f"{case.name}-{read}"))
+    return out
+
+
+@pytest.mark.parametrize("case_name, read", _params())
+def test_a_read_of_damaged_data_raises_corrupt_object_error_naming_the_key(case_name: str, read: str) -> None:
+    w = world()
+    key = BY_NAME[case_name].damage(w)
+    with pytest.raises(CorruptObjectError) as info:
+        READS[read](w.fresh())
+    assert key in str(info.value)
+
+
+@pytest.mark.parametrize("case_name", list(BY_NAME))
+def test_other_datasets_keep_working_and_fsck_reports_the_damage(case_name: str) -> None:
+    case = BY_NAME[case_name]
+    w = world()
+    key = case.damage(w)
+    c = w.fresh()
+    fine = DatasetVersion.get_version("fine", version_name="Current", client=c)
+    assert fine.get_frames_table(columns=["id"]).column("id").to_pylist() == ["f3"]
+    assert fine.get_single_frame("f3").id == "f3"
+    fine.add_frames([frame(4)])
+    assert DatasetVersion.create_snapshot(dataset_name="fine", client=c).get_frame_count() == 2
+    Dataset.create("new", client=c)
+    report = fsck(c, deep=case.deep)
+    assert not report.ok
+    codes = {(f.code, f.key) for f in report.damage}
+    assert (case.code, key) in codes, report.summary()
+    fine_id = Dataset.get("fine", client=c).id
+    assert all(f.dataset_id != fine_id for f in report.damage)
+
+
+@pytest.mark.parametrize(
+    "case_name",
+    [
+        pytest.param(
+            n, marks=pytest.mark.xfail(raises=CorruptObjectError, strict=True, reason="catalog.list")
+        )
+        if BY_NAME[n].level == "dataset"
+        else n
+        for n in BY_NAME
+    ],
+)
+def test_listing_datasets_still_works(case_name: str) -> None:
+    """Gap for damaged documents and claims: one unreadable dataset makes the whole listing fail."""
+    w = world()
+    BY_NAME[case_name].damage(w)
+    names = [d.name for d in Dataset.list_datasets(client=w.fresh())]
+    assert "fine" in names
+
+
+def test_a_damaged_segment_does_not_stop_writes_that_do_not_read_it() -> None:
+    """add_frames and delete_frames append references without reading what came before (by design)."""
+    w = world()
+    BY_NAME["segment-missing"].damage(w)
+    version = _current(w.fresh())
+    version.add_frames([frame(5)])
+    version.delete_frames(["f5"])
+    assert "segment-missing" in fsck(w.fresh()).codes("damage")
