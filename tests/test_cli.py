@@ -1,0 +1,693 @@
+"""The ``hds`` command: a few end-to-end runs of the real program, and CliRunner for the details."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+
+from hds_s3 import Dataset, DatasetVersion, SingleFrame, connect
+from hds_s3 import cli as cli_module
+from hds_s3.cli import cli, view_rules
+from hds_s3.frames import to_frame_dict
+
+COCO_FILE = Path(__file__).parent / "data" / "coco_small.json"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+class Hds:
+    """Runs ``hds --store <tmp> ...`` in-process with click's CliRunner."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0, catch: bool = True) -> Result:
+        result = self.runner.invoke(cli, ["--store", str(self.store), *args], catch_exceptions=catch)
+        assert result.exit_code == code, (args, result.exit_code, result.output, result.exception)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self("--json", *args).stdout)
+
+
+@pytest.fixture
+def hds(store: Path) -> Hds:
+    return Hds(store)
+
+
+def frame_dict(i: int, label: str = "car", city: str = "bremen") -> dict[str, Any]:
+    frame = SingleFrame(source=f"s3://bucket/img/{i:04d}.jpg", width=64, height=48, metadata={"city": city})
+    frame.id = f"f{i:04d}"
+    frame.add_annotation(box2d_xywh=(1, 2, 10, 5), labels=[label], id=f"r{i}")
+    return to_frame_dict(frame)
+
+
+def write_jsonl(path: Path, frames: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(f) + "\n" for f in frames), encoding="utf-8")
+    return path
+
+
+def one_error_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+# ------------------------------------------------------------------ the real program
+
+
+def run_hds(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+    return subprocess.run(
+        [sys.executable, "-m", "hds_s3.cli", "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_real_command_creates_fills_snapshots_and_exports(store: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [frame_dict(i) for i in range(3)])
+    steps = [
+        ("datasets", "create", "cars"),
+        ("frames", "add", "--dataset", "cars", str(source)),
+        ("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1"),
+        ("frames", "export", "--dataset", "cars", "--version", "v1", str(tmp_path / "out.jsonl")),
+    ]
+    for step in steps:
+        done = run_hds(store, *step)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    tree = run_hds(store, "versions", "tree", "--dataset", "cars")
+    assert tree.returncode == 0
+    assert tree.stdout.splitlines() == [
+        "cars",
+        "└── v1  [published]  3 frames",
+        "    └── Current  [draft]  3 frames  <- current",
+    ]
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [f["id"] for f in out] == ["f0000", "f0001", "f0002"]
+
+
+def test_the_real_command_fails_with_one_line_and_the_right_code(store: Path) -> None:
+    missing = run_hds(store, "frames", "count", "--dataset", "nope")
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("hds: error: ") and "'nope'" in missing.stderr
+
+    usage = run_hds(store, "frames", "count")
+    assert usage.returncode == 2
+    assert "--dataset NAME or --dataset-id ID" in usage.stderr
+
+    debug = run_hds(store, "--debug", "frames", "count", "--dataset", "nope")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr and "NotFoundError" in debug.stderr
+
+
+def test_the_real_command_has_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hds_s3.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    for group in ("datasets", "versions", "frames", "query", "coco", "fsck", "gc"):
+        assert group in done.stdout
+
+
+# ------------------------------------------------------------------ help and global options
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_command_has_help(hds: Hds) -> None:
+    paths = list(_commands(cli))
+    assert ("versions", "metadata", "set") in paths and ("coco", "export") in paths
+    for path in paths:
+        result = hds(*path, "--help")
+        assert "Usage: " in result.stdout and "--help" in result.stdout, path
+
+
+def test_store_defaults_to_hds_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HDS_STORE", str(store))
+    result = CliRunner().invoke(cli, ["datasets", "create", "viaenv"])
+    assert result.exit_code == 0, result.output
+    assert Dataset.exists("viaenv", client=connect(str(store)))
+
+
+def test_a_bad_store_url_is_one_line(hds: Hds) -> None:
+    result = CliRunner().invoke(cli, ["--store", "ftp://x/y", "datasets", "list"])
+    assert result.exit_code == 1
+    assert "unsupported scheme 'ftp'" in one_error_line(result)
+
+
+def test_unexpected_errors_are_one_line_unless_debug(hds: Hds, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Dataset, "list_datasets", boom)
+    line = one_error_line(hds("datasets", "list", code=1))
+    assert line == "hds: error: unexpected RuntimeError: disk on fire (run with --debug for the traceback)"
+    result = hds("--debug", "datasets", "list", code=1)
+    assert isinstance(result.exception, RuntimeError)
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def test_datasets_create_list_show_delete(hds: Hds) -> None:
+    made = hds.json("datasets", "create", "cars", "--tag", "street", "--description", "scenes")
+    assert made["name"] == "cars" and made["tags"] == ["street"]
+    assert made["current_version"]["name"] == "Current"
+    hds("datasets", "create", "bikes", "--metadata", '{"owner": "ana"}')
+
+    assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes", "cars"]
+    assert [d["name"] for d in hds.json("datasets", "list", "--tag", "street")] == ["cars"]
+    assert "cars" in hds("datasets", "list").stdout
+
+    shown = hds.json("datasets", "show", "--dataset-id", made["id"])
+    assert shown["name"] == "cars" and [v["name"] for v in shown["versions"]] == ["Current"]
+    assert hds.json("datasets", "show", "--dataset", "bikes")["metadata"] == {"owner": "ana"}
+    assert "description:  scenes" in hds("datasets", "show", "--dataset", "cars").stdout
+
+    hds("datasets", "delete", "--dataset", "cars")
+    assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes"]
+
+
+def test_datasets_create_refuses_an_existing_name_unless_exist_ok(hds: Hds) -> None:
+    first = hds.json("datasets", "create", "cars")
+    line = one_error_line(hds("datasets", "create", "cars", code=1))
+    assert "cars" in line and "already" in line
+    assert hds.json("datasets", "create", "cars", "--exist-ok")["id"] == first["id"]
+
+
+def test_datasets_delete_needs_flags_for_frames_and_published_versions(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
+    assert "pass --all-versions to delete" in one_error_line(
+        hds("datasets", "delete", "--dataset", "cars", code=1)
+    )
+    hds("versions", "publish", "--dataset", "cars")
+    assert "pass --all-versions --force" in one_error_line(
+        hds("datasets", "delete", "--dataset", "cars", "--all-versions", code=1)
+    )
+    hds("datasets", "delete", "--dataset", "cars", "--all-versions", "--force")
+    hds("datasets", "show", "--dataset", "cars", code=1)
+
+
+def test_selection_flags_are_checked(hds: Hds) -> None:
+    hds("datasets", "create", "cars")
+    hds("datasets", "show", code=2)
+    both = hds("datasets", "show", "--dataset", "cars", "--dataset-id", "0" * 32, code=2)
+    assert "not both" in both.stderr
+    hds("versions", "rename", "--dataset", "cars", "new", code=2)  # rename names its version
+    hds("frames", "count", "--dataset", "cars", "--version", "Current", "--version-id", "0" * 32, code=2)
+    assert "no version named 'v9'" in one_error_line(
+        hds("frames", "count", "--dataset", "cars", "--version", "v9", code=1)
+    )
+
+
+# ------------------------------------------------------------------ versions
+
+
+def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
+    snap = hds.json(
+        "versions", "snapshot", "--dataset", "cars", "--publish-name", "v1", "--child-comment", "next"
+    )
+    assert snap["snapshot"]["name"] == "v1" and snap["snapshot"]["status"] == "published"
+    assert snap["current"]["name"] == "Current" and snap["current"]["comment"] == "next"
+
+    child = hds.json("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", "--tag", "x")
+    assert child["parent_id"] == snap["snapshot"]["id"] and child["tags"] == ["x"]
+    assert "already has a version named 'relabel'" in one_error_line(
+        hds("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", code=1)
+    )
+    hds("versions", "create", "--dataset", "cars", "relabel", "--exist-ok")
+    hds("versions", "create", "--dataset", "cars", "root2")
+
+    listed = hds.json("versions", "list", "--dataset", "cars")
+    assert [(v["name"], v["status"], v["parent"]) for v in listed] == [
+        ("v1", "published", None),
+        ("Current", "draft", "v1"),
+        ("relabel", "draft", "v1"),
+        ("root2", "draft", None),
+    ]
+    assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars", "--published")] == ["v1"]
+    hds("versions", "list", "--dataset", "cars", "--published", "--drafts", code=2)
+
+    hds("versions", "rename", "--dataset", "cars", "--version", "relabel", "relabel-2")
+    hds("versions", "publish", "--dataset", "cars", "--version", "relabel-2")
+    assert "already published" in one_error_line(
+        hds("versions", "publish", "--dataset", "cars", "--version", "relabel-2", code=1)
+    )
+    hds("versions", "delete", "--dataset", "cars", "--version", "root2")
+    assert "pass --force" in one_error_line(
+        hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", code=1)
+    )
+    hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--force")
+    assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars")] == ["v1", "Current"]
+
+
+def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds(
+        "frames",
+        "add",
+        "--dataset",
+        "cars",
+        str(write_jsonl(tmp_path / "a.jsonl", [frame_dict(1), frame_dict(2)])),
+    )
+    hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(3)])))
+    hds("versions", "create", "--dataset", "cars", "fix", "--parent", "v1")
+    hds("versions", "create", "--dataset", "cars", "scratch")
+    assert hds("versions", "tree", "--dataset", "cars").stdout.splitlines() == [
+        "cars",
+        "├── v1  [published]  2 frames",
+        "│   ├── Current  [draft]  3 frames",
+        "│   └── fix  [draft]  2 frames  <- current",  # the newest of the drafts farthest from the root
+        "└── scratch  [draft]  0 frames",
+    ]
+    tree = hds.json("versions", "tree", "--dataset", "cars")
+    (v1, scratch) = tree["versions"]
+    assert (v1["name"], v1["frames"], [c["name"] for c in v1["children"]]) == ("v1", 2, ["Current", "fix"])
+    assert scratch["children"] == [] and scratch["frames"] == 0
+    with_ids = hds("versions", "tree", "--dataset", "cars", "--ids").stdout
+    assert v1["id"] in with_ids
+
+
+def test_versions_stats(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    frames = [frame_dict(1), frame_dict(2, label="bus"), frame_dict(3)]
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", frames)))
+    stats = hds.json("versions", "stats", "--dataset", "cars")
+    assert stats["frames"] == 3 and stats["annotated"] == 3
+    assert {e["name"]: e["count"] for e in stats["labels"]} == {"car": 2, "bus": 1}
+    text = hds("versions", "stats", "--dataset", "cars").stdout
+    assert "frames:       3" in text and "car    2" in text
+
+
+def test_versions_metadata_get_and_set(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {}
+    hds("versions", "metadata", "set", "--dataset", "cars", '{"a": 1, "b": {"c": [1, 2]}}')
+    assert hds("versions", "metadata", "get", "--dataset", "cars").stdout.startswith("{\n")
+    assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {"a": 1, "b": {"c": [1, 2]}}
+    hds("versions", "metadata", "set", "--dataset", "cars", "--merge", '{"d": true}')
+    assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {
+        "a": 1,
+        "b": {"c": [1, 2]},
+        "d": True,
+    }
+    from_file = tmp_path / "meta.json"
+    from_file.write_text('{"only": "this"}', encoding="utf-8")
+    hds("versions", "metadata", "set", "--dataset", "cars", f"@{from_file}")
+    assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {"only": "this"}
+
+    bad_json = hds("versions", "metadata", "set", "--dataset", "cars", "{nope", code=2)
+    assert "not valid JSON" in bad_json.stderr
+    hds("versions", "metadata", "set", "--dataset", "cars", "[1]", code=2)
+    assert "'a.b'" in one_error_line(
+        hds("versions", "metadata", "set", "--dataset", "cars", '{"a.b": 1}', code=1)
+    )
+    assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {"only": "this"}
+
+
+# ------------------------------------------------------------------ frames
+
+
+def test_frames_add_get_count_delete(hds: Hds, tmp_path: Path, store: Path) -> None:
+    hds("datasets", "create", "cars")
+    frames = [frame_dict(i) for i in range(5)]
+    added = hds.json("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", frames)))
+    assert added["added"] == 5 and added["skipped"] == []
+    assert hds("frames", "count", "--dataset", "cars").stdout == "5\n"
+
+    got = json.loads(hds("frames", "get", "--dataset", "cars", "f0002").stdout)
+    assert {
+        k: v for k, v in got.items() if k not in ("saved", "saved_in_version", "updated_in_version")
+    } == frames[2]
+    both = hds.json("frames", "get", "--dataset", "cars", "f0001", "f0003")
+    assert [f["id"] for f in both] == ["f0001", "f0003"]
+    assert "frame 'zzz' is not in version 'Current'" in one_error_line(
+        hds("frames", "get", "--dataset", "cars", "zzz", code=1)
+    )
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("f0003\n\nf0004\n", encoding="utf-8")
+    deleted = hds.json("frames", "delete", "--dataset", "cars", "f0001", "nope", "--ids-file", str(ids))
+    assert (deleted["deleted"], deleted["absent"]) == (3, 1)
+    assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 2
+    hds("frames", "delete", "--dataset", "cars", code=2)
+    version = DatasetVersion.get_current(dataset_name="cars", client=connect(str(store)))
+    assert sorted(f.id for f in version.iter_frames() if f.id) == ["f0000", "f0002"]
+
+
+def test_frames_add_is_all_or_nothing_and_names_the_line(
+    hds: Hds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "BATCH_ROWS", 3)  # the bad frame sits in the third batch
+    hds("datasets", "create", "cars")
+    lines = [json.dumps(frame_dict(i)) for i in range(8)]
+    bad = frame_dict(99)
+    bad["rois"][0]["confidence"] = 7
+    lines.insert(6, "")  # blank lines are skipped but counted
+    lines.insert(8, json.dumps(bad))
+    source = tmp_path / "mixed.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    line = one_error_line(hds("frames", "add", "--dataset", "cars", str(source), code=1))
+    assert line.startswith("hds: error: mixed.jsonl line 9: frame 'f0099'")
+    assert "confidence" in line and "nothing was added" in line
+    assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 0
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(lines[0] + "\n" + '{"sources": [' + "\n" + "[1, 2]\n", encoding="utf-8")
+    line = one_error_line(hds("frames", "add", "--dataset", "cars", str(broken), code=1))
+    assert "broken.jsonl line 2: not valid JSON" in line and "and 1 more" in line
+    assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 0
+
+    ordered = tmp_path / "ordered.jsonl"  # an invalid frame before an unparsable line: reported first
+    ordered.write_text(lines[0] + "\n" + json.dumps(bad) + "\n{oops\n", encoding="utf-8")
+    line = one_error_line(hds("frames", "add", "--dataset", "cars", str(ordered), code=1))
+    assert "ordered.jsonl line 2: frame 'f0099'" in line and "(and 1 more invalid record)" in line
+
+    result = hds("--json", "frames", "add", "--dataset", "cars", str(source), "--skip-invalid")
+    summary = json.loads(result.stdout)
+    assert (
+        summary["added"] == 8
+        and summary["frames"] == 8
+        and [s["where"] for s in summary["skipped"]] == ["mixed.jsonl line 9"]
+    )
+    assert "skipped mixed.jsonl line 9" in result.stderr
+    assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 8
+
+
+def test_frames_add_refuses_a_published_version_before_reading(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("versions", "publish", "--dataset", "cars")
+    source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])
+    line = one_error_line(hds("frames", "add", "--dataset", "cars", str(source), code=1))
+    assert "it is published" in line and "'cars'" in line
+    hds("frames", "add", "--dataset", "cars", str(tmp_path / "missing.jsonl"), code=2)
+    odd = tmp_path / "frames.txt"
+    odd.write_text("", encoding="utf-8")
+    assert "--format" in hds("frames", "add", "--dataset", "cars", str(odd), code=2).stderr
+
+
+def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
+    hds: Hds, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "BATCH_ROWS", 4)
+    hds("datasets", "create", "src")
+    frames = [frame_dict(i, city=f"c{i}") for i in range(10)]
+    frames[3]["meta_blob"] = {"raw": [1, {"x": None}]}
+    frames[5]["sources"][0]["meta"] = {"angle": 45}
+    hds("frames", "add", "--dataset", "src", str(write_jsonl(tmp_path / "in.jsonl", frames)))
+
+    hds("frames", "export", "--dataset", "src", str(tmp_path / "out.jsonl"))
+    hds("frames", "export", "--dataset", "src", str(tmp_path / "out.parquet"))
+    stdout = hds("frames", "export", "--dataset", "src", "-").stdout
+    assert stdout == (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_rows == 10
+    hds("frames", "export", "--dataset", "src", "-", "--format", "parquet", code=2)
+
+    client = connect(str(store))
+    expected = {f["id"]: f for f in frames}
+    for target, path in (("from-jsonl", "out.jsonl"), ("from-parquet", "out.parquet")):
+        hds("datasets", "create", target)
+        hds("frames", "add", "--dataset", target, str(tmp_path / path))
+        version = DatasetVersion.get_current(dataset_name=target, client=client)
+        got = {f.id: to_frame_dict(f) for f in version.iter_frames()}
+        for fid, frame in got.items():
+            assert frame["saved_in_version"] == version.id  # provenance comes from the new version
+            assert {
+                k: v for k, v in frame.items() if k not in ("saved", "saved_in_version", "updated_in_version")
+            } == expected[fid]
+        assert sorted(got) == sorted(expected)
+
+
+def test_frames_use_the_version_given_by_name_or_id(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", [frame_dict(1)])))
+    snap = hds.json("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(2)])))
+    v1_id = snap["snapshot"]["id"]
+    dataset_id = hds.json("datasets", "show", "--dataset", "cars")["id"]
+    assert hds("frames", "count", "--dataset", "cars", "--version", "v1").stdout == "1\n"
+    assert hds("frames", "count", "--dataset-id", dataset_id, "--version-id", v1_id).stdout == "1\n"
+    assert hds("frames", "count", "--dataset", "cars").stdout == "2\n"
+
+
+def test_progress_bars_go_to_stderr_when_asked(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(i) for i in range(3)])
+    shown = hds("--progress", "frames", "add", "--dataset", "cars", str(source))
+    assert "adding to cars/Current" in shown.stderr and "3/3" in shown.stderr
+    quiet = hds("--no-progress", "frames", "add", "--dataset", "cars", str(source))
+    assert quiet.stderr == ""
+
+
+# ------------------------------------------------------------------ queries (flags to rules)
+
+
+def test_query_flags_make_one_rule_per_dataset() -> None:
+    assert view_rules(("a",), (), (), (), (), (), (), ()) == [{"dataset_name": "a"}]
+    assert view_rules(("a", "b"), (), ("v1",), (), ("car", ""), (), (), (2.0, 1.0)) == [
+        {"dataset_name": "a", "version_name": "v1", "roi_query": "car", "weight": 2.0},
+        {"dataset_name": "b", "version_name": "v1", "weight": 1.0},
+    ]
+    assert view_rules((), ("0" * 32,), (), ("1" * 32,), (), ("meta.city:bremen",), (), ()) == [
+        {"dataset_id": "0" * 32, "version_id": "1" * 32, "frame_query": "meta.city:bremen"}
+    ]
+    with pytest.raises(click.UsageError, match="--roi-query is given 2 times for 3 rules"):
+        view_rules(("a", "b", "c"), (), (), (), ("x", "y"), (), (), ())
+    with pytest.raises(click.UsageError, match="a rule starts with --dataset"):
+        view_rules((), (), ("v1",), (), (), (), (), ())
+
+
+def test_query_needs_a_rule(hds: Hds) -> None:
+    assert "at least one rule" in hds("query", "count", code=2).stderr
+    assert (
+        "--roi-query is given 2 times"
+        in hds("query", "count", "--dataset", "a", "--roi-query", "x", "--roi-query", "y", code=2).stderr
+    )
+
+
+@pytest.fixture
+def two_datasets(hds: Hds, tmp_path: Path) -> Hds:
+    hds("datasets", "create", "cars")
+    cars = [
+        frame_dict(i, label="car" if i % 2 else "bus", city="bremen" if i < 4 else "paris") for i in range(6)
+    ]
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "cars.jsonl", cars)))
+    hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
+    hds("datasets", "create", "bikes")
+    bikes = [frame_dict(i, label="bike") for i in range(10, 13)]
+    hds("frames", "add", "--dataset", "bikes", str(write_jsonl(tmp_path / "bikes.jsonl", bikes)))
+    return hds
+
+
+def test_query_count_head_and_export(two_datasets: Hds, tmp_path: Path, store: Path) -> None:
+    hds = two_datasets
+    assert hds("query", "count", "--dataset", "cars", "--version", "v1").stdout == "6\n"
+    assert hds("query", "count", "--dataset", "cars", "--roi-query", "car").stdout == "3\n"
+    assert hds.json("query", "count", "--dataset", "cars", "--frame-query", "meta.city:paris") == {
+        "frames": 2
+    }
+    # a flag given once applies to every rule; given once per rule, '' is "none" for that rule
+    assert (
+        hds("query", "count", "--dataset", "cars", "--dataset", "bikes", "--roi-query", "bus").stdout == "3\n"
+    )
+    both = ("--dataset", "cars", "--version", "v1", "--roi-query", "bus")
+    both += ("--dataset", "bikes", "--version", "", "--roi-query", "")
+    assert hds("query", "count", *both).stdout == "6\n"  # 3 buses OR 3 bikes
+
+    lines = hds("query", "head", *both, "-n", "4", "--projection", "id,dataset.name").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"id": "f0000", "dataset": {"name": "cars"}},
+        {"id": "f0002", "dataset": {"name": "cars"}},
+        {"id": "f0004", "dataset": {"name": "cars"}},
+        {"id": "f0010", "dataset": {"name": "bikes"}},
+    ]
+    assert len(hds.json("query", "head", "--dataset", "bikes")) == 3
+    random_a = hds.json("query", "head", *both, "--order", "random", "--seed", "7", "--projection", "id")
+    random_b = hds.json("query", "head", *both, "--order", "random", "--seed", "7", "--projection", "id")
+    assert random_a == random_b
+
+    hds("query", "export", *both, str(tmp_path / "q.jsonl"))
+    hds("query", "export", *both, str(tmp_path / "q.parquet"), "--limit", "5")
+    exported = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(exported) == 6 and exported[0]["dataset"]["name"] == "cars"
+    assert pq.ParquetFile(tmp_path / "q.parquet").metadata.num_rows == 5
+    hds("query", "export", *both, str(tmp_path / "p.parquet"), "--projection", "id", code=2)
+
+    # a DataView export is input for frames add (its extra fields are dropped)
+    hds("datasets", "create", "mixed")
+    hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.jsonl"))
+    hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.parquet"))
+    version = DatasetVersion.get_current(dataset_name="mixed", client=connect(str(store)))
+    assert sorted(f.id for f in version.iter_frames() if f.id) == [
+        "f0000",
+        "f0002",
+        "f0004",
+        "f0010",
+        "f0011",
+        "f0012",
+    ]
+
+
+def test_query_from_a_view_file(two_datasets: Hds, tmp_path: Path) -> None:
+    hds = two_datasets
+    view = tmp_path / "view.json"
+    view.write_text(
+        json.dumps(
+            {
+                "queries": [
+                    {"dataset_name": "cars", "version_name": "v1", "frame_query": "meta.city:bremen"},
+                    {"dataset_name": "bikes", "roi_query": ["bike"]},
+                ],
+                "iteration_order": "sequential",
+                "maximum_number_of_frames": 5,
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert hds("query", "count", "--view", str(view)).stdout == "7\n"
+    assert len(hds.json("query", "head", "--view", str(view), "-n", "100")) == 5  # the view's limit
+    # flags add rules to the file's
+    assert (
+        hds(
+            "query",
+            "count",
+            "--view",
+            str(view),
+            "--dataset",
+            "cars",
+            "--version",
+            "v1",
+            "--roi-query",
+            "car",
+        ).stdout
+        == "8\n"
+    )
+    bare = tmp_path / "rules.json"
+    bare.write_text(json.dumps([{"dataset_name": "bikes"}]), encoding="utf-8")
+    assert hds("query", "count", "--view", str(bare)).stdout == "3\n"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"queries": [{"dataset": "cars"}]}), encoding="utf-8")
+    assert "unknown keys ['dataset']" in hds("query", "count", "--view", str(bad), code=2).stderr
+
+
+def test_query_errors_are_one_line(two_datasets: Hds) -> None:
+    hds = two_datasets
+    line = one_error_line(hds("query", "count", "--dataset", "cars", "--roi-query", "label:(car", code=1))
+    assert "label:(car" in line and "syntax error" in line
+    assert "'nope'" in one_error_line(hds("query", "count", "--dataset", "nope", code=1))
+    assert "'v9'" in one_error_line(hds("query", "count", "--dataset", "cars", "--version", "v9", code=1))
+
+
+# ------------------------------------------------------------------ COCO
+
+
+def test_coco_import_and_export(hds: Hds, tmp_path: Path) -> None:
+    imported = hds.json(
+        "coco", "import", "--dataset", "coco", "--create", str(COCO_FILE), "--image-root", "s3://imgs"
+    )
+    assert (imported["images"], imported["annotations"], imported["categories"]) == (5, 6, 3)
+    assert hds("frames", "count", "--dataset", "coco").stdout == "5\n"
+    hds("versions", "snapshot", "--dataset", "coco", "--publish-name", "v1")
+
+    out = tmp_path / "out.json"
+    result = hds("coco", "export", "--dataset", "coco", "--version", "v1", str(out))
+    assert "wrote 5 images, 6 annotations, 3 categories of 'coco' / 'v1'" in result.stdout
+    original = json.loads(COCO_FILE.read_text(encoding="utf-8"))
+    exported = json.loads(out.read_text(encoding="utf-8"))
+    assert exported["images"] == original["images"]
+    assert exported["categories"] == original["categories"]
+    assert [a["id"] for a in exported["annotations"]] == [a["id"] for a in original["annotations"]]
+
+
+def test_coco_export_of_a_dataview(hds: Hds, tmp_path: Path) -> None:
+    hds("coco", "import", "--dataset", "coco", "--create", str(COCO_FILE), "--image-root", "s3://imgs")
+    out = tmp_path / "dogs.json"
+    result = hds(
+        "coco", "export", "--dataset", "coco", "--roi-query", "dog", str(out), "--image-root", "s3://imgs"
+    )
+    assert "of the DataView" in result.stdout
+    dogs = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(i["id"] for i in dogs["images"]) == [12, 20]
+    assert {a["category_id"] for a in dogs["annotations"]} == {7}  # ids from the imported categories
+    assert {c["name"] for c in dogs["categories"]} == {"person", "car", "dog"}
+
+
+def test_coco_import_of_a_bad_file_changes_nothing(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "coco")
+    data = json.loads(COCO_FILE.read_text(encoding="utf-8"))
+    data["annotations"][1]["category_id"] = 42
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    line = one_error_line(hds("coco", "import", "--dataset", "coco", str(bad), "--image-root", "r", code=1))
+    assert "bad.json: annotations[1] (id 102): category_id 42" in line and "nothing was imported" in line
+    assert hds("frames", "count", "--dataset", "coco").stdout == "0\n"
+    assert hds.json("versions", "metadata", "get", "--dataset", "coco") == {}
+    hds("coco", "import", "--dataset", "coco", str(COCO_FILE), code=2)  # --image-root is required
+    hds("coco", "import", "--dataset", "nope", str(COCO_FILE), "--image-root", "r", code=1)
+
+
+# ------------------------------------------------------------------ fsck and gc
+
+
+def test_fsck_and_gc(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "g.jsonl", [frame_dict(2)])))
+    report = hds.json("fsck")
+    assert report["ok"] is True and report["datasets"] == 1
+    assert "result: " in hds("fsck", "--repair").stdout
+
+    dry = hds("gc", "--grace", "0")
+    assert "would remove" in dry.stdout and "run with --delete to remove" in dry.stdout
+    assert "dry_run=False" not in dry.stdout
+    removed = hds.json("gc", "--grace", "0s", "--delete")
+    assert removed["dry_run"] is False
+    assert hds.json("gc", "--grace", "0")["removed"] == []
+    assert hds.json("gc", "--grace", "7d")["grace_seconds"] == 7 * 86400
+    assert "not a duration" in hds("gc", "--grace", "soon", code=2).stderr
+    assert hds("frames", "count", "--dataset", "cars").stdout == "2\n"
+
+
+def test_fsck_exits_1_on_damage(hds: Hds, tmp_path: Path, store: Path) -> None:
+    hds("datasets", "create", "cars")
+    hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
+    segment = next(p for p in store.rglob("*.parquet"))
+    segment.unlink()
+    result = hds("fsck", code=1)
+    assert "result: DAMAGED" in result.stdout
+    assert "damaged objects or documents" in one_error_line(result)
