@@ -22,7 +22,7 @@ from hds_s3 import (
 )
 from hds_s3.commit import RetryBudget, update_dataset_doc
 from hds_s3.frames import SingleFrame
-from hds_s3.store import LocalStore, MemoryStore, ObjectInfo, ObjectStore
+from hds_s3.store import LocalStore, MemoryStore, ReadOnlyStore
 from hds_s3.tree import set_comment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,32 +66,6 @@ def test_set_default_client_and_memory_urls() -> None:
 def test_unsupported_urls_are_refused_with_the_accepted_forms(url: str) -> None:
     with pytest.raises(ValidationError, match="accepted forms|file:///"):
         connect(url)
-
-
-class ReadOnlyStore:
-    """A store with read-only credentials: every write is refused."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-
-    def get(self, key: str) -> tuple[bytes, str]:
-        return self.inner.get(key)
-
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        return self.inner.get_range(key, start, length)
-
-    def head(self, key: str) -> ObjectInfo:
-        return self.inner.head(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        raise StorageError(f"AccessDenied: read-only credentials cannot write {key}")
-
-    def delete(self, key: str) -> None:
-        raise StorageError(f"AccessDenied: read-only credentials cannot delete {key}")
 
 
 def test_every_read_works_with_read_only_credentials() -> None:

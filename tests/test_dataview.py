@@ -8,7 +8,6 @@ import sys
 import types
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ import hds_s3
 from hds_s3 import Client, DatasetVersion, InvalidStateError, NotFoundError, SingleFrame, ValidationError
 from hds_s3.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery, detect_shards
 from hds_s3.errors import ConflictError, StorageError
-from hds_s3.store.base import ObjectInfo, ObjectStore
+from hds_s3.store import ReadOnlyStore
 
 
 @pytest.fixture
@@ -572,38 +571,12 @@ def test_not_found_and_bad_selectors(client: Client) -> None:
         view(client).get_count()
 
 
-class ReadOnly:
-    """A store that refuses every write (read-only credentials)."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-
-    def get(self, key: str) -> tuple[bytes, str]:
-        return self.inner.get(key)
-
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        return self.inner.get_range(key, start, length)
-
-    def head(self, key: str) -> ObjectInfo:
-        return self.inner.head(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        raise StorageError(f"read-only store: put {key}")
-
-    def delete(self, key: str) -> None:
-        raise StorageError(f"read-only store: delete {key}")
-
-
 def test_reading_a_view_never_writes(client: Client, zoo: DatasetVersion) -> None:
     dv = view(client, name="ro", iteration_order="random")
     dv.add_query(dataset_name="zoo", version_name="Current", roi_query="cat")
     dv.store()
     expected = ids_of(dv)
-    reader = Client(ReadOnly(client.store))  # type: ignore[arg-type]
+    reader = Client(ReadOnlyStore(client.store))
     loaded = DataView.get(dataview_name="ro", client=reader)
     assert ids_of(loaded) == expected
     assert loaded.get_count() == len(expected)

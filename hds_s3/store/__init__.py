@@ -11,6 +11,7 @@ from hds_s3.store.base import ObjectInfo, ObjectStore
 from hds_s3.store.faulty import FaultyStore
 from hds_s3.store.local import LocalStore
 from hds_s3.store.memory import MemoryStore
+from hds_s3.store.readonly import ReadOnlyStore
 from hds_s3.store.s3 import S3Store
 
 _ACCEPTED = "s3://bucket[/prefix], memory://name, file:///absolute/path or a plain folder path"
@@ -57,4 +58,13 @@ def open_store(url: str | os.PathLike[str]) -> ObjectStore:
     )
 
 
-__all__ = ["FaultyStore", "LocalStore", "MemoryStore", "ObjectInfo", "ObjectStore", "S3Store", "open_store"]
+__all__ = [
+    "FaultyStore",
+    "LocalStore",
+    "MemoryStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "ReadOnlyStore",
+    "S3Store",
+    "open_store",
+]
