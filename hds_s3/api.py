@@ -23,12 +23,26 @@ from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, 
 from hds_s3.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.ingest import FailedFrame
-from hds_s3.names import check_id, check_metadata, check_name, check_tags
+from hds_s3.names import check_id, check_metadata, check_name, check_tags, check_utf8
 
 
 def _one_of(kind: str, name: object, ident: object) -> None:
     if name is not None and ident is not None:
         raise ValidationError(f"give {kind}_name or {kind}_id, not both")
+
+
+def _text(where: str, field: str, value: object, *, optional: bool = True) -> str:
+    """A description or comment as stored: a string UTF-8 can encode (None gives "" when ``optional``).
+
+    Raises:
+        ValidationError: naming ``where`` and ``field``, when ``value`` is not a string or holds a
+            lone surrogate.
+    """
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError(f"{where}: {field} must be a string, got {type(value).__name__}: {value!r}")
+    return check_utf8(f"{where}: {field}", value)
 
 
 def _load(client: Client, dataset_name: str | None, dataset_id: str | None) -> DatasetDoc:
@@ -125,14 +139,15 @@ class Dataset:
 
         Raises:
             AlreadyExistsError: it exists and ``raise_if_exists`` is set (a ``ValueError``).
-            ValidationError: a bad name, tag or metadata key.
+            ValidationError: a bad name, tag or metadata key, or a description that is not a string
+                (or holds a lone surrogate).
             StorageError: the store failed; nothing was created.
         """
         c = resolve(client)
         doc, _ = c.catalog.create(
             check_name("dataset", dataset_name),
             raise_if_exists=raise_if_exists,
-            description=description or "",
+            description=_text(f"dataset {dataset_name!r}", "description", description),
             project=dataset_project,
             tags=check_tags(tags),
             metadata=check_metadata(f"dataset {dataset_name!r}", metadata),
@@ -367,10 +382,9 @@ class Dataset:
         """Replace the dataset description.
 
         Raises:
-            ValidationError: not a string.
+            ValidationError: not a string, or it holds a lone surrogate.
         """
-        if not isinstance(description, str):
-            raise ValidationError(f"dataset {self.name!r}: description must be a string")
+        description = _text(f"dataset {self.name!r}", "description", description, optional=False)
         self._update(lambda d: replace(d, description=description), "set description")
 
     def get_metadata(self) -> dict[str, Any]:
@@ -542,7 +556,8 @@ class DatasetVersion:
             AlreadyExistsError: the name exists and ``raise_if_exists`` is set (a ``ValueError``).
             NotFoundError: no such dataset or parent.
             InvalidStateError: the parent is a draft.
-            ValidationError: a bad name, several parents, or both parent selectors.
+            ValidationError: a bad name, tag, metadata or comment, several parents, or both parent
+                selectors.
         """
         if version_name is None:
             raise ValidationError("create_version needs a version_name")
@@ -551,6 +566,7 @@ class DatasetVersion:
         ds = Dataset.get(dataset_name, dataset_id, client=client)
         clean_meta = check_metadata(f"version {version_name!r}", metadata)
         clean_tags = check_tags(tags)
+        clean_comment = _text(f"version {version_name!r}", "comment", comment)
         new_id = layout.new_id()
 
         def change(doc: DatasetDoc) -> DatasetDoc:
@@ -574,7 +590,7 @@ class DatasetVersion:
                 name=version_name,
                 parent_id=parent_id,
                 now=now_ms(),
-                comment=comment or "",
+                comment=clean_comment,
                 metadata=clean_meta,
                 tags=clean_tags,
             )
@@ -613,11 +629,14 @@ class DatasetVersion:
                 the pinned draft was snapshotted or published by another writer.
             AlreadyExistsError: a requested name is taken.
             NotFoundError: no such dataset.
-            ValidationError: a bad name or metadata.
+            ValidationError: a bad name, metadata or comment.
         """
         for name in (publish_name, child_name):
             if name is not None:
                 check_name("version", name)
+        for field, text in (("publish_comment", publish_comment), ("child_comment", child_comment)):
+            if text is not None:
+                _text("snapshot", field, text)
         cmeta = (
             check_metadata("snapshot child_metadata", child_metadata) if child_metadata is not None else None
         )
@@ -1041,10 +1060,9 @@ class DatasetVersion:
         """Set this version's comment.
 
         Raises:
-            ValidationError: not a string.
+            ValidationError: not a string, or it holds a lone surrogate.
         """
-        if not isinstance(comment, str):
-            raise ValidationError(f"version {self.name!r}: comment must be a string")
+        comment = _text(f"version {self.name!r}", "comment", comment, optional=False)
         self._update(lambda d, vid: tree.set_comment(d, vid, comment), "set comment")
 
     def add_tags(self, tags: Iterable[str] | str) -> None:

@@ -38,7 +38,7 @@ from hds_s3.names import check_id, check_name
 from hds_s3.store.base import ObjectStore
 from hds_s3.tree import DEFAULT_VERSION_NAME, add_version
 
-log = logging.getLogger("hds_s3")
+log = logging.getLogger(__name__)
 
 _MARKER = b'{"format_version":1,"kind":"hds_s3 store"}'
 
@@ -124,6 +124,10 @@ class Catalog:
 
         ``tags`` must all be present; a tag written ``-x`` must be absent.
 
+        A dataset whose name claim or document is damaged is left out of the list, with a warning
+        naming the damaged key (logger ``hds_s3.catalog``), so that one damaged dataset does not hide
+        the others; :meth:`get` on it raises :class:`~hds_s3.errors.CorruptObjectError`.
+
         Raises:
             ValidationError: ``name_pattern`` is not a valid regular expression.
             StorageError: the store failed.
@@ -139,10 +143,16 @@ class Catalog:
                 data, _ = self.store.get(key)
             except NotFoundError:
                 return None
-            claim = parse_claim(data, key)
-            if pattern is not None and not pattern.search(claim.name):
+            try:
+                claim = parse_claim(data, key)
+                if pattern is not None and not pattern.search(claim.name):
+                    return None
+                return self._live(claim.dataset_id)
+            except CorruptObjectError as exc:
+                log.warning(
+                    "listing datasets: skipped the dataset claimed by %s, it is damaged: %s", key, exc
+                )
                 return None
-            return self._live(claim.dataset_id)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             docs = [d for d in pool.map(load, keys) if d is not None]
@@ -250,11 +260,20 @@ class Catalog:
             HdsError: whatever ``change`` raises.
         """
         doc = self.update(dataset_id, change, what=f"delete dataset {dataset_id}")
-        self._release_name(doc)
+        self.release_name(doc)
         self.remove_objects(layout.dataset_prefix(dataset_id), last=layout.dataset_doc_key(dataset_id))
         return doc
 
-    def _release_name(self, doc: DatasetDoc) -> None:
+    def release_name(self, doc: DatasetDoc) -> None:
+        """Free the name of the deleted dataset ``doc`` if its claim still gives the name to it.
+
+        One compare-and-swap of the name claim to "released"; a claim that another dataset holds,
+        or that moved meanwhile, is left alone. A failing store is logged, not raised: the step is
+        a roll-forward that a later create of the name (or ``fsck(repair=True)``) completes.
+
+        Raises:
+            CorruptObjectError: the name claim is damaged (it names the claim's key).
+        """
         try:
             claim, etag = self._claim(doc.name)
             if claim is not None and etag is not None and claim.dataset_id == doc.id:

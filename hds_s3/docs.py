@@ -300,11 +300,49 @@ class ManifestDoc:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_manifest(data: bytes, key: str) -> ManifestDoc:
-    """Parse a frame manifest.
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_manifest_fields(manifest: ManifestDoc, key: str) -> None:
+    """Check the types of the manifest fields readers use (JSON itself keeps whatever it finds).
+
+    ``dataset_id`` and ``version_id`` are strings, ``created`` a count; each segment reference has
+    string ``key`` and ``version``, ``kind`` ``frames`` or ``deletes``, counts ``rows`` and ``size``,
+    and ``min_id``/``max_id`` that are strings or null.
 
     Raises:
-        CorruptObjectError: naming ``key``, when the bytes are not a valid version-1 manifest.
+        CorruptObjectError: naming ``key`` and the first bad field.
+    """
+    problems = []
+    if not isinstance(manifest.dataset_id, str):
+        problems.append(f"dataset_id is {manifest.dataset_id!r}")
+    if not isinstance(manifest.version_id, str):
+        problems.append(f"version_id is {manifest.version_id!r}")
+    if not _is_count(manifest.created):
+        problems.append(f"created is {manifest.created!r}")
+    for i, ref in enumerate(manifest.segments):
+        if not isinstance(ref.key, str) or not isinstance(ref.version, str):
+            problems.append(f"segment {i}: key {ref.key!r} or version {ref.version!r} is not a string")
+        if ref.kind not in ("frames", "deletes"):
+            problems.append(f"segment {i}: kind {ref.kind!r} is neither 'frames' nor 'deletes'")
+        if not _is_count(ref.rows):
+            problems.append(f"segment {i}: rows {ref.rows!r} is not a count")
+        if not _is_count(ref.size):
+            problems.append(f"segment {i}: size {ref.size!r} is not a count")
+        for name, value in (("min_id", ref.min_id), ("max_id", ref.max_id)):
+            if value is not None and not isinstance(value, str):
+                problems.append(f"segment {i}: {name} {value!r} is not a string")
+    if problems:
+        raise CorruptObjectError(f"{key}: the frame manifest is malformed ({problems[0]})")
+
+
+def parse_manifest(data: bytes, key: str) -> ManifestDoc:
+    """Parse a frame manifest and check the types of its fields (see :func:`check_manifest_fields`).
+
+    Raises:
+        CorruptObjectError: naming ``key`` (and the bad field, if one is), when the bytes are not a
+            valid version-1 manifest.
     """
     raw = _load(data, key)
     known, extra = _split(ManifestDoc, raw)
@@ -314,9 +352,11 @@ def parse_manifest(data: bytes, key: str) -> ManifestDoc:
             ref_known, ref_extra = _split(SegmentRef, item)
             refs.append(SegmentRef(**ref_known, extra=ref_extra))
         known["segments"] = tuple(refs)
-        return ManifestDoc(**known, extra=extra)
+        manifest = ManifestDoc(**known, extra=extra)
     except (TypeError, AttributeError) as exc:
         raise CorruptObjectError(f"{key}: the frame manifest is malformed ({exc})") from exc
+    check_manifest_fields(manifest, key)
+    return manifest
 
 
 def dump_manifest(doc: ManifestDoc) -> bytes:

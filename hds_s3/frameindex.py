@@ -166,12 +166,25 @@ class FrameIndex:
         return None
 
     def _guarded(self, ref: SegmentRef, read: Callable[[], Any]) -> Any:
+        """Run a read of one segment, turning what a damaged segment makes it raise into corruption.
+
+        Raises:
+            CorruptObjectError: naming the segment's key, when it is missing, not Parquet, or not
+                shaped as a segment (a missing column, a column of another type: TypeError,
+                KeyError or ValueError while reading it).
+        """
         try:
             return read()
+        except CorruptObjectError:
+            raise
         except NotFoundError:
             raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
         except (pa.ArrowException, OSError) as exc:
             raise CorruptObjectError(f"{ref.key}: not a readable Parquet segment ({exc})") from exc
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CorruptObjectError(
+                f"{ref.key}: not an hds_s3 segment ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _locate(self, ref: SegmentRef, frame_id: str) -> tuple[int, int] | None:
         """The (row group, row) of ``frame_id`` in a segment, reading only ``id`` columns; or None."""
@@ -202,12 +215,28 @@ class FrameIndex:
         return out
 
     def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
+        """The segment's Parquet footer (cached), checked to be that of an hds_s3 segment.
+
+        Raises:
+            CorruptObjectError: naming ``ref.key``, when the file does not say it is an hds_s3
+                segment or its first column is not a string column ``id``.
+            NotFoundError, pa.ArrowException, OSError: the object is missing or not Parquet (see
+                :meth:`_guarded`).
+        """
         with self._lock:
             cached = self._footers.get(ref.key)
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
         meta = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size)).metadata
+        fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
+        if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
+            raise CorruptObjectError(f"{ref.key}: not an hds_s3 segment (format {fmt!r})")
+        schema = meta.schema.to_arrow_schema()
+        if not schema.names or schema.names[0] != "id" or not schema.field(0).type.equals(pa.string()):
+            raise CorruptObjectError(
+                f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
+            )
         with self._lock:
             self._footers[ref.key] = meta
             while len(self._footers) > 1024:

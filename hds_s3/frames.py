@@ -71,7 +71,7 @@ from hds_s3.annotations import (
     roi_to_dict,
 )
 from hds_s3.errors import NotFoundError, StorageError, ValidationError
-from hds_s3.names import check_metadata
+from hds_s3.names import check_metadata, check_utf8
 
 DEFAULT_SOURCE_ID = "default"
 """Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
@@ -130,24 +130,78 @@ def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else value
 
 
+#: The largest width or height a segment holds (a 32-bit signed int column).
+MAX_DIMENSION = 2**31 - 1
+#: The largest timestamp a segment holds (a 64-bit signed int column), in milliseconds.
+MAX_TIMESTAMP = 2**63 - 1
+
+
 def _dimension(where: str, what: str, value: object) -> int | None:
     if value is None:
         return None
     if _is_int(value) and int(value) > 0:
-        return int(value)
+        if int(value) <= MAX_DIMENSION:
+            return int(value)
+        _fail(where, what, f"must be a positive int, at most {MAX_DIMENSION} (32 bits), got {value!r}")
     _fail(where, what, f"must be a positive int, got {value!r}")
 
 
 def _timestamp(where: str, what: str, value: object) -> int:
     if _is_int(value) and int(value) >= 0:
-        return int(value)
+        if int(value) <= MAX_TIMESTAMP:
+            return int(value)
+        _fail(where, what, f"must be an int >= 0, at most {MAX_TIMESTAMP} (64 bits of ms), got {value!r}")
     _fail(where, what, f"must be an int >= 0 (milliseconds), got {value!r}")
 
 
 def _uri(where: str, what: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         _fail(where, what, f"needs a non-empty URI, got {value!r}")
-    return value
+    return check_utf8(f"{where}: {what}", value)
+
+
+# Fields of a canonical frame dict that hold no text of their own: numbers, or metadata that
+# check_metadata checked whole.
+_NOT_TEXT = frozenset({"meta", "meta_blob", "poly", "width", "height", "timestamp", "confidence", "saved"})
+
+
+def _encode_all(value: object) -> None:
+    """Encode every string of a canonical frame dict as UTF-8 (skipping ``_NOT_TEXT`` fields)."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _NOT_TEXT and item is not None:
+                _encode_all(item)
+    elif isinstance(value, list):
+        for item in value:
+            _encode_all(item)
+
+
+def _check_utf8_fields(where: str, value: object, what: str) -> None:
+    """Find the string :func:`_encode_all` failed on and raise naming its field."""
+    if isinstance(value, str):
+        check_utf8(f"{where}: {what}", value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _NOT_TEXT:
+                _check_utf8_fields(where, item, f"{what}.{key}" if what else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_utf8_fields(where, item, f"{what}[{i}]")
+
+
+def _check_utf8(where: str, out: dict[str, Any]) -> None:
+    """Check that every string of a canonical frame dict can be written as UTF-8.
+
+    Raises:
+        ValidationError: naming the frame and the field holding a lone surrogate.
+    """
+    try:
+        _encode_all(out)
+    except UnicodeEncodeError:
+        _check_utf8_fields(where, out, "")
+        raise  # pragma: no cover - the walk above raises first
 
 
 def _content_type(where: str, what: str, explicit: object, uri: str) -> str | None:
@@ -312,7 +366,8 @@ class SingleFrame(_Provenance):
         """Describe one source; nothing is checked until :func:`validate` / :meth:`to_dict`.
 
         Raises:
-            ValidationError: both ``mask_source`` and ``masks_source`` given.
+            ValidationError: both ``mask_source`` and ``masks_source`` given, or a mask argument
+                that is neither a URI, a list of URIs nor a dict of them.
         """
         self.id = id
         self.source = source
@@ -397,14 +452,25 @@ class SingleFrame(_Provenance):
 
     @masks_source.setter
     def masks_source(self, value: Mapping[str, str] | Iterable[str] | str | None) -> None:
+        """Replace every mask.
+
+        Raises:
+            ValidationError: ``value`` is not a string, a mapping, an iterable or None (the URIs
+                and ids themselves are checked by :func:`validate`).
+        """
         if value is None:
             self.masks = []
         elif isinstance(value, str):
             self.masks = [Mask("00", value)]
         elif isinstance(value, Mapping):
             self.masks = [Mask(mask_id, uri) for mask_id, uri in value.items()]
-        else:
+        elif isinstance(value, Iterable):
             self.masks = [Mask(f"{i:02d}", uri) for i, uri in enumerate(value)]
+        else:
+            raise ValidationError(
+                f"{_describe(self)}: masks must be a URI, a list of URIs or a dict {{mask id: URI}}, "
+                f"got {type(value).__name__}: {value!r}"
+            )
 
     @property
     def mask_source(self) -> str | None:
@@ -414,6 +480,11 @@ class SingleFrame(_Provenance):
 
     @mask_source.setter
     def mask_source(self, value: str | None) -> None:
+        """Make ``value`` the only mask (None: no masks).
+
+        Raises:
+            ValidationError: as the :attr:`masks_source` setter.
+        """
         self.masks_source = value
 
     def _first_mask_id(self) -> str | None:
@@ -1013,6 +1084,7 @@ def to_frame_dict(frame: Frame) -> dict[str, Any]:
         value = getattr(frame, attr)
         if value is not None:
             out[attr] = _name(where, attr, "version id", value)
+    _check_utf8(where, out)
     return out
 
 

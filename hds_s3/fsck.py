@@ -235,8 +235,8 @@ def _size(n: int) -> str:
 def modified_time(info: ObjectInfo) -> float | None:
     """Return when the store says an object was last written (epoch seconds), or None if it does not say.
 
-    Reads an optional ``last_modified`` attribute of :class:`~hds_s3.store.base.ObjectInfo` (epoch
-    seconds, or an aware ``datetime``); stores that do not report it give None.
+    Reads the ``last_modified`` field of :class:`~hds_s3.store.base.ObjectInfo` (epoch seconds; an
+    aware ``datetime`` is accepted too); stores that do not report it give None.
     """
     value = getattr(info, "last_modified", None)
     if isinstance(value, datetime):
@@ -520,8 +520,7 @@ class StoreScan:
 
     def _parse_manifest(self, key: str, data: bytes) -> None:
         try:
-            manifest = parse_manifest(data, key)
-            _check_manifest_fields(manifest, key)
+            manifest = parse_manifest(data, key)  # checks the field types too
         except CorruptObjectError as exc:
             self.bad_manifests[key] = str(exc)
             return
@@ -832,32 +831,6 @@ class StoreScan:
         )
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_manifest_fields(manifest: ManifestDoc, key: str) -> None:
-    """Check the types of the fields readers use (the parser keeps whatever JSON it finds).
-
-    Raises:
-        CorruptObjectError: naming ``key`` and the first bad field.
-    """
-    problems = []
-    if not isinstance(manifest.dataset_id, str):
-        problems.append(f"dataset_id is {manifest.dataset_id!r}")
-    if not _is_count(manifest.created):
-        problems.append(f"created is {manifest.created!r}")
-    for i, ref in enumerate(manifest.segments):
-        if not isinstance(ref.key, str) or not isinstance(ref.version, str):
-            problems.append(f"segment {i}: key {ref.key!r} or version {ref.version!r} is not a string")
-        if ref.kind not in ("frames", "deletes"):
-            problems.append(f"segment {i}: kind {ref.kind!r} is neither 'frames' nor 'deletes'")
-        if not _is_count(ref.rows) or not _is_count(ref.size):
-            problems.append(f"segment {i}: rows {ref.rows!r} or size {ref.size!r} is not a count")
-    if problems:
-        raise CorruptObjectError(f"{key}: the frame manifest is malformed ({problems[0]})")
-
-
 def _segment_problem(store: ObjectStore, key: str, size: int, kind: str) -> str | None:
     """Read one segment whole and say what is wrong with it, or None."""
     try:
@@ -894,7 +867,7 @@ def _repair(catalog: Catalog, scan: StoreScan, finding: Finding) -> Finding:
         assert finding.dataset_id is not None
         doc = scan.datasets[finding.dataset_id].doc
         assert doc is not None
-        catalog._release_name(doc)  # the same steps Catalog.delete takes after its commit point
+        catalog.release_name(doc)  # the same steps Catalog.delete takes after its commit point
         catalog.remove_objects(
             layout.dataset_prefix(finding.dataset_id), last=layout.dataset_doc_key(finding.dataset_id)
         )
@@ -902,7 +875,7 @@ def _repair(catalog: Catalog, scan: StoreScan, finding: Finding) -> Finding:
         assert finding.dataset_id is not None
         claim = scan.claims[finding.key]
         gone = DatasetDoc(id=finding.dataset_id, name=claim.name, created=0, updated=0)
-        catalog._release_name(gone)
+        catalog.release_name(gone)
     elif finding.code == "deleted-version":
         assert finding.dataset_id is not None
         vid = finding.key.rstrip("/").rsplit("/", 1)[1]

@@ -88,21 +88,50 @@ def _batch_table(batch: list[object], failed: list[FailedFrame], version_id: str
         batch, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_content_type
     )
     rows: list[dict[str, Any]] = []
+    row_positions: list[int] = []
     for i in slow:
         try:
             canonical = normalize(batch[i])
+            canonical["saved"] = now
+            canonical["saved_in_version"] = version_id
+            canonical["updated_in_version"] = version_id
+            rows.append(segments.frame_row(canonical))
         except (HdsError, TypeError, ValueError) as exc:
             failed.append(FailedFrame(batch[i], str(exc)))
             continue
-        canonical["saved"] = now
-        canonical["saved_in_version"] = version_id
-        canonical["updated_in_version"] = version_id
-        rows.append(segments.frame_row(canonical))
-        positions.append(i)
-    table = (
-        pa.concat_tables([fast, pa.Table.from_pylist(rows, schema=segments.FRAME_SCHEMA)]) if rows else fast
-    )
-    return segments.unique_sorted(table, positions)
+        row_positions.append(i)
+    if not rows:
+        return segments.unique_sorted(fast, positions)
+    slow_table = _rows_table(rows, row_positions, batch, failed)
+    return segments.unique_sorted(pa.concat_tables([fast, slow_table]), positions + row_positions)
+
+
+_CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+
+
+def _rows_table(
+    rows: list[dict[str, Any]], positions: list[int], batch: list[object], failed: list[FailedFrame]
+) -> pa.Table:
+    """Convert per-frame rows to Arrow at once; if that fails, row by row, reporting the rows that fail.
+
+    ``positions`` (the batch index of each row) keeps only the rows that made it into the table.
+    """
+    try:
+        return pa.Table.from_pylist(rows, schema=segments.FRAME_SCHEMA)
+    except _CONVERSION_ERRORS:
+        pass  # a frame validation let through that Arrow refuses: find it
+    good: list[dict[str, Any]] = []
+    kept: list[int] = []
+    for row, i in zip(rows, positions, strict=True):
+        try:
+            pa.Table.from_pylist([row], schema=segments.FRAME_SCHEMA)
+        except _CONVERSION_ERRORS as exc:
+            failed.append(FailedFrame(batch[i], f"frame {row.get('id')!r} cannot be stored: {exc}"))
+            continue
+        good.append(row)
+        kept.append(i)
+    positions[:] = kept
+    return pa.Table.from_pylist(good, schema=segments.FRAME_SCHEMA)
 
 
 def frame_ids(frames: Iterable[object]) -> list[str]:

@@ -20,6 +20,25 @@ MAX_NAME_BYTES = 255
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def check_utf8(what: str, text: str) -> str:
+    """Return ``text`` if it can be written as UTF-8 (every document and segment is UTF-8).
+
+    A Python ``str`` may hold a lone surrogate (a code point U+D800..U+DFFF on its own, e.g. from
+    ``os.fsdecode`` of a file name that is not UTF-8), which no UTF-8 encoder accepts.
+
+    Raises:
+        ValidationError: naming ``what`` (the field) and the position of the first lone surrogate.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what} {text[:40]!r} is not valid Unicode: it holds the lone surrogate "
+            f"{text[exc.start]!r} at position {exc.start}, which UTF-8 cannot encode; fix the text"
+        ) from None
+    return text
+
+
 def check_name(kind: str, name: object) -> str:
     """Return ``name`` if it is a valid name for a ``kind`` ("dataset", "version", "tag").
 
@@ -30,12 +49,7 @@ def check_name(kind: str, name: object) -> str:
         raise ValidationError(f"{kind} name must be a string, got {type(name).__name__}: {name!r}")
     if not name.strip():
         raise ValidationError(f"{kind} name is empty; give a non-blank name")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(
-            f"{kind} name {name!r} is not valid Unicode (a lone surrogate); fix it"
-        ) from None
+    size = len(check_utf8(f"{kind} name", name).encode("utf-8"))
     if size > MAX_NAME_BYTES:
         raise ValidationError(
             f"{kind} name {name[:40]!r}... is {size} bytes of UTF-8; the limit is {MAX_NAME_BYTES}"
@@ -60,13 +74,20 @@ def check_id(kind: str, value: object) -> str:
 def check_tags(tags: Iterable[str] | str | None) -> tuple[str, ...]:
     """Return tags as a tuple without duplicates, in the order given.
 
+    ``tags`` is one tag (a string), an iterable of tags, or None (no tags).
+
     Raises:
-        ValidationError: a tag is not a valid name (see :func:`check_name`).
+        ValidationError: ``tags`` is neither a string nor an iterable (a number, a bool, ...), or a
+            tag is not a valid name (see :func:`check_name`).
     """
     if tags is None:
         return ()
     if isinstance(tags, str):
         tags = [tags]
+    elif not isinstance(tags, Iterable):
+        raise ValidationError(
+            f"tags must be a string or a list of strings, got {type(tags).__name__}: {tags!r}"
+        )
     out: list[str] = []
     for tag in tags:
         check_name("tag", tag)
@@ -103,6 +124,7 @@ def _clean(where: str, value: object, path: str) -> Any:
                 raise ValidationError(
                     f"{where}: metadata key {path + key!r} is empty or contains '$' or '.'; rename it"
                 )
+            check_utf8(f"{where}: metadata key at {path or 'top level'}", key)
             out[key] = _clean(where, item, f"{path}{key}.")
         return out
     if isinstance(value, (list, tuple)):
@@ -111,7 +133,9 @@ def _clean(where: str, value: object, path: str) -> Any:
         raise ValidationError(
             f"{where}: metadata value at {path.rstrip('.')!r} is {value}; JSON has no NaN/inf"
         )
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        return check_utf8(f"{where}: metadata value at {path.rstrip('.') or 'top level'!r}", value)
+    if value is None or isinstance(value, (int, float, bool)):
         return value
     try:
         json.dumps(value)

@@ -342,7 +342,17 @@ _SOURCE_KEYS = frozenset(
 )
 _ROI_KEYS = frozenset({"id", "labels", "type", "poly", "confidence", "sources", "meta", "mask"})
 _FAST_TYPES = frozenset({"box2d", "poly2d", "points2d", "label"})
-_SOURCE_IN = pa.struct([(f.name, f.type) for f in SOURCE if f.name not in ("meta", "preview", "masks")])
+# Sizes are read as int64 and range-checked before they become int32 (see _columns).
+_SOURCE_IN = pa.struct(
+    [
+        (f.name, pa.int64() if f.name in ("width", "height") else f.type)
+        for f in SOURCE
+        if f.name not in ("meta", "preview", "masks")
+    ]
+)
+_INT32_MAX = 2**31 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_ARROW_REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 _ROI_IN = pa.struct([(f.name, f.type) for f in ROI if f.name not in ("meta", "mask")])
 _CONTROL = "[\\x00-\\x1f\\x7f-\\x9f]"
 _SEPARATOR = -999999999.0
@@ -499,8 +509,16 @@ def _fast_frames_table(
         table = _columns(
             chosen, ids, metas, blobs, strs, nums, src_meta, roi_meta, version_id, now, guess_type
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return FRAME_SCHEMA.empty_table(), [], sorted(slow + ok)
+    except _ARROW_REFUSED:
+        # Arrow refused a value the loop let through. Only now look for the rows that hold one
+        # (text UTF-8 cannot encode, integers beyond 64 bits), leave them to the per-frame path
+        # and convert the others; if Arrow still refuses, everything takes the per-frame path.
+        refused = [j for j, d in enumerate(chosen) if _arrow_may_refuse(d)]
+        if not refused:
+            return FRAME_SCHEMA.empty_table(), [], sorted(slow + ok)
+        return _without(
+            frames, ok, slow, refused, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type
+        )
     bad = _invalid_rows(table)
     if pc.any(bad).as_py():
         flagged = set(pc.indices_nonzero(bad).to_pylist())
@@ -508,6 +526,49 @@ def _fast_frames_table(
         ok = [i for j, i in enumerate(ok) if j not in flagged]
         table = table.filter(pc.invert(bad))
     return table, ok, sorted(slow)
+
+
+def _arrow_may_refuse(d: dict[str, Any]) -> bool:
+    """True when a frame dict holds text UTF-8 cannot encode or an integer size or time out of range.
+
+    Only called after Arrow refused a batch, to find the rows to leave to the per-frame path.
+    """
+    try:
+        json.dumps(d, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return True
+    values = [d.get("timestamp")]
+    for src in d["sources"]:
+        values += (src.get("width"), src.get("height"), src.get("timestamp"))
+    return any(v is not None and (type(v) is not int or not _INT64_MIN <= v <= _INT64_MAX) for v in values)
+
+
+def _without(
+    frames: Sequence[Any],
+    ok: list[int],
+    slow: list[int],
+    refused: list[int],
+    *,
+    version_id: str,
+    now: int,
+    hash_id: Any,
+    guess_type: Any,
+) -> tuple[pa.Table, list[int], list[int]]:
+    """Run the fast path again on the frames it took (``ok``) except ``refused`` (positions in ``ok``).
+
+    Returns what :func:`fast_frames_table` returns, in positions of ``frames``.
+    """
+    gone = set(refused)
+    keep = [j for j in range(len(ok)) if j not in gone]
+    retry = [frames[ok[j]] for j in keep]
+    table, taken, left = _fast_frames_table(
+        retry, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type
+    )
+    return (
+        table,
+        [ok[keep[t]] for t in taken],
+        sorted(slow + [ok[j] for j in refused] + [ok[keep[t]] for t in left]),
+    )
 
 
 def _columns(
@@ -538,8 +599,8 @@ def _columns(
             s_flat.field("id"),
             s_flat.field("uri"),
             types,
-            s_flat.field("width"),
-            s_flat.field("height"),
+            _size(s_flat.field("width")),
+            _size(s_flat.field("height")),
             pc.fill_null(s_flat.field("timestamp"), 0),
             pa.array(src_meta, pa.string()),
             pa.nulls(n_src, PREVIEW),
@@ -587,6 +648,16 @@ def _columns(
         ],
         schema=FRAME_SCHEMA,
     )
+
+
+def _size(values: pa.Array) -> pa.Array:
+    """An int64 width or height column as int32; a value outside 1..2**31-1 becomes 0.
+
+    0 is what :func:`_invalid_rows` refuses, so such a frame goes to the per-frame path, which names
+    the field and its value; nulls (no size) stay null.
+    """
+    fits = pc.and_(pc.greater(values, 0), pc.less_equal(values, _INT32_MAX))
+    return pc.cast(pc.if_else(fits, values, pa.scalar(0, pa.int64())), pa.int32())
 
 
 def _np(values: pa.Array | pa.ChunkedArray, fill: Any) -> np.ndarray:

@@ -117,3 +117,31 @@ def test_the_store_marker_is_written_once_and_checked(client: Client) -> None:
     client.store.put(layout.STORE_MARKER, b'{"format_version": 9}', if_match=etag)
     with pytest.raises(CorruptObjectError, match="upgrade"):
         Dataset.create(dataset_name="c", client=Client(client.store))
+
+
+_REF = {"key": "datasets/d/segments/v/s.parquet", "kind": "frames", "rows": 2, "size": 10, "version": "v"}
+
+
+@pytest.mark.parametrize(
+    "field, change",
+    [
+        ("size", {"size": "many"}),
+        ("size", {"size": -1}),
+        ("rows", {"rows": 1.5}),
+        ("rows", {"rows": True}),
+        ("kind", {"kind": "other"}),
+        ("key", {"key": 7}),
+        ("min_id", {"min_id": 3}),
+    ],
+)
+def test_a_manifest_field_of_the_wrong_type_is_corruption_naming_the_key_and_field(
+    field: str, change: dict[str, object]
+) -> None:
+    from hds_s3.docs import parse_manifest
+
+    raw = {"format_version": 1, "dataset_id": "d", "version_id": "v", "created": 1, "segments": [_REF]}
+    assert parse_manifest(json.dumps(raw).encode(), "m.json").segments[0].size == 10
+    raw["segments"] = [{**_REF, **change}]
+    with pytest.raises(CorruptObjectError) as info:
+        parse_manifest(json.dumps(raw).encode(), "m.json")
+    assert "m.json" in str(info.value) and field in str(info.value)

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,11 @@ from hds_s3.ingest import normalize
 VID = "a" * 32
 NOW = 1_700_000_000_000
 
-names = st.one_of(st.sampled_from(["car", "person", "Bus Stop", "été", ""]), st.text(max_size=6))
+names = st.one_of(
+    st.sampled_from(["car", "person", "Bus Stop", "été", "", "\ud800", "a\udfff"]), st.text(max_size=6)
+)
+# Sizes around the int32 limit of their column, times around the int64 limit, and beyond.
+big_ints = st.sampled_from([2**31 - 1, 2**31, 2**32 + 5, 2**63 - 1, 2**63, 2**70, -(2**40), -(2**64)])
 numbers = st.one_of(
     st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
     st.integers(-5, 1000),
@@ -34,6 +39,7 @@ metas = st.one_of(
         st.sampled_from(["city", "score", "a.b", "$x", "nested", "ok"]),
         st.one_of(
             st.text(max_size=5),
+            st.just("\udfff"),
             st.floats(allow_nan=False, allow_infinity=False),
             st.booleans(),
             st.none(),
@@ -91,14 +97,14 @@ def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
             "id": sid,
             "uri": draw(
                 st.one_of(
-                    st.sampled_from(["s3://b/x.jpg", "s3://b/y.png", "clip.mp4", "noext", ""]),
+                    st.sampled_from(["s3://b/x.jpg", "s3://b/y.png", "clip.mp4", "noext", "", "s3://\ud800"]),
                     st.text(max_size=8),
                 )
             ),
-            "content_type": draw(st.one_of(st.none(), st.just("image/jpeg"))),
-            "width": draw(st.one_of(st.none(), st.integers(-1, 4000), st.just(3.5))),
-            "height": draw(st.one_of(st.none(), st.integers(-1, 4000))),
-            "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6))),
+            "content_type": draw(st.one_of(st.none(), st.just("image/jpeg"), st.just("x\udc80"))),
+            "width": draw(st.one_of(st.none(), st.integers(-1, 4000), st.just(3.5), big_ints)),
+            "height": draw(st.one_of(st.none(), st.integers(-1, 4000), big_ints)),
+            "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6), big_ints)),
             "meta": draw(metas),
             "preview": None,
             "masks": [],
@@ -110,8 +116,8 @@ def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
         sources.append(source)
     out: dict[str, Any] = {
         "id": draw(st.one_of(st.none(), names, st.just("x" * 300))),
-        "context_id": draw(st.one_of(st.none(), st.just("ctx"), st.just(""))),
-        "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6))),
+        "context_id": draw(st.one_of(st.none(), st.just("ctx"), st.just(""), st.just("\ud800"))),
+        "timestamp": draw(st.one_of(st.none(), st.integers(-1, 10**6), big_ints)),
         "sources": sources,
         "rois": [draw(roi(source_ids)) for _ in range(draw(st.integers(0, 4)))],
         "meta": draw(metas),
@@ -229,3 +235,50 @@ def test_a_typical_coco_like_batch_takes_the_fast_path_whole() -> None:
     )
     assert left == [] and positions == list(range(50))
     assert table.to_pylist()[7] == slow_row(frames[7])
+
+
+def _coco(i: int) -> dict[str, Any]:
+    return {
+        "id": f"f{i}",
+        "timestamp": i,
+        "sources": [{"id": "default", "uri": f"s3://b/{i}.jpg", "width": 640, "height": 480}],
+        "rois": [{"labels": ["car"], "type": "box2d", "poly": [1, 2, 11, 2, 11, 22, 1, 22]}],
+        "meta": {"city": "bremen"},
+    }
+
+
+def _with(i: int, **changes: Any) -> dict[str, Any]:
+    frame = _coco(i)
+    source = changes.pop("source", {})
+    frame["sources"][0].update(source)
+    frame.update(changes)
+    return frame
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(_with(3, source={"width": 2**31}), id="width-over-int32"),
+        pytest.param(_with(3, source={"height": 2**63}), id="height-over-int64"),
+        pytest.param(_with(3, source={"width": -(2**40)}), id="width-far-below-zero"),
+        pytest.param(_with(3, timestamp=2**63), id="timestamp-over-int64"),
+        pytest.param(_with(3, source={"timestamp": 2**64}), id="source-timestamp-over-int64"),
+        pytest.param(_with(3, source={"uri": "s3://b/\ud800.jpg"}), id="surrogate-uri"),
+        pytest.param(_with(3, context_id="c\udfff"), id="surrogate-context"),
+        pytest.param(_with(3, meta={"k": "\ud800"}), id="surrogate-meta"),
+    ],
+)
+def test_only_the_row_arrow_would_refuse_leaves_the_fast_path(bad: dict[str, Any]) -> None:
+    """One out-of-range or unencodable value sends its frame, not the whole batch, to the per-frame path."""
+    frames = [_coco(i) for i in range(3)] + [bad] + [_coco(i) for i in range(4, 8)]
+    table, positions, left = segments.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left == [3] and positions == [0, 1, 2, 4, 5, 6, 7]
+    assert slow_row(bad) is None  # the per-frame path refuses it, naming the field
+    assert _agree(frames) == 7
+
+
+def test_the_largest_sizes_and_times_stay_on_the_fast_path() -> None:
+    frames = [_with(0, timestamp=2**63 - 1, source={"width": 2**31 - 1, "height": 1, "timestamp": 2**63 - 1})]
+    assert _agree(frames) == 1

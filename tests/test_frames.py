@@ -276,7 +276,10 @@ def test_context_id_timestamp_and_content_type_defaults() -> None:
     assert (d["context_id"], d["timestamp"], d["sources"][0]["timestamp"]) == ("s3://b/video.mp4", 1500, 1500)
     assert d["sources"][0]["content_type"] == "video/mp4"
     explicit = SingleFrame(
-        "s3://b/v.bin?sig=1", context_id="clip-1", timestamp=40, content_type="video/x-raw",
+        "s3://b/v.bin?sig=1",
+        context_id="clip-1",
+        timestamp=40,
+        content_type="video/x-raw",
         source_timestamp=7,
     )
     d = to_frame_dict(explicit)
@@ -297,7 +300,11 @@ def test_meta_is_an_alias_of_metadata_and_previews_are_kept() -> None:
     assert d["meta"] == {"b": 2} and d["meta_blob"] == {"raw": [1, 2]}
     assert d["sources"][0]["meta"] == {"angle": 45}
     assert d["sources"][0]["preview"] == {
-        "uri": "s3://b/p.jpg", "content_type": "image/jpeg", "width": 64, "height": 48, "timestamp": 0
+        "uri": "s3://b/p.jpg",
+        "content_type": "image/jpeg",
+        "width": 64,
+        "height": 48,
+        "timestamp": 0,
     }
     frame.preview_uri = None
     assert to_frame_dict(frame)["sources"][0]["preview"] is None
@@ -417,8 +424,12 @@ def test_group_member_with_frame_level_fields_is_refused() -> None:
 
 def test_the_dict_form_has_every_field_and_round_trips_exactly() -> None:
     frame = _frame(
-        id="f1", metadata={"city": "bremen", "n": 2}, meta_blob={"emb": [0.1, 0.2]},
-        masks_source={"m": "s3://b/m.png"}, preview_uri="s3://b/p.jpg", source_meta={"k": True},
+        id="f1",
+        metadata={"city": "bremen", "n": 2},
+        meta_blob={"emb": [0.1, 0.2]},
+        masks_source={"m": "s3://b/m.png"},
+        preview_uri="s3://b/p.jpg",
+        source_meta={"k": True},
     )
     frame.masks[0] = Mask("m", "s3://b/m.png", width=640, height=480, timestamp=3)
     frame.add_annotation(box2d_xywh=(1, 2, 3, 4), labels=["car"], confidence=0.9, metadata={"t": 1}, id="r1")
@@ -437,17 +448,46 @@ def test_the_dict_form_has_every_field_and_round_trips_exactly() -> None:
                 "height": 480,
                 "timestamp": 0,
                 "meta": {"k": True},
-                "preview": {"uri": "s3://b/p.jpg", "content_type": "image/jpeg", "width": None,
-                            "height": None, "timestamp": 0},
-                "masks": [{"id": "m", "uri": "s3://b/m.png", "content_type": "image/png", "width": 640,
-                           "height": 480, "timestamp": 3}],
+                "preview": {
+                    "uri": "s3://b/p.jpg",
+                    "content_type": "image/jpeg",
+                    "width": None,
+                    "height": None,
+                    "timestamp": 0,
+                },
+                "masks": [
+                    {
+                        "id": "m",
+                        "uri": "s3://b/m.png",
+                        "content_type": "image/png",
+                        "width": 640,
+                        "height": 480,
+                        "timestamp": 3,
+                    }
+                ],
             }
         ],
         "rois": [
-            {"id": "r1", "labels": ["car"], "type": "box2d", "poly": [1, 2, 4, 2, 4, 6, 1, 6],
-             "confidence": 0.9, "sources": [], "meta": {"t": 1}, "mask": None},
-            {"id": "r2", "labels": ["person"], "type": "mask", "poly": [], "confidence": None,
-             "sources": [], "meta": {}, "mask": {"id": "m", "value": [1, 1, 1]}},
+            {
+                "id": "r1",
+                "labels": ["car"],
+                "type": "box2d",
+                "poly": [1, 2, 4, 2, 4, 6, 1, 6],
+                "confidence": 0.9,
+                "sources": [],
+                "meta": {"t": 1},
+                "mask": None,
+            },
+            {
+                "id": "r2",
+                "labels": ["person"],
+                "type": "mask",
+                "poly": [],
+                "confidence": None,
+                "sources": [],
+                "meta": {},
+                "mask": {"id": "m", "value": [1, 1, 1]},
+            },
         ],
         "meta": {"city": "bremen", "n": 2},
         "meta_blob": {"emb": [0.1, 0.2]},
@@ -490,8 +530,10 @@ def test_the_dict_and_the_frame_share_nothing() -> None:
 
 
 def test_partial_dicts_read_with_defaults_and_broken_ones_are_refused() -> None:
-    d = {"sources": [{"id": "default", "uri": "s3://b/a.jpg"}],
-         "rois": [{"label": ["car"], "poly": [0, 0, 1, 0, 1, 1]}]}
+    d = {
+        "sources": [{"id": "default", "uri": "s3://b/a.jpg"}],
+        "rois": [{"label": ["car"], "poly": [0, 0, 1, 0, 1, 1]}],
+    }
     frame = frame_from_dict(d)
     assert isinstance(frame, SingleFrame)
     full = to_frame_dict(frame)
@@ -569,6 +611,21 @@ def _with_roi(**fields: Any) -> SingleFrame:
         (lambda: SingleFrame("s3://b/a.jpg", width=1.5), "width: must be a positive int"),  # type: ignore[arg-type]
         (lambda: SingleFrame("s3://b/a.jpg", height="480"), "height: must be a positive int"),  # type: ignore[arg-type]
         (lambda: SingleFrame("s3://b/a.jpg", width=True), "width: must be a positive int"),
+        (
+            lambda: SingleFrame("s3://b/a.jpg", width=2**31),
+            "width: must be a positive int, at most 2147483647",
+        ),
+        (lambda: SingleFrame("s3://b/a.jpg", height=2**70), "height: must be a positive int, at most"),
+        (lambda: _frame(timestamp=2**63), "timestamp: must be an int >= 0, at most 9223372036854775807"),
+        (lambda: _frame(source_timestamp=2**64), "source_timestamp: must be an int >= 0, at most"),
+        (
+            lambda: SingleFrame("s3://b/\ud800.jpg", id="f"),
+            "source 's3://b/\\ud800.jpg' is not valid Unicode",
+        ),
+        (lambda: _frame(context_id="c\udfff"), "context_id 'c\\udfff' is not valid Unicode"),
+        (lambda: _frame(content_type="image/\ud800"), "content_type 'image/\\ud800' is not valid Unicode"),
+        (lambda: _frame(metadata={"k": ["\ud800"]}), "metadata value at 'k.[0]' '\\ud800' is not valid"),
+        (lambda: _frame(metadata={"\ud800": 1}), "metadata key at top level '\\ud800' is not valid"),
         (lambda: _frame(timestamp=-1), "timestamp: must be an int >= 0"),
         (lambda: _frame(timestamp=2.5), "timestamp: must be an int >= 0"),
         (lambda: _frame(source_timestamp=-5), "source_timestamp: must be an int >= 0"),
@@ -615,10 +672,14 @@ def _with_roi(**fields: Any) -> SingleFrame:
         (lambda: _with_roi(poly=[0, 0], sources=[1]), "sources: expected a list of source ids"),
         (lambda: _with_roi(poly=[0, 0], sources=["default", "default"]), "lists a source twice"),
         (lambda: _with_roi(type="mask", poly=[]), "a mask ROI needs a binding"),
-        (lambda: _with_roi(type="mask", poly=[], mask={"id": "00", "value": [1, 2, 3]}),
-         "rois[0].mask: binds a mask value but the frame has no mask"),
-        (lambda: _with_roi(type="mask", poly=[], mask={"id": "00", "value": [1, 2]}),
-         "mask.value: expected [r, g, b]"),
+        (
+            lambda: _with_roi(type="mask", poly=[], mask={"id": "00", "value": [1, 2, 3]}),
+            "rois[0].mask: binds a mask value but the frame has no mask",
+        ),
+        (
+            lambda: _with_roi(type="mask", poly=[], mask={"id": "00", "value": [1, 2]}),
+            "mask.value: expected [r, g, b]",
+        ),
         (lambda: _with_roi(type="mask", poly=[], mask={"id": "00"}), "mask: expected"),
     ],
 )

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,8 +85,7 @@ def attempt(
 # ---------------------------------------------------------------------------- strategies
 
 _ODD = list("./\\%~$ \t\n\x00\x7f\u200bé日-_*?\"'()[]{}:")
-# Names are checked for lone surrogates; frame fields, metadata and comments are not yet (see the gaps
-# at the end), so only name strategies draw them.
+# Text UTF-8 can encode, and (weird_text) text with lone surrogates, which every field must refuse.
 text_utf8 = st.one_of(
     st.text(),
     st.text(alphabet=st.sampled_from(_ODD)),
@@ -98,9 +96,12 @@ weird_text = st.one_of(
 )
 not_text = st.one_of(st.none(), st.integers(), st.floats(), st.binary(max_size=8), st.booleans())
 names = st.one_of(weird_text, not_text, st.lists(st.text(max_size=4), max_size=2))
-# Not numbers or booleans: check_tags raises TypeError for them (see test_known_gaps).
 tag_lists = st.one_of(
-    weird_text, st.none(), st.binary(max_size=4), st.lists(names, max_size=4), st.tuples(names, names)
+    weird_text,
+    not_text,
+    st.lists(names, max_size=4),
+    st.tuples(names, names),
+    st.sets(st.one_of(weird_text, st.integers()), max_size=2),
 )
 
 json_leaf = st.one_of(
@@ -109,12 +110,16 @@ json_leaf = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=10),
+    weird_text,
 )
 odd_leaf = st.one_of(
     st.binary(max_size=4), st.sets(st.integers(), max_size=2), st.complex_numbers(), st.just(object())
 )
 meta_keys = st.one_of(
-    st.text(max_size=8), st.sampled_from(["$x", "a.b", "", "ok", "nested"]), st.integers(), st.none()
+    st.text(max_size=8),
+    st.sampled_from(["$x", "a.b", "", "ok", "nested", "\ud800", "k\udfff"]),
+    st.integers(),
+    st.none(),
 )
 metadata_values = st.recursive(
     st.one_of(json_leaf, odd_leaf),
@@ -127,10 +132,11 @@ metadata_values = st.recursive(
 )
 metadata = st.one_of(st.dictionaries(meta_keys, metadata_values, max_size=4), metadata_values)
 
-# Integers within int32: larger widths and timestamps reach Parquet unchecked (see the gaps below).
+# Integers around the int32 (sizes) and int64 (times) limits and beyond.
 numbers = st.one_of(
     st.none(),
     st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    st.sampled_from([2**31 - 1, 2**31, 2**63 - 1, 2**63, -(2**63) - 1, 2**70]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
     st.text(max_size=3),
@@ -156,18 +162,18 @@ coords = st.one_of(
 labels = st.one_of(
     st.lists(st.sampled_from(["car", "person"]), max_size=2),
     st.none(),
-    text_utf8,
-    st.lists(st.one_of(text_utf8, not_text), max_size=3),
+    weird_text,
+    st.lists(st.one_of(weird_text, not_text), max_size=3),
     not_text,
 )
 uris = st.one_of(
     st.none(),
     st.sampled_from(["s3://b/a.jpg", "file:///data/x.png", "https://h/v.mp4", "rel/path.jpg", "", " "]),
-    text_utf8,
+    st.sampled_from(["s3://b/\ud800.jpg", "s3://b/a\udfff"]),
+    weird_text,
     not_text,
 )
-# Not numbers or booleans: the mask setters raise TypeError for them (see test_known_gaps).
-mask_uris = st.one_of(st.none(), st.sampled_from(["s3://b/m.png", ""]), text_utf8, st.binary(max_size=3))
+mask_uris = st.one_of(st.none(), st.sampled_from(["s3://b/m.png", ""]), weird_text, not_text)
 roi_dicts = st.dictionaries(
     st.sampled_from(
         ["id", "labels", "label", "type", "poly", "confidence", "sources", "meta", "mask", "zzz"]
@@ -189,7 +195,7 @@ annotation_kwargs = st.fixed_dictionaries(
         "ellipse2d_xyrrt": coords,
         "mask_rgb": coords,
         "frame_class": labels,
-        "id": st.one_of(st.none(), text_utf8, not_text, st.just("0" * 32)),
+        "id": st.one_of(st.none(), weird_text, not_text, st.just("0" * 32)),
         "labels": labels,
         "confidence": numbers,
         "metadata": metadata,
@@ -234,16 +240,16 @@ frame_kwargs = st.fixed_dictionaries(
         "metadata": metadata,
         "annotations": st.one_of(st.none(), st.lists(roi_dicts, max_size=3)),
         "mask_source": mask_uris,
-        "id": st.one_of(st.none(), text_utf8, not_text),
-        "context_id": st.one_of(st.none(), text_utf8, not_text),
+        "id": st.one_of(st.none(), weird_text, not_text),
+        "context_id": st.one_of(st.none(), weird_text, not_text),
         "timestamp": numbers,
         "masks_source": st.one_of(
-            mask_uris, st.lists(uris, max_size=2), st.dictionaries(text_utf8, uris, max_size=2)
+            mask_uris, st.lists(uris, max_size=2), st.dictionaries(weird_text, uris, max_size=2)
         ),
         "meta_blob": metadata,
-        "content_type": st.one_of(st.none(), text_utf8, not_text),
+        "content_type": st.one_of(st.none(), weird_text, not_text),
         "source_meta": metadata,
-        "source_id": st.one_of(text_utf8, not_text),
+        "source_id": st.one_of(weird_text, not_text),
         "source_timestamp": numbers,
     },
 )
@@ -255,11 +261,12 @@ plausible_frame_kwargs = st.fixed_dictionaries(
         "metadata": st.one_of(
             st.dictionaries(st.sampled_from(["city", "n", "x"]), json_leaf, max_size=3), metadata
         ),
-        "id": st.one_of(st.none(), st.text(min_size=1, max_size=8), text_utf8),
+        "id": st.one_of(st.none(), st.text(min_size=1, max_size=8), weird_text),
         "timestamp": st.one_of(st.integers(0, 2**40), numbers),
         "preview_uri": st.one_of(st.none(), st.just("s3://b/p.jpg"), uris),
         "annotations": st.lists(roi_dicts, max_size=2),
-        "source_timestamp": st.integers(0, 10**6),
+        "source_timestamp": st.one_of(st.integers(0, 10**6), numbers),
+        "content_type": st.one_of(st.none(), st.just("image/png"), weird_text),
     },
 )
 any_frame_kwargs = st.one_of(plausible_frame_kwargs, plausible_frame_kwargs, frame_kwargs)
@@ -280,7 +287,7 @@ frame_dicts = st.dictionaries(
         st.lists(source_dicts, max_size=3),
         st.lists(roi_dicts, max_size=3),
         numbers,
-        text_utf8,
+        weird_text,
         metadata_values,
     ),
     max_size=7,
@@ -347,17 +354,27 @@ def test_snapshot_names(publish: Any, child: Any) -> None:
 # ---------------------------------------------------------------------------- metadata
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_json_clean(value: Any) -> bool:
     if isinstance(value, dict):
         return all(
-            isinstance(k, str) and k and "$" not in k and "." not in k and _is_json_clean(v)
+            isinstance(k, str) and k and "$" not in k and "." not in k and _is_utf8(k) and _is_json_clean(v)
             for k, v in value.items()
         )
     if isinstance(value, (list, tuple)):
         return all(_is_json_clean(v) for v in value)
     if isinstance(value, float):
         return math.isfinite(value)
-    return value is None or isinstance(value, (str, int, bool))
+    if isinstance(value, str):
+        return _is_utf8(value)
+    return value is None or isinstance(value, (int, bool))
 
 
 @FUZZ
@@ -377,16 +394,21 @@ def test_metadata(meta: Any) -> None:
 
 
 @FUZZ
-@given(text=st.one_of(text_utf8, not_text))
+@given(text=st.one_of(weird_text, not_text))
 def test_comments_and_descriptions(text: Any) -> None:
     c, draft = world()
     ds = Dataset.get("ds", client=c)
-    attempt("set_comment", c.store, lambda: draft.set_comment(text))
-    attempt("set_description", c.store, lambda: ds.set_description(text))
-    if text is None or isinstance(text, str):  # other types: see the gaps below
-        attempt(
-            "Dataset.create(description)", c.store, lambda: Dataset.create("d", description=text, client=c)
-        )
+    valid = isinstance(text, str) and _is_utf8(text)
+    assert attempt("set_comment", c.store, lambda: draft.set_comment(text)) == valid
+    assert attempt("set_description", c.store, lambda: ds.set_description(text)) == valid
+    assert attempt(
+        "Dataset.create(description)", c.store, lambda: Dataset.create("d", description=text, client=c)
+    ) == (valid or text is None)
+    attempt(
+        "create_version(comment)",
+        c.store,
+        lambda: DatasetVersion.create_version(dataset_name="ds", version_name="c", comment=text, client=c),
+    )
 
 
 # ---------------------------------------------------------------------------- frames
@@ -541,95 +563,133 @@ def test_query_parsing(text: str, scope: str) -> None:
     RUNS["query.parse ok"] += 1
 
 
-# ---------------------------------------------------------------------------- gaps found by fuzzing
+# ---------------------------------------------------------------------------- inputs fuzzing found
 #
-# Each of these raises today what the second element names instead of ValidationError (or, for
-# add_frames, instead of reporting the frame as failed). The marks are strict: a fixed gap fails its
-# test, so the entry can go and the fuzzing strategies above can draw those inputs again.
+# Each of these once escaped as another exception (TypeError, UnicodeEncodeError, OverflowError,
+# ArrowInvalid) instead of a ValidationError naming the field, or (add_frames) instead of the frame
+# being reported as failed.
 
 S = "\ud800"  # a lone surrogate: a str Python holds but UTF-8 cannot encode
 
 
-def _add(frame: SingleFrame | dict[str, Any]) -> object:
-    failed = world()[1].add_frames([frame])
-    assert failed, "the invalid frame was stored"
-    return failed
+def _add(frame: SingleFrame | dict[str, Any]) -> str:
+    """Add one invalid frame next to a stored one; it must be reported, and nothing written."""
+    c, draft = world()
+    before = objects(c.store)
+    failed = draft.add_frames([frame])
+    assert [f.frame for f in failed] == [frame], "the invalid frame was stored"
+    assert objects(c.store) == before
+    raise ValidationError(failed[0].reason)  # checked like the other calls
 
 
-KNOWN_GAPS: list[tuple[str, type[Exception], Callable[[], object]]] = [
-    ("check_tags(0)", TypeError, lambda: Dataset.create("t", tags=0, client=Client(MemoryStore()))),  # type: ignore[arg-type]
-    ("add_tags(1.5)", TypeError, lambda: world()[1].add_tags(1.5)),  # type: ignore[arg-type]
-    ("SingleFrame(mask_source=0)", TypeError, lambda: SingleFrame(source="s3://b/a.jpg", mask_source=0)),  # type: ignore[arg-type]
-    ("SingleFrame(masks_source=7)", TypeError, lambda: SingleFrame(source="s3://b/a.jpg", masks_source=7)),  # type: ignore[arg-type]
-    ("set_metadata(surrogate value)", UnicodeEncodeError, lambda: world()[1].set_metadata({"k": S})),
-    ("set_metadata(surrogate key)", UnicodeEncodeError, lambda: world()[1].set_metadata({S: 1})),
-    ("set_comment(surrogate)", UnicodeEncodeError, lambda: world()[1].set_comment(S)),
+FOUND: list[tuple[str, str, Callable[[], object]]] = [
+    ("check_tags(0)", "tags", lambda: Dataset.create("t", tags=0, client=Client(MemoryStore()))),  # type: ignore[arg-type]
+    ("add_tags(1.5)", "tags", lambda: world()[1].add_tags(1.5)),  # type: ignore[arg-type]
+    ("add_tags(True)", "tags", lambda: world()[1].add_tags(True)),  # type: ignore[arg-type]
+    ("SingleFrame(mask_source=0)", "masks", lambda: SingleFrame(source="s3://b/a.jpg", mask_source=0)),  # type: ignore[arg-type]
+    ("SingleFrame(masks_source=7)", "masks", lambda: SingleFrame(source="s3://b/a.jpg", masks_source=7)),  # type: ignore[arg-type]
+    ("set_metadata(surrogate value)", "metadata value at 'k'", lambda: world()[1].set_metadata({"k": S})),
+    ("set_metadata(surrogate key)", "metadata key", lambda: world()[1].set_metadata({S: 1})),
+    ("set_metadata(nested surrogate)", "a.[1]", lambda: world()[1].set_metadata({"a": [1, S]})),
+    ("set_comment(surrogate)", "comment", lambda: world()[1].set_comment(S)),
+    (
+        "set_description(surrogate)",
+        "description",
+        lambda: Dataset.get("ds", client=world()[0]).set_description("x" + S),
+    ),
     (
         "Dataset.create(description=surrogate)",
-        UnicodeEncodeError,
+        "description",
         lambda: Dataset.create("d", description=S, client=Client(MemoryStore())),
     ),
     (
         "Dataset.create(description=bytes)",
-        TypeError,
+        "description",
         lambda: Dataset.create("d", description=b"x", client=Client(MemoryStore())),  # type: ignore[arg-type]
     ),
     (
+        "Dataset.create(description=int)",
+        "description",
+        lambda: Dataset.create("d", description=5, client=Client(MemoryStore())),  # type: ignore[arg-type]
+    ),
+    (
+        "create_version(comment=surrogate)",
+        "comment",
+        lambda: DatasetVersion.create_version(
+            dataset_name="ds", version_name="v", comment=S, client=world()[0]
+        ),
+    ),
+    (
         "add_frames(timestamp=2**63)",
-        OverflowError,
+        "timestamp",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", timestamp=2**63)),
     ),
     (
         "add_frames(source_timestamp=2**63)",
-        OverflowError,
+        "source_timestamp",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", source_timestamp=2**63)),
     ),
+    ("add_frames(width=2**31)", "width", lambda: _add(SingleFrame(source="s3://b/a.jpg", width=2**31))),
+    ("add_frames(height=2**70)", "height", lambda: _add(SingleFrame(source="s3://b/a.jpg", height=2**70))),
     (
-        "add_frames(width=2**31)",
-        pa.ArrowInvalid,
-        lambda: _add(SingleFrame(source="s3://b/a.jpg", width=2**31)),
+        "add_frames(dict, width=2**31)",
+        "width",
+        lambda: _add({"id": "x", "sources": [{"id": "default", "uri": "s3://b/a.jpg", "width": 2**31}]}),
     ),
-    ("to_dict(uri=surrogate)", UnicodeEncodeError, lambda: SingleFrame(source="s3://b/" + S).to_dict()),
+    (
+        "add_frames(dict, timestamp=2**64)",
+        "timestamp",
+        lambda: _add({"id": "x", "timestamp": 2**64, "sources": [{"id": "default", "uri": "s3://b/a.jpg"}]}),
+    ),
+    ("to_dict(uri=surrogate)", "source", lambda: SingleFrame(source="s3://b/" + S).to_dict()),
     (
         "add_frames(content_type=surrogate)",
-        UnicodeEncodeError,
+        "content_type",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", content_type=S)),
     ),
     (
         "add_frames(context_id=surrogate)",
-        UnicodeEncodeError,
+        "context_id",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", context_id=S)),
     ),
     (
         "add_frames(meta value=surrogate)",
-        UnicodeEncodeError,
+        "metadata value at 'k'",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", metadata={"k": S})),
     ),
     (
         "add_frames(meta_blob=surrogate)",
-        UnicodeEncodeError,
+        "meta_blob",
         lambda: _add(SingleFrame(source="s3://b/a.jpg", meta_blob={"k": S})),
     ),
     (
         "add_frames(dict, meta=surrogate)",
-        UnicodeEncodeError,
+        "metadata value at 'k'",
         lambda: _add({"sources": [{"id": "default", "uri": "s3://b/a.jpg"}], "meta": {"k": S}}),
+    ),
+    (
+        "add_frames(dict, label=surrogate)",
+        "labels",
+        lambda: _add(
+            {
+                "id": "x",
+                "sources": [{"id": "default", "uri": "s3://b/a.jpg"}],
+                "rois": [{"labels": ["a" + S], "type": "label", "poly": []}],
+            }
+        ),
+    ),
+    (
+        "add_frames(mask uri=surrogate)",
+        "masks[0].uri",
+        lambda: _add(SingleFrame(source="s3://b/a.jpg", masks_source={"00": "s3://b/" + S})),
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        pytest.param(
-            call, id=label, marks=pytest.mark.xfail(raises=exc, strict=True, reason=f"raises {exc.__name__}")
-        )
-        for label, exc, call in KNOWN_GAPS
-    ],
-)
-def test_known_gaps(call: Callable[[], object]) -> None:
-    """Inputs fuzzing found that escape as another exception; each mark fails once its gap is fixed."""
-    try:
+@pytest.mark.parametrize("field, call", [pytest.param(f, c, id=label) for label, f, c in FOUND])
+def test_inputs_fuzzing_found_raise_validation_error_naming_the_field(
+    field: str, call: Callable[[], object]
+) -> None:
+    with pytest.raises(ValidationError) as info:
         call()
-    except ValidationError:
-        pass
+    assert field in str(info.value)

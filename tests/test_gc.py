@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFr
 from hds_s3.docs import DatasetDoc, ManifestDoc, dump_dataset_doc, dump_manifest, now_ms
 from hds_s3.fsck import fsck
 from hds_s3.gc import DEFAULT_GRACE_SECONDS, GcReport, gc
-from hds_s3.store import FaultyStore, MemoryStore, ObjectStore
+from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
 
 HOUR = 3600.0
@@ -23,15 +25,19 @@ def frame(i: int) -> SingleFrame:
     return SingleFrame(source=f"s3://b/{i}.jpg", width=4, height=4, metadata={"i": i}, id=f"f{i}")
 
 
-@dataclass(frozen=True)
-class TimedInfo(ObjectInfo):
-    """ObjectInfo as a store that reports last-modified times gives it."""
+class UntimedStore(MemoryStore):
+    """A memory store that does not report last-modified times (as some S3 servers may not)."""
 
-    last_modified: float = 0.0
+    def head(self, key: str) -> ObjectInfo:
+        return replace(super().head(key), last_modified=None)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for info in super().list(prefix):
+            yield replace(info, last_modified=None)
 
 
 class TimedStore:
-    """A memory store that records a (settable) write time per object and reports it in list/head."""
+    """A memory store with a (settable) write time per object, reported in list/head."""
 
     def __init__(self) -> None:
         self.inner = MemoryStore()
@@ -47,11 +53,11 @@ class TimedStore:
 
     def head(self, key: str) -> ObjectInfo:
         info = self.inner.head(key)
-        return TimedInfo(info.key, info.size, info.etag, self.times[key])
+        return replace(info, last_modified=self.times[key])
 
     def list(self, prefix: str) -> Any:
         for info in self.inner.list(prefix):
-            yield TimedInfo(info.key, info.size, info.etag, self.times[info.key])
+            yield replace(info, last_modified=self.times[info.key])
 
     def put(self, key: str, data: bytes, **kw: Any) -> str:
         etag = self.inner.put(key, data, **kw)
@@ -140,7 +146,7 @@ def test_a_dataset_that_changed_within_the_grace_period_is_left_alone() -> None:
 
 
 def test_an_object_of_unknown_age_is_kept_unless_the_grace_period_is_zero() -> None:
-    c = Client(MemoryStore())
+    c = Client(UntimedStore())
     child = busy_dataset(c)
     key = uncommitted_segment(c, child)
     report = gc(c, now=now_ms() / 1000 + 30 * DAY)
@@ -163,6 +169,23 @@ def test_a_store_that_reports_write_times_lets_gc_age_uncommitted_segments() -> 
     assert old in removed and fresh not in removed
     assert {i.reason for i in report.kept if i.key == fresh} == {"younger than the grace period"}
     assert fresh in keys(store)
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_the_memory_and_local_stores_report_write_times_so_gc_ages_uncommitted_segments(
+    kind: str, tmp_path: Path
+) -> None:
+    store: ObjectStore = MemoryStore() if kind == "memory" else LocalStore(str(tmp_path))
+    c = Client(store)
+    child = busy_dataset(c)
+    key = uncommitted_segment(c, child)
+    written = store.head(key).last_modified
+    assert written is not None and abs(written - now_ms() / 1000) < HOUR
+    assert {i.last_modified for i in store.list(key)} == {written}
+    young = gc(c, now=written + HOUR, dry_run=False)
+    assert {i.reason for i in young.kept if i.key == key} == {"younger than the grace period"}
+    old = gc(c, now=written + 2 * DAY, dry_run=False)
+    assert key in {i.key for i in old.removed} and key not in keys(store)
 
 
 def test_segments_a_child_still_lists_survive_the_parents_compaction() -> None:

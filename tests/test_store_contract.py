@@ -6,6 +6,7 @@ import io
 import multiprocessing
 import pickle
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,6 +141,17 @@ def test_head(store: ObjectStore) -> None:
         store.head("dir/none")
     with pytest.raises(NotFoundError):
         store.head("dir")  # a "folder" is not an object
+
+
+def test_head_and_list_report_when_an_object_was_written(store: ObjectStore) -> None:
+    """gc ages unreferenced objects by their last-modified time (None: the store does not say)."""
+    before = time.time()
+    store.put("t/obj", b"1")
+    written = store.head("t/obj").last_modified
+    if written is None and not isinstance(store, (MemoryStore, LocalStore)):
+        pytest.skip(f"{store.url} reports no last-modified time")
+    assert written is not None and before - 300 <= written <= time.time() + 300  # server clocks drift
+    assert [i.last_modified for i in store.list("t/")] == [written]
 
 
 def test_delete_is_idempotent(store: ObjectStore) -> None:

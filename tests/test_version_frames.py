@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from hds_s3 import (
@@ -81,6 +83,27 @@ def test_bad_frames_are_returned_with_the_reason_and_the_rest_land(client: Clien
     assert [type(f.frame).__name__ for f in failed] == ["dict", "FrameGroup", "str"]
     assert "a.b" in failed[1].reason and "source" in failed[0].reason
     assert ver.get_frame_count() == 2
+
+
+def test_a_batch_arrow_refuses_is_converted_frame_by_frame_and_only_the_refused_frame_fails(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hds_s3 import segments
+
+    real = segments.frame_row
+
+    def row(canonical: dict[str, Any]) -> dict[str, Any]:
+        out = real(canonical)
+        if canonical["id"] == "odd":
+            out["roi_count"] = 2**40  # validation passed, yet Arrow refuses the row (int32 column)
+        return out
+
+    monkeypatch.setattr(segments, "frame_row", row)
+    ver = DatasetVersion.create_new_dataset(dataset_name="arrow", client=client)
+    failed = ver.add_frames([frame(1, fid="a"), frame(2, fid="odd"), frame(3, fid="b")])
+    assert [f.frame.id for f in failed] == ["odd"]
+    assert "frame 'odd' cannot be stored" in failed[0].reason
+    assert ids_of(ver) == ["a", "b"]
 
 
 def test_update_frames_replaces_existing_and_reports_unknown_ids(client: Client) -> None:

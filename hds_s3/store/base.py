@@ -19,12 +19,15 @@ from typing import Protocol, runtime_checkable
 class ObjectInfo:
     """What a listing or ``head`` knows about one object.
 
-    ``etag`` is opaque: pass it back unchanged as ``if_match``.
+    ``etag`` is opaque: pass it back unchanged as ``if_match``. ``last_modified`` is when the object
+    was last written (epoch seconds), or None when the store does not say; ``gc`` and ``fsck`` use
+    it to tell how old an unreferenced object is.
     """
 
     key: str
     size: int
     etag: str
+    last_modified: float | None = None
 
 
 @runtime_checkable
@@ -61,7 +64,7 @@ class ObjectStore(Protocol):
         ...
 
     def head(self, key: str) -> ObjectInfo:
-        """Return the object's size and etag without its body.
+        """Return the object's size, etag and (if known) last-modified time without its body.
 
         Raises:
             NotFoundError: no object has this key.

@@ -148,7 +148,7 @@ class LocalStore:
             raise self._storage_error("get_range", key, exc) from exc
 
     def _info(self, key: str, path: Path) -> ObjectInfo:
-        """Size and etag of one open file, hashing it unless this exact file was hashed before."""
+        """Size, etag and mtime of one file, hashing it unless this exact file was hashed before."""
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
@@ -165,10 +165,10 @@ class LocalStore:
                     if len(self._etag_cache) >= _ETAG_CACHE_LIMIT:
                         self._etag_cache.clear()
                     self._etag_cache[cache_key] = etag
-        return ObjectInfo(key, st.st_size, etag)
+        return ObjectInfo(key, st.st_size, etag, st.st_mtime)
 
     def head(self, key: str) -> ObjectInfo:
-        """Return the size and etag of ``key``.
+        """Return the size, etag and modification time of ``key``.
 
         Raises:
             NotFoundError: no object has this key.

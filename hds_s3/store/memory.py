@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from hds_s3.errors import ConflictError, NotFoundError
@@ -22,6 +23,7 @@ class MemoryStore:
     def __init__(self, name: str = "") -> None:
         self._name = name
         self._objects: dict[str, tuple[bytes, str]] = {}
+        self._times: dict[str, float] = {}  # key -> when it was last written (epoch seconds)
         self._lock = threading.Lock()
 
     @classmethod
@@ -60,13 +62,17 @@ class MemoryStore:
         return data[start : start + length]
 
     def head(self, key: str) -> ObjectInfo:
-        """Return the size and etag of ``key``.
+        """Return the size, etag and last write time of ``key``.
 
         Raises:
             NotFoundError: no object has this key.
         """
-        data, etag = self.get(key)
-        return ObjectInfo(key, len(data), etag)
+        with self._lock:
+            try:
+                data, etag = self._objects[key]
+            except KeyError:
+                raise NotFoundError(f"{self.url}: no object {key!r}") from None
+            return ObjectInfo(key, len(data), etag, self._times[key])
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         """Write ``key``; see :meth:`hds_s3.store.base.ObjectStore.put`.
@@ -89,19 +95,21 @@ class MemoryStore:
                 if current[1] != if_match:
                     raise ConflictError(f"{self.url}: {key!r} changed since it was read")
             self._objects[key] = (data, etag)
+            self._times[key] = time.time()
         return etag
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Yield the objects under ``prefix`` in key order."""
         with self._lock:
-            items = sorted((k, v) for k, v in self._objects.items() if k.startswith(prefix))
-        for key, (data, etag) in items:
-            yield ObjectInfo(key, len(data), etag)
+            items = sorted((k, v, self._times[k]) for k, v in self._objects.items() if k.startswith(prefix))
+        for key, (data, etag), written in items:
+            yield ObjectInfo(key, len(data), etag, written)
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         with self._lock:
             self._objects.pop(key, None)
+            self._times.pop(key, None)
 
     def __repr__(self) -> str:
         return f"MemoryStore({self._name!r})"
