@@ -652,9 +652,11 @@ class DatasetVersion:
             else [v.id for v in ds._doc.versions if v.is_draft]
         )
         child_id = layout.new_id()
+        doc = ds._doc
         while True:
             pinned = ds._doc.version(seen[0]) if len(seen) == 1 else None
-            stats = ds.client.frames.stats(pinned) if pinned is not None else None
+            # a pinned version that is no longer a draft makes the snapshot fail: no need to count it
+            stats = ds.client.frames.stats(pinned) if pinned is not None and pinned.is_draft else None
             base = pinned.frames.get("manifest") if pinned is not None else None
             try:
                 doc = ds._update(
@@ -677,6 +679,9 @@ class DatasetVersion:
                 ds.reload()  # frames landed meanwhile: count them too
                 continue
             break
+        if pinned is not None and stats is not None:
+            DatasetVersion(doc, tree.entry(doc, pinned.id), ds.client)._compact_if_due(stats["frames"])
+            doc = ds.client.catalog.get(dataset_id=ds.id)
         return cls(doc, tree.entry(doc, child_id), ds.client)
 
     # --------------------------------------------------------------- properties
@@ -817,14 +822,48 @@ class DatasetVersion:
             except _PointerMoved:
                 continue  # frames landed meanwhile: they are in; count them too
             break
-        due = self._frames.compaction_due(self._entry, stats["frames"])
-        if due == "full":
-            self._replace_segments(self._frames.compacted_refs(self.dataset_id, self._entry), "compact")
-        elif due == "tail":
-            merged = self._frames.tail_compacted_refs(self.dataset_id, self._entry)
-            if merged is not None:
-                self._replace_segments(merged, "merge the small segments of")
+        self._compact_if_due(stats["frames"])
         return self
+
+    def _compact_if_due(self, live: int) -> None:
+        """Compact this just-published version if it is due, and move its draft children along.
+
+        See ``FrameIndex.compaction_due``. A draft child created on the former segments (a
+        snapshot's new draft) is then pointed at the compacted ones followed by its own, so a chain
+        of snapshots stays short to read; its frames do not change. A child published or deleted
+        meanwhile keeps what it has.
+        """
+        due = self._frames.compaction_due(self._entry, live)
+        if due is None:
+            return
+        old = self._frames.refs(self._entry)
+        if due == "full":
+            merged: Sequence[Any] | None = self._frames.compacted_refs(self.dataset_id, self._entry)
+        else:
+            merged = self._frames.tail_compacted_refs(self.dataset_id, self._entry)
+        if merged is None:
+            return
+        self._replace_segments(merged, "compact" if due == "full" else "merge the small segments of")
+        new = tuple(merged)
+        for child in self._doc.versions:
+            if child.parent != self.id or not child.is_draft:
+                continue
+            if self._frames.refs(child)[: len(old)] != old:
+                continue
+
+            def rebase(entry: VersionEntry) -> Sequence[Any]:
+                refs = self._frames.refs(entry)
+                return (*new, *refs[len(old) :]) if refs[: len(old)] == old else refs
+
+            try:
+                self._frames.commit_pointer(
+                    self.dataset_id,
+                    child.id,
+                    rebase,
+                    what=f"rebase {child.name!r} on compacted {self.name!r}",
+                )
+            except (InvalidStateError, NotFoundError):
+                continue
 
     def commit_version(self, publish: bool = False) -> DatasetVersion:
         """Make this version's state durable (every write already is); publish too if asked. Returns self.

@@ -38,7 +38,7 @@ from hds_s3.docs import (
     now_ms,
     parse_manifest,
 )
-from hds_s3.errors import CorruptObjectError, NotFoundError
+from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
 from hds_s3.store.base import ObjectStore
 
 #: Rows per segment written by one ``add_frames`` batch.
@@ -93,6 +93,7 @@ class FrameIndex:
         try:
             data, _ = self.store.get(key)
         except NotFoundError:
+            self._raise_if_deleted(entry)
             raise CorruptObjectError(
                 f"{key}: the frame manifest of version {entry.name!r} is missing"
             ) from None
@@ -141,8 +142,12 @@ class FrameIndex:
         schema = pa.schema([segments.FRAME_SCHEMA.field(c) for c in columns])
         if not refs:
             return schema.empty_table()
-        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-            tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
+        try:
+            with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+                tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
+        except CorruptObjectError:
+            self._raise_if_deleted(entry)
+            raise
         return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)], schema)
 
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
@@ -158,12 +163,42 @@ class FrameIndex:
         candidates = [r for r in reversed(self.refs(entry)) if _may_hold(r, frame_id)]
         if not candidates:
             return None
-        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(candidates))) as pool:
-            found = list(pool.map(lambda r: self._locate(r, frame_id), candidates))
-        for ref, place in zip(candidates, found, strict=True):
-            if place is not None:
-                return None if ref.kind == "deletes" else self._row(ref, *place)
+        try:
+            with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(candidates))) as pool:
+                found = list(pool.map(lambda r: self._locate(r, frame_id), candidates))
+            for ref, place in zip(candidates, found, strict=True):
+                if place is not None:
+                    return None if ref.kind == "deletes" else self._row(ref, *place)
+        except CorruptObjectError:
+            self._raise_if_deleted(entry)
+            raise
         return None
+
+    def _raise_if_deleted(self, entry: VersionEntry) -> None:
+        """Explain a missing object by a version deleted meanwhile, if that is what happened.
+
+        Deleting a version (or its dataset) removes its objects right after the commit; a reader
+        that loaded the version before then finds them gone. That is not damage: re-read the
+        dataset and, when the version is no longer in it, raise NotFoundError saying so.
+
+        Raises:
+            NotFoundError: the version or its dataset was deleted after the caller loaded it.
+        """
+        key = entry.frames.get("manifest")
+        parts = layout.parse_key(key) if key else None
+        if parts is None or parts.dataset_id is None:
+            return
+        try:
+            doc = self.catalog.get(dataset_id=parts.dataset_id)
+        except NotFoundError:
+            doc = None
+        except HdsError:
+            return  # cannot tell: report the original problem
+        if doc is None or doc.deleted or all(v.id != entry.id for v in doc.versions):
+            raise NotFoundError(
+                f"version {entry.name!r} ({entry.id}) was deleted by another writer while it was "
+                "being read; reload the dataset"
+            )
 
     def _guarded(self, ref: SegmentRef, read: Callable[[], Any]) -> Any:
         """Run a read of one segment, turning what a damaged segment makes it raise into corruption.

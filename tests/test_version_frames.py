@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from hds_s3 import (
     ValidationError,
 )
 from hds_s3.frames import FrameGroup, SingleFrame
+from hds_s3.store import MemoryStore
 from hds_s3.store.base import ObjectStore
 
 
@@ -306,3 +308,68 @@ def test_looking_up_something_that_is_not_a_frame_id_is_refused(client: Client, 
     ver = DatasetVersion.create_new_dataset(dataset_name="lookup", client=client)
     with pytest.raises(ValidationError, match="frame id"):
         ver.get_single_frame(bad)  # type: ignore[arg-type]
+
+
+class _DeletesOnFirstSegmentRead:
+    """A store on which another writer deletes a version just before the first segment is read."""
+
+    def __init__(self, inner: ObjectStore, delete: Callable[[], None]) -> None:
+        self.inner, self.url, self._delete = inner, inner.url, delete
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if key.endswith(".parquet") and self._delete is not None:
+            delete, self._delete = self._delete, None
+            delete()
+        return self.inner.get_range(key, start, length)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("read", ["get_frames_table", "get_single_frame", "publish_version", "update_frames"])
+def test_a_version_deleted_while_it_is_read_is_reported_as_gone_not_as_damage(read: str) -> None:
+    inner = MemoryStore()
+    writer = Client(inner)
+    draft = DatasetVersion.create_new_dataset(dataset_name="gone", client=writer)
+    draft.add_frames([frame(1, "car", fid="a"), frame(2, fid="b")])
+    DatasetVersion.create_version(dataset_name="gone", version_name="other", client=writer)
+
+    def delete() -> None:
+        Dataset.get(dataset_name="gone", client=writer).delete_version(version_id=draft.id, force=True)
+
+    reader = Client(_DeletesOnFirstSegmentRead(inner, delete))  # type: ignore[arg-type]
+    version = DatasetVersion.get_version(dataset_name="gone", version_id=draft.id, client=reader)
+    call = {
+        "get_frames_table": lambda: version.get_frames_table(),
+        "get_single_frame": lambda: version.get_single_frame("a"),
+        "publish_version": lambda: version.publish_version(),
+        "update_frames": lambda: version.update_frames([frame(1, "dog", fid="a")]),
+    }[read]
+    with pytest.raises(NotFoundError, match="deleted by another writer"):
+        call()
+
+
+def test_a_snapshot_chain_stays_short_to_read_the_new_draft_follows_the_compaction(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hds_s3.frameindex
+
+    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 4)
+    draft = DatasetVersion.create_new_dataset(dataset_name="chain", client=client)
+    draft.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)])
+    expected = {f"f{i:02d}" for i in range(20)}
+    lengths = []
+    for step in range(6):
+        draft.update_frames([frame(step, "cat", fid=f"f{step:02d}")])
+        draft.delete_frames([f"f{10 + step:02d}"])
+        expected.discard(f"f{10 + step:02d}")
+        published_id = draft.id
+        draft = DatasetVersion.create_snapshot(dataset_name="chain", publish_name=f"v{step}", client=client)
+        published = DatasetVersion.get_version(dataset_name="chain", version_id=published_id, client=client)
+        assert ids_of(published) == ids_of(draft) == sorted(expected)
+        lengths.append(len(draft._frames.refs(draft._entry)))
+        if all(r.version == published_id for r in published._frames.refs(published._entry)):
+            # compacted at the snapshot: the new draft reads the compacted segments, not the old ones
+            assert draft._frames.refs(draft._entry) == published._frames.refs(published._entry)
+    assert max(lengths) < 6  # without following the compaction it grows by 2 per step: 3, 5, ..., 13
+    assert draft.get_single_frame("f03").get_all_annotations()[0].labels == ["cat"]
