@@ -9,6 +9,7 @@ view, and ``reload()`` re-reads it.
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -24,6 +25,8 @@ from hds_s3.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.ingest import FailedFrame
 from hds_s3.names import check_id, check_metadata, check_name, check_tags, check_utf8
+
+log = logging.getLogger(__name__)
 
 
 def _one_of(kind: str, name: object, ident: object) -> None:
@@ -676,6 +679,7 @@ class DatasetVersion:
                     "create snapshot",
                 )
             except _PointerMoved:
+                log.debug("retry: snapshot of %r: frames landed meanwhile; counting again", ds.name)
                 ds.reload()  # frames landed meanwhile: count them too
                 continue
             break
@@ -820,6 +824,7 @@ class DatasetVersion:
                     "publish",
                 )
             except _PointerMoved:
+                log.debug("retry: publish of %r: frames landed meanwhile; counting again", self.name)
                 continue  # frames landed meanwhile: they are in; count them too
             break
         self._compact_if_due(stats["frames"])

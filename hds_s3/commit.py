@@ -78,6 +78,12 @@ def update_dataset_doc(
         stop=stop_after_attempt(budget.max_attempts) | stop_after_delay(budget.max_seconds),
         wait=_wait(multiplier=budget.first_wait, max=budget.max_wait),
         reraise=True,
+        before_sleep=lambda state: log.debug(
+            "retry: %s lost the compare-and-swap of %s (attempt %d); re-reading",
+            what,
+            key,
+            state.attempt_number,
+        ),
     )
     try:
         for attempt in retrying:

@@ -16,6 +16,7 @@ them with :func:`hds_s3.segments.merge`; no parent is ever visited.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -57,6 +58,8 @@ DEAD_ROWS_RATIO = 0.1
 DEAD_ROWS_MIN = 10_000
 
 _FETCH_THREADS = 8
+
+log = logging.getLogger(__name__)
 
 
 class _PointerMoved(Exception):
@@ -357,6 +360,7 @@ class FrameIndex:
             try:
                 return self.catalog.update(dataset_id, change, what=what)
             except _PointerMoved:
+                log.debug("retry: %s: the frames of version %s moved meanwhile; rebuilding", what, version_id)
                 self.store.delete(new_key)  # never referenced
                 continue
 
