@@ -21,7 +21,9 @@ def open_store(url: str | os.PathLike[str]) -> ObjectStore:
     """Open the store a URL names.
 
     ``s3://bucket[/prefix]`` gives an :class:`S3Store` (endpoint and credentials from the environment:
-    ``HDS_S3_ENDPOINT_URL``, ``AWS_ENDPOINT_URL``, the standard AWS chain); ``memory://name`` the
+    ``HDS_S3_ENDPOINT_URL``, ``AWS_ENDPOINT_URL``, the standard AWS chain; options in the query,
+    ``?sse=aws:kms&sse_kms_key_id=...&max_attempts=...&read_timeout=...``, go to
+    :meth:`S3Store.from_url`); ``memory://name`` the
     process-wide :class:`MemoryStore` of that name; ``file:///path`` or a plain path a
     :class:`LocalStore`.
 
@@ -42,7 +44,7 @@ def open_store(url: str | os.PathLike[str]) -> ObjectStore:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise ValidationError(f"store URL {text!r} has no bucket name; accepted forms: {_ACCEPTED}")
-        return S3Store(bucket, prefix.split("?", 1)[0].strip("/"))
+        return S3Store.from_url(text)
     if scheme == "memory":
         return MemoryStore.named(rest)
     if scheme == "file":
