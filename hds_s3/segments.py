@@ -207,19 +207,30 @@ def to_parquet(table: pa.Table) -> bytes:
 def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Read a segment written by :func:`to_parquet`.
 
+    The file's schema (from its footer) must be exactly that of its format, whatever ``columns``
+    are read, so a damaged or foreign file is reported by every read, not only by those that
+    happen to touch a missing column.
+
     Raises:
         CorruptObjectError: naming ``key``, when the bytes are not a segment of a known format.
     """
     try:
-        table = pq.read_table(
-            pa.BufferReader(data), columns=list(columns) if columns is not None else None, use_threads=False
-        )
+        file = pq.ParquetFile(pa.BufferReader(data))
+        schema = file.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptObjectError(f"{key}: not a readable Parquet segment ({exc})") from exc
-    fmt = (table.schema.metadata or {}).get(b"hds_s3", b"").decode()
+    fmt = (schema.metadata or {}).get(b"hds_s3", b"").decode()
     if fmt not in (SEGMENT_FORMAT, DELETES_FORMAT):
         raise CorruptObjectError(f"{key}: not an hds_s3 segment (format {fmt!r})")
-    return table
+    expected = FRAME_SCHEMA if fmt == SEGMENT_FORMAT else DELETES_SCHEMA
+    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
+        raise CorruptObjectError(
+            f"{key}: its columns ({', '.join(schema.names)}) are not those of a {fmt} segment"
+        )
+    try:
+        return file.read(columns=list(columns) if columns is not None else None, use_threads=False)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CorruptObjectError(f"{key}: not a readable Parquet segment ({exc})") from exc
 
 
 def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = None) -> pa.Table:

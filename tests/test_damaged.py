@@ -203,9 +203,7 @@ READS: dict[str, Callable[[Client], object]] = {
 VERSION_READS = [n for n in READS if n not in ("Dataset.get", "get_version")]
 
 # Known gaps: the exception raised today (``type(None)``: the damage goes unnoticed).
-_GAPS: dict[tuple[str, str], type[Exception]] = {
-    ("segment-wrong-schema-claiming-hds", "update_frames"): type(None),  # reads only ids: no error
-}
+_GAPS: dict[tuple[str, str], type[Exception]] = {}
 
 
 def _params() -> list[Any]:
