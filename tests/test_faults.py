@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_workers import known_ids, summary  # the same canonical state the crash sweep compares
 
 from hds_s3 import (
     AlreadyExistsError,
@@ -260,69 +261,6 @@ def copy_objects(src: ObjectStore, dst: ObjectStore) -> ObjectStore:
         data, _ = src.get(info.key)
         dst.put(info.key, data)
     return dst
-
-
-class _Canon:
-    """Keep known ids; number the others in order of appearance."""
-
-    def __init__(self, known: frozenset[str]) -> None:
-        self.known = known
-        self.fresh: dict[str, str] = {}
-
-    def __call__(self, ident: str | None) -> str | None:
-        if ident is None or ident in self.known:
-            return ident
-        return self.fresh.setdefault(ident, f"<new {len(self.fresh)}>")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def summary(store: ObjectStore, known: frozenset[str]) -> Summary:
-    """The state as the API shows it, canonical (see the module docstring); checks that all of it loads."""
-    client = Client(store)
-    canon = _Canon(known)
-    out = []
-    for ds in Dataset.list_datasets(client=client):
-        assert Dataset.get(dataset_name=ds.name, client=client).id == ds.id
-        assert Dataset.get(dataset_id=ds.id, client=client).name == ds.name
-        versions = ds.get_versions()
-        current = ds.get_current() if versions else None
-        out.append(
-            (
-                ds.name,
-                canon(ds.id),
-                ds.description,
-                ds.project,
-                tuple(ds.tags),
-                _json(ds.get_metadata()),
-                tuple(
-                    (
-                        canon(v.id),
-                        v.name,
-                        v.status,
-                        canon(v.parent_id),
-                        v.comment,
-                        tuple(v.tags),
-                        _json(v.get_metadata()),
-                    )
-                    for v in versions
-                ),
-                canon(current.id) if current is not None else None,
-            )
-        )
-    return tuple(out)
-
-
-def known_ids(store: ObjectStore) -> frozenset[str]:
-    """Every dataset and version id the API shows in ``store``."""
-    client = Client(store)
-    ids: set[str] = set()
-    for ds in Dataset.list_datasets(client=client):
-        ids.add(ds.id)
-        ids.update(v.id for v in ds.get_versions())
-    return frozenset(ids)
 
 
 def check_documents_parse(store: ObjectStore) -> None:
