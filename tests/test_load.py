@@ -497,10 +497,10 @@ def test_checker_catches(tmp_path: Path) -> None:
         assert found is not None, f"the small run acknowledged no {what}; the doctoring below needs one"
         return found
 
-    def caught(records: list[dict[str, Any]], what: str, needle: str) -> None:
+    def caught(records: list[dict[str, Any]], what: str, *needles: str) -> None:
         doctored = LoadRun(**{**run.__dict__, "records": records})
         found = check_load(doctored, fsck=False).problems
-        assert any(needle in p for p in found), f"{what} went unnoticed: {found[:5]}"
+        assert any(n in p for p in found for n in needles), f"{what} went unnoticed: {found[:5]}"
 
     def visible(r: dict[str, Any]) -> bool:
         held = clean.content.get(r["version"], {})
@@ -522,7 +522,10 @@ def test_checker_catches(tmp_path: Path) -> None:
     # 4. a version that exists without an acknowledgement, and an acknowledged one that is missing
     made = first("create_version or snapshot", lambda r: r["op"] in ("create_version", "snapshot"))
     caught(
-        [r for r in run.records if r is not made], "an unacknowledged version", "no acknowledged call leaves"
+        [r for r in run.records if r is not made],
+        "an unacknowledged version",
+        "no acknowledged call leaves",
+        "want exactly",  # the same finding, when the version is a draft: the set of drafts is wrong
     )
     gone = first("delete_version", lambda r: r["op"] == "delete_version")
     caught([r for r in run.records if r is not gone], "a deleted version still expected", "leave are missing")
