@@ -20,7 +20,13 @@ import pyarrow as pa
 from hds_s3 import ingest, layout, segments, tree
 from hds_s3.client import Client, resolve
 from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
-from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
+from hds_s3.errors import (
+    AlreadyExistsError,
+    HdsError,
+    InvalidStateError,
+    NotFoundError,
+    ValidationError,
+)
 from hds_s3.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.ingest import FailedFrame
@@ -684,8 +690,10 @@ class DatasetVersion:
                 continue
             break
         if pinned is not None and stats is not None:
-            DatasetVersion(doc, tree.entry(doc, pinned.id), ds.client)._compact_if_due(stats["frames"])
-            doc = ds.client.catalog.get(dataset_id=ds.id)
+            published = DatasetVersion(doc, tree.entry(doc, pinned.id), ds.client)
+            published._compact_if_due(stats["frames"])
+            if published._doc.version(child_id) is not None:  # else deleted meanwhile: keep ours
+                doc = published._doc
         return cls(doc, tree.entry(doc, child_id), ds.client)
 
     # --------------------------------------------------------------- properties
@@ -837,7 +845,23 @@ class DatasetVersion:
         snapshot's new draft) is then pointed at the compacted ones followed by its own, so a chain
         of snapshots stays short to read; its frames do not change. A child published or deleted
         meanwhile keeps what it has.
+
+        It never raises: it runs after the publication has landed, so a failure (the store, or a
+        concurrent writer deleting the version) is logged as a warning and the version stays
+        readable through its former segments; the caller's publish or snapshot has succeeded.
         """
+        try:
+            self._compact(live)
+        except HdsError as exc:  # the publication stands; only the tidying is left undone
+            log.warning(
+                "version %r of dataset %r is published; compacting it failed and was skipped: %s",
+                self.name,
+                self.dataset_id,
+                exc,
+            )
+
+    def _compact(self, live: int) -> None:
+        """The work of :meth:`_compact_if_due`; raises what the store or a concurrent writer causes."""
         due = self._frames.compaction_due(self._entry, live)
         if due is None:
             return
@@ -861,7 +885,7 @@ class DatasetVersion:
                 return (*new, *refs[len(old) :]) if refs[: len(old)] == old else refs
 
             try:
-                self._frames.commit_pointer(
+                self._doc = self._frames.commit_pointer(
                     self.dataset_id,
                     child.id,
                     rebase,
@@ -869,6 +893,7 @@ class DatasetVersion:
                 )
             except (InvalidStateError, NotFoundError):
                 continue
+            self._entry = tree.entry(self._doc, self.id)
 
     def commit_version(self, publish: bool = False) -> DatasetVersion:
         """Make this version's state durable (every write already is); publish too if asked. Returns self.

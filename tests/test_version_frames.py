@@ -14,10 +14,11 @@ from hds_s3 import (
     DatasetVersion,
     InvalidStateError,
     NotFoundError,
+    StorageError,
     ValidationError,
 )
 from hds_s3.frames import FrameGroup, SingleFrame
-from hds_s3.store import MemoryStore
+from hds_s3.store import FaultyStore, MemoryStore
 from hds_s3.store.base import ObjectStore
 
 
@@ -373,3 +374,53 @@ def test_a_snapshot_chain_stays_short_to_read_the_new_draft_follows_the_compacti
             assert draft._frames.refs(draft._entry) == published._frames.refs(published._entry)
     assert max(lengths) < 6  # without following the compaction it grows by 2 per step: 3, 5, ..., 13
     assert draft.get_single_frame("f03").get_all_annotations()[0].labels == ["cat"]
+
+
+@pytest.mark.parametrize("how", ["publish", "snapshot"])
+def test_a_failed_compaction_never_fails_the_publication_that_landed(
+    how: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Compaction runs after the publication: a store failure there is a warning, not an error.
+
+    For every request k of a publish (or snapshot) that compacts, request k fails without reaching
+    the store. The call raises exactly when the version is still a draft afterwards: a caller told
+    "failed" never finds the version published, and one told "done" always does.
+    """
+    import hds_s3.frameindex
+
+    monkeypatch.setattr(hds_s3.frameindex, "COMPACT_SEGMENTS", 3)
+    template = MemoryStore()
+    setup = Client(template)
+    ver = DatasetVersion.create_new_dataset(dataset_name="c", client=setup)
+    for batch in range(5):
+        ver.add_frames([frame(batch, fid=f"f{batch}")])
+    draft_id = ver.id
+    expected = ids_of(ver)
+    compacted_at_some_k = warned = 0
+    for k in range(1, 200):
+        inner = MemoryStore()
+        for info in template.list(""):
+            inner.put(info.key, template.get(info.key)[0])
+        faulty = FaultyStore(inner, fail_at=k)
+        caplog.clear()
+        try:
+            if how == "publish":
+                DatasetVersion.get_version("c", version_id=draft_id, client=Client(faulty)).publish_version()
+            else:
+                DatasetVersion.create_snapshot(dataset_name="c", publish_name="v1", client=Client(faulty))
+            raised = False
+        except StorageError:
+            raised = True
+        after = DatasetVersion.get_version("c", version_id=draft_id, client=Client(inner))
+        assert raised == after.is_draft, f"k={k}: raised={raised}, yet the version is_draft={after.is_draft}"
+        assert ids_of(after) == expected, f"k={k}"
+        if not after.is_draft:
+            refs = after._frames.refs(after._entry)
+            compacted_at_some_k += len(refs) == 1
+            warned += any("compacting it failed" in r.getMessage() for r in caplog.records)
+        if faulty.count < k:  # the call made fewer than k requests: every point was tried
+            break
+    else:
+        pytest.fail("the call never finished without a fault")
+    assert compacted_at_some_k >= 1  # compaction does happen when nothing fails
+    assert warned >= 1  # and a failure inside it was reported as a warning
