@@ -21,6 +21,7 @@ import gc
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -236,10 +237,12 @@ def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) ->
 def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = None) -> pa.Table:
     """Apply segments in order (``("frames" | "deletes", table)``) and return the effective frames.
 
-    One pass: every id of every segment, oldest first, is grouped to find the newest segment holding
-    it; a row survives when it is in that segment and that segment holds frames (a newer tombstone
-    wins over it). When no id occurs twice nothing is removed at all. The rows a segment keeps are
-    taken as zero-copy slices of their runs when few go, so large base segments are not copied.
+    A row survives when no later segment holds its id (a later frame replaces it, a later tombstone
+    removes it). The ids of all segments are dictionary-encoded once; only the ids that occur more
+    than once (the deltas of a chain, a small share) are then sorted out in numpy to find each one's
+    last occurrence. When no id occurs twice nothing is removed at all. A segment that loses rows
+    is filtered (segments in parallel, as Arrow releases the GIL), or cut into a few zero-copy slices
+    when its dead rows form only a few runs; the result has one chunk per segment or slice.
     """
     frames = [(i, t) for i, (kind, t) in enumerate(segments) if kind == "frames" and t.num_rows]
     if not frames:
@@ -247,30 +250,58 @@ def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = N
         return empty.select(schema.names) if schema is not None else empty
     if len(segments) == 1:
         return frames[0][1]
-    sizes = [t.num_rows for _, t in segments]
-    ids = pa.chunked_array(
-        [t.column("id").combine_chunks() for _, t in segments], pa.string()
-    ).combine_chunks()
-    seq = np.repeat(np.arange(len(segments), dtype=np.int32), sizes)
-    newest = pa.table({"id": ids, "seq": seq}).group_by("id", use_threads=False).aggregate([("seq", "max")])
-    if newest.num_rows == len(ids):
+    keep = _last_occurrences([t.column("id") for _, t in segments])
+    if keep is None:
         return pa.concat_tables([t for _, t in frames])
-    where = pc.index_in(ids, value_set=newest.column("id").combine_chunks())
-    winner = pc.take(newest.column("seq_max").combine_chunks(), where).to_numpy(zero_copy_only=False) == seq
-    starts = np.concatenate(([0], np.cumsum(sizes)))
-    return pa.concat_tables([_keep(t, winner[starts[i] : starts[i + 1]]) for i, t in frames])
+    starts = np.concatenate(([0], np.cumsum([t.num_rows for _, t in segments])))
+    masks = [keep[starts[i] : starts[i + 1]] for i, _ in frames]
+    filtering = sum(1 for m in masks if not m.all())
+    if filtering > 1 and len(keep) >= _PARALLEL_ROWS:
+        with ThreadPoolExecutor(max_workers=min(filtering, _MERGE_THREADS)) as pool:
+            kept = list(pool.map(_keep, [t for _, t in frames], masks))
+    else:
+        kept = [_keep(t, m) for (_, t), m in zip(frames, masks, strict=True)]
+    return pa.concat_tables(kept)
+
+
+#: Rows above which the segments losing rows are filtered in parallel threads.
+_PARALLEL_ROWS = 200_000
+_MERGE_THREADS = 4
+#: A segment whose dead rows form at most this many runs is cut into slices instead of copied.
+_MAX_SLICED_RUNS = 8
+
+
+def _last_occurrences(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray | None:
+    """For the ids of all segments, in order: True where no later position holds the same id.
+
+    Returns ``None`` when every id occurs once (then every row is the last of its id).
+    """
+    chunks = [a for c in columns for a in (c.chunks if isinstance(c, pa.ChunkedArray) else [c]) if len(a)]
+    ids = pa.chunked_array(chunks, pa.string()).combine_chunks()
+    encoded = pc.dictionary_encode(ids, null_encoding="encode")
+    if len(encoded.dictionary) == len(ids):
+        return None
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    counts = np.bincount(codes, minlength=len(encoded.dictionary))
+    repeated = np.flatnonzero(counts[codes] > 1)  # positions, ascending
+    # The first position of each code in the reversed run is the last position in the forward one.
+    _, first_reversed = np.unique(codes[repeated][::-1], return_index=True)
+    keep = np.ones(len(ids), dtype=bool)
+    keep[repeated] = False
+    keep[repeated[len(repeated) - 1 - first_reversed]] = True
+    return keep
 
 
 def _keep(table: pa.Table, keep: np.ndarray) -> pa.Table:
-    """The rows where ``keep`` is true: zero-copy slices of their runs when few rows go, else a filter."""
-    removed = int(len(keep) - int(keep.sum()))
-    if removed == 0:
+    """The rows where ``keep`` is true: a few zero-copy slices if dead rows form few runs, else a filter."""
+    if keep.all():
         return table
-    if removed * 50 > len(keep):
-        return table.filter(pa.array(keep))
     edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.astype(np.int8), [0]))))
+    if len(edges) // 2 > _MAX_SLICED_RUNS:
+        return table.filter(pa.array(keep))
     return pa.concat_tables(
         [table.slice(int(a), int(b - a)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
+        or [table.slice(0, 0)]
     )
 
 
