@@ -76,7 +76,7 @@ def test_merge_equals_applying_the_segments_in_order(chain: list[Segment]) -> No
 
 @pytest.mark.parametrize("dead_every", [7, 25_000, 1])
 def test_merge_of_a_large_base_and_deltas(dead_every: int) -> None:
-    """A base of 300,000 rows and two deltas: the parallel filter, the sliced path and a whole segment lost."""
+    """A base of 300,000 rows and two deltas: the parallel filter, the sliced path, a whole segment lost."""
     base = [(f"{i:08d}", i) for i in range(300_000)]
     touched = [fid for fid, _ in base[::dead_every]]
     half = len(touched) // 2
