@@ -7,9 +7,13 @@ normalises it or says what is wrong. These properties hold for any input dict.
 
 from __future__ import annotations
 
+import datetime
+import enum
 import math
+import uuid
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +37,45 @@ numbers = st.one_of(
     st.integers(-5, 1000),
     st.sampled_from([math.nan, math.inf, -999999999.0]),
 )
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Tag(str):
+    pass
+
+
+# Values JSON encoders disagree on: what JSON cannot hold (NaN, infinity), integers beyond 64 bits,
+# and objects a fast encoder writes but Python's refuses or writes otherwise (enums, UUIDs, dates,
+# subclasses of str, int and float, tuples).
+odd_values = st.sampled_from(
+    [
+        math.nan,
+        -math.inf,
+        2**70,
+        -(2**64),
+        1e-05,
+        1e16,
+        -0.0,
+        5e-324,
+        Color.RED,
+        Level.HIGH,
+        uuid.UUID(int=7),
+        datetime.date(2024, 10, 20),
+        Tag("tagged"),
+        np.float64(0.5),
+        np.int64(3),
+        (1, "a"),
+        [1, [2.5, None], {"k": "v"}],
+        'quote " back \\ nl \n é \u2028',
+    ]
+)
 metas = st.one_of(
     st.none(),
     st.dictionaries(
@@ -44,6 +87,8 @@ metas = st.one_of(
             st.booleans(),
             st.none(),
             st.dictionaries(st.sampled_from(["k", "x.y"]), st.integers(), max_size=2),
+            odd_values,
+            st.lists(odd_values, max_size=2),
         ),
         max_size=3,
     ),
@@ -162,12 +207,15 @@ def test_every_frame_the_fast_path_takes_matches_the_per_frame_path(frames: list
 def tame_frame(draw: st.DrawFn) -> dict[str, Any]:
     """Mostly valid frames in the fast path's shape, with optional keys left out or set to None."""
     sources = [{"id": "default", "uri": draw(st.sampled_from(["s3://b/x.jpg", "clip.mp4", "noext"]))}]
+    odd_meta = st.dictionaries(
+        st.sampled_from(["angle", "n"]), st.one_of(odd_values, st.integers()), max_size=2
+    )
     for key, value in (
         ("width", 640),
         ("height", 480),
         ("timestamp", 40),
         ("content_type", "image/png"),
-        ("meta", {"angle": 45}),
+        ("meta", draw(odd_meta)),
         ("preview", None),
         ("masks", []),
     ):
@@ -190,7 +238,7 @@ def tame_frame(draw: st.DrawFn) -> dict[str, Any]:
             ("id", "r1"),
             ("confidence", 0.25),
             ("sources", ["default"]),
-            ("meta", {"k": 1}),
+            ("meta", draw(odd_meta)),
             ("mask", None),
         ):
             choice = draw(st.integers(0, 2))
@@ -202,7 +250,7 @@ def tame_frame(draw: st.DrawFn) -> dict[str, Any]:
         ("id", "frame-1"),
         ("context_id", "ctx"),
         ("timestamp", 7),
-        ("meta", {"city": "x", "n": {"d": 2.5}}),
+        ("meta", {"city": "x", "n": {"d": 2.5}, **draw(odd_meta)}),
         ("meta_blob", {"raw": [1, "a"]}),
     ):
         choice = draw(st.integers(0, 2))
