@@ -239,7 +239,12 @@ def _check_tree(v: Verdict, doc: DatasetDoc, recs: list[dict[str, Any]], initial
         v.add(f"{where}: versions {sorted(alive - have)} that acknowledged calls leave are missing")
     drafts = {i for i, e in by_id.items() if e.is_draft}
     if drafts != alive - published:
-        v.add(f"{where}: drafts {sorted(drafts)}, want exactly {sorted(alive - published)}")
+        odd = drafts ^ (alive - published)
+        calls = [_show(r) for r in recs if odd & {r.get("version"), r.get("child"), r.get("published")}]
+        v.add(
+            f"{where}: drafts {sorted(drafts)}, want exactly {sorted(alive - published)}; "
+            f"calls on {sorted(odd)}: {calls}"
+        )
     for r in ok:
         child = by_id.get(r.get("child", ""))
         if r["op"] == "create_version" and child is not None and child.parent != r["parent"]:
