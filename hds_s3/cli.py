@@ -869,10 +869,10 @@ def _records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | BadRec
 
 def _invalid(batch: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """Check a batch of frame dicts exactly as ``add_frames`` will: ``(index, reason)`` of the bad ones."""
-    from hds_s3 import ingest, segments
+    from hds_s3 import columnar, ingest
     from hds_s3.frames import guess_content_type, hash_id
 
-    _, _, slow = segments.fast_frames_table(
+    _, _, slow = columnar.fast_frames_table(
         batch, version_id="0" * 32, now=0, hash_id=hash_id, guess_type=guess_content_type
     )
     bad: list[tuple[int, str]] = []

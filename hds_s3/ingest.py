@@ -10,12 +10,13 @@ document refers to it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from hds_s3 import segments
+from hds_s3 import columnar, segments
 from hds_s3.docs import SegmentRef
 from hds_s3.errors import HdsError, ValidationError
 from hds_s3.frameindex import FrameIndex
@@ -61,30 +62,65 @@ def write_segments(
     """Validate, convert and write frames as segments of ``version_id``; yield each segment written.
 
     Frames that fail validation are appended to ``failed``; ``progress`` (a tqdm bar) is advanced
-    per frame.
+    per frame. While one batch is converted (Python work, holding the GIL), the batch before it is
+    sorted, encoded as Parquet and stored by a writer thread (Arrow and I/O work, mostly without the
+    GIL), so at most two converted batches are held at a time. Segments are yielded in input order.
 
     Raises:
         StorageError: the store failed; segments already yielded are intact.
     """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
+        pending: Future[SegmentRef | None] | None = None
+        for table, positions in _converted(frames, failed, version_id, now, segment_rows, progress):
+            future = writer.submit(_write_batch, index, dataset_id, version_id, table, positions)
+            del table, positions
+            if pending is not None:
+                ref = pending.result()
+                if ref is not None:
+                    yield ref
+            pending = future
+        if pending is not None:
+            ref = pending.result()
+            if ref is not None:
+                yield ref
+
+
+def _converted(
+    frames: Iterable[object],
+    failed: list[FailedFrame],
+    version_id: str,
+    now: int,
+    segment_rows: int,
+    progress: Any | None,
+) -> Iterator[tuple[pa.Table, list[int]]]:
+    """Batches of ``segment_rows`` frames as tables (not yet sorted) with each row's input position."""
     batch: list[object] = []
     for frame in frames:
         batch.append(frame)
         if progress is not None:
             progress.update(1)
         if len(batch) >= segment_rows:
-            table = _batch_table(batch, failed, version_id, now)
+            converted = _batch_table(batch, failed, version_id, now)
             batch = []
-            if table.num_rows:
-                yield index.write_segment(dataset_id, version_id, table, "frames")
+            yield converted
     if batch:
-        table = _batch_table(batch, failed, version_id, now)
-        if table.num_rows:
-            yield index.write_segment(dataset_id, version_id, table, "frames")
+        yield _batch_table(batch, failed, version_id, now)
 
 
-def _batch_table(batch: list[object], failed: list[FailedFrame], version_id: str, now: int) -> pa.Table:
-    """Turn one batch into a segment table: dicts column by column, the rest frame by frame."""
-    fast, positions, slow = segments.fast_frames_table(
+def _write_batch(
+    index: FrameIndex, dataset_id: str, version_id: str, table: pa.Table, positions: list[int]
+) -> SegmentRef | None:
+    """Keep the last row of each id, sort by id and write the segment (None when nothing is left)."""
+    if table.num_rows == 0:
+        return None
+    return index.write_segment(dataset_id, version_id, segments.unique_sorted(table, positions), "frames")
+
+
+def _batch_table(
+    batch: list[object], failed: list[FailedFrame], version_id: str, now: int
+) -> tuple[pa.Table, list[int]]:
+    """Turn one batch into rows: dicts column by column, the rest frame by frame; with their positions."""
+    fast, positions, slow = columnar.fast_frames_table(
         batch, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_content_type
     )
     rows: list[dict[str, Any]] = []
@@ -101,9 +137,9 @@ def _batch_table(batch: list[object], failed: list[FailedFrame], version_id: str
             continue
         row_positions.append(i)
     if not rows:
-        return segments.unique_sorted(fast, positions)
+        return fast, positions
     slow_table = _rows_table(rows, row_positions, batch, failed)
-    return segments.unique_sorted(pa.concat_tables([fast, slow_table]), positions + row_positions)
+    return pa.concat_tables([fast, slow_table]), positions + row_positions
 
 
 _CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)

@@ -17,10 +17,8 @@ structs.
 
 from __future__ import annotations
 
-import gc
 import io
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -109,23 +107,29 @@ _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_n
 # orjson writes the same compact UTF-8 JSON (keys in order) several times faster. Subclasses of the
 # JSON types, dates and dataclasses are passed to the fallback: Python's encoder, which also takes
 # integers beyond 64 bits and text orjson refuses. orjson writes NaN as null: callers refuse NaN first.
-_ORJSON_OPTIONS = (
+JSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 
 
-def _dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """Compact UTF-8 JSON of a metadata value (keys in order); the caller has refused NaN and infinity."""
     try:
-        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+        return orjson.dumps(value, option=JSON_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError
         return _json_text(value)
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else _dumps(value)
+    return None if value is None else json_text(value)
 
 
-def _flatten(meta: Mapping[str, Any], prefix: str, strs: dict[str, str], nums: dict[str, float]) -> None:
+def flatten_meta(meta: Mapping[str, Any], prefix: str, strs: dict[str, str], nums: dict[str, float]) -> None:
+    """Add the searchable values of ``meta`` to ``strs`` and ``nums`` under dotted key paths.
+
+    Strings go to ``strs``; numbers and booleans (as 0/1) to ``nums``; nested mappings are walked;
+    anything else (lists, None) is not projected.
+    """
     for key, value in meta.items():
         path = prefix + key
         if isinstance(value, bool):
@@ -135,7 +139,7 @@ def _flatten(meta: Mapping[str, Any], prefix: str, strs: dict[str, str], nums: d
         elif isinstance(value, str):
             strs[path] = value
         elif isinstance(value, Mapping):
-            _flatten(value, path + ".", strs, nums)
+            flatten_meta(value, path + ".", strs, nums)
 
 
 def _source_row(src: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,7 +159,7 @@ def frame_row(frame: Mapping[str, Any]) -> dict[str, Any]:
     meta = frame.get("meta") or {}
     strs: dict[str, str] = {}
     nums: dict[str, float] = {}
-    _flatten(meta, "", strs, nums)
+    flatten_meta(meta, "", strs, nums)
     rois = frame.get("rois") or []
     labels = [label for roi in rois for label in roi.get("labels") or ()]
     return {
@@ -350,7 +354,7 @@ def _parse_meta_slowly(texts: list[str]) -> pa.Table:
     for row, text in enumerate(texts):
         strs: dict[str, str] = {}
         nums: dict[str, float] = {}
-        _flatten(json.loads(text), "", strs, nums)
+        flatten_meta(json.loads(text), "", strs, nums)
         for path, value in (*strs.items(), *nums.items()):
             columns.setdefault(path, [None] * len(texts))[row] = value
     out: dict[str, pa.Array] = {}
@@ -389,406 +393,3 @@ def _unjson(item: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(item)
     out["meta"] = json.loads(item["meta"]) if item.get("meta") is not None else {}
     return out
-
-
-# ---------------------------------------------------------------------------- the columnar fast path
-
-_TOP_KEYS = frozenset({"id", "context_id", "timestamp", "sources", "rois", "meta", "meta_blob"})
-_SOURCE_KEYS = frozenset(
-    {"id", "uri", "content_type", "width", "height", "timestamp", "meta", "preview", "masks"}
-)
-_ROI_KEYS = frozenset({"id", "labels", "type", "poly", "confidence", "sources", "meta", "mask"})
-_FAST_TYPES = frozenset({"box2d", "poly2d", "points2d", "label"})
-# Sizes are read as int64 and range-checked before they become int32 (see _columns).
-_SOURCE_IN = pa.struct(
-    [
-        (f.name, pa.int64() if f.name in ("width", "height") else f.type)
-        for f in SOURCE
-        if f.name not in ("meta", "preview", "masks")
-    ]
-)
-_INT32_MAX = 2**31 - 1
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_ARROW_REFUSED = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
-_ROI_IN = pa.struct([(f.name, f.type) for f in ROI if f.name not in ("meta", "mask")])
-_FLOAT_MAX = sys.float_info.max
-_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f]"
-_SEPARATOR = -999999999.0
-
-
-class _Slow(Exception):
-    """Internal: this frame needs the per-frame path (to be normalised, or to be told what is wrong)."""
-
-
-def _meta_json(value: object) -> str | None:
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Slow
-    if not value:
-        return None
-    _check_keys(value)
-    return _dumps(value)
-
-
-def _check_keys(value: object) -> None:
-    """Raise _Slow unless every key is a plain name and every value plain JSON (finite floats)."""
-    if type(value) is dict:
-        for key, item in value.items():
-            if type(key) is not str or not key or "." in key or "$" in key:
-                raise _Slow
-            _check_value(item)
-    else:
-        for item in value:  # type: ignore[attr-defined]
-            _check_value(item)
-
-
-def _check_value(item: object) -> None:
-    kind = type(item)
-    if kind is dict or kind is list:
-        _check_keys(item)
-    elif kind is float:
-        if not -_FLOAT_MAX <= item <= _FLOAT_MAX:  # type: ignore[operator]  # NaN compares false
-            raise _Slow
-    elif kind is not str and kind is not int and kind is not bool and item is not None:
-        raise _Slow
-
-
-def _bad_names(names: pa.Array) -> np.ndarray:
-    """True where a non-null name is empty, blank, over 255 bytes or unprintable (checked per value).
-
-    Unprintable is wider than the per-frame rule (control characters): such rows only take the
-    per-frame path, which then decides exactly.
-    """
-    if len(names) == 0:
-        return np.zeros(0, dtype=bool)
-    encoded = pc.dictionary_encode(names)
-    values = encoded.dictionary
-    bad = pc.or_(
-        pc.or_(
-            pc.greater(pc.binary_length(values), 255),
-            pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0),
-        ),
-        pc.invert(pc.utf8_is_printable(values)),
-    )
-    per_value = bad.to_numpy(zero_copy_only=False)
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    out = np.zeros(len(names), dtype=bool)
-    valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    out[valid] = per_value[indices[valid].astype(np.int64)]
-    return out
-
-
-def fast_frames_table(
-    frames: Sequence[Any], *, version_id: str, now: int, hash_id: Any, guess_type: Any
-) -> tuple[pa.Table, list[int], list[int]]:
-    """Convert frame dicts to a segment table column by column.
-
-    Returns the table (unsorted), the input index of each of its rows, and the indices left out.
-
-    Frames whose shape is common and whose checks are vectorisable (sources without masks or
-    previews; box, polygon, point and label ROIs) are converted here; every other one, and every one
-    failing a check, is left for the per-frame path, which normalises it or says what is wrong. For
-    the frames it takes, the rows are exactly those the per-frame path would build.
-
-    The cyclic garbage collector is paused meanwhile: the pass allocates only acyclic objects, and
-    with millions of input objects alive its full collections would cost more than the work.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _fast_frames_table(
-            frames, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type
-        )
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _fast_frames_table(
-    frames: Sequence[Any], *, version_id: str, now: int, hash_id: Any, guess_type: Any
-) -> tuple[pa.Table, list[int], list[int]]:
-    ok: list[int] = []
-    slow: list[int] = []
-    ids: list[str | None] = []
-    metas: list[str | None] = []
-    blobs: list[str | None] = []
-    strs: list[list[tuple[str, str]]] = []
-    nums: list[list[tuple[str, float]]] = []
-    src_meta: list[str | None] = []
-    roi_meta: list[str | None] = []
-    for i, d in enumerate(frames):
-        n_src, n_roi = len(src_meta), len(roi_meta)
-        try:
-            if type(d) is not dict or not d.keys() <= _TOP_KEYS:
-                raise _Slow
-            sources = d.get("sources")
-            if type(sources) is not list or not sources:
-                raise _Slow
-            sids = set()
-            for s in sources:
-                if (
-                    type(s) is not dict
-                    or not s.keys() <= _SOURCE_KEYS
-                    or s.get("masks")
-                    or s.get("preview") is not None
-                ):
-                    raise _Slow
-                w, h = s.get("width"), s.get("height")
-                if (w is not None and type(w) is not int) or (h is not None and type(h) is not int):
-                    raise _Slow
-                sids.add(s.get("id"))
-                src_meta.append(_meta_json(s.get("meta")))
-            for r in d.get("rois") or ():
-                if type(r) is not dict or not r.keys() <= _ROI_KEYS or r.get("type") not in _FAST_TYPES:
-                    raise _Slow
-                if r.get("mask") is not None or (r.get("sources") and not sids.issuperset(r["sources"])):
-                    raise _Slow
-                roi_meta.append(_meta_json(r.get("meta")))
-            meta = d.get("meta")
-            meta_text = _meta_json(meta)
-            blob_text = _meta_json(d.get("meta_blob"))
-            fid = d.get("id")
-            if fid is None:
-                ts = d.get("timestamp")
-                if ts is None:
-                    ts = sources[0].get("timestamp") or 0
-                if type(ts) is not int:
-                    raise _Slow
-                fid = hash_id([(s["id"], s["uri"]) for s in sources], ts)
-        except (_Slow, TypeError, ValueError, KeyError):
-            del src_meta[n_src:], roi_meta[n_roi:]
-            slow.append(i)
-            continue
-        ok.append(i)
-        ids.append(fid)
-        metas.append(meta_text)
-        blobs.append(blob_text)
-        s_items: dict[str, str] = {}
-        n_items: dict[str, float] = {}
-        if meta:
-            _flatten(meta, "", s_items, n_items)
-        strs.append(list(s_items.items()))
-        nums.append(list(n_items.items()))
-    if not ok:
-        return FRAME_SCHEMA.empty_table(), [], slow
-    chosen = [frames[i] for i in ok]
-    try:
-        table = _columns(
-            chosen, ids, metas, blobs, strs, nums, src_meta, roi_meta, version_id, now, guess_type
-        )
-    except _ARROW_REFUSED:
-        # Arrow refused a value the loop let through. Only now look for the rows that hold one
-        # (text UTF-8 cannot encode, integers beyond 64 bits), leave them to the per-frame path
-        # and convert the others; if Arrow still refuses, everything takes the per-frame path.
-        refused = [j for j, d in enumerate(chosen) if _arrow_may_refuse(d)]
-        if not refused:
-            return FRAME_SCHEMA.empty_table(), [], sorted(slow + ok)
-        return _without(
-            frames, ok, slow, refused, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type
-        )
-    bad = _invalid_rows(table)
-    if pc.any(bad).as_py():
-        flagged = set(pc.indices_nonzero(bad).to_pylist())
-        slow.extend(ok[j] for j in sorted(flagged))
-        ok = [i for j, i in enumerate(ok) if j not in flagged]
-        table = table.filter(pc.invert(bad))
-    return table, ok, sorted(slow)
-
-
-def _arrow_may_refuse(d: dict[str, Any]) -> bool:
-    """True when a frame dict holds text UTF-8 cannot encode or an integer size or time out of range.
-
-    Only called after Arrow refused a batch, to find the rows to leave to the per-frame path.
-    """
-    try:
-        json.dumps(d, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        return True
-    values = [d.get("timestamp")]
-    for src in d["sources"]:
-        values += (src.get("width"), src.get("height"), src.get("timestamp"))
-    return any(v is not None and (type(v) is not int or not _INT64_MIN <= v <= _INT64_MAX) for v in values)
-
-
-def _without(
-    frames: Sequence[Any],
-    ok: list[int],
-    slow: list[int],
-    refused: list[int],
-    *,
-    version_id: str,
-    now: int,
-    hash_id: Any,
-    guess_type: Any,
-) -> tuple[pa.Table, list[int], list[int]]:
-    """Run the fast path again on the frames it took (``ok``) except ``refused`` (positions in ``ok``).
-
-    Returns what :func:`fast_frames_table` returns, in positions of ``frames``.
-    """
-    gone = set(refused)
-    keep = [j for j in range(len(ok)) if j not in gone]
-    retry = [frames[ok[j]] for j in keep]
-    table, taken, left = _fast_frames_table(
-        retry, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type
-    )
-    return (
-        table,
-        [ok[keep[t]] for t in taken],
-        sorted(slow + [ok[j] for j in refused] + [ok[keep[t]] for t in left]),
-    )
-
-
-def _columns(
-    chosen: list[dict[str, Any]],
-    ids: list[str | None],
-    metas: list[str | None],
-    blobs: list[str | None],
-    strs: list[list[tuple[str, str]]],
-    nums: list[list[tuple[str, float]]],
-    src_meta: list[str | None],
-    roi_meta: list[str | None],
-    version_id: str,
-    now: int,
-    guess_type: Any,
-) -> pa.Table:
-    n = len(chosen)
-    src_in = pa.array([d["sources"] for d in chosen], type=pa.list_(_SOURCE_IN))
-    roi_in = pa.array([d.get("rois") or [] for d in chosen], type=pa.list_(_ROI_IN))
-    s_flat: pa.StructArray = src_in.values
-    types = s_flat.field("content_type")
-    if types.null_count:
-        uris = s_flat.field("uri").to_pylist()
-        filled = [t if t is not None else guess_type(u) for t, u in zip(types.to_pylist(), uris, strict=True)]
-        types = pa.array(filled, pa.string())
-    n_src = len(s_flat)
-    sources_struct = pa.StructArray.from_arrays(
-        [
-            s_flat.field("id"),
-            s_flat.field("uri"),
-            types,
-            _size(s_flat.field("width")),
-            _size(s_flat.field("height")),
-            pc.fill_null(s_flat.field("timestamp"), 0),
-            pa.array(src_meta, pa.string()),
-            pa.nulls(n_src, PREVIEW),
-            pa.ListArray.from_arrays(pa.array([0] * (n_src + 1), pa.int32()), pa.array([], MASK)),
-        ],
-        fields=list(SOURCE),
-    )
-    sources = pa.ListArray.from_arrays(src_in.offsets, sources_struct)
-    r_flat: pa.StructArray = roi_in.values
-    rois_struct = pa.StructArray.from_arrays(
-        [
-            r_flat.field("id"),
-            r_flat.field("labels"),
-            r_flat.field("type"),
-            r_flat.field("poly"),
-            r_flat.field("confidence"),
-            pc.fill_null(r_flat.field("sources"), pa.scalar([], pa.list_(pa.string()))),
-            pa.array(roi_meta, pa.string()),
-            pa.nulls(len(r_flat), ROI_MASK),
-        ],
-        fields=list(ROI),
-    )
-    rois = pa.ListArray.from_arrays(roi_in.offsets, rois_struct)
-    first = pc.list_element(sources, 0)
-    context = pa.array([d.get("context_id") for d in chosen], pa.string())
-    stamp = pa.array([d.get("timestamp") for d in chosen], pa.int64())
-    label_offsets = pc.take(r_flat.field("labels").offsets, roi_in.offsets)
-    labels = pa.ListArray.from_arrays(label_offsets, r_flat.field("labels").flatten())
-    return pa.Table.from_arrays(
-        [
-            pa.array(ids, pa.string()),
-            pc.coalesce(context, pc.struct_field(first, "uri")),
-            pc.coalesce(stamp, pc.struct_field(first, "timestamp")),
-            sources,
-            rois,
-            pa.array(metas, pa.string()),
-            pa.array(blobs, pa.string()),
-            pa.array([now] * n, pa.int64()),
-            pa.array([version_id] * n, pa.string()),
-            pa.array([version_id] * n, pa.string()),
-            labels,
-            pc.cast(pc.list_value_length(rois), pa.int32()),
-            pa.array(strs, pa.map_(pa.string(), pa.string())),
-            pa.array(nums, pa.map_(pa.string(), pa.float64())),
-        ],
-        schema=FRAME_SCHEMA,
-    )
-
-
-def _size(values: pa.Array) -> pa.Array:
-    """An int64 width or height column as int32; a value outside 1..2**31-1 becomes 0.
-
-    0 is what :func:`_invalid_rows` refuses, so such a frame goes to the per-frame path, which names
-    the field and its value; nulls (no size) stay null.
-    """
-    fits = pc.and_(pc.greater(values, 0), pc.less_equal(values, _INT32_MAX))
-    return pc.cast(pc.if_else(fits, values, pa.scalar(0, pa.int64())), pa.int32())
-
-
-def _np(values: pa.Array | pa.ChunkedArray, fill: Any) -> np.ndarray:
-    out: np.ndarray = pc.fill_null(values, fill).to_numpy(zero_copy_only=False)
-    return out
-
-
-def _spread(rows: np.ndarray, lists: pa.ListArray, child_bad: np.ndarray) -> None:
-    """Set ``rows[i]`` where any element of list ``i`` is flagged in ``child_bad`` (in place)."""
-    if child_bad.any():
-        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-        rows[parents[child_bad]] = True
-
-
-def _invalid_rows(table: pa.Table) -> pa.Array:
-    """True for each row that breaks a rule of the per-frame path (it then explains which)."""
-    bad = _bad_names(table.column("id").combine_chunks())
-    bad |= _np(table.column("timestamp"), 0) < 0
-    bad |= _np(pc.utf8_length(table.column("context_id")), 1) == 0
-    sources = table.column("sources").combine_chunks()
-    src = sources.values
-    src_bad = _np(pc.utf8_length(src.field("uri")), 0) == 0
-    src_bad |= np.asarray(src.field("id").is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    src_bad |= _bad_names(src.field("id"))
-    src_bad |= _np(src.field("width"), 1) <= 0
-    src_bad |= _np(src.field("height"), 1) <= 0
-    src_bad |= _np(src.field("timestamp"), 0) < 0
-    _spread(bad, sources, src_bad)
-    rois = table.column("rois").combine_chunks()
-    roi = rois.values
-    if len(roi):
-        kind = roi.field("type")
-        is_box = _np(pc.equal(kind, "box2d"), False)
-        is_label = _np(pc.equal(kind, "label"), False)
-        poly = roi.field("poly")
-        size = _np(pc.list_value_length(poly), -1)
-        coords = pc.list_flatten(poly).to_numpy(zero_copy_only=False)
-        roi_bad = size < 0
-        coord_bad = ~np.isfinite(coords) | (coords == _SEPARATOR)
-        _spread(roi_bad, poly, coord_bad)
-        roi_bad |= is_box & (size != 8)
-        roi_bad |= ~is_box & (size % 2 != 0)
-        roi_bad |= np.where(is_label, size != 0, size == 0)
-        boxes = np.flatnonzero(is_box & (size == 8))
-        if len(boxes):
-            starts = poly.offsets.to_numpy(zero_copy_only=False)[boxes]
-            v = coords[starts[:, None] + np.arange(8)[None, :]] if len(coords) else np.zeros((0, 8))
-            shape_bad = (
-                (v[:, 2] != v[:, 4]) | (v[:, 1] != v[:, 3]) | (v[:, 0] != v[:, 6]) | (v[:, 5] != v[:, 7])
-            )
-            shape_bad |= (v[:, 2] < v[:, 0]) | (v[:, 5] < v[:, 1])
-            roi_bad[boxes[shape_bad]] = True
-        labels = roi.field("labels")
-        n_labels = _np(pc.list_value_length(labels), -1)
-        roi_bad |= n_labels < 0
-        roi_bad |= is_label & (n_labels == 0)
-        flat_labels = pc.list_flatten(labels)
-        label_bad = _bad_names(flat_labels) | np.asarray(
-            flat_labels.is_null().to_numpy(zero_copy_only=False), dtype=bool
-        )
-        _spread(roi_bad, labels, label_bad)
-        conf = _np(roi.field("confidence"), 0.5)
-        roi_bad |= ~np.isfinite(conf) | (conf < 0) | (conf > 1)
-        roi_bad |= _bad_names(roi.field("id"))
-        _spread(bad, rois, roi_bad)
-    return pa.array(bad)

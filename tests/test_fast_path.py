@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hds_s3 import segments
+from hds_s3 import columnar, segments
 from hds_s3.errors import HdsError
 from hds_s3.frames import guess_content_type, hash_id
 from hds_s3.ingest import normalize
@@ -184,7 +184,7 @@ def slow_row(d: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _agree(frames: list[dict[str, Any]]) -> int:
-    table, positions, left = segments.fast_frames_table(
+    table, positions, left = columnar.fast_frames_table(
         frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
     )
     assert sorted(positions + left) == list(range(len(frames)))
@@ -278,7 +278,7 @@ def test_a_typical_coco_like_batch_takes_the_fast_path_whole() -> None:
         }
         for i in range(50)
     ]
-    table, positions, left = segments.fast_frames_table(
+    table, positions, left = columnar.fast_frames_table(
         frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
     )
     assert left == [] and positions == list(range(50))
@@ -319,7 +319,7 @@ def _with(i: int, **changes: Any) -> dict[str, Any]:
 def test_only_the_row_arrow_would_refuse_leaves_the_fast_path(bad: dict[str, Any]) -> None:
     """One out-of-range or unencodable value sends its frame, not the whole batch, to the per-frame path."""
     frames = [_coco(i) for i in range(3)] + [bad] + [_coco(i) for i in range(4, 8)]
-    table, positions, left = segments.fast_frames_table(
+    table, positions, left = columnar.fast_frames_table(
         frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
     )
     assert left == [3] and positions == [0, 1, 2, 4, 5, 6, 7]
@@ -330,3 +330,27 @@ def test_only_the_row_arrow_would_refuse_leaves_the_fast_path(bad: dict[str, Any
 def test_the_largest_sizes_and_times_stay_on_the_fast_path() -> None:
     frames = [_with(0, timestamp=2**63 - 1, source={"width": 2**31 - 1, "height": 1, "timestamp": 2**63 - 1})]
     assert _agree(frames) == 1
+
+
+def test_typical_batches_take_the_fast_path_whole() -> None:
+    """Common frames never need the per-frame path: nested meta, None values, no ids, source meta."""
+    frames = [_coco(i) for i in range(20)]
+    frames[3]["meta"] = {"city": "x", "n": {"d": 2.5, "list": [1, None]}, "none": None}
+    frames[5]["rois"][0]["meta"] = {"area": 12.5, "iscrowd": 0}
+    del frames[7]["id"]
+    frames[9]["sources"][0]["meta"] = {"license": 3}
+    assert _agree(frames) == 20
+
+
+def test_only_frames_with_nan_odd_keys_or_odd_values_in_metadata_leave() -> None:
+    odd = [_coco(i) for i in range(7)]
+    odd[1]["meta"] = {"score": math.nan}
+    odd[2]["rois"][0]["meta"] = {"a.b": 1}
+    odd[4]["sources"][0]["meta"] = {"color": Color.RED}
+    odd[5]["meta_blob"] = {"deep": [{"x": math.inf}]}
+    odd[6]["rois"][0]["meta"] = {"fine": None, "also": "null"}
+    _, positions, left = columnar.fast_frames_table(
+        odd, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left == [1, 2, 4, 5] and sorted(positions) == [0, 3, 6]
+    assert _agree(odd) == 3
