@@ -865,15 +865,25 @@ class DatasetVersion:
         due = self._frames.compaction_due(self._entry, live)
         if due is None:
             return
+        clean = self._frames.dead_rows(self._entry, live) == 0  # no id twice: all disjoint
         old = self._frames.refs(self._entry)
+        merged: Sequence[Any] | None
         if due == "full":
-            merged: Sequence[Any] | None = self._frames.compacted_refs(self.dataset_id, self._entry)
-        else:
+            merged = self._frames.compacted_refs(self.dataset_id, self._entry)
+            clean = True
+        elif due == "tail":
             merged = self._frames.tail_compacted_refs(self.dataset_id, self._entry)
+            if merged is None and clean:
+                merged = old
+        else:
+            merged = old
         if merged is None:
             return
-        self._replace_segments(merged, "compact" if due == "full" else "merge the small segments of")
+        what = {"full": "compact", "tail": "merge the small segments of", "mark": "mark the segments of"}[due]
+        self._replace_segments(merged, what, known=[(merged, len(merged))] if clean else ())
         new = tuple(merged)
+        manifest = self._frames.manifest(self._entry)
+        known = [(new, manifest.disjoint if manifest is not None else 0)]
         for child in self._doc.versions:
             if child.parent != self.id or not child.is_draft:
                 continue
@@ -890,6 +900,7 @@ class DatasetVersion:
                     child.id,
                     rebase,
                     what=f"rebase {child.name!r} on compacted {self.name!r}",
+                    known=known,
                 )
             except (InvalidStateError, NotFoundError):
                 continue
@@ -1101,10 +1112,13 @@ class DatasetVersion:
         self.reload()
         if self.is_draft:
             raise InvalidStateError(f"compact() is for published versions; {self.name!r} is a draft")
-        self._replace_segments(self._frames.compacted_refs(self.dataset_id, self._entry), "compact")
+        compacted = self._frames.compacted_refs(self.dataset_id, self._entry)
+        self._replace_segments(compacted, "compact", known=[(compacted, len(compacted))])
         return self
 
-    def _replace_segments(self, refs: Sequence[Any], what: str) -> None:
+    def _replace_segments(
+        self, refs: Sequence[Any], what: str, known: Sequence[tuple[Sequence[Any], int]] = ()
+    ) -> None:
         """Point this published version at segments holding the same frames (compaction)."""
         self._doc = self._frames.commit_pointer(
             self.dataset_id,
@@ -1112,6 +1126,7 @@ class DatasetVersion:
             lambda entry: refs,
             what=f"{what} {self.name!r}",
             allow_published=True,
+            known=known,
         )
         self._entry = tree.entry(self._doc, self.id)
 

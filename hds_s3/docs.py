@@ -290,12 +290,18 @@ class ManifestDoc:
 
     Immutable once written; a version's entry in the dataset document points at its current one.
     A child's manifest lists its parents' segments by reference, so readers never walk the chain.
+
+    ``disjoint`` counts the leading segments known to be frames segments no two of which hold the
+    same id (a published version that had no replaced or deleted rows, or a compaction's output):
+    a reader then only needs the ids of the segments after them to find which of their rows are
+    replaced or deleted. 0 when nothing is known (manifests written before the field existed).
     """
 
     dataset_id: str
     version_id: str
     segments: tuple[SegmentRef, ...]
     created: int
+    disjoint: int = 0
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -307,7 +313,8 @@ def _is_count(value: object) -> bool:
 def check_manifest_fields(manifest: ManifestDoc, key: str) -> None:
     """Check the types of the manifest fields readers use (JSON itself keeps whatever it finds).
 
-    ``dataset_id`` and ``version_id`` are strings, ``created`` a count; each segment reference has
+    ``dataset_id`` and ``version_id`` are strings, ``created`` a count, ``disjoint`` a count of
+    leading frames segments; each segment reference has
     string ``key`` and ``version``, ``kind`` ``frames`` or ``deletes``, counts ``rows`` and ``size``,
     and ``min_id``/``max_id`` that are strings or null.
 
@@ -321,6 +328,10 @@ def check_manifest_fields(manifest: ManifestDoc, key: str) -> None:
         problems.append(f"version_id is {manifest.version_id!r}")
     if not _is_count(manifest.created):
         problems.append(f"created is {manifest.created!r}")
+    if not _is_count(manifest.disjoint) or manifest.disjoint > len(manifest.segments):
+        problems.append(f"disjoint is {manifest.disjoint!r}, not a count of its segments")
+    elif any(ref.kind != "frames" for ref in manifest.segments[: manifest.disjoint]):
+        problems.append(f"disjoint counts {manifest.disjoint} segments, not all of them frames segments")
     for i, ref in enumerate(manifest.segments):
         if not isinstance(ref.key, str) or not isinstance(ref.version, str):
             problems.append(f"segment {i}: key {ref.key!r} or version {ref.version!r} is not a string")
@@ -380,6 +391,7 @@ def dump_manifest(doc: ManifestDoc) -> bytes:
         dataset_id=doc.dataset_id,
         version_id=doc.version_id,
         created=doc.created,
+        disjoint=doc.disjoint,
         segments=segments,
     )
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -138,20 +138,51 @@ class FrameIndex:
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
-        refs = self.refs(entry)
+        manifest = self.manifest(entry)
+        refs = manifest.segments if manifest is not None else ()
         columns = list(columns) if columns is not None else list(segments.FRAME_COLUMNS)
         if "id" not in columns:
             columns = ["id", *columns]
         schema = pa.schema([segments.FRAME_SCHEMA.field(c) for c in columns])
         if not refs:
             return schema.empty_table()
+        disjoint = manifest.disjoint if manifest is not None else 0
         try:
-            with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-                tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
+            if disjoint < 2:
+                with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+                    tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
+                return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)], schema)
+            return self._effective_on_disjoint(refs, disjoint, columns, schema)
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
-        return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)], schema)
+
+    def _effective_on_disjoint(
+        self, refs: Sequence[SegmentRef], disjoint: int, columns: list[str], schema: pa.Schema
+    ) -> pa.Table:
+        """Merge segments whose first ``disjoint`` hold no id twice (see ``ManifestDoc.disjoint``).
+
+        A row of those segments is dead exactly when a later segment holds its id, and the later
+        segments are the (small) deltas: they are read first, then each large segment is read and
+        filtered against their ids in the same worker thread, so decoding and filtering overlap.
+        The rows come in the same order as :func:`hds_s3.segments.merge` gives them.
+        """
+        head, tail = refs[:disjoint], refs[disjoint:]
+        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+            tail_tables = list(pool.map(lambda r: self.read_segment(r, columns), tail))
+            later = [t.column("id") for t in tail_tables if t.num_rows]
+            probe = pa.chunked_array([c for col in later for c in col.chunks], pa.string()).combine_chunks()
+
+            def live_rows(ref: SegmentRef) -> pa.Table:
+                table = self.read_segment(ref, columns)
+                if len(probe) == 0 or table.num_rows == 0:
+                    return table
+                dead = pc.is_in(table.column("id"), value_set=probe)
+                return table if not pc.any(dead).as_py() else table.filter(pc.invert(dead))
+
+            head_tables = list(pool.map(live_rows, head))
+        merged_tail = segments.merge([(r.kind, t) for r, t in zip(tail, tail_tables, strict=True)], schema)
+        return pa.concat_tables([*(t.select(schema.names) for t in head_tables), merged_tail])
 
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
         """Return the effective row of one frame (as a canonical frame dict), or None.
@@ -303,10 +334,16 @@ class FrameIndex:
             max_id=pc.max(ids).as_py() if table.num_rows else None,
         )
 
-    def _write_manifest(self, dataset_id: str, version_id: str, refs: Sequence[SegmentRef]) -> str:
+    def _write_manifest(
+        self, dataset_id: str, version_id: str, refs: Sequence[SegmentRef], disjoint: int
+    ) -> str:
         key = layout.manifest_key(dataset_id, version_id, layout.new_id())
         doc = ManifestDoc(
-            dataset_id=dataset_id, version_id=version_id, segments=tuple(refs), created=now_ms()
+            dataset_id=dataset_id,
+            version_id=version_id,
+            segments=tuple(refs),
+            created=now_ms(),
+            disjoint=disjoint,
         )
         self.store.put(key, dump_manifest(doc), if_none_match=True)
         with self._lock:
@@ -321,10 +358,14 @@ class FrameIndex:
         *,
         what: str,
         allow_published: bool = False,
+        known: Sequence[tuple[Sequence[SegmentRef], int]] = (),
     ) -> DatasetDoc:
         """Point a version at a new manifest with one compare-and-swap, rebuilding if the pointer moved.
 
-        ``build(entry)`` returns the segments of the new manifest, given the entry as read.
+        ``build(entry)`` returns the segments of the new manifest, given the entry as read. The new
+        manifest's ``disjoint`` count is the longest run of leading segments it shares with a
+        segment list known to start with that many disjoint segments: the version's current
+        manifest, or one of ``known`` (pairs of segments and their disjoint count).
 
         Raises:
             InvalidStateError: the version is published (unless ``allow_published``).
@@ -338,7 +379,10 @@ class FrameIndex:
                 tree.require_draft(doc, entry, "change the frames of")
             base = entry.frames.get("manifest")
             refs = build(entry)
-            new_key = self._write_manifest(dataset_id, version_id, refs)
+            current = self.manifest(entry)
+            sources = [*known, (current.segments, current.disjoint)] if current is not None else known
+            disjoint = max((_shared(refs, segs, count) for segs, count in sources), default=0)
+            new_key = self._write_manifest(dataset_id, version_id, refs, disjoint)
             frames = {
                 "manifest": new_key,
                 "segments": len(refs),
@@ -406,18 +450,32 @@ class FrameIndex:
 
         ``"full"`` when its segments carry more dead rows than ``DEAD_ROWS_RATIO`` of ``live`` (and
         at least ``DEAD_ROWS_MIN``): a rewrite of the live frames; ``"tail"`` when it has more than
-        ``COMPACT_SEGMENTS`` segments: a merge of the small ones at its end; else ``None``.
+        ``COMPACT_SEGMENTS`` segments: a merge of the small ones at its end; ``"mark"`` when it has
+        no dead row at all (no id twice, no tombstone) but its manifest does not say that all its
+        segments are disjoint: a new manifest that says so (see ``ManifestDoc.disjoint``), which
+        makes reading it and its children cheaper; else ``None``.
 
         Raises:
             CorruptObjectError: the manifest is missing or damaged.
         """
-        refs = self.refs(entry)
+        manifest = self.manifest(entry)
+        refs = manifest.segments if manifest is not None else ()
         dead = sum(r.rows for r in refs) - live
         if dead > max(DEAD_ROWS_MIN, DEAD_ROWS_RATIO * live):
             return "full"
         if len(refs) > COMPACT_SEGMENTS:
             return "tail"
+        if dead == 0 and manifest is not None and 1 < len(refs) != manifest.disjoint:
+            return "mark"
         return None
+
+    def dead_rows(self, entry: VersionEntry, live: int) -> int:
+        """Rows of a version's segments that are not its ``live`` frames (replaced, deleted, tombstones).
+
+        Raises:
+            CorruptObjectError: the manifest is missing or damaged.
+        """
+        return sum(r.rows for r in self.refs(entry)) - live
 
     def compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef]:
         """Write the version's effective frames as fresh segments (sorted by id) and return them.
@@ -472,6 +530,16 @@ class FrameIndex:
                 )
             )
         return out
+
+
+def _shared(refs: Sequence[SegmentRef], known: Sequence[SegmentRef], disjoint: int) -> int:
+    """How many leading segments ``refs`` shares with ``known``, at most ``disjoint``."""
+    count = 0
+    for mine, theirs in zip(refs[:disjoint], known[:disjoint], strict=False):
+        if mine != theirs:
+            break
+        count += 1
+    return count
 
 
 def _may_hold(ref: SegmentRef, frame_id: str) -> bool:

@@ -32,8 +32,8 @@ Each finding has a kind:
 Codes, by kind: damage ``marker-missing``, ``marker-corrupt``, ``claim-corrupt``, ``claim-key``,
 ``claimed-twice``, ``name-mismatch``, ``document-corrupt``, ``document-id``, ``document-missing``,
 ``version-duplicate``, ``parent-missing``, ``cycle``, ``draft-parent``, ``manifest-missing``,
-``manifest-corrupt``, ``manifest-foreign``, ``segment-missing``, ``segment-size``,
-``segment-foreign``, ``segment-corrupt``; pending ``deleted-dataset``, ``stale-claim``,
+``manifest-corrupt``, ``manifest-foreign``, ``manifest-disjoint`` (deep), ``segment-missing``,
+``segment-size``, ``segment-foreign``, ``segment-corrupt``; pending ``deleted-dataset``, ``stale-claim``,
 ``deleted-version``; garbage ``orphan-dataset``, ``unreferenced-manifest``,
 ``unreferenced-segment``, ``leftover``; note ``unknown-object``.
 
@@ -46,19 +46,28 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hds_s3 import layout, segments
 from hds_s3.catalog import Catalog
 from hds_s3.client import Client, resolve
-from hds_s3.docs import DatasetClaim, DatasetDoc, ManifestDoc, parse_claim, parse_dataset_doc, parse_manifest
+from hds_s3.docs import (
+    DatasetClaim,
+    DatasetDoc,
+    ManifestDoc,
+    SegmentRef,
+    parse_claim,
+    parse_dataset_doc,
+    parse_manifest,
+)
 from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
@@ -291,6 +300,7 @@ class StoreScan:
         self.manifests: dict[str, ManifestDoc] = {}
         self.bad_manifests: dict[str, str] = {}
         self.referenced: set[str] = set()
+        self.disjoint_checked: set[tuple[str, ...]] = set()
         self.claims: dict[str, DatasetClaim] = {}
         self.claim_etags: dict[str, str] = {}
         self.claims_readable = True
@@ -741,6 +751,20 @@ class StoreScan:
                     continue
                 checked.add(ref.key)
                 self._check_segment(ref.key, ref.size, ref.kind, doc, where, deep)
+            run = tuple(ref.key for ref in got.segments[: got.disjoint])
+            if deep and len(run) > 1 and run not in self.disjoint_checked:
+                self.disjoint_checked.add(run)
+                twice = _ids_held_twice(self.store, got.segments[: got.disjoint])
+                if twice:
+                    self._add(
+                        "damage",
+                        "manifest-disjoint",
+                        mkey,
+                        f"{mkey}: the manifest of {where} says its first {got.disjoint} segments hold "
+                        f"no id twice, yet {twice} ids occur in more than one of them (e.g. a segment "
+                        "was replaced by hand); reads would return those frames twice",
+                        dataset_id=doc.id,
+                    )
 
     def _check_segment(self, key: str, size: int, kind: str, doc: DatasetDoc, where: str, deep: bool) -> None:
         parts = layout.parse_key(key)
@@ -829,6 +853,22 @@ class StoreScan:
             size=info.size if info is not None else 0,
             written=self.written(key),
         )
+
+
+def _ids_held_twice(store: ObjectStore, refs: Sequence[SegmentRef]) -> int:
+    """How many ids occur in more than one of ``refs`` (unreadable segments count none)."""
+    columns = []
+    for ref in refs:
+        try:
+            data = store.get_range(ref.key, 0, ref.size)
+            columns.append(segments.from_parquet(data, ref.key, ["id"]).column("id"))
+        except (NotFoundError, CorruptObjectError):
+            continue  # reported as a segment problem
+    if not columns:
+        return 0
+    ids = pa.chunked_array([c for col in columns for c in col.chunks], pa.string())
+    counts = pc.value_counts(ids)
+    return int(pc.sum(pc.greater(counts.field("counts"), 1)).as_py() or 0)
 
 
 def _segment_problem(store: ObjectStore, key: str, size: int, kind: str) -> str | None:

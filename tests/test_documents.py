@@ -145,3 +145,26 @@ def test_a_manifest_field_of_the_wrong_type_is_corruption_naming_the_key_and_fie
     with pytest.raises(CorruptObjectError) as info:
         parse_manifest(json.dumps(raw).encode(), "m.json")
     assert "m.json" in str(info.value) and field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "disjoint, segments, message",
+    [
+        (2, [_REF], "not a count of its segments"),
+        (-1, [_REF], "not a count"),
+        ("all", [_REF], "not a count"),
+        (2, [_REF, {**_REF, "kind": "deletes"}], "not all of them frames"),
+    ],
+)
+def test_a_manifest_claiming_disjoint_segments_it_cannot_have_is_corruption(
+    disjoint: object, segments: list[dict[str, object]], message: str
+) -> None:
+    from hds_s3.docs import dump_manifest, parse_manifest
+
+    raw = {"format_version": 1, "dataset_id": "d", "version_id": "v", "created": 1, "segments": [_REF]}
+    old = parse_manifest(json.dumps(raw).encode(), "m.json")
+    assert old.disjoint == 0  # written before the field existed: nothing known
+    assert parse_manifest(dump_manifest(old), "m.json") == old
+    raw.update(segments=segments, disjoint=disjoint)
+    with pytest.raises(CorruptObjectError, match=message):
+        parse_manifest(json.dumps(raw).encode(), "m.json")

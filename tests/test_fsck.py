@@ -479,3 +479,25 @@ def test_a_dataset_deleted_during_the_scan_is_not_reported_as_damage(client: Cli
     report = fsck(Client(WriterDuringScan(client.store, claim_key, delete)))  # type: ignore[arg-type]
     assert report.ok, report.summary()
     assert doc_key not in {i.key for i in client.store.list("")}
+
+
+def test_a_deep_check_catches_a_manifest_that_claims_disjoint_segments_falsely(client: Client) -> None:
+    """Reads trust ManifestDoc.disjoint; a deep fsck checks it, so a doctored manifest is damage."""
+    ver = DatasetVersion.create_new_dataset(dataset_name="dj", client=client)
+    ver.add_frames([SingleFrame(source=f"s3://b/{i}.jpg", id=f"f{i}") for i in range(6)], segment_rows=3)
+    ver.publish_version()
+    manifest = client.frames.manifest(ver._entry)
+    assert manifest.disjoint == 2
+    assert fsck(client, deep=True).ok
+    # a second segment that repeats an id of the first, under a manifest that still claims disjoint
+    first = manifest.segments[0]
+    data = client.store.get(first.key)[0]
+    twin = first.key.replace(first.key.rsplit("/", 1)[1], "0" * 32 + ".parquet")
+    client.store.put(twin, data)
+    doctored = replace(manifest, segments=(first, replace(first, key=twin)))
+    client.store.put(ver._entry.frames["manifest"], dump_manifest(doctored))
+    client.frames._manifests.clear()
+    assert fsck(client).ok  # only reading the ids shows it
+    report = fsck(client, deep=True)
+    assert only(report, "damage") == ["manifest-disjoint"]
+    assert "3 ids occur in more than one" in report.damage[0].message

@@ -87,3 +87,55 @@ def test_merge_of_a_large_base_and_deltas(dead_every: int) -> None:
         ("deletes", [(fid, -1) for fid in sorted(touched[half:])]),
     ]
     assert _merged(chain) == _model(chain)
+
+
+@st.composite
+def child_edits(draw: st.DrawFn) -> tuple[int, list[tuple[str, list[int]]]]:
+    """A base of ``n`` frames, then edits of a child: ("add" | "delete", indices); adds may replace."""
+    n = draw(st.integers(2, 30))
+    ops = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["add", "delete"]), st.lists(st.integers(0, n + 10), max_size=6)),
+            max_size=6,
+        )
+    )
+    return n, ops
+
+
+@settings(max_examples=60, deadline=None)
+@given(child_edits(), st.integers(1, 7))
+def test_a_child_of_a_version_marked_disjoint_reads_as_its_edits_applied_in_order(
+    edits: tuple[int, list[tuple[str, list[int]]]], segment_rows: int
+) -> None:
+    """The read that probes only the deltas (ManifestDoc.disjoint) equals a dict model of the edits."""
+    from hds_s3 import Client, DatasetVersion
+    from hds_s3.frames import SingleFrame
+    from hds_s3.store import MemoryStore
+
+    def frame(i: int, tag: int) -> SingleFrame:
+        return SingleFrame(source=f"s3://b/{i}.jpg", id=f"f{i:02d}", metadata={"tag": tag})
+
+    n, ops = edits
+    client = Client(MemoryStore())
+    root = DatasetVersion.create_new_dataset(dataset_name="m", client=client)
+    root.add_frames([frame(i, 0) for i in range(n)], segment_rows=segment_rows)
+    root.publish_version()
+    segments_of_root = len(client.frames.refs(root._entry))
+    assert client.frames.manifest(root._entry).disjoint == (segments_of_root if segments_of_root > 1 else 0)
+    model = {f"f{i:02d}": 0 for i in range(n)}
+    child = DatasetVersion.create_version(
+        dataset_name="m", parent_version_ids=[root.id], version_name="kid", client=client
+    )
+    for step, (op, indices) in enumerate(ops, start=1):
+        if op == "add" and indices:
+            child.add_frames([frame(i, step) for i in indices], segment_rows=segment_rows)
+            model.update({f"f{i:02d}": step for i in indices})
+        elif op == "delete" and indices:
+            child.delete_frames([f"f{i:02d}" for i in indices])
+            for i in indices:
+                model.pop(f"f{i:02d}", None)
+    table = child.get_frames_table(columns=["id", "meta"])
+    ids = table.column("id").to_pylist()
+    assert len(ids) == len(set(ids))
+    tags = [int(m.split(":")[1].rstrip("}")) for m in table.column("meta").to_pylist()]
+    assert dict(zip(ids, tags, strict=True)) == model

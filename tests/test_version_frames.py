@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -424,3 +425,65 @@ def test_a_failed_compaction_never_fails_the_publication_that_landed(
         pytest.fail("the call never finished without a fault")
     assert compacted_at_some_k >= 1  # compaction does happen when nothing fails
     assert warned >= 1  # and a failure inside it was reported as a warning
+
+
+def _model_read(version: DatasetVersion) -> dict[str, tuple[str, int]]:
+    """Each frame's (city, index) as the version reads it; every id once."""
+    table = version.get_frames_table(columns=["id", "meta"])
+    ids = table.column("id").to_pylist()
+    assert len(ids) == len(set(ids)), "an id was read twice"
+    metas = [json.loads(m) for m in table.column("meta").to_pylist()]
+    return {fid: (m["city"], m["index"]) for fid, m in zip(ids, metas, strict=True)}
+
+
+def test_a_clean_publication_is_marked_disjoint_and_its_children_read_right_through_it(
+    client: Client,
+) -> None:
+    """A published version with no id twice says so in its manifest; children then probe only their deltas."""
+    root = DatasetVersion.create_new_dataset(dataset_name="disjoint", client=client)
+    root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)], segment_rows=6)
+    assert client.frames.manifest(root._entry).disjoint == 0  # a draft: nothing known yet
+    root.publish_version()
+    manifest = client.frames.manifest(root._entry)
+    assert len(manifest.segments) == 4 and manifest.disjoint == 4
+    model = {f"f{i:02d}": ("bremen", i) for i in range(20)}
+    assert _model_read(root) == model
+    child = DatasetVersion.create_version(
+        dataset_name="disjoint", parent_version_ids=[root.id], version_name="kid", client=client
+    )
+    assert client.frames.manifest(child._entry).disjoint == 4  # the parent's manifest, by reference
+    child.update_frames([frame(1, "cat", fid="f01", city="ulm"), frame(7, fid="f07", city="ulm")])
+    child.delete_frames(["f02", "f13"])
+    child.add_frames([frame(50, fid="n50"), frame(2, fid="f02", city="back")])  # f02 comes back
+    child.delete_frames(["n50"])
+    model.update(f01=("ulm", 1), f07=("ulm", 7), f02=("back", 2))
+    del model["f13"]
+    assert _model_read(child) == model
+    assert client.frames.manifest(child._entry).disjoint == 4  # its deltas follow the marked run
+    child.publish_version()  # replaced and deleted rows: the run stays the parent's four
+    assert client.frames.manifest(child._entry).disjoint == 4
+    assert _model_read(child) == model
+    grandchild = DatasetVersion.create_version(
+        dataset_name="disjoint", parent_version_ids=[child.id], version_name="grandkid", client=client
+    )
+    grandchild.delete_frames(["f01"])
+    grandchild.add_frames([frame(13, fid="f13", city="again")])
+    del model["f01"]
+    model["f13"] = ("again", 13)
+    assert _model_read(grandchild) == model
+    assert _model_read(root) == {f"f{i:02d}": ("bremen", i) for i in range(20)}  # the parent is untouched
+
+
+def test_a_full_compaction_is_marked_disjoint(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hds_s3.frameindex
+
+    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 1)
+    monkeypatch.setattr(hds_s3.frameindex, "SEGMENT_ROWS", 4)
+    ver = DatasetVersion.create_new_dataset(dataset_name="full", client=client)
+    ver.add_frames([frame(i, fid=f"f{i:02d}") for i in range(10)])
+    ver.add_frames([frame(i, "dog", fid=f"f{i:02d}") for i in range(5)])  # 5 replaced rows
+    expected = _model_read(ver)
+    ver.publish_version()
+    manifest = client.frames.manifest(ver._entry)
+    assert [r.rows for r in manifest.segments] == [4, 4, 2] and manifest.disjoint == 3
+    assert _model_read(ver) == expected
