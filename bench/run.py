@@ -679,8 +679,39 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
         c_big["puts"] == c_small["puts"],
         "",
     )
-    worst = max(r["chain"], key=lambda c: c["bytes_written"] / limit(c))
-    child_row(f"worst of chain (d={worst['depth']})", worst)
+    # A publish that compacts (fewer segments than the child before it) rewrites the live frames
+    # once every few levels: shown apart, with what it costs spread over the chain.
+    chain = r["chain"]
+    compacting = [
+        c
+        for i, c in enumerate(chain)
+        if i and c["segments_in_manifest"] < chain[i - 1]["segments_in_manifest"]
+    ]
+    plain = [c for c in chain if c not in compacting] or chain
+    worst = max(plain, key=lambda c: c["bytes_written"] / limit(c))
+    child_row(f"worst child of the chain that does not compact (d={worst['depth']})", worst)
+    if compacting:
+        big = max(compacting, key=lambda c: c["bytes_written"])
+        row(
+            f"    info: a publish that compacts (d={', '.join(str(c['depth']) for c in compacting)})",
+            big["bytes_written"],
+            big["delta_parquet_bytes"],
+            big["bytes_written"] / big["delta_parquet_bytes"],
+            "info",
+            None,
+            "B",
+        )
+        spread = sum(c["bytes_written"] for c in chain) / len(chain)
+        delta = sum(c["delta_parquet_bytes"] for c in chain) / len(chain)
+        row(
+            "    info: bytes per child over the chain, compactions included",
+            spread,
+            delta,
+            spread / delta,
+            "info",
+            None,
+            "B",
+        )
     last = r["chain"][-1]
     row(f"    info: non-segment bytes at d={last['depth']}", meta_bytes(last), None, None, "info", None, "B")
     reads = {int(k): v for k, v in r["reads"].items()}
