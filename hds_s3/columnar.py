@@ -146,6 +146,29 @@ def _check_value(item: object) -> None:
         raise _Slow
 
 
+class _Pairs:
+    """The entries of one map column, gathered frame by frame as flat lists."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[Any] = []
+        self.offsets: list[int] = [0]
+
+    def add(self, items: dict[str, Any]) -> None:
+        """Append one frame's entries."""
+        self.keys.extend(items)
+        self.values.extend(items.values())
+        self.offsets.append(len(self.keys))
+
+    def array(self, value_type: pa.DataType) -> pa.MapArray:
+        """The map column (string keys)."""
+        return pa.MapArray.from_arrays(
+            pa.array(self.offsets, pa.int32()),
+            pa.array(self.keys, pa.string()),
+            pa.array(self.values, value_type),
+        )
+
+
 def _convert(
     frames: Sequence[Any], *, version_id: str, now: int, hash_id: HashId, guess_type: GuessType
 ) -> tuple[pa.Table, list[int], list[int]]:
@@ -154,8 +177,8 @@ def _convert(
     ids: list[Any] = []
     metas: list[str | None] = []
     blobs: list[str | None] = []
-    strs: list[list[tuple[str, str]]] = []
-    nums: list[list[tuple[str, float]]] = []
+    strs = _Pairs()  # the frame meta's strings and numbers, by dotted key path (meta_str, meta_num)
+    nums = _Pairs()
     src_meta: list[str | None] = []  # of every source of the frames taken, in order
     roi_meta: list[str | None] = []  # of every ROI of the frames taken, in order
     metas_ = _Metas()
@@ -220,8 +243,8 @@ def _convert(
         n_items: dict[str, float] = {}
         if meta:
             flatten_meta(meta, "", s_items, n_items)
-        strs.append(list(s_items.items()))
-        nums.append(list(n_items.items()))
+        strs.add(s_items)
+        nums.add(n_items)
     if not ok:
         return FRAME_SCHEMA.empty_table(), [], slow
     chosen = [frames[i] for i in ok]
@@ -329,8 +352,8 @@ def _columns(
     ids: list[str],
     metas: pa.Array,
     blobs: pa.Array,
-    strs: list[list[tuple[str, str]]],
-    nums: list[list[tuple[str, float]]],
+    strs: _Pairs,
+    nums: _Pairs,
     src_meta: pa.Array,
     roi_meta: pa.Array,
     version_id: str,
@@ -396,8 +419,8 @@ def _columns(
             pa.array([version_id] * n, pa.string()),
             labels,
             pc.cast(pc.list_value_length(rois), pa.int32()),
-            pa.array(strs, pa.map_(pa.string(), pa.string())),
-            pa.array(nums, pa.map_(pa.string(), pa.float64())),
+            strs.array(pa.string()),
+            nums.array(pa.float64()),
         ],
         schema=FRAME_SCHEMA,
     )
