@@ -85,6 +85,11 @@ def write_segments(
                 yield ref
 
 
+#: Frames converted at a time: few enough that they are still in the CPU's cache when they are
+#: converted and released (a segment's 100,000 frame dicts are not).
+CONVERT_ROWS = 4096
+
+
 def _converted(
     frames: Iterable[object],
     failed: list[FailedFrame],
@@ -93,18 +98,34 @@ def _converted(
     segment_rows: int,
     progress: Any | None,
 ) -> Iterator[tuple[pa.Table, list[int]]]:
-    """Batches of ``segment_rows`` frames as tables (not yet sorted) with each row's input position."""
+    """Batches of ``segment_rows`` frames as tables (not yet sorted) with each row's input position.
+
+    Frames are converted ``CONVERT_ROWS`` at a time and released at once; only the Arrow tables
+    are kept until a segment is full.
+    """
+    tables: list[pa.Table] = []
+    positions: list[int] = []
+    seen = 0  # frames of the current segment consumed so far
     batch: list[object] = []
     for frame in frames:
         batch.append(frame)
         if progress is not None:
             progress.update(1)
-        if len(batch) >= segment_rows:
-            converted = _batch_table(batch, failed, version_id, now)
+        if len(batch) >= min(CONVERT_ROWS, segment_rows - seen):
+            table, where = _batch_table(batch, failed, version_id, now)
+            tables.append(table)
+            positions.extend(seen + p for p in where)
+            seen += len(batch)
             batch = []
-            yield converted
+            if seen >= segment_rows:
+                yield pa.concat_tables(tables), positions
+                tables, positions, seen = [], [], 0
     if batch:
-        yield _batch_table(batch, failed, version_id, now)
+        table, where = _batch_table(batch, failed, version_id, now)
+        tables.append(table)
+        positions.extend(seen + p for p in where)
+    if tables:
+        yield pa.concat_tables(tables), positions
 
 
 def _write_batch(

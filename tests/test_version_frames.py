@@ -487,3 +487,23 @@ def test_a_full_compaction_is_marked_disjoint(client: Client, monkeypatch: pytes
     manifest = client.frames.manifest(ver._entry)
     assert [r.rows for r in manifest.segments] == [4, 4, 2] and manifest.disjoint == 3
     assert _model_read(ver) == expected
+
+
+def test_frames_converted_a_few_at_a_time_still_make_whole_segments_where_the_last_write_wins(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hds_s3.ingest
+
+    monkeypatch.setattr(hds_s3.ingest, "CONVERT_ROWS", 3)
+    ver = DatasetVersion.create_new_dataset(dataset_name="steps", client=client)
+    frames: list[Any] = [frame(i, fid=f"f{i:02d}") for i in range(12)]
+    frames[4] = frame(1, fid="f01", city="later")  # f01 again, in the next step of the same segment
+    frames[8] = {"sources": []}  # refused, in the third step
+    frames.append(frame(11, fid="f11", city="last"))  # f11 again, in the next segment
+    failed = ver.add_frames(frames, segment_rows=10)
+    assert [f.frame for f in failed] == [frames[8]]
+    refs = ver._frames.refs(ver._entry)
+    assert [r.rows for r in refs] == [8, 2]  # 10 frames: one repeated, one refused; then f10, f11 twice
+    got = _model_read(ver)
+    assert got["f01"] == ("later", 1) and got["f11"] == ("last", 11)
+    assert sorted(got) == sorted({f"f{i:02d}" for i in range(12)} - {"f04", "f08"})
