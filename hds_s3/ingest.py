@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import pyarrow as pa
@@ -106,24 +107,22 @@ def _converted(
     tables: list[pa.Table] = []
     positions: list[int] = []
     seen = 0  # frames of the current segment consumed so far
-    batch: list[object] = []
-    for frame in frames:
-        batch.append(frame)
+    source = iter(frames)
+    while True:
+        # taken with islice: the loop over the input runs in C, not frame by frame in Python
+        batch = list(islice(source, min(CONVERT_ROWS, segment_rows - seen)))
+        if not batch:
+            break
         if progress is not None:
-            progress.update(1)
-        if len(batch) >= min(CONVERT_ROWS, segment_rows - seen):
-            table, where = _batch_table(batch, failed, version_id, now)
-            tables.append(table)
-            positions.extend(seen + p for p in where)
-            seen += len(batch)
-            batch = []
-            if seen >= segment_rows:
-                yield pa.concat_tables(tables), positions
-                tables, positions, seen = [], [], 0
-    if batch:
+            progress.update(len(batch))
         table, where = _batch_table(batch, failed, version_id, now)
         tables.append(table)
-        positions.extend(seen + p for p in where)
+        positions.extend([seen + p for p in where])
+        seen += len(batch)
+        del batch
+        if seen >= segment_rows:
+            yield pa.concat_tables(tables), positions
+            tables, positions, seen = [], [], 0
     if tables:
         yield pa.concat_tables(tables), positions
 
