@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hds_s3 import ingest, layout, segments, tree
 from hds_s3.client import Client, resolve
@@ -983,23 +984,29 @@ class DatasetVersion:
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "update frames in")
-        items = list(frames)
-        present = set(self.get_frames_table(columns=["id"]).column("id").to_pylist())
-        failed: list[FailedFrame] = []
-        known: list[Mapping[str, Any]] = []  # validated once here: add_frames takes them column-wise
-        for item in items:
-            try:
-                canonical = ingest.normalize(item)
-            except (ValidationError, TypeError, ValueError) as exc:
-                failed.append(FailedFrame(item, str(exc)))
+        checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
+        for item in frames:
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
+                checked.append((item, item))  # validated by add_frames, column-wise
                 continue
-            fid = canonical["id"]
-            if fid in present:
+            try:
+                checked.append((item, ingest.normalize(item)))  # objects, and dicts whose id is derived
+            except (ValidationError, TypeError, ValueError) as exc:
+                checked.append((item, str(exc)))
+        # which of the given ids the version holds: its id column tested against the given ids
+        wanted = pa.array(list({c["id"] for _, c in checked if not isinstance(c, str)}), pa.string())
+        ids = self.get_frames_table(columns=["id"]).column("id")
+        present = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist()) if len(wanted) else set()
+        failed: list[FailedFrame] = []
+        known: list[Mapping[str, Any]] = []  # add_frames takes them column-wise
+        for given, canonical in checked:
+            if isinstance(canonical, str):
+                failed.append(FailedFrame(given, canonical))
+            elif canonical["id"] in present:
                 known.append(canonical)
             else:
-                failed.append(
-                    FailedFrame(item, f"frame {fid} is not in version {self.name!r}; use add_frames")
-                )
+                reason = f"frame {canonical['id']} is not in version {self.name!r}; use add_frames"
+                failed.append(FailedFrame(given, reason))
         failed.extend(self.add_frames(known))
         return failed
 

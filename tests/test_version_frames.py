@@ -18,7 +18,7 @@ from hds_s3 import (
     StorageError,
     ValidationError,
 )
-from hds_s3.frames import FrameGroup, SingleFrame
+from hds_s3.frames import FrameGroup, SingleFrame, frame_id
 from hds_s3.store import FaultyStore, MemoryStore
 from hds_s3.store.base import ObjectStore
 
@@ -118,6 +118,27 @@ def test_update_frames_replaces_existing_and_reports_unknown_ids(client: Client)
     back = ver.get_single_frame("a")
     assert back.metadata["city"] == "paris" and back.get_all_annotations() == []
     assert ver.get_frame_count() == 1
+
+
+def test_update_frames_given_dicts_checks_each_frame_and_its_id(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="upd-dicts", client=client)
+    ver.add_frames([frame(1, "car", fid="a"), frame(2, "car", fid="b"), frame(3)])  # frame 3: derived id
+    derived = frame(3).to_dict()
+    derived.pop("id", None)
+    derived["meta"] = {"city": "oslo"}
+    given = [
+        {"id": "a", "sources": [{"id": "default", "uri": "s3://b/1.jpg"}], "meta": {"city": "paris"}},
+        {"id": "b", "sources": [{"id": "default", "uri": "s3://b/2.jpg"}], "meta": {"bad.key": 1}},
+        {"id": "nope", "sources": [{"id": "default", "uri": "s3://b/9.jpg"}]},
+        derived,
+    ]
+    failed = ver.update_frames(given)
+    assert sorted(f.frame["id"] for f in failed) == ["b", "nope"]
+    assert any("bad.key" in f.reason for f in failed) and any("add_frames" in f.reason for f in failed)
+    assert ver.get_single_frame("a").metadata == {"city": "paris"}
+    assert ver.get_single_frame("b").metadata == {"city": "bremen", "index": 2}  # left as it was
+    assert ver.get_single_frame(frame_id(frame(3))).metadata == {"city": "oslo"}
+    assert ver.get_frame_count() == 3
 
 
 def test_provenance_is_recorded(client: Client) -> None:
