@@ -1086,9 +1086,11 @@ class DatasetVersion:
     def get_frames_table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Return this version's effective frames as an Arrow table (only ``columns``, plus ``id``, if given).
 
-        Columns: see :data:`hds_s3.segments.FRAME_SCHEMA`.
+        Columns: see :data:`hds_s3.segments.FRAME_SCHEMA`; a Parquet column path such as
+        ``"rois.list.element.labels"`` reads only that part of a nested column.
 
         Raises:
+            ValidationError: a column is not in the frame index.
             CorruptObjectError: a segment is missing or damaged.
         """
         return self._frames.effective(self._entry, columns)

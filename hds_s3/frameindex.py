@@ -135,6 +135,9 @@ class FrameIndex:
     def effective(self, entry: VersionEntry, columns: Sequence[str] | None = None) -> pa.Table:
         """Return the version's effective frames as one Arrow table (``columns`` always include ``id``).
 
+        A column may also be a Parquet column path that reads part of a nested column, such as
+        ``"rois.list.element.labels"`` (see :func:`hds_s3.segments.projected_schema`).
+
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
@@ -143,7 +146,7 @@ class FrameIndex:
         columns = list(columns) if columns is not None else list(segments.FRAME_COLUMNS)
         if "id" not in columns:
             columns = ["id", *columns]
-        schema = pa.schema([segments.FRAME_SCHEMA.field(c) for c in columns])
+        schema = segments.projected_schema(tuple(columns))
         if not refs:
             return schema.empty_table()
         disjoint = manifest.disjoint if manifest is not None else 0
@@ -429,7 +432,10 @@ class FrameIndex:
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
-        table = self.effective(entry, ["rois", "roi_count", "sources"])
+        # only the parts of the ROIs and sources counted: not their shapes, masks and metadata
+        table = self.effective(
+            entry, ["roi_count", "rois.list.element.labels", "sources.list.element.content_type"]
+        )
         total = table.num_rows
         annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0  # null when empty
         rois = pc.list_flatten(table.column("rois"))

@@ -17,6 +17,7 @@ structs.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from hds_s3.errors import CorruptObjectError
+from hds_s3.errors import CorruptObjectError, ValidationError
 
 SEGMENT_FORMAT = "hds_s3.frames.v1"
 DELETES_FORMAT = "hds_s3.deletes.v1"
@@ -224,6 +225,31 @@ def to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+_EMPTY_SEGMENT = to_parquet(FRAME_SCHEMA.empty_table())
+
+
+@functools.cache
+def projected_schema(columns: tuple[str, ...]) -> pa.Schema:
+    """The schema of a frames segment read with ``columns``, exactly as :func:`from_parquet` gives it.
+
+    A column is a top-level name (``"rois"``) or a Parquet column path that keeps only part of a
+    nested column (``"rois.list.element.labels"`` reads each ROI's labels and nothing else).
+
+    Raises:
+        ValidationError: a column is neither (Parquet itself would silently read nothing).
+    """
+    empty = pq.ParquetFile(pa.BufferReader(_EMPTY_SEGMENT))
+    paths = [empty.schema.column(i).path for i in range(len(empty.schema))]
+    for column in columns:
+        if not any(path == column or path.startswith(column + ".") for path in paths):
+            raise ValidationError(
+                f"{column!r} is not a column of the frame index; its columns are "
+                f"{', '.join(FRAME_SCHEMA.names)}, or a Parquet path inside one "
+                "(such as 'rois.list.element.labels')"
+            )
+    return empty.read(columns=list(columns)).schema
+
+
 def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Read a segment written by :func:`to_parquet`.
 
@@ -265,8 +291,7 @@ def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = N
     """
     frames = [(i, t) for i, (kind, t) in enumerate(segments) if kind == "frames" and t.num_rows]
     if not frames:
-        empty = FRAME_SCHEMA.empty_table()
-        return empty.select(schema.names) if schema is not None else empty
+        return schema.empty_table() if schema is not None else FRAME_SCHEMA.empty_table()
     if len(segments) == 1:
         return frames[0][1]
     keep = _last_occurrences([t.column("id") for _, t in segments])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -232,6 +233,42 @@ def test_statistics_are_computed_at_publish_and_stored(client: Client) -> None:
     assert raw["frames"] == 4 and raw["annotated"] == 2 and raw["unannotated"] == 2 and raw["rois"] == 4
     assert raw["labels"] == [{"name": "car", "count": 3}, {"name": "person", "count": 1}]
     assert raw["content_types"] == [{"name": "image/jpeg", "count": 3}, {"name": "video/mp4", "count": 1}]
+
+
+def test_statistics_of_a_child_count_only_its_live_frames(client: Client) -> None:
+    parent = DatasetVersion.create_new_dataset(dataset_name="stats-chain", client=client)
+    parent.add_frames([frame(i, "car", fid=f"a{i}") for i in range(4)])
+    parent.add_frames([frame(i, "cat", "dog", fid=f"b{i}") for i in range(3)])
+    parent.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_name="stats-chain", parent_version_ids=[parent.id], version_name="kid", client=client
+    )
+    child.update_frames([frame(0, "bus", fid="a0"), frame(1, fid="b1")])
+    child.delete_frames(["a3", "b2"])
+    child.add_frames([SingleFrame(source="s3://b/clip.mp4", timestamp=40, id="v")])
+    child.publish_version()
+    rows = child.get_frames_table().to_pylist()
+    labels = Counter(label for row in rows for roi in row["rois"] for label in roi["labels"])
+    assert child.get_stats() == {
+        "frames": 6,
+        "annotated": sum(1 for row in rows if row["rois"]),
+        "unannotated": sum(1 for row in rows if not row["rois"]),
+        "rois": sum(len(row["rois"]) for row in rows),
+        "labels": [{"name": n, "count": c} for n, c in sorted(labels.items(), key=lambda x: (-x[1], x[0]))],
+        "content_types": [{"name": "image/jpeg", "count": 5}, {"name": "video/mp4", "count": 1}],
+    }
+    assert dict(labels) == {"bus": 1, "car": 2, "cat": 1, "dog": 1}
+
+
+def test_frames_table_reads_part_of_a_nested_column_and_names_an_unknown_one(client: Client) -> None:
+    ver = DatasetVersion.create_new_dataset(dataset_name="cols", client=client)
+    ver.add_frames([frame(1, "car", fid="a"), frame(2, fid="b")])
+    table = ver.get_frames_table(columns=["rois.list.element.labels"])
+    assert table.column_names == ["id", "rois"]
+    assert table.sort_by("id").column("rois").to_pylist() == [[{"labels": ["car"]}], []]
+    for bad in ("colour", "rois.list.element.colour"):
+        with pytest.raises(ValidationError, match=f"'{bad}' is not a column of the frame index"):
+            ver.get_frames_table(columns=[bad])
 
 
 def test_compaction_merges_segments_and_leaves_children_alone(client: Client) -> None:
