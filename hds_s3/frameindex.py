@@ -139,6 +139,7 @@ class FrameIndex:
         ``"rois.list.element.labels"`` (see :func:`hds_s3.segments.projected_schema`).
 
         Raises:
+            ValidationError: a column is not in the frame index.
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
         manifest = self.manifest(entry)

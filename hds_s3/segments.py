@@ -225,7 +225,10 @@ def to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-_EMPTY_SEGMENT = to_parquet(FRAME_SCHEMA.empty_table())
+@functools.cache
+def _empty_segment() -> bytes:
+    """An empty frames segment, written on first use (not at import)."""
+    return to_parquet(FRAME_SCHEMA.empty_table())
 
 
 @functools.cache
@@ -238,7 +241,7 @@ def projected_schema(columns: tuple[str, ...]) -> pa.Schema:
     Raises:
         ValidationError: a column is neither (Parquet itself would silently read nothing).
     """
-    empty = pq.ParquetFile(pa.BufferReader(_EMPTY_SEGMENT))
+    empty = pq.ParquetFile(pa.BufferReader(_empty_segment()))
     paths = [empty.schema.column(i).path for i in range(len(empty.schema))]
     for column in columns:
         if not any(path == column or path.startswith(column + ".") for path in paths):
