@@ -19,7 +19,8 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from typing import Any
 
@@ -83,10 +84,23 @@ def fast_frames_table(
     The cyclic garbage collector is paused meanwhile: the pass allocates only acyclic objects, and
     with millions of input objects alive its full collections would cost more than the work.
     """
+    with gc_paused():
+        return _convert(frames, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector inside the block (as it was before, after it).
+
+    For work that allocates many acyclic objects and keeps them alive for a while (frame dicts,
+    their conversion): every full collection would walk all of them, and none would be freed.
+    Memory is still freed by reference counting; cycles made meanwhile wait for the next
+    collection after the block.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _convert(frames, version_id=version_id, now=now, hash_id=hash_id, guess_type=guess_type)
+        yield
     finally:
         if enabled:
             gc.enable()

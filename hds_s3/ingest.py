@@ -109,17 +109,23 @@ def _converted(
     seen = 0  # frames of the current segment consumed so far
     source = iter(frames)
     while True:
-        # taken with islice: the loop over the input runs in C, not frame by frame in Python
-        batch = list(islice(source, min(CONVERT_ROWS, segment_rows - seen)))
-        if not batch:
+        # The collector is paused while a batch is built, converted and released: its objects live
+        # until then and each full collection would walk them all, freeing nothing (that cost as
+        # much as the conversion). It runs between batches, when they are gone.
+        with columnar.gc_paused():
+            # taken with islice: the loop over the input runs in C, not frame by frame in Python
+            batch = list(islice(source, min(CONVERT_ROWS, segment_rows - seen)))
+            taken = len(batch)
+            if taken:
+                table, where = _batch_table(batch, failed, version_id, now)
+            del batch
+        if not taken:
             break
         if progress is not None:
-            progress.update(len(batch))
-        table, where = _batch_table(batch, failed, version_id, now)
+            progress.update(taken)
         tables.append(table)
         positions.extend([seen + p for p in where])
-        seen += len(batch)
-        del batch
+        seen += taken
         if seen >= segment_rows:
             yield pa.concat_tables(tables), positions
             tables, positions, seen = [], [], 0

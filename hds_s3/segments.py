@@ -18,7 +18,6 @@ structs.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -213,8 +212,13 @@ def deletes_table(ids: Iterable[str]) -> pa.Table:
 
 
 def to_parquet(table: pa.Table) -> bytes:
-    """Serialise a segment table as Parquet bytes (lz4: cheapest to decode; small row groups; statistics)."""
-    sink = io.BytesIO()
+    """Serialise a segment table as Parquet bytes (lz4: cheapest to decode; small row groups; statistics).
+
+    The sink is Arrow's own buffer, not a Python file object: the writer then never needs the GIL,
+    so it runs at full speed beside a thread busy in Python (``add_frames`` converts the next batch
+    meanwhile; through a Python sink every one of its many small writes waited for the GIL).
+    """
+    sink = pa.BufferOutputStream()
     pq.write_table(
         table,
         sink,
@@ -222,7 +226,7 @@ def to_parquet(table: pa.Table) -> bytes:
         row_group_size=ROW_GROUP_ROWS,
         write_statistics=True,
     )
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 @functools.cache

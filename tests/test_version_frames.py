@@ -565,3 +565,28 @@ def test_frames_converted_a_few_at_a_time_still_make_whole_segments_where_the_la
     got = _model_read(ver)
     assert got["f01"] == ("later", 1) and got["f11"] == ("last", 11)
     assert sorted(got) == sorted({f"f{i:02d}" for i in range(12)} - {"f04", "f08"})
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_add_frames_leaves_the_garbage_collector_as_it_found_it_even_when_the_input_fails(
+    client: Client, enabled: bool
+) -> None:
+    import gc
+
+    def frames_then_failure() -> Any:
+        for i in range(5):
+            yield frame(i, "car")
+        raise RuntimeError("the camera feed broke")
+
+    ver = DatasetVersion.create_new_dataset(dataset_name="collector", client=client)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError, match="camera feed"):
+            ver.add_frames(frames_then_failure())
+        assert gc.isenabled() is enabled
+        assert ver.add_frames([frame(i, "car") for i in range(5)]) == []
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert ver.get_frame_count() == 5
