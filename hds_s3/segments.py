@@ -226,7 +226,8 @@ def to_parquet(table: pa.Table) -> bytes:
         row_group_size=ROW_GROUP_ROWS,
         write_statistics=True,
     )
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 @functools.cache
