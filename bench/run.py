@@ -629,6 +629,15 @@ def make_rows(r: dict[str, Any], n: int, small: int) -> list[dict[str, Any]]:
         a_ours / a_base <= 1.5,
         "s",
     )
+    row(
+        "    same, end to end with the generator (info)",
+        ours["seconds"],
+        base["seconds"],
+        ours["seconds"] / base["seconds"],
+        "info",
+        None,
+        "s",
+    )
     if "cpu_seconds" in ours and "cpu_seconds" in base:
         row(
             "    same, CPU time of the process (info)",
@@ -880,7 +889,7 @@ def main() -> int:
     p.add_argument("--stores", default="local,moto_server", help="comma list of: local, moto_server")
     p.add_argument("--depth", type=int, default=20, help="length of the chain of children (default 20)")
     p.add_argument("--small-frames", type=int, default=0, help="second N for (b) (default frames/10)")
-    p.add_argument("--reps", type=int, default=3, help="repetitions of each read (median; default 3)")
+    p.add_argument("--reps", type=int, default=5, help="repetitions of each read (median; default 5)")
     p.add_argument("--lookups", type=int, default=15, help="ids looked up cold and warm (default 15)")
     p.add_argument("--segment-rows", type=int, default=SEGMENT_ROWS, help="add_frames segment_rows")
     p.add_argument("--seed", type=int, default=0)
