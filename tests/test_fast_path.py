@@ -265,6 +265,32 @@ def test_valid_frames_in_every_optional_combination_agree(frames: list[dict[str,
     _agree(frames)
 
 
+flat_metas = st.one_of(
+    st.none(),
+    st.dictionaries(
+        st.sampled_from(["city", "score", "n", "flag", "date", "été"]),
+        st.one_of(
+            st.text(max_size=4),
+            st.integers(-(2**63), 2**64 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.booleans(),
+        ),
+        max_size=4,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(flat_metas, min_size=1, max_size=6))
+def test_flat_metadata_of_every_plain_type_takes_the_fast_path_with_the_same_rows(metas: list[Any]) -> None:
+    """Text, 64-bit integers, floats and booleans: every frame is taken, with the per-frame rows."""
+    frames = [
+        {"id": f"f{i}", "sources": [{"id": "default", "uri": f"s3://b/{i}.jpg"}], "meta": meta}
+        for i, meta in enumerate(metas)
+    ]
+    assert _agree(frames) == len(frames)
+
+
 def test_a_typical_coco_like_batch_takes_the_fast_path_whole() -> None:
     frames = [
         {
