@@ -115,12 +115,11 @@ def _converted(
         with columnar.gc_paused():
             # taken with islice: the loop over the input runs in C, not frame by frame in Python
             batch = list(islice(source, min(CONVERT_ROWS, segment_rows - seen)))
+            if not batch:
+                break
+            table, where = _batch_table(batch, failed, version_id, now)
             taken = len(batch)
-            if taken:
-                table, where = _batch_table(batch, failed, version_id, now)
             del batch
-        if not taken:
-            break
         if progress is not None:
             progress.update(taken)
         tables.append(table)

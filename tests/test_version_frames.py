@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -571,8 +572,6 @@ def test_frames_converted_a_few_at_a_time_still_make_whole_segments_where_the_la
 def test_add_frames_leaves_the_garbage_collector_as_it_found_it_even_when_the_input_fails(
     client: Client, enabled: bool
 ) -> None:
-    import gc
-
     def frames_then_failure() -> Any:
         for i in range(5):
             yield frame(i, "car")
