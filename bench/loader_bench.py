@@ -154,7 +154,7 @@ def _time_loader(
 ) -> tuple[list[float], int]:
     from torch.utils.data import DataLoader
 
-    from hds_s3.dataview import DataView
+    from hds_s3.query.dataview import DataView
     from hds_s3.torch import DataViewIterableDataset
 
     view = DataView(iteration_order="sequential", client=client)

@@ -37,7 +37,7 @@ import synth  # noqa: E402
 from loader_bench import run_loader_bench  # noqa: E402
 
 from hds_s3 import Client, DatasetVersion  # noqa: E402
-from hds_s3.frameindex import SEGMENT_ROWS  # noqa: E402
+from hds_s3.index.frameindex import SEGMENT_ROWS  # noqa: E402
 from hds_s3.store import FaultyStore  # noqa: E402
 
 KB = 1024
@@ -504,7 +504,7 @@ class StoreBench:
         import duckdb
         import pyarrow.dataset as pads
 
-        from hds_s3.query import match_ids
+        from hds_s3.query.lucene import match_ids
 
         log(f"{self.name}: (f) label {QUERY_LABEL!r} AND meta.city {QUERY_CITY!r}: ours, pyarrow, DuckDB")
         client = Client(self.store)

@@ -7,7 +7,7 @@ are never copied: a frame holds URIs (any fsspec URL) and their annotations.
 from __future__ import annotations
 
 from hds_s3 import Dataset, DatasetVersion, FrameGroup, SingleFrame
-from hds_s3.frames import frame_id
+from hds_s3.model.frames import frame_id
 
 NAME = "frames example"
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hds_s3 import Dataset, DatasetVersion, SingleFrame, default_client
-from hds_s3.dataview import DataView
+from hds_s3.query.dataview import DataView
 from hds_s3.torch import DataViewIterableDataset
 
 NAME = "train loader example"

@@ -11,10 +11,8 @@ an S3 bucket or a local folder. The API follows ClearML Enterprise's Hyper-Datas
 and ``DataView`` queries a version's frames (Lucene, as the reference) and feeds a training loop.
 """
 
-from hds_s3.annotations import Annotation
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.client import Client, connect, default_client, set_default_client
-from hds_s3.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery
 from hds_s3.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -25,8 +23,10 @@ from hds_s3.errors import (
     StorageError,
     ValidationError,
 )
-from hds_s3.frames import FrameGroup, SingleFrame
-from hds_s3.ingest import FailedFrame
+from hds_s3.index.ingest import FailedFrame
+from hds_s3.model.annotations import Annotation
+from hds_s3.model.frames import FrameGroup, SingleFrame
+from hds_s3.query.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery
 
 __version__ = "0.1.0"
 

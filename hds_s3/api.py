@@ -18,9 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hds_s3 import ingest, layout, segments, tree
 from hds_s3.client import Client, resolve
-from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
 from hds_s3.errors import (
     AlreadyExistsError,
     HdsError,
@@ -28,10 +26,13 @@ from hds_s3.errors import (
     NotFoundError,
     ValidationError,
 )
-from hds_s3.frameindex import SEGMENT_ROWS, FrameIndex
-from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.ingest import FailedFrame
-from hds_s3.names import check_id, check_metadata, check_name, check_tags, check_utf8
+from hds_s3.format import layout, tree
+from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
+from hds_s3.index import ingest, segments
+from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
+from hds_s3.index.ingest import FailedFrame
+from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
+from hds_s3.model.names import check_id, check_metadata, check_name, check_tags, check_utf8
 
 log = logging.getLogger(__name__)
 
@@ -1055,7 +1056,7 @@ class DatasetVersion:
         if not isinstance(frame_id, str) or not frame_id:
             raise ValidationError(
                 f"get_single_frame needs a frame id (a non-empty string), got {frame_id!r}; "
-                "hds_s3.frames.frame_id(frame) gives the id of a frame object"
+                "hds_s3.model.frames.frame_id(frame) gives the id of a frame object"
             )
         row = version._frames.lookup(version._entry, frame_id)
         if row is None:
@@ -1086,7 +1087,7 @@ class DatasetVersion:
     def get_frames_table(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Return this version's effective frames as an Arrow table (only ``columns``, plus ``id``, if given).
 
-        Columns: see :data:`hds_s3.segments.FRAME_SCHEMA`; a Parquet column path such as
+        Columns: see :data:`hds_s3.index.segments.FRAME_SCHEMA`; a Parquet column path such as
         ``"rois.list.element.labels"`` reads only that part of a nested column.
 
         Raises:

@@ -12,8 +12,8 @@ import os
 import threading
 from pathlib import Path
 
-from hds_s3.catalog import Catalog
-from hds_s3.frameindex import FrameIndex
+from hds_s3.format.catalog import Catalog
+from hds_s3.index.frameindex import FrameIndex
 from hds_s3.store.base import ObjectStore
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import hds_s3.frameindex
+import hds_s3.index.frameindex
 from hds_s3 import (
     AlreadyExistsError,
     Client,
@@ -141,12 +141,12 @@ def _version(c: Client, ids: Ids, key: str = "draft") -> DatasetVersion:
 
 @contextmanager
 def _compact_threshold(value: int) -> Iterator[None]:
-    old = hds_s3.frameindex.COMPACT_SEGMENTS
-    hds_s3.frameindex.COMPACT_SEGMENTS = value
+    old = hds_s3.index.frameindex.COMPACT_SEGMENTS
+    hds_s3.index.frameindex.COMPACT_SEGMENTS = value
     try:
         yield
     finally:
-        hds_s3.frameindex.COMPACT_SEGMENTS = old
+        hds_s3.index.frameindex.COMPACT_SEGMENTS = old
 
 
 def _publish_compacting(c: Client, ids: Ids) -> object:

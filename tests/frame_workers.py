@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from hds_s3 import Client, DatasetVersion, HdsError
-from hds_s3.frames import SingleFrame
+from hds_s3.model.frames import SingleFrame
 from hds_s3.store import open_store
 
 

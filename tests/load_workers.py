@@ -29,10 +29,10 @@ from typing import Any
 import pyarrow as pa
 
 from hds_s3 import Client, Dataset, DatasetVersion
-from hds_s3.docs import DatasetDoc, VersionEntry
 from hds_s3.errors import ConflictError, NotFoundError
-from hds_s3.frames import SingleFrame
-from hds_s3.segments import FRAME_COLUMNS
+from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.index.segments import FRAME_COLUMNS
+from hds_s3.model.frames import SingleFrame
 from hds_s3.store import open_store
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
@@ -113,7 +113,7 @@ class CountingStore:
     """An ObjectStore that forwards every call and counts requests and lost preconditions.
 
     ``cas_lost``: compare-and-swap PUTs (``if_match``) that lost, each of which makes
-    :func:`hds_s3.commit.update_dataset_doc` re-read and retry; ``create_lost``: create-only PUTs
+    :func:`hds_s3.format.commit.update_dataset_doc` re-read and retry; ``create_lost``: create-only PUTs
     that found the key taken; ``manifest_deletes``: manifests removed, which (outside
     ``delete_version``) happens only when :meth:`FrameIndex.commit_pointer` lost its base pointer
     and rebuilds on the new one.

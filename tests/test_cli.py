@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hds_s3 import Dataset, DatasetVersion, SingleFrame, connect
-from hds_s3 import cli as cli_module
-from hds_s3.cli import cli, view_rules
-from hds_s3.frames import to_frame_dict
+from hds_s3.cli import app as cli_module
+from hds_s3.cli.app import cli, view_rules
+from hds_s3.model.frames import to_frame_dict
 
 COCO_FILE = Path(__file__).parent / "data" / "coco_small.json"
 

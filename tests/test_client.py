@@ -17,13 +17,13 @@ from hds_s3 import (
     ValidationError,
     connect,
     default_client,
-    layout,
     set_default_client,
 )
-from hds_s3.commit import RetryBudget, update_dataset_doc
-from hds_s3.frames import SingleFrame
+from hds_s3.format import layout
+from hds_s3.format.commit import RetryBudget, update_dataset_doc
+from hds_s3.format.tree import set_comment
+from hds_s3.model.frames import SingleFrame
 from hds_s3.store import LocalStore, MemoryStore, ReadOnlyStore
-from hds_s3.tree import set_comment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from hds_s3 import Client, Dataset, DatasetVersion, InvalidStateError, SingleFrame, ValidationError, connect
-from hds_s3.annotations import POLY_SEPARATOR
-from hds_s3.coco import (
+from hds_s3.model.annotations import POLY_SEPARATOR
+from hds_s3.tools.coco import (
     coco_to_frames,
     export_coco,
     frames_to_coco,

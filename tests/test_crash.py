@@ -7,7 +7,7 @@ process runs the transition on a copy of one starting folder (a local store) and
 reached the store. A kill *before* request ``k`` (mode ``crash``) leaves the store exactly as a kill
 after request ``k - 1`` does (requests ``1..k-1`` landed, nothing else), so one mode covers every
 point; set ``HDS_CRASH_MODES=crash-after,crash`` to run both (twice the time). The parent then
-checks, through the API and :mod:`hds_s3.fsck` / :mod:`hds_s3.gc`:
+checks, through the API and :mod:`hds_s3.tools.fsck` / :mod:`hds_s3.tools.gc`:
 
 1. the child really died at ``k`` (its exit status is ``CRASH_EXIT_CODE``);
 2. the state the API shows equals the state before or the state after the transition (run without
@@ -36,9 +36,9 @@ import crash_workers as cw
 import pytest
 
 from hds_s3 import Client, HdsError
-from hds_s3.fsck import fsck
-from hds_s3.gc import gc
 from hds_s3.store.faulty import CRASH_EXIT_CODE, FaultyStore
+from hds_s3.tools.fsck import fsck
+from hds_s3.tools.gc import gc
 
 MODES = tuple(m.strip() for m in os.environ.get("HDS_CRASH_MODES", "crash-after").split(",") if m.strip())
 if "forkserver" in multiprocessing.get_all_start_methods():

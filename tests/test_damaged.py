@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame, layout
-from hds_s3.docs import ManifestDoc, dump_manifest, parse_manifest
-from hds_s3.fsck import fsck
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame
+from hds_s3.format import layout
+from hds_s3.format.docs import ManifestDoc, dump_manifest, parse_manifest
 from hds_s3.store import MemoryStore
+from hds_s3.tools.fsck import fsck
 
 
 def frame(i: int) -> SingleFrame:

@@ -14,8 +14,8 @@ import pytest
 
 import hds_s3
 from hds_s3 import Client, DatasetVersion, InvalidStateError, NotFoundError, SingleFrame, ValidationError
-from hds_s3.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery, detect_shards
 from hds_s3.errors import ConflictError, StorageError
+from hds_s3.query.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery, detect_shards
 from hds_s3.store import ReadOnlyStore
 
 
@@ -597,7 +597,7 @@ def test_a_view_survives_pickling(client: Client, zoo: DatasetVersion) -> None:
 
 def test_the_random_streams_are_pinned() -> None:
     """Random order depends only on PCG64 seeded through SeedSequence: the same on every machine."""
-    from hds_s3.dataview import _permutation, _rng
+    from hds_s3.query.dataview import _permutation, _rng
 
     assert _permutation(_rng(7, 1, 0), 10).tolist() == [1, 3, 2, 7, 8, 4, 5, 9, 0, 6]
     assert _rng(7, 0).random(3).tolist() == pytest.approx([0.625095466605, 0.89721380097, 0.775685690245])

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, ValidationError, layout
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, ValidationError
+from hds_s3.format import layout
 from hds_s3.store import MemoryStore
 
 
@@ -137,7 +138,7 @@ _REF = {"key": "datasets/d/segments/v/s.parquet", "kind": "frames", "rows": 2, "
 def test_a_manifest_field_of_the_wrong_type_is_corruption_naming_the_key_and_field(
     field: str, change: dict[str, object]
 ) -> None:
-    from hds_s3.docs import parse_manifest
+    from hds_s3.format.docs import parse_manifest
 
     raw = {"format_version": 1, "dataset_id": "d", "version_id": "v", "created": 1, "segments": [_REF]}
     assert parse_manifest(json.dumps(raw).encode(), "m.json").segments[0].size == 10
@@ -159,7 +160,7 @@ def test_a_manifest_field_of_the_wrong_type_is_corruption_naming_the_key_and_fie
 def test_a_manifest_claiming_disjoint_segments_it_cannot_have_is_corruption(
     disjoint: object, segments: list[dict[str, object]], message: str
 ) -> None:
-    from hds_s3.docs import dump_manifest, parse_manifest
+    from hds_s3.format.docs import dump_manifest, parse_manifest
 
     raw = {"format_version": 1, "dataset_id": "d", "version_id": "v", "created": 1, "segments": [_REF]}
     old = parse_manifest(json.dumps(raw).encode(), "m.json")

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hds_s3 import columnar, segments
 from hds_s3.errors import HdsError
-from hds_s3.frames import guess_content_type, hash_id
-from hds_s3.ingest import normalize
+from hds_s3.index import columnar, segments
+from hds_s3.index.ingest import normalize
+from hds_s3.model.frames import guess_content_type, hash_id
 
 VID = "a" * 32
 NOW = 1_700_000_000_000

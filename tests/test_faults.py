@@ -43,7 +43,7 @@ from hds_s3 import (
     NotFoundError,
     StorageError,
 )
-from hds_s3.docs import parse_claim, parse_dataset_doc
+from hds_s3.format.docs import parse_claim, parse_dataset_doc
 from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 
 Ids = dict[str, str]

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hds_s3.annotations import POLY_SEPARATOR, Annotation
 from hds_s3.errors import NotFoundError, StorageError, ValidationError
-from hds_s3.frames import (
+from hds_s3.model.annotations import POLY_SEPARATOR, Annotation
+from hds_s3.model.frames import (
     FrameGroup,
     Mask,
     Preview,

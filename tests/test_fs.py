@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from hds_s3 import Client, DatasetVersion, FrameGroup, SingleFrame, connect, set_default_client
-from hds_s3.fs import HdsFileSystem, quote_name, version_url
+from hds_s3.io.fs import HdsFileSystem, quote_name, version_url
 from hds_s3.store import S3Store
 
 NAME = "street scenes/2024@day 100%"  # needs percent-encoding: '/', '@', ' ', '%'

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame, layout, segments, tree
-from hds_s3.docs import (
+from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame
+from hds_s3.errors import StorageError
+from hds_s3.format import layout, tree
+from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
     dump_claim,
@@ -18,10 +20,10 @@ from hds_s3.docs import (
     dump_manifest,
     parse_manifest,
 )
-from hds_s3.errors import StorageError
-from hds_s3.fsck import FsckReport, fsck
+from hds_s3.index import segments
 from hds_s3.store import LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
+from hds_s3.tools.fsck import FsckReport, fsck
 
 
 @pytest.fixture

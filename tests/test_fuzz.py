@@ -37,7 +37,7 @@ from hds_s3 import (
     SingleFrame,
     ValidationError,
 )
-from hds_s3.ingest import normalize
+from hds_s3.index.ingest import normalize
 from hds_s3.store import MemoryStore, ObjectStore
 
 RUNS: Counter[str] = Counter()
@@ -552,7 +552,7 @@ queries = st.one_of(
 @FUZZ
 @given(text=queries, scope=st.sampled_from(["frame", "roi", "source"]))
 def test_query_parsing(text: str, scope: str) -> None:
-    from hds_s3.query import parse
+    from hds_s3.query.lucene import parse
 
     RUNS["query.parse"] += 1
     try:

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame, ValidationError, layout
-from hds_s3.docs import DatasetDoc, ManifestDoc, dump_dataset_doc, dump_manifest, now_ms
-from hds_s3.fsck import fsck
-from hds_s3.gc import DEFAULT_GRACE_SECONDS, GcReport, gc
+from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame, ValidationError
+from hds_s3.format import layout
+from hds_s3.format.docs import DatasetDoc, ManifestDoc, dump_dataset_doc, dump_manifest, now_ms
 from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
+from hds_s3.tools.fsck import fsck
+from hds_s3.tools.gc import DEFAULT_GRACE_SECONDS, GcReport, gc
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -98,7 +99,7 @@ def old_manifest(dataset_id: str, key: str) -> bytes:
 
 
 def uncommitted_segment(c: Client, version: DatasetVersion) -> str:
-    from hds_s3 import segments
+    from hds_s3.index import segments
 
     return c.frames.write_segment(
         version.dataset_id, version.id, segments.deletes_table(["f2"]), "deletes"
@@ -288,7 +289,7 @@ def test_an_orphan_claimed_after_the_scan_is_kept() -> None:
     claim_key = layout.dataset_claim_key("late")
 
     def claim() -> None:  # the slow creator finally claims its name
-        from hds_s3.docs import DatasetClaim, dump_claim
+        from hds_s3.format.docs import DatasetClaim, dump_claim
 
         c.store.put(claim_key, dump_claim(DatasetClaim(name="late", dataset_id=orphan.id)))
 
@@ -358,7 +359,7 @@ def test_a_failed_removal_is_reported_and_stays_garbage() -> None:
 def test_the_report_is_json_ready_and_counts_pending_work() -> None:
     c = Client(MemoryStore())
     busy_dataset(c)
-    from hds_s3 import tree
+    from hds_s3.format import tree
 
     doc = c.catalog.get("cars")
     c.catalog.update(doc.id, lambda d: tree.mark_deleted(d, delete_all_versions=True, force=True), what="t")

@@ -24,7 +24,7 @@ times. Then a checker proves:
    ``get_frames_table()`` (sorted by id) right after its call returned, and the hash is the same at
    the end; its stored statistics count what it holds.
 3. No document lists a missing object: every version's manifest and every segment it lists exist
-   with the recorded size; and, when ``hds_s3.fsck`` exists, ``fsck(deep=True)`` finds no damage.
+   with the recorded size; and, when ``hds_s3.tools.fsck`` exists, ``fsck(deep=True)`` finds no damage.
 4. Every tree is well formed (parents exist, no cycle, unique names, no draft with children) and
    holds exactly the versions the acknowledged calls leave: every acknowledged create/snapshot
    child not acknowledged deleted, published exactly when a publish or snapshot of it was
@@ -59,8 +59,8 @@ from backends import StoreSpec
 from load_workers import CHAIN, FRAME_OPS, TREE
 
 from hds_s3 import Client, Dataset, DatasetVersion
-from hds_s3.docs import DatasetDoc, parse_manifest
 from hds_s3.errors import HdsError, NotFoundError
+from hds_s3.format.docs import DatasetDoc, parse_manifest
 
 OPS = int(os.environ.get("HDS_LOAD_OPS", "200"))
 WORKERS = {"local": 8, "seaweedfs": 4, "localstack": 8}
@@ -350,9 +350,9 @@ def _check_content(v: Verdict, run: LoadRun, doc: DatasetDoc, recs: list[dict[st
 def _fsck(v: Verdict, client: Client) -> None:
     """Check 3 again, with the library's own fsck where it exists."""
     try:
-        from hds_s3 import fsck as fsck_module
+        from hds_s3.tools import fsck as fsck_module
     except ImportError:
-        v.figures.append("fsck: hds_s3.fsck does not exist; skipped")
+        v.figures.append("fsck: hds_s3.tools.fsck does not exist; skipped")
         return
     report = fsck_module.fsck(client, deep=True)
     for finding in report.damage:

@@ -13,11 +13,12 @@ from typing import Any
 import fsspec
 import pytest
 
-from hds_s3 import DatasetVersion, SingleFrame, segments, set_default_client
-from hds_s3.dataview import DataView
+from hds_s3 import DatasetVersion, SingleFrame, set_default_client
 from hds_s3.errors import NotFoundError, ValidationError
-from hds_s3.loaders import iter_frames
-from hds_s3.sources import SourceFetcher
+from hds_s3.index import segments
+from hds_s3.io.loaders import iter_frames
+from hds_s3.io.sources import SourceFetcher
+from hds_s3.query.dataview import DataView
 from hds_s3.store import S3Store
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
@@ -251,9 +252,9 @@ def test_iter_frames_without_torch_api(
 
 def test_importing_hds_s3_and_loaders_does_not_import_torch() -> None:
     code = (
-        "import sys, hds_s3, hds_s3.loaders, hds_s3.fs, hds_s3.sources\n"
+        "import sys, hds_s3, hds_s3.io.loaders, hds_s3.io.fs, hds_s3.io.sources\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "from hds_s3.loaders import DataViewIterableDataset\n"
+        "from hds_s3.io.loaders import DataViewIterableDataset\n"
         "assert 'torch' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,7 +1,7 @@
 """The merge of a version's segments equals applying them one by one to a dict (DESIGN.md invariant 2).
 
 A model in plain Python (a dict from id to the row that last wrote it, tombstones popping ids) is
-compared with :func:`hds_s3.segments.merge` on random chains of segments: ids drawn from a small pool
+compared with :func:`hds_s3.index.segments.merge` on random chains of segments: ids drawn from a small pool
 so that replacements and deletions are frequent, segments of every size including empty ones, and
 sizes large enough that the parallel filter and the sliced path both run.
 """
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hds_s3 import segments
+from hds_s3.index import segments
 
 Segment = tuple[str, list[tuple[str, int]]]  # kind, (id, value) rows; a deletes segment has value -1
 
@@ -109,7 +109,7 @@ def test_a_child_of_a_version_marked_disjoint_reads_as_its_edits_applied_in_orde
 ) -> None:
     """The read that probes only the deltas (ManifestDoc.disjoint) equals a dict model of the edits."""
     from hds_s3 import Client, DatasetVersion
-    from hds_s3.frames import SingleFrame
+    from hds_s3.model.frames import SingleFrame
     from hds_s3.store import MemoryStore
 
     def frame(i: int, tag: int) -> SingleFrame:

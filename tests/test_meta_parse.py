@@ -8,7 +8,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hds_s3.segments import parse_meta
+from hds_s3.index.segments import parse_meta
 
 
 def test_nested_keys_become_dotted_typed_columns_aligned_with_the_input() -> None:

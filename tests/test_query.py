@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hds_s3
-from hds_s3 import DatasetVersion, ValidationError, segments
-from hds_s3 import query as q
+from hds_s3 import DatasetVersion, ValidationError
+from hds_s3.index import segments
+from hds_s3.query import lucene as q
 
 
 def frame(

@@ -17,8 +17,9 @@ from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hds_s3 import Client, Dataset, DatasetVersion, HdsError, StorageError, ValidationError, layout
-from hds_s3.frames import SingleFrame
+from hds_s3 import Client, Dataset, DatasetVersion, HdsError, StorageError, ValidationError
+from hds_s3.format import layout
+from hds_s3.model.frames import SingleFrame
 from hds_s3.store import LocalStore, MemoryStore, ObjectStore, S3Store
 from hds_s3.store.readonly import ReadOnlyStore
 from hds_s3.store.s3 import check_key

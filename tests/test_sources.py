@@ -1,4 +1,4 @@
-"""hds_s3.sources: reading source bytes from URLs, the bounded cache, and read-ahead."""
+"""hds_s3.io.sources: reading source bytes from URLs, the bounded cache, and read-ahead."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import fsspec
 import pytest
 
 from hds_s3.errors import NotFoundError, StorageError, ValidationError
-from hds_s3.sources import SourceFetcher, prefetch
+from hds_s3.io.sources import SourceFetcher, prefetch
 from hds_s3.store import S3Store
 
 SOURCE_BUCKET = "hds-sources"

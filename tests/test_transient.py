@@ -15,7 +15,7 @@ import pytest
 from faultproxy import FaultProxy
 
 from hds_s3 import Client, ConflictError, Dataset, DatasetVersion, StorageError, ValidationError
-from hds_s3.frames import SingleFrame
+from hds_s3.model.frames import SingleFrame
 from hds_s3.store import S3Store
 from hds_s3.store.base import content_etag
 

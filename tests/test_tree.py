@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hds_s3 import InvalidStateError
-from hds_s3.docs import DatasetDoc, VersionEntry
-from hds_s3.tree import publish, snapshot
+from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.format.tree import publish, snapshot
 
 
 def _doc() -> DatasetDoc:

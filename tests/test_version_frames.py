@@ -20,7 +20,7 @@ from hds_s3 import (
     StorageError,
     ValidationError,
 )
-from hds_s3.frames import FrameGroup, SingleFrame, frame_id
+from hds_s3.model.frames import FrameGroup, SingleFrame, frame_id
 from hds_s3.store import FaultyStore, MemoryStore
 from hds_s3.store.base import ObjectStore
 
@@ -94,7 +94,7 @@ def test_bad_frames_are_returned_with_the_reason_and_the_rest_land(client: Clien
 def test_a_batch_arrow_refuses_is_converted_frame_by_frame_and_only_the_refused_frame_fails(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hds_s3 import segments
+    from hds_s3.index import segments
 
     real = segments.frame_row
 
@@ -295,9 +295,9 @@ def test_compaction_merges_segments_and_leaves_children_alone(client: Client) ->
 def test_publishing_compacts_automatically_past_the_threshold(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hds_s3.frameindex
+    import hds_s3.index.frameindex
 
-    monkeypatch.setattr(hds_s3.frameindex, "COMPACT_SEGMENTS", 3)
+    monkeypatch.setattr(hds_s3.index.frameindex, "COMPACT_SEGMENTS", 3)
     ver = DatasetVersion.create_new_dataset(dataset_name="auto", client=client)
     for batch in range(5):
         ver.add_frames([frame(batch, fid=f"f{batch}")])
@@ -336,9 +336,9 @@ def test_a_damaged_segment_is_reported_with_its_key(client: Client, store: Objec
 def test_a_chain_that_piles_up_dead_rows_is_rewritten_at_publish_and_its_parent_is_not(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hds_s3.frameindex
+    import hds_s3.index.frameindex
 
-    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 4)
+    monkeypatch.setattr(hds_s3.index.frameindex, "DEAD_ROWS_MIN", 4)
     root = DatasetVersion.create_new_dataset(dataset_name="dead", client=client)
     root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)])
     root.publish_version()
@@ -413,9 +413,9 @@ def test_a_version_deleted_while_it_is_read_is_reported_as_gone_not_as_damage(re
 def test_a_snapshot_chain_stays_short_to_read_the_new_draft_follows_the_compaction(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hds_s3.frameindex
+    import hds_s3.index.frameindex
 
-    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 4)
+    monkeypatch.setattr(hds_s3.index.frameindex, "DEAD_ROWS_MIN", 4)
     draft = DatasetVersion.create_new_dataset(dataset_name="chain", client=client)
     draft.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)])
     expected = {f"f{i:02d}" for i in range(20)}
@@ -446,9 +446,9 @@ def test_a_failed_compaction_never_fails_the_publication_that_landed(
     the store. The call raises exactly when the version is still a draft afterwards: a caller told
     "failed" never finds the version published, and one told "done" always does.
     """
-    import hds_s3.frameindex
+    import hds_s3.index.frameindex
 
-    monkeypatch.setattr(hds_s3.frameindex, "COMPACT_SEGMENTS", 3)
+    monkeypatch.setattr(hds_s3.index.frameindex, "COMPACT_SEGMENTS", 3)
     template = MemoryStore()
     setup = Client(template)
     ver = DatasetVersion.create_new_dataset(dataset_name="c", client=setup)
@@ -534,10 +534,10 @@ def test_a_clean_publication_is_marked_disjoint_and_its_children_read_right_thro
 
 
 def test_a_full_compaction_is_marked_disjoint(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hds_s3.frameindex
+    import hds_s3.index.frameindex
 
-    monkeypatch.setattr(hds_s3.frameindex, "DEAD_ROWS_MIN", 1)
-    monkeypatch.setattr(hds_s3.frameindex, "SEGMENT_ROWS", 4)
+    monkeypatch.setattr(hds_s3.index.frameindex, "DEAD_ROWS_MIN", 1)
+    monkeypatch.setattr(hds_s3.index.frameindex, "SEGMENT_ROWS", 4)
     ver = DatasetVersion.create_new_dataset(dataset_name="full", client=client)
     ver.add_frames([frame(i, fid=f"f{i:02d}") for i in range(10)])
     ver.add_frames([frame(i, "dog", fid=f"f{i:02d}") for i in range(5)])  # 5 replaced rows
@@ -551,9 +551,9 @@ def test_a_full_compaction_is_marked_disjoint(client: Client, monkeypatch: pytes
 def test_frames_converted_a_few_at_a_time_still_make_whole_segments_where_the_last_write_wins(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hds_s3.ingest
+    import hds_s3.index.ingest
 
-    monkeypatch.setattr(hds_s3.ingest, "CONVERT_ROWS", 3)
+    monkeypatch.setattr(hds_s3.index.ingest, "CONVERT_ROWS", 3)
     ver = DatasetVersion.create_new_dataset(dataset_name="steps", client=client)
     frames: list[Any] = [frame(i, fid=f"f{i:02d}") for i in range(12)]
     frames[4] = frame(1, fid="f01", city="later")  # f01 again, in the next step of the same segment

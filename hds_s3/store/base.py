@@ -1,7 +1,7 @@
 """The storage boundary: what every object store must do, and nothing more.
 
 A store holds immutable-or-CAS-guarded objects under string keys. Keys are produced by
-:mod:`hds_s3.layout` only; a store maps them onto its medium (S3 keys under a prefix, files under a
+:mod:`hds_s3.format.layout` only; a store maps them onto its medium (S3 keys under a prefix, files under a
 folder, a dict). The only primitives a transition may rely on are a create-only ``put``
 (``if_none_match=True``) and a compare-and-swap ``put`` (``if_match=etag``); there is no
 conditional delete or copy, because several S3 servers do not honour them.

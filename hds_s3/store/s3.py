@@ -298,7 +298,7 @@ def check_key(key: str, *, is_prefix: bool = False) -> str:
     if bad is not None:
         raise ValidationError(
             f"object key {key!r} has an empty, '.' or '..' component (or a leading or trailing '/'); "
-            "keys come from hds_s3.layout and cannot leave the store's prefix"
+            "keys come from hds_s3.format.layout and cannot leave the store's prefix"
         )
     ch = next((c for c in key if unicodedata.category(c) in ("Cc", "Cs")), None)
     if ch is not None:

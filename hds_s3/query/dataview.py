@@ -3,7 +3,7 @@
 A :class:`DataView` holds filter rules (:meth:`DataView.add_query`, :meth:`DataView.add_multi_query`),
 OR-ed together; within a rule every condition is AND-ed: the ROI rules (each may be met by a
 different ROI), the frame query, the source query and the ``filter_by_roi`` mode. Queries use the
-Lucene subset of :mod:`hds_s3.query`. After matching, label mapping rules rename ROI labels and the
+Lucene subset of :mod:`hds_s3.query.lucene`. After matching, label mapping rules rename ROI labels and the
 label enumeration gives each ROI a ``label_num`` (-1 for labels not listed).
 
 Reading a view never writes (it works with read-only credentials); :meth:`DataView.store` saves it
@@ -46,10 +46,10 @@ Choices (where the reference is silent or ambiguous):
   consumed so far; :meth:`DataView.set_initial_iteration` makes the next iterator start there, and
   it yields exactly the tail of the sequence it would have produced.
 * **Frames out**: :meth:`DataView.get_iterator` and :meth:`DataView.to_dict` give dicts (the
-  canonical frame dict of :mod:`hds_s3.frames` plus ``"dataset": {"id", "name", "version",
+  canonical frame dict of :mod:`hds_s3.model.frames` plus ``"dataset": {"id", "name", "version",
   "version_name"}``, where ``version`` is the version id as in the reference server's frames, and
   ``label_num`` on each ROI); ``for frame in view`` and :meth:`DataView.to_list` give
-  :class:`~hds_s3.frames.SingleFrame` / :class:`~hds_s3.frames.FrameGroup` objects whose
+  :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup` objects whose
   annotations carry mapped labels and a ``label_num`` attribute.
 * **Mapping** (:meth:`DataView.add_mapping_rule`): a ROI carrying all ``from_labels`` has them
   replaced by ``to_label`` (at the place of the first; its other labels stay); the first
@@ -83,9 +83,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hds_s3 import layout, query, segments
 from hds_s3.client import Client, resolve
-from hds_s3.docs import DatasetDoc, VersionEntry, now_ms
 from hds_s3.errors import (
     ConflictError,
     CorruptObjectError,
@@ -93,8 +91,12 @@ from hds_s3.errors import (
     NotFoundError,
     ValidationError,
 )
-from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.names import check_id, check_name, check_tags
+from hds_s3.format import layout
+from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
+from hds_s3.index import segments
+from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
+from hds_s3.model.names import check_id, check_name, check_tags
+from hds_s3.query import lucene as query
 
 log = logging.getLogger("hds_s3")
 
@@ -183,7 +185,7 @@ class RoiQuery:
         object.__setattr__(self, "conf_range", None if conf_range is None else tuple(conf_range))
 
     def rule(self, what: str = "RoiQuery") -> query.LabelRule:
-        """Compile into a :class:`hds_s3.query.LabelRule`.
+        """Compile into a :class:`hds_s3.query.lucene.LabelRule`.
 
         Raises:
             ValidationError: a bad label query or range.
@@ -976,7 +978,7 @@ class DataView:
         ``roi_query``: a label, a list of labels that must all be on the same ROI, or a ROI Lucene
         query (default field ``label.keyword``, implicit AND); ``'*'`` or None = no ROI condition.
         ``frame_query`` / ``source_query``: Lucene over frame / source fields (see
-        :mod:`hds_s3.query`). Dataset and version: by name or id, or ``'*'`` (see the module
+        :mod:`hds_s3.query.lucene`). Dataset and version: by name or id, or ``'*'`` (see the module
         docstring); a dataset without a version means its current version. ``filter_by_roi``:
         ``label_rules`` (default), ``disabled`` or ``no_rois``. A rule from :meth:`get_queries` may be
         passed as the only argument.

@@ -1,6 +1,6 @@
 """The commit point of every transition: one compare-and-swap of a dataset document.
 
-:func:`update_dataset_doc` reads the document, applies a pure change (from :mod:`hds_s3.tree`),
+:func:`update_dataset_doc` reads the document, applies a pure change (from :mod:`hds_s3.format.tree`),
 and writes it back with ``If-Match``. When another writer got there first, it re-reads and
 re-applies the change to the newer document, with jittered exponential backoff and a total budget;
 the change re-checks its requirements, so a publish that lost to another publish fails cleanly
@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity import wait_random_exponential as _wait
 
-from hds_s3 import layout
-from hds_s3.docs import DatasetDoc, dump_dataset_doc, now_ms, parse_dataset_doc
 from hds_s3.errors import ConflictError, NotFoundError, StorageError
+from hds_s3.format import layout
+from hds_s3.format.docs import DatasetDoc, dump_dataset_doc, now_ms, parse_dataset_doc
 from hds_s3.store.base import ObjectStore
 
 log = logging.getLogger("hds_s3")

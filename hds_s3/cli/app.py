@@ -18,14 +18,14 @@ other error as ``unexpected <type>: ...``); 2 for usage errors (click's message)
 exits with 1 when the store is damaged, ``hds gc`` when a removal failed, after printing their
 report. :func:`main` ends the process with ``os._exit`` once output is flushed (see its docstring).
 
-``query`` commands (and ``coco export`` with a query) build a :class:`~hds_s3.dataview.DataView`:
+``query`` commands (and ``coco export`` with a query) build a :class:`~hds_s3.query.dataview.DataView`:
 each ``--dataset`` (or ``--dataset-id``) starts one OR-ed rule; ``--version``, ``--roi-query``,
 ``--frame-query``, ``--source-query`` and ``--weight`` are given once (the same for every rule) or
 once per rule in the order of the ``--dataset`` flags, ``''`` meaning none for that rule.
 ``--view FILE`` reads rules (``add_query``'s keywords) and iteration options from JSON.
 
 ``frames add`` reads JSON Lines (one frame dict per line, the form of
-:func:`hds_s3.frames.to_frame_dict`) or Parquet (as ``frames export`` writes it: the frame columns,
+:func:`hds_s3.model.frames.to_frame_dict`) or Parquet (as ``frames export`` writes it: the frame columns,
 metadata as JSON text). It is all or nothing for bad input: the file is read and every frame checked
 first, in bounded memory, and any malformed line or invalid frame stops the command before anything
 is written, naming the line (or row) and the reason; ``--skip-invalid`` adds the valid frames and
@@ -55,7 +55,7 @@ from hds_s3.client import Client, connect, default_store_url
 from hds_s3.errors import HdsError, InvalidStateError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from hds_s3.dataview import DataView
+    from hds_s3.query.dataview import DataView
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -869,8 +869,8 @@ def _records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | BadRec
 
 def _invalid(batch: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """Check a batch of frame dicts exactly as ``add_frames`` will: ``(index, reason)`` of the bad ones."""
-    from hds_s3 import columnar, ingest
-    from hds_s3.frames import guess_content_type, hash_id
+    from hds_s3.index import columnar, ingest
+    from hds_s3.model.frames import guess_content_type, hash_id
 
     _, _, slow = columnar.fast_frames_table(
         batch, version_id="0" * 32, now=0, hash_id=hash_id, guess_type=guess_content_type
@@ -982,7 +982,7 @@ def write_frames(dicts: Iterable[Mapping[str, Any]], path: str, fmt: str, bar: A
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hds_s3 import segments
+    from hds_s3.index import segments
 
     schema = pa.schema([segments.FRAME_SCHEMA.field(c) for c in segments.FRAME_COLUMNS])
     with _output(path, binary=True) as handle:
@@ -1108,7 +1108,7 @@ def frames_get(
     frame_ids: tuple[str, ...],
 ) -> None:
     """Print frames as JSON (one object per frame; a list with --json)."""
-    from hds_s3.frames import to_frame_dict
+    from hds_s3.model.frames import to_frame_dict
 
     v = get_version(env, dataset_name, dataset_id, version_name, version_id)
     found = [to_frame_dict(v.get_single_frame(frame_id=fid)) for fid in frame_ids]
@@ -1204,8 +1204,8 @@ def frames_export(
     """
     import pyarrow.parquet as pq
 
-    from hds_s3 import segments
-    from hds_s3.coco import version_frames
+    from hds_s3.index import segments
+    from hds_s3.tools.coco import version_frames
 
     fmt = "jsonl" if output == "-" and fmt is None else _format_of(output, fmt)
     if fmt == "parquet" and output == "-":
@@ -1464,7 +1464,7 @@ def build_dataview(env: Env, spec: ViewSpec) -> DataView:
         ValidationError: a rule the DataView refuses (e.g. a malformed query, pointing at the token).
         NotFoundError: a rule names a dataset or version that does not exist.
     """
-    from hds_s3.dataview import DataView
+    from hds_s3.query.dataview import DataView
 
     view = DataView(
         iteration_order=spec.order or "sequential",
@@ -1604,7 +1604,7 @@ def coco_import(
 
     The whole file is checked first; nothing is written if anything in it is wrong.
     """
-    from hds_s3.coco import import_coco
+    from hds_s3.tools.coco import import_coco
 
     if create:
         if dataset_name is None:
@@ -1634,7 +1634,7 @@ def coco_export(env: Env, /, output: str, image_root: str | None, **params: Any)
     With one --dataset and no query, the version is exported and the categories its import stored
     keep their ids; with queries or several rules, the DataView's frames are.
     """
-    from hds_s3.coco import export_coco, stored_coco_meta
+    from hds_s3.tools.coco import export_coco, stored_coco_meta
 
     spec = view_spec(params)
     plain = (
@@ -1720,7 +1720,7 @@ def fsck_command(env: Env, repair: bool, deep: bool) -> None:
 
     Exits with 1 when something is damaged (after printing the report).
     """
-    from hds_s3.fsck import fsck
+    from hds_s3.tools.fsck import fsck
 
     report = fsck(env.client, repair=repair, deep=deep)
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
@@ -1745,7 +1745,7 @@ def gc_command(env: Env, delete: bool, grace: str) -> None:
 
     Exits with 1 when some removals failed (they stay garbage for the next run).
     """
-    from hds_s3.gc import gc
+    from hds_s3.tools.gc import gc
 
     report = gc(env.client, grace_seconds=parse_duration(grace), dry_run=not delete)
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))

@@ -59,8 +59,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hds_s3 import segments
 from hds_s3.errors import ValidationError
+from hds_s3.index import segments
 
 Scope = Literal["frame", "roi", "source"]
 FilterByRoi = Literal["label_rules", "disabled", "no_rois"]
@@ -179,7 +179,7 @@ class Query:
 
     @property
     def columns(self) -> frozenset[str]:
-        """The index columns (of :data:`hds_s3.segments.FRAME_SCHEMA`) this query reads."""
+        """The index columns (of :data:`hds_s3.index.segments.FRAME_SCHEMA`) this query reads."""
         return frozenset(_columns(self.root))
 
     def __str__(self) -> str:

@@ -155,7 +155,7 @@ def _roi_row(roi: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def frame_row(frame: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn one canonical frame dict (see :mod:`hds_s3.frames`) into one Arrow row of the segment schema."""
+    """Turn one canonical frame dict (:mod:`hds_s3.model.frames`) into one Arrow row of the segment schema."""
     meta = frame.get("meta") or {}
     strs: dict[str, str] = {}
     nums: dict[str, float] = {}

@@ -1,6 +1,6 @@
 """Frames: SingleFrame (one source), FrameGroup (several named sources) and their canonical dict.
 
-The module also holds previews, masks, annotations (through :mod:`hds_s3.annotations`), validation
+The module also holds previews, masks, annotations (through :mod:`hds_s3.model.annotations`), validation
 and frame identity.
 
 Pure Python: nothing here does I/O except the ``get_local_*`` methods (through fsspec). The storage
@@ -16,7 +16,7 @@ layer turns the canonical dict of :func:`to_frame_dict` into Parquet and reads i
     (+ "saved", "saved_in_version", "updated_in_version" when known)
 
 A frame with one source whose id is ``"default"`` reads back as a :class:`SingleFrame`, anything else
-as a :class:`FrameGroup`. ROIs are described in :mod:`hds_s3.annotations`.
+as a :class:`FrameGroup`. ROIs are described in :mod:`hds_s3.model.annotations`.
 
 Defaults: ``context_id`` is the first source's URI, ``timestamp`` (milliseconds) the first source's
 timestamp (0 for images), ``content_type`` is guessed from the URI's extension (Python's built-in
@@ -59,7 +59,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-from hds_s3.annotations import (
+from hds_s3.errors import NotFoundError, StorageError, ValidationError
+from hds_s3.model.annotations import (
     Annotation,
     _fail,
     _is_int,
@@ -70,8 +71,7 @@ from hds_s3.annotations import (
     pop_annotation,
     roi_to_dict,
 )
-from hds_s3.errors import NotFoundError, StorageError, ValidationError
-from hds_s3.names import check_metadata, check_utf8
+from hds_s3.model.names import check_metadata, check_utf8
 
 DEFAULT_SOURCE_ID = "default"
 """Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
@@ -337,7 +337,7 @@ class SingleFrame(_Provenance):
         masks: The source's :class:`Mask` list (``masks_source`` is the ``{id: uri}`` view).
         metadata: Searchable frame metadata (alias ``meta``).
         meta_blob: Non-searchable frame metadata.
-        annotations: The frame's ROIs (:class:`~hds_s3.annotations.Annotation`).
+        annotations: The frame's ROIs (:class:`~hds_s3.model.annotations.Annotation`).
         source_id: Id of the source (``"default"``; in a :class:`FrameGroup` the key is used).
         source_meta: Per-source metadata.
         source_timestamp: Position inside the source in ms (video); 0 for images.

@@ -17,7 +17,7 @@ Paths (every component percent-decoded with :func:`urllib.parse.unquote`, so nam
 At the version level, the raw name ``index.parquet`` always means the index; a frame whose id is
 ``index.parquet`` is listed as ``index%2Eparquet``.
 
-The index holds the columns of :data:`hds_s3.segments.FRAME_SCHEMA`: the frame fields (``meta``,
+The index holds the columns of :data:`hds_s3.index.segments.FRAME_SCHEMA`: the frame fields (``meta``,
 ``meta_blob`` and the ``meta`` of sources and ROIs as JSON text) and the derived query columns
 (``labels``, ``roi_count``, ``meta_str``, ``meta_num``), so ``pandas.read_parquet``,
 ``polars.read_parquet`` or DuckDB (after ``duckdb.register_filesystem(fsspec.filesystem("hds"))``)
@@ -26,7 +26,7 @@ read a version by URL.
 Storage options: ``store`` (a store URL, an :class:`~hds_s3.store.base.ObjectStore` or a
 :class:`~hds_s3.client.Client`; default: the default client, i.e. ``HDS_STORE`` or the local
 folder), ``source_options`` (per-protocol fsspec options for reading sources, see
-:class:`hds_s3.sources.SourceFetcher`) and ``cache_bytes`` (bound of the in-memory source cache).
+:class:`hds_s3.io.sources.SourceFetcher`) and ``cache_bytes`` (bound of the in-memory source cache).
 
 Freshness: every call reads the dataset document (two small GETs), so names, drafts and the current
 version are seen as they are now. A version's index is built once per filesystem instance: forever
@@ -51,11 +51,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.spec import AbstractFileSystem
 
-from hds_s3 import segments
 from hds_s3.client import Client, connect, default_client
-from hds_s3.docs import DatasetDoc, VersionEntry
 from hds_s3.errors import NotFoundError, ValidationError
-from hds_s3.sources import DEFAULT_CACHE_BYTES, SourceFetcher, StorageOptions
+from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.index import segments
+from hds_s3.io.sources import DEFAULT_CACHE_BYTES, SourceFetcher, StorageOptions
 from hds_s3.store.base import ObjectStore
 
 #: The name of the index file in a version directory.

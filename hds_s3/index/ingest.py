@@ -1,7 +1,7 @@
 """Streaming frames into Parquet segments in bounded memory, collecting the frames that fail.
 
 Input is any iterable of ``SingleFrame``, ``FrameGroup`` or canonical frame dicts (see
-:mod:`hds_s3.frames`). Each frame is validated and normalised on its own; one that fails is reported
+:mod:`hds_s3.model.frames`). Each frame is validated and normalised on its own; one that fails is reported
 with the reason and the others go on (a ``FrameGroup`` fails or passes whole). At most
 ``segment_rows`` frames are held at a time: each full batch becomes one segment, written before any
 document refers to it.
@@ -17,11 +17,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from hds_s3 import columnar, segments
-from hds_s3.docs import SegmentRef
 from hds_s3.errors import HdsError, ValidationError
-from hds_s3.frameindex import FrameIndex
-from hds_s3.frames import FrameGroup, SingleFrame, frame_from_dict, guess_content_type, hash_id, to_frame_dict
+from hds_s3.format.docs import SegmentRef
+from hds_s3.index import columnar, segments
+from hds_s3.index.frameindex import FrameIndex
+from hds_s3.model.frames import (
+    FrameGroup,
+    SingleFrame,
+    frame_from_dict,
+    guess_content_type,
+    hash_id,
+    to_frame_dict,
+)
 
 Frame = SingleFrame | FrameGroup
 

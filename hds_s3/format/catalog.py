@@ -16,16 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from hds_s3 import layout
-from hds_s3.commit import Change, read_dataset_doc, update_dataset_doc
-from hds_s3.docs import (
-    DatasetClaim,
-    DatasetDoc,
-    dump_claim,
-    dump_dataset_doc,
-    now_ms,
-    parse_claim,
-)
 from hds_s3.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,9 +24,19 @@ from hds_s3.errors import (
     StorageError,
     ValidationError,
 )
-from hds_s3.names import check_id, check_name
+from hds_s3.format import layout
+from hds_s3.format.commit import Change, read_dataset_doc, update_dataset_doc
+from hds_s3.format.docs import (
+    DatasetClaim,
+    DatasetDoc,
+    dump_claim,
+    dump_dataset_doc,
+    now_ms,
+    parse_claim,
+)
+from hds_s3.format.tree import DEFAULT_VERSION_NAME, add_version
+from hds_s3.model.names import check_id, check_name
 from hds_s3.store.base import ObjectStore
-from hds_s3.tree import DEFAULT_VERSION_NAME, add_version
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Catalog:
         ``tags`` must all be present; a tag written ``-x`` must be absent.
 
         A dataset whose name claim or document is damaged is left out of the list, with a warning
-        naming the damaged key (logger ``hds_s3.catalog``), so that one damaged dataset does not hide
+        naming the damaged key (logger ``hds_s3.format.catalog``), so that one damaged dataset does not hide
         the others; :meth:`get` on it raises :class:`~hds_s3.errors.CorruptObjectError`.
 
         Raises:

@@ -1,7 +1,7 @@
 """Transitions of a dataset's version tree as pure functions: (document, request) -> new document.
 
 Each function checks its requirements against the document it is given (freshly read by
-:mod:`hds_s3.commit`) and returns the changed copy, or raises. They do no I/O, so re-applying one to
+:mod:`hds_s3.format.commit`) and returns the changed copy, or raises. They do no I/O, so re-applying one to
 a newer document after a lost compare-and-swap is always a fresh, correct decision.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from hds_s3.docs import DRAFT, PUBLISHED, DatasetDoc, VersionEntry
 from hds_s3.errors import AlreadyExistsError, InvalidStateError, NotFoundError, ValidationError
+from hds_s3.format.docs import DRAFT, PUBLISHED, DatasetDoc, VersionEntry
 
 DEFAULT_VERSION_NAME = "Current"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hds_s3.errors import CorruptObjectError
-from hds_s3.layout import FORMAT_VERSION
+from hds_s3.format.layout import FORMAT_VERSION
 
 DRAFT = "draft"
 PUBLISHED = "published"

@@ -23,7 +23,7 @@ Each finding has a kind:
     ``fsck(repair=True)`` completes them through the same catalog calls the API uses.
 ``garbage``
     Objects no document refers to: segments and manifests an interrupted or superseded write left,
-    a dataset document whose creation never claimed its name. Harmless; :func:`hds_s3.gc.gc`
+    a dataset document whose creation never claimed its name. Harmless; :func:`hds_s3.tools.gc.gc`
     removes them once they are older than its grace period.
 ``note``
     Keys hds_s3 never writes (left alone by every tool). DataView documents and their name entries
@@ -56,10 +56,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hds_s3 import layout, segments
-from hds_s3.catalog import Catalog
 from hds_s3.client import Client, resolve
-from hds_s3.docs import (
+from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
+from hds_s3.format import layout
+from hds_s3.format.catalog import Catalog
+from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
     ManifestDoc,
@@ -68,7 +69,7 @@ from hds_s3.docs import (
     parse_dataset_doc,
     parse_manifest,
 )
-from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
+from hds_s3.index import segments
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
 FindingKind = Literal["damage", "pending", "garbage", "note"]
@@ -277,7 +278,7 @@ class _DatasetState:
 
 
 class StoreScan:
-    """The inventory of one store that :func:`fsck` and :func:`hds_s3.gc.gc` work from.
+    """The inventory of one store that :func:`fsck` and :func:`hds_s3.tools.gc.gc` work from.
 
     Build it with :meth:`run`; afterwards ``findings`` holds what was found, and the attributes
     below what a garbage collector needs to decide safely.
@@ -954,7 +955,7 @@ def fsck(client: Client | None = None, *, repair: bool = False, deep: bool = Fal
     With ``repair=True``, pending roll-forwards are completed (a deleted dataset's objects removed and
     its name released, a stale name claim released, a deleted version's objects removed) and a
     missing store marker is written again; damage is never "repaired", and garbage is left to
-    :func:`hds_s3.gc.gc`. With ``deep=True`` every segment in use is read whole and its schema checked
+    :func:`hds_s3.tools.gc.gc`. With ``deep=True`` every segment in use is read whole and its schema checked
     (one GET per segment); otherwise only its presence and size are checked (from the listing).
 
     Raises:

@@ -1,7 +1,7 @@
 """Validation of user-chosen names, tags and metadata (pure, no I/O).
 
 Names are free-form: unicode, spaces, dates, slashes and dots are all allowed, because
-:mod:`hds_s3.layout` encodes them before they reach a key. What is refused: non-strings, the empty
+:mod:`hds_s3.format.layout` encodes them before they reach a key. What is refused: non-strings, the empty
 string, more than 255 bytes of UTF-8, and control characters.
 """
 

@@ -1,13 +1,13 @@
 """Feeding a DataView's frames, with their source bytes, into a training loop.
 
 :func:`iter_frames` is framework-neutral: it iterates a DataView (one shard of it, if asked), reads
-each frame's sources with a :class:`~hds_s3.sources.SourceFetcher` in a thread pool a bounded number
+each frame's sources with a :class:`~hds_s3.io.sources.SourceFetcher` in a thread pool a bounded number
 of frames ahead, and yields frame dicts whose sources carry their bytes (``frame["sources"][i]["data"]``)
 or what a ``transform(frame)`` makes of them.
 
-The PyTorch datasets live in :mod:`hds_s3.loaders.torch` (also importable as :mod:`hds_s3.torch`)
+The PyTorch datasets live in :mod:`hds_s3.io.loaders.torch` (also importable as :mod:`hds_s3.torch`)
 and are imported, with torch, only when first used: importing :mod:`hds_s3` or
-:mod:`hds_s3.loaders` never imports torch. Install the extra with ``pip install hds_s3[torch]``.
+:mod:`hds_s3.io.loaders` never imports torch. Install the extra with ``pip install hds_s3[torch]``.
 
 A "view" is any object with the DataView methods the loaders use (:class:`FrameView`):
 ``get_count()``, ``to_dict(projection)`` and ``get_iterator(projection=, num_workers=, worker_index=)``,
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hds_s3.errors import ValidationError
-from hds_s3.sources import (
+from hds_s3.io.sources import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_PREFETCH,
     DEFAULT_THREADS,
@@ -30,16 +30,16 @@ from hds_s3.sources import (
 )
 
 if TYPE_CHECKING:
-    from hds_s3.loaders.torch import DataViewDataset as DataViewDataset
-    from hds_s3.loaders.torch import DataViewIterableDataset as DataViewIterableDataset
-    from hds_s3.loaders.torch import worker_shard as worker_shard
+    from hds_s3.io.loaders.torch import DataViewDataset as DataViewDataset
+    from hds_s3.io.loaders.torch import DataViewIterableDataset as DataViewIterableDataset
+    from hds_s3.io.loaders.torch import worker_shard as worker_shard
 
 Transform = Callable[[dict[str, Any]], Any]
 """A function of one frame dict (sources with their ``data``) returning the training sample."""
 
 
 class FrameView(Protocol):
-    """What the loaders need of a DataView (``hds_s3.dataview.DataView`` has it)."""
+    """What the loaders need of a DataView (``hds_s3.query.dataview.DataView`` has it)."""
 
     def get_count(self) -> int:
         """Return the number of frames the view selects."""
@@ -152,13 +152,13 @@ def __getattr__(name: str) -> Any:
         AttributeError: no such name.
     """
     if name in _TORCH_NAMES:
-        from hds_s3.loaders import torch as torch_loaders
+        from hds_s3.io.loaders import torch as torch_loaders
 
         return getattr(torch_loaders, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# The torch names are left out so that ``from hds_s3.loaders import *`` does not import torch.
+# The torch names are left out so that ``from hds_s3.io.loaders import *`` does not import torch.
 __all__ = [
     "FrameView",
     "Transform",

@@ -31,8 +31,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from hds_s3.errors import ValidationError
-from hds_s3.loaders import FrameView, Transform, check_view, iter_frames, loader, make_fetcher
-from hds_s3.sources import (
+from hds_s3.io.loaders import FrameView, Transform, check_view, iter_frames, loader, make_fetcher
+from hds_s3.io.sources import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_PREFETCH,
     DEFAULT_THREADS,
@@ -95,7 +95,7 @@ class DataViewDataset(torch.utils.data.Dataset[Any]):
         transform: called with each frame dict (sources carrying ``"data"``); its result is the sample.
         storage_options: per-protocol fsspec options for reading sources, e.g.
             ``{"s3": {"endpoint_url": ..., "key": ..., "secret": ...}}``.
-        fetcher: a ready :class:`~hds_s3.sources.SourceFetcher` instead of ``storage_options``.
+        fetcher: a ready :class:`~hds_s3.io.sources.SourceFetcher` instead of ``storage_options``.
         cache_bytes: bound of each process's in-memory source cache.
         projection: passed to ``to_dict`` (keep ``sources`` in it to get bytes).
         threads: threads reading the sources of a batch (``__getitems__``).
@@ -179,7 +179,7 @@ class DataViewIterableDataset(torch.utils.data.IterableDataset[Any]):
         view: a DataView (anything with ``get_iterator(projection=, num_workers=, worker_index=)``).
         transform: called with each frame dict (sources carrying ``"data"``); its result is the sample.
         storage_options: per-protocol fsspec options for reading sources.
-        fetcher: a ready :class:`~hds_s3.sources.SourceFetcher` instead of ``storage_options``.
+        fetcher: a ready :class:`~hds_s3.io.sources.SourceFetcher` instead of ``storage_options``.
         cache_bytes: bound of each process's in-memory source cache.
         projection: passed to ``get_iterator`` (keep ``sources`` in it to get bytes).
         ahead: frames read ahead of the consumer, per process.

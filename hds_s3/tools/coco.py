@@ -2,7 +2,7 @@
 
 Import (:func:`import_coco`) turns a COCO file into frames of a **draft** version:
 
-- each image becomes a :class:`~hds_s3.frames.SingleFrame` whose source URI is ``image_root`` joined
+- each image becomes a :class:`~hds_s3.model.frames.SingleFrame` whose source URI is ``image_root`` joined
   with the image's ``file_name`` (``"s3://bucket/coco/train2017" + "/" + "000001.jpg"``), with the
   image's ``width`` and ``height``; every other field of the image (``id``, ``file_name``,
   ``license``, ``coco_url``, ...) is kept in the frame's ``meta["coco"]``. The frame id is derived
@@ -13,7 +13,7 @@ Import (:func:`import_coco`) turns a COCO file into frames of a **draft** versio
 
   * a polygon ``segmentation`` (a list of polygons) becomes **one** ``poly2d`` ROI; when the
     annotation has several polygons they are the parts of one complex polygon (separated by
-    :data:`~hds_s3.annotations.POLY_SEPARATOR`). One ROI per annotation keeps the annotation whole:
+    :data:`~hds_s3.model.annotations.POLY_SEPARATOR`). One ROI per annotation keeps the annotation whole:
     its id, ``area`` and ``iscrowd`` describe all its parts together, and the export gives back the
     same annotation instead of one per part;
   * an RLE ``segmentation`` (``{"counts", "size"}``, compressed or not) is kept verbatim in the ROI's
@@ -32,7 +32,7 @@ image or category, an odd number of polygon coordinates, two categories with one
 :class:`~hds_s3.errors.ValidationError` naming the file and the item, and the version is unchanged.
 
 Export (:func:`export_coco`, :func:`frames_to_coco`) works on a version or on anything with a
-``get_iterator()`` yielding frame dicts (a :class:`~hds_s3.dataview.DataView`):
+``get_iterator()`` yielding frame dicts (a :class:`~hds_s3.query.dataview.DataView`):
 
 - every source of a frame is an image (one per frame for a SingleFrame); its ``id`` and
   ``file_name`` (and the other stored image fields) come from ``meta["coco"]`` when the frame has
@@ -59,9 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
-from hds_s3.annotations import POLY_SEPARATOR
 from hds_s3.errors import InvalidStateError, StorageError, ValidationError
-from hds_s3.names import check_metadata, check_name
+from hds_s3.model.annotations import POLY_SEPARATOR
+from hds_s3.model.names import check_metadata, check_name
 
 if TYPE_CHECKING:
     from hds_s3.api import DatasetVersion
@@ -676,7 +676,7 @@ def version_frames(version: DatasetVersion, batch_size: int = 4096) -> Iterator[
     Raises:
         CorruptObjectError: a segment is missing or damaged.
     """
-    from hds_s3 import segments
+    from hds_s3.index import segments
 
     table = version.get_frames_table(columns=list(segments.FRAME_COLUMNS))
     for batch in table.to_batches(max_chunksize=batch_size):

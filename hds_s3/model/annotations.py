@@ -1,6 +1,6 @@
 """Annotations (ROIs) of a frame: the :class:`Annotation` record, shape parsing and ROI validation.
 
-Pure Python, no I/O. :mod:`hds_s3.frames` builds on it; users normally reach it through
+Pure Python, no I/O. :mod:`hds_s3.model.frames` builds on it; users normally reach it through
 ``SingleFrame.add_annotation`` and ``FrameGroup.add_global_annotation``.
 
 Every ROI keeps its geometry flat in ``poly`` and its kind in ``type`` (never in ``meta``, unlike the
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeGuard
 
 from hds_s3.errors import ValidationError
-from hds_s3.names import check_metadata, check_name
+from hds_s3.model.names import check_metadata, check_name
 
 POLY_SEPARATOR = -999999999.0
 """Separator between the parts of a complex ``poly2d`` (the value the reference uses)."""

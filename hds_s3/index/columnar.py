@@ -3,9 +3,9 @@
 ``add_frames`` given plain frame dicts of the common shape (sources without masks or previews;
 box, polygon, point and label ROIs; metadata of plain JSON values) converts them here instead of
 validating and normalising each frame on its own. For every frame it takes, the row is exactly the
-one the per-frame path (:func:`hds_s3.ingest.normalize` then :func:`hds_s3.segments.frame_row`) would
-build; every other frame, and every frame that fails a check, is left to the per-frame path, which
-normalises it or says what is wrong.
+one the per-frame path (:func:`hds_s3.index.ingest.normalize` then
+:func:`hds_s3.index.segments.frame_row`) would build; every other frame, and every frame that
+fails a check, is left to the per-frame path, which normalises it or says what is wrong.
 
 One Python pass over the frames checks their shape and writes each metadata dict as JSON; what
 can be checked on whole columns is checked after the conversion to Arrow (names, sizes, times,
@@ -29,7 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hds_s3.segments import (
+from hds_s3.index.segments import (
     FRAME_SCHEMA,
     JSON_OPTIONS,
     MASK,

@@ -18,7 +18,7 @@ import hashlib
 import uuid
 from urllib.parse import quote
 
-from hds_s3.names import check_id, check_name
+from hds_s3.model.names import check_id, check_name
 
 FORMAT_VERSION = 1
 
@@ -42,7 +42,7 @@ def encode_name(name: str) -> str:
     sharing a prefix, and names that differ only in case on case-insensitive folders, never collide.
 
     Raises:
-        ValidationError: the name is not valid (see :func:`hds_s3.names.check_name`).
+        ValidationError: the name is not valid (see :func:`hds_s3.model.names.check_name`).
     """
     check_name("dataset", name)
     readable = quote(name, safe="-_")
@@ -179,7 +179,7 @@ def parse_key(key: str) -> KeyParts | None:
 # ================================================================================================
 
 
-# ---------------------------------------------------------------------------- DataViews (hds_s3.dataview)
+# ---------------------------------------------------------------------------- DataViews (query.dataview)
 #
 #     dataviews/<dataview_id>.json                         DataView document (create-only, then CAS)
 #     _hds/dataview-names/<enc(name)>/<dataview_id>.json   name entry: lists the DataViews of a name

@@ -1,6 +1,6 @@
 """Removing garbage: objects no document refers to, once they are old enough to be safe to remove.
 
-What counts as garbage is decided by :class:`hds_s3.fsck.StoreScan` (fsck's findings of kind
+What counts as garbage is decided by :class:`hds_s3.tools.fsck.StoreScan` (fsck's findings of kind
 ``garbage``): unreferenced segments and manifests of live datasets (left by an interrupted write, or
 superseded by a later commit or a compaction), dataset documents whose create never claimed the
 name (with whatever lies under them), and objects under a dataset prefix whose dataset is gone.
@@ -41,12 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from hds_s3 import layout
 from hds_s3.client import Client, resolve
-from hds_s3.docs import parse_claim, parse_dataset_doc, parse_manifest
 from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError, ValidationError
-from hds_s3.fsck import Finding, StoreScan
+from hds_s3.format import layout
+from hds_s3.format.docs import parse_claim, parse_dataset_doc, parse_manifest
 from hds_s3.store.base import ObjectStore
+from hds_s3.tools.fsck import Finding, StoreScan
 
 #: Default grace period: garbage younger than this is kept.
 DEFAULT_GRACE_SECONDS = 24 * 3600.0

@@ -10,7 +10,7 @@ the swap tried again, so two concurrent ``add_frames`` both land, and ``add_fram
 :class:`~hds_s3.errors.InvalidStateError`.
 
 Reads take the version's manifest (one GET) and its segments (one GET each, in parallel), and merge
-them with :func:`hds_s3.segments.merge`; no parent is ever visited.
+them with :func:`hds_s3.index.segments.merge`; no parent is ever visited.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hds_s3 import layout, segments, tree
-from hds_s3.catalog import Catalog
-from hds_s3.docs import (
+from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
+from hds_s3.format import layout, tree
+from hds_s3.format.catalog import Catalog
+from hds_s3.format.docs import (
     DatasetDoc,
     ManifestDoc,
     SegmentRef,
@@ -39,7 +40,7 @@ from hds_s3.docs import (
     now_ms,
     parse_manifest,
 )
-from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
+from hds_s3.index import segments
 from hds_s3.store.base import ObjectStore
 
 #: Rows per segment written by one ``add_frames`` batch.
@@ -136,7 +137,7 @@ class FrameIndex:
         """Return the version's effective frames as one Arrow table (``columns`` always include ``id``).
 
         A column may also be a Parquet column path that reads part of a nested column, such as
-        ``"rois.list.element.labels"`` (see :func:`hds_s3.segments.projected_schema`).
+        ``"rois.list.element.labels"`` (see :func:`hds_s3.index.segments.projected_schema`).
 
         Raises:
             ValidationError: a column is not in the frame index.
@@ -169,7 +170,7 @@ class FrameIndex:
         A row of those segments is dead exactly when a later segment holds its id, and the later
         segments are the (small) deltas: they are read first, then each large segment is read and
         filtered against their ids in the same worker thread, so decoding and filtering overlap.
-        The rows come in the same order as :func:`hds_s3.segments.merge` gives them.
+        The rows come in the same order as :func:`hds_s3.index.segments.merge` gives them.
         """
         head, tail = refs[:disjoint], refs[disjoint:]
         with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:

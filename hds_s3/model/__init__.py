@@ -1,0 +1,1 @@
+"""Frames, annotations and names as objects, with their validation; no I/O."""
