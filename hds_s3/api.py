@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,9 +21,11 @@ import pyarrow.compute as pc
 from hds_s3.client import Client, resolve
 from hds_s3.errors import (
     AlreadyExistsError,
+    ConflictError,
     HdsError,
     InvalidStateError,
     NotFoundError,
+    StorageError,
     ValidationError,
 )
 from hds_s3.format import layout, tree
@@ -33,6 +35,9 @@ from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_metadata, check_name, check_tags, check_utf8
+
+#: Levels of :meth:`Dataset.format_tree` that are indented (deeper ones say their depth).
+TREE_INDENT_LEVELS = 24
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +92,6 @@ def _check_rgb(value: object) -> list[int]:
     ):
         raise ValidationError(f"mask value {value!r} is not an (r, g, b) tuple of integers 0..255")
     return list(value)
-
-
-class _PointerMoved(Exception):
-    """Internal: frames were committed after statistics were computed; compute them again."""
-
-
-def _unmoved(doc: DatasetDoc, version_id: str, manifest: str | None) -> DatasetDoc:
-    """Require that a version's frame pointer is still ``manifest`` (else :class:`_PointerMoved`)."""
-    current = doc.version(version_id)
-    if current is not None and current.frames.get("manifest") != manifest:
-        raise _PointerMoved
-    return doc
 
 
 class _hybrid:  # noqa: N801 - used as a decorator
@@ -413,18 +406,25 @@ class Dataset:
         return True
 
     def format_tree(self) -> str:
-        """Render the version tree as text, one version a line, children indented under parents."""
+        """Render the version tree as text, one version a line, children indented under parents.
+
+        Versions deeper than ``TREE_INDENT_LEVELS`` are indented as deep as that and marked with
+        their depth, so the text of a long chain grows linearly with it.
+        """
         doc = self._doc
         head = doc.head()
         lines = [f"{doc.name} ({doc.id})"]
 
-        def walk(parent: str | None, indent: str) -> None:
-            for ver in [v for v in doc.versions if v.parent == parent]:
-                mark = " <- current" if head is not None and ver.id == head.id else ""
-                lines.append(f"{indent}- {ver.name} [{ver.status}] {ver.id}{mark}")
-                walk(ver.id, indent + "  ")
-
-        walk(None, "  ")
+        # depth-first with an explicit stack (a chain may be thousands of versions deep); deeper
+        # than TREE_INDENT_LEVELS, lines keep that indentation and say their depth instead
+        stack = [(ver, 1) for ver in reversed(doc.children(None))]
+        while stack:
+            ver, level = stack.pop()
+            mark = " <- current" if head is not None and ver.id == head.id else ""
+            deep = f"[depth {level}] " if level > TREE_INDENT_LEVELS else ""
+            indent = "  " * min(level, TREE_INDENT_LEVELS)
+            lines.append(f"{indent}- {deep}{ver.name} [{ver.status}] {ver.id}{mark}")
+            stack.extend((kid, level + 1) for kid in reversed(doc.children(ver.id)))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -663,37 +663,27 @@ class DatasetVersion:
             else [v.id for v in ds._doc.versions if v.is_draft]
         )
         child_id = layout.new_id()
-        doc = ds._doc
-        while True:
-            pinned = ds._doc.version(seen[0]) if len(seen) == 1 else None
-            # a pinned version that is no longer a draft makes the snapshot fail: no need to count it
-            stats = ds.client.frames.stats(pinned) if pinned is not None and pinned.is_draft else None
-            base = pinned.frames.get("manifest") if pinned is not None else None
-            try:
-                doc = ds._update(
-                    lambda d, pinned=pinned, base=base, stats=stats: tree.snapshot(
-                        _unmoved(d, pinned.id, base) if pinned is not None else d,
-                        child_id=child_id,
-                        now=now_ms(),
-                        publish_name=publish_name,
-                        child_name=child_name,
-                        publish_comment=publish_comment,
-                        publish_metadata=pmeta,
-                        child_comment=child_comment,
-                        child_metadata=cmeta,
-                        draft_id=seen[0] if len(seen) == 1 else None,
-                        stats=stats,
-                    ),
-                    "create snapshot",
-                )
-            except _PointerMoved:
-                log.debug("retry: snapshot of %r: frames landed meanwhile; counting again", ds.name)
-                ds.reload()  # frames landed meanwhile: count them too
-                continue
-            break
-        if pinned is not None and stats is not None:
-            published = DatasetVersion(doc, tree.entry(doc, pinned.id), ds.client)
-            published._compact_if_due(stats["frames"])
+        pinned = seen[0] if len(seen) == 1 else None
+        # One commit publishes the draft (freezing its frames) and adds the child; the statistics
+        # of the published one follow, as for publish_version.
+        doc = ds._update(
+            lambda d: tree.snapshot(
+                d,
+                child_id=child_id,
+                now=now_ms(),
+                publish_name=publish_name,
+                child_name=child_name,
+                publish_comment=publish_comment,
+                publish_metadata=pmeta,
+                child_comment=child_comment,
+                child_metadata=cmeta,
+                draft_id=pinned,
+            ),
+            "create snapshot",
+        )
+        if pinned is not None:
+            published = DatasetVersion(doc, tree.entry(doc, pinned), ds.client)
+            published._after_publication()
             if published._doc.version(child_id) is not None:  # else deleted meanwhile: keep ours
                 doc = published._doc
         return cls(doc, tree.entry(doc, child_id), ds.client)
@@ -770,6 +760,15 @@ class DatasetVersion:
         return self._entry.published
 
     @property
+    def stored_stats(self) -> dict[str, Any] | None:
+        """The statistics stored with this published version, as last read; None for a draft.
+
+        Also None for a version whose publication has landed but whose statistics were not stored
+        yet (the publisher stopped in between): :meth:`get_stats` computes and stores them.
+        """
+        return copy.deepcopy(self._entry.stats) if self._entry.stats is not None else None
+
+    @property
     def client(self) -> Client:
         """The client this version was read through."""
         return self._client
@@ -820,25 +819,52 @@ class DatasetVersion:
             InvalidStateError: it is published already (e.g. another process won the race).
             NotFoundError: it was deleted.
         """
-        while True:
-            self.reload()
-            if not self.is_draft:
-                tree.publish(self._doc, self.id, now=now_ms())  # raises: already published
-            stats = self._frames.stats(self._entry)
-            base = self._entry.frames.get("manifest")
-            try:
-                self._update(
-                    lambda d, vid, base=base, stats=stats: tree.publish(
-                        _unmoved(d, vid, base), vid, now=now_ms(), stats=stats
-                    ),
-                    "publish",
-                )
-            except _PointerMoved:
-                log.debug("retry: publish of %r: frames landed meanwhile; counting again", self.name)
-                continue  # frames landed meanwhile: they are in; count them too
-            break
-        self._compact_if_due(stats["frames"])
+        # The commit freezes the frames the draft holds when it lands: frame writers racing it
+        # fail from then on, so a steady writer cannot keep the publication from landing.
+        self._update(lambda d, vid: tree.publish(d, vid, now=now_ms()), "publish")
+        self._after_publication()
         return self
+
+    def _store_stats(self) -> dict[str, Any]:
+        """Compute and store the statistics of this published version if it has none; return them.
+
+        The statistics are a function of the frame index the publication froze, so whoever stores
+        them (the publisher, a later reader) stores the same. A store that refuses the write (read
+        only, failing) leaves them to be computed again when asked.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+            StorageError: the store failed while the frames were read.
+        """
+        if self._entry.stats is not None:
+            return copy.deepcopy(self._entry.stats)
+        stats = self._frames.stats(self._entry)
+        manifest = self._entry.frames.get("manifest")
+        try:
+            self._update(lambda d, vid: tree.set_stats(d, vid, stats, manifest=manifest), "store statistics")
+        except (StorageError, ConflictError) as exc:
+            log.warning("statistics of version %r were computed but not stored: %s", self.name, exc)
+        return copy.deepcopy(stats)
+
+    def _after_publication(self) -> None:
+        """Store the statistics of the version just published, then compact it if due.
+
+        It never raises: the publication has landed, and a caller told "failed" must never find the
+        version published. What fails here (the store, damage) is logged; the statistics are then
+        computed when next asked, and the version reads through its segments as they are.
+        """
+        try:
+            stats = self._store_stats()
+        except HdsError as exc:
+            log.warning(
+                "version %r of dataset %r is published; computing its statistics failed and is left "
+                "for the next get_stats(): %s",
+                self.name,
+                self.dataset_id,
+                exc,
+            )
+            return
+        self._compact_if_due(stats["frames"])
 
     def _compact_if_due(self, live: int) -> None:
         """Compact this just-published version if it is due, and move its draft children along.
@@ -999,7 +1025,7 @@ class DatasetVersion:
         ids = self.get_frames_table(columns=["id"]).column("id")
         present = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist()) if len(wanted) else set()
         failed: list[FailedFrame] = []
-        known: list[Mapping[str, Any]] = []  # add_frames takes them column-wise
+        known: list[Mapping[str, Any]] = []  # add_frames' conversion takes them column-wise
         for given, canonical in checked:
             if isinstance(canonical, str):
                 failed.append(FailedFrame(given, canonical))
@@ -1008,7 +1034,50 @@ class DatasetVersion:
             else:
                 reason = f"frame {canonical['id']} is not in version {self.name!r}; use add_frames"
                 failed.append(FailedFrame(given, reason))
-        failed.extend(self.add_frames(known))
+        invalid: list[FailedFrame] = []
+        written = list(
+            ingest.write_segments(
+                self._frames,
+                self.dataset_id,
+                self.id,
+                known,
+                invalid,
+                now=now_ms(),
+                segment_rows=SEGMENT_ROWS,
+            )
+        )
+        failed.extend(invalid)
+        refused = {id(f.frame) for f in invalid}
+        updated = {k["id"]: k for k in known if id(k) not in refused}
+        if not written:
+            return failed
+        vanished: list[str] = []
+
+        def build(entry: VersionEntry) -> Sequence[Any]:
+            # The requirement "every updated frame exists" is checked on the entry being committed
+            # to: a frame another writer deleted meanwhile gets a tombstone after the update's rows,
+            # so it stays deleted, and is reported as failed.
+            nonlocal vanished
+            ids = self._frames.effective(entry, columns=["id"]).column("id")
+            wanted = pa.array(sorted(updated), pa.string())
+            still = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist())
+            vanished = sorted(set(updated) - still)
+            tail = []
+            if vanished:
+                table = segments.deletes_table(vanished)
+                tail.append(self._frames.write_segment(self.dataset_id, self.id, table, "deletes"))
+            return (*self._frames.refs(entry), *written, *tail)
+
+        self._doc = self._frames.commit_pointer(
+            self.dataset_id, self.id, build, what=f"update frames in {self.name!r}"
+        )
+        self._entry = tree.entry(self._doc, self.id)
+        for frame_id in vanished:
+            reason = (
+                f"frame {frame_id} was deleted from version {self.name!r} by another writer while this "
+                "update was written; it stays deleted (use add_frames to add it again)"
+            )
+            failed.append(FailedFrame(updated[frame_id], reason))
         return failed
 
     def delete_frames(self, frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any] | str]) -> None:
@@ -1106,9 +1175,9 @@ class DatasetVersion:
             CorruptObjectError: a segment is missing or damaged.
         """
         self.reload()
-        if self._entry.stats is not None:
-            return copy.deepcopy(self._entry.stats)
-        return self._frames.stats(self._entry)
+        if self._entry.is_draft:
+            return self._frames.stats(self._entry)
+        return self._store_stats()  # a publication whose statistics were not stored yet: now they are
 
     def compact(self) -> DatasetVersion:
         """Rewrite this published version's frames as a few merged segments that readers then use.
@@ -1201,6 +1270,43 @@ class DatasetVersion:
         self._update(lambda d, vid: tree.set_metadata(d, vid, clean), "set metadata")
         return True
 
+    def update_metadata(
+        self, changes: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Change this draft's metadata in place of the newest one; return the metadata stored.
+
+        ``changes`` is either a dict, whose top-level keys replace those of the stored metadata
+        (the other keys are kept), or a function given a copy of the stored metadata and returning
+        the new metadata. It is applied inside the commit, and again to the newer metadata if
+        another writer changed it first, so a concurrent change of other keys is never lost (a
+        function must therefore be pure: it may run more than once).
+
+        Raises:
+            InvalidStateError: the version is published.
+            ValidationError: ``changes`` is neither a dict nor a function, or the result is not
+                valid metadata (a key with ``$`` or ``.``, a value that is not JSON).
+        """
+        where = f"version {self.name!r} of {self.dataset_name!r}"
+        if isinstance(changes, Mapping):
+            given = check_metadata(f"{where}: update_metadata", changes)
+
+            def merge(meta: dict[str, Any]) -> dict[str, Any]:
+                return {**meta, **copy.deepcopy(given)}
+
+        elif callable(changes):
+            func = changes
+
+            def merge(meta: dict[str, Any]) -> dict[str, Any]:
+                return check_metadata(f"{where}: update_metadata", func(meta))
+
+        else:
+            raise ValidationError(
+                f"{where}: update_metadata takes a dict of keys to set or a function of the metadata, "
+                f"not {type(changes).__name__}"
+            )
+        self._update(lambda d, vid: tree.merge_metadata(d, vid, merge), "update metadata")
+        return copy.deepcopy(self._entry.metadata)
+
     def set_masks_labels(self, masks_labels: Mapping[tuple[int, int, int], Iterable[str] | str]) -> None:
         """Map mask pixel values to labels for every mask of this draft.
 
@@ -1220,12 +1326,12 @@ class DatasetVersion:
                 raise ValidationError(f"mask value {value!r}: labels must be strings, got {labels!r}")
             entries.append({"value": _check_rgb(value), "labels": names})
 
-        def change(doc: DatasetDoc, vid: str) -> DatasetDoc:
-            meta = dict(tree.entry(doc, vid).metadata)
-            meta["mask_labels"] = {"_all_": entries}
-            return tree.set_metadata(doc, vid, meta)
-
-        self._update(change, "set mask labels")
+        self._update(
+            lambda d, vid: tree.merge_metadata(
+                d, vid, lambda meta: {**meta, "mask_labels": {"_all_": entries}}
+            ),
+            "set mask labels",
+        )
 
     def get_masks_labels(self) -> dict[tuple[int, int, int], list[str]]:
         """Return the mask-value-to-labels mapping set with :meth:`set_masks_labels` (freshly read)."""

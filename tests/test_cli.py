@@ -295,8 +295,10 @@ def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -
         "└── scratch  [draft]  0 frames",
     ]
     tree = hds.json("versions", "tree", "--dataset", "cars")
-    (v1, scratch) = tree["versions"]
-    assert (v1["name"], v1["frames"], [c["name"] for c in v1["children"]]) == ("v1", 2, ["Current", "fix"])
+    (v1, current, fix, scratch) = tree["versions"]  # depth first, as drawn
+    assert (v1["name"], v1["frames"], v1["parent"]) == ("v1", 2, None)
+    assert v1["children"] == [current["id"], fix["id"]] and current["parent"] == v1["id"]
+    assert (current["name"], fix["name"], fix["current"]) == ("Current", "fix", True)
     assert scratch["children"] == [] and scratch["frames"] == 0
     with_ids = hds("versions", "tree", "--dataset", "cars", "--ids").stdout
     assert v1["id"] in with_ids

@@ -337,10 +337,9 @@ def frame_count(v: DatasetVersion) -> int:
     Raises:
         CorruptObjectError: a segment is missing or damaged.
     """
-    if v.is_published:
-        stored = v.get_stats().get("frames")
-        if isinstance(stored, int):
-            return stored
+    stored = v.stored_stats  # as read with the version: no read per version of a large tree
+    if stored is not None and isinstance(stored.get("frames"), int):
+        return int(stored["frames"])
     return v.get_frame_count()
 
 
@@ -507,15 +506,35 @@ def versions_list(
     )
 
 
-def _tree_lines(node: Mapping[str, Any], prefix: str, last: bool, ids: bool) -> Iterator[str]:
-    branch = "└── " if last else "├── "
-    mark = "  <- current" if node["current"] else ""
-    ident = f"  {node['id']}" if ids else ""
-    plural = "" if node["frames"] == 1 else "s"
-    yield f"{prefix}{branch}{node['name']}  [{node['status']}]  {node['frames']} frame{plural}{ident}{mark}"
-    children = node["children"]
-    for i, child in enumerate(children):
-        yield from _tree_lines(child, prefix + ("    " if last else "│   "), i == len(children) - 1, ids)
+#: Levels of a tree drawing that are indented; deeper versions are drawn at this indentation with
+#: their depth, so a drawing of a chain thousands of versions deep stays linear in its size.
+TREE_INDENT_LEVELS = 24
+
+
+def _tree_lines(nodes: Sequence[Mapping[str, Any]], ids: bool) -> Iterator[str]:
+    """The lines of a tree drawing, from its nodes in depth-first order (no recursion: deep chains)."""
+    by_id = {node["id"]: node for node in nodes}
+    roots = [n["id"] for n in nodes if n["root"]]
+    prefixes: dict[str | None, str] = {None: ""}  # the prefix of a node's children
+    depths: dict[str | None, int] = {None: 0}
+    for node in nodes:
+        parent = node["parent"] if node["parent"] in by_id else None
+        siblings = by_id[parent]["children"] if parent is not None else roots
+        last = siblings[-1] == node["id"]
+        depth = depths[node["id"]] = depths[parent] + 1
+        prefix = prefixes[parent]
+        deep = f"[depth {depth}] " if depth > TREE_INDENT_LEVELS else ""
+        mark = "  <- current" if node["current"] else ""
+        ident = f"  {node['id']}" if ids else ""
+        count = node["frames"]
+        yield (
+            f"{prefix}{'└── ' if last else '├── '}{deep}{node['name']}  [{node['status']}]  "
+            f"{count} frame{'' if count == 1 else 's'}{ident}{mark}"
+        )
+        if depth < TREE_INDENT_LEVELS:
+            prefixes[node["id"]] = prefix + ("    " if last else "│   ")
+        else:
+            prefixes[node["id"]] = prefix
 
 
 @versions.command("tree")
@@ -523,32 +542,40 @@ def _tree_lines(node: Mapping[str, Any], prefix: str, last: bool, ids: bool) -> 
 @click.option("--ids", is_flag=True, help="Show version ids too.")
 @pass_env
 def versions_tree(env: Env, dataset_name: str | None, dataset_id: str | None, ids: bool) -> None:
-    """Draw the version tree with each version's status and frame count."""
+    """Draw the version tree with each version's status and frame count.
+
+    With --json: the versions in the drawing's order (depth first), each with its parent's id and
+    its children's ids.
+    """
     ds = get_dataset(env, dataset_name, dataset_id)
-    every = ds.get_versions()
+    every = ds.get_versions()  # one read of the tree; published versions carry their frame counts
     head = _current(ds)
-    nodes: dict[str, dict[str, Any]] = {
-        v.id: {
-            "id": v.id,
-            "name": v.name,
-            "status": v.status,
-            "frames": frame_count(v),
-            "current": head is not None and v.id == head.id,
-            "children": [],
-        }
-        for v in every
-    }
-    roots: list[dict[str, Any]] = []
+    kids: dict[str | None, list[DatasetVersion]] = {}
+    known = {v.id for v in every}
     for v in every:
-        (nodes[v.parent_id]["children"] if v.parent_id in nodes else roots).append(nodes[v.id])
+        kids.setdefault(v.parent_id if v.parent_id in known else None, []).append(v)
+    nodes: list[dict[str, Any]] = []
+    stack = list(reversed(kids.get(None, [])))
+    while stack:
+        v = stack.pop()
+        nodes.append(
+            {
+                "id": v.id,
+                "name": v.name,
+                "status": v.status,
+                "frames": frame_count(v),
+                "current": head is not None and v.id == head.id,
+                "parent": v.parent_id,
+                "root": v.parent_id not in known,
+                "children": [c.id for c in kids.get(v.id, [])],
+            }
+        )
+        stack.extend(reversed(kids.get(v.id, [])))
 
     def text() -> str:
-        lines = [f"{ds.name}" + (f"  {ds.id}" if ids else "")]
-        for i, root in enumerate(roots):
-            lines.extend(_tree_lines(root, "", i == len(roots) - 1, ids))
-        return "\n".join(lines)
+        return "\n".join([f"{ds.name}" + (f"  {ds.id}" if ids else ""), *_tree_lines(nodes, ids)])
 
-    emit(env, {"dataset": ds.name, "dataset_id": ds.id, "versions": roots}, text)
+    emit(env, {"dataset": ds.name, "dataset_id": ds.id, "versions": nodes}, text)
 
 
 @versions.command("create")
@@ -754,9 +781,10 @@ def metadata_set(
     """Replace a draft's metadata with a JSON object (inline, or @FILE to read it from a file)."""
     new = _json_object(metadata, "METADATA")
     v = get_version(env, dataset_name, dataset_id, version_name, version_id)
-    if merge:
-        new = {**v.get_metadata(), **new}
-    v.set_metadata(new)
+    if merge:  # merged inside the commit: a concurrent change of other keys is kept
+        new = v.update_metadata(new)
+    else:
+        v.set_metadata(new)
     emit(env, new, f"metadata of {v.name!r} ({v.id}) set: {len(new)} keys")
 
 

@@ -10,6 +10,7 @@ import copy
 import json
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from hds_s3.errors import CorruptObjectError
@@ -74,27 +75,52 @@ class DatasetDoc:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def _by_id(self) -> dict[str, VersionEntry]:
+        return {entry.id: entry for entry in self.versions}
+
+    @cached_property
+    def _by_name(self) -> dict[str, VersionEntry]:
+        by_name: dict[str, VersionEntry] = {}
+        for entry in self.versions:
+            by_name.setdefault(entry.name, entry)
+        return by_name
+
+    @cached_property
+    def _children(self) -> dict[str | None, list[VersionEntry]]:
+        kids: dict[str | None, list[VersionEntry]] = {}
+        for entry in self.versions:
+            kids.setdefault(entry.parent, []).append(entry)
+        return kids
+
     def version(self, version_id: str) -> VersionEntry | None:
         """Return the entry with this id, or None."""
-        for entry in self.versions:
-            if entry.id == version_id:
-                return entry
-        return None
+        return self._by_id.get(version_id)
 
     def version_named(self, name: str) -> VersionEntry | None:
         """Return the entry with this name, or None (names are unique within a dataset)."""
-        for entry in self.versions:
-            if entry.name == name:
-                return entry
-        return None
+        return self._by_name.get(name)
 
-    def children(self, version_id: str) -> list[VersionEntry]:
-        """Return the direct children of a version, oldest first."""
-        return [v for v in self.versions if v.parent == version_id]
+    def children(self, version_id: str | None) -> list[VersionEntry]:
+        """Return the direct children of a version (of ``None``: the roots), oldest first."""
+        return list(self._children.get(version_id, ()))
+
+    @cached_property
+    def _depths(self) -> dict[str, int]:
+        depths: dict[str, int] = {}
+        for entry in self.versions:  # parents come before their children in a written document
+            if entry.parent is None:
+                depths[entry.id] = 0
+            elif entry.parent in depths:
+                depths[entry.id] = depths[entry.parent] + 1
+        return depths
 
     def depth(self, version_id: str) -> int:
         """Return the number of ancestors of a version (a root has depth 0)."""
-        by_id = {v.id: v for v in self.versions}
+        known = self._depths.get(version_id)
+        if known is not None:
+            return known
+        by_id = self._by_id  # a document whose entries are out of order: walk up (iteratively)
         depth, seen = 0, set()
         entry = by_id.get(version_id)
         while entry is not None and entry.parent is not None and entry.parent not in seen:

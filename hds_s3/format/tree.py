@@ -7,6 +7,8 @@ a newer document after a lost compare-and-swap is always a fresh, correct decisi
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -109,6 +111,11 @@ def publish(
 ) -> DatasetDoc:
     """Publish a draft: from now on it never changes and may have children.
 
+    The publication freezes the frame index the draft points at when this commit lands; its
+    statistics are a function of that index, stored by :func:`set_stats` right after (by the
+    publisher, or by whoever meets a published version without them), so a publish never waits
+    for frame writers to stop.
+
     Raises:
         NotFoundError: no such version.
         InvalidStateError: it is published already.
@@ -117,6 +124,28 @@ def publish(
     if not ver.is_draft:
         raise InvalidStateError(f"version {ver.name!r} of dataset {doc.name!r} is already published")
     return doc.with_version(replace(ver, status=PUBLISHED, published=now, stats=stats))
+
+
+def set_stats(doc: DatasetDoc, version_id: str, stats: dict[str, Any], *, manifest: str | None) -> DatasetDoc:
+    """Store the statistics of a published version, computed from its frame index ``manifest``.
+
+    Returns ``doc`` itself (nothing to write) when the version has statistics already, or when its
+    frame pointer is no longer ``manifest`` (a compaction moved it to equivalent segments; whoever
+    moved it keeps the statistics, which the content determines).
+
+    Raises:
+        NotFoundError: no such version.
+        InvalidStateError: the version is a draft (its statistics are computed when asked).
+    """
+    ver = entry(doc, version_id)
+    if ver.is_draft:
+        raise InvalidStateError(
+            f"version {ver.name!r} of dataset {doc.name!r} is a draft: its statistics are computed "
+            "when asked and stored when it is published"
+        )
+    if ver.stats is not None or ver.frames.get("manifest") != manifest:
+        return doc
+    return doc.with_version(replace(ver, stats=stats))
 
 
 def simple_structure_problem(doc: DatasetDoc) -> str | None:
@@ -131,7 +160,7 @@ def simple_structure_problem(doc: DatasetDoc) -> str | None:
     if len(roots) > 1:
         names = ", ".join(repr(v.name) for v in roots)
         return f"dataset {doc.name!r} has {len(roots)} root versions ({names}), not one"
-    for ver in doc.versions:
+    for ver in doc.versions:  # one pass: the children are indexed once per document
         kids = doc.children(ver.id)
         if len(kids) > 1:
             return f"version {ver.name!r} of dataset {doc.name!r} has {len(kids)} children, not at most one"
@@ -247,6 +276,24 @@ def set_metadata(doc: DatasetDoc, version_id: str, metadata: dict[str, Any]) -> 
     ver = entry(doc, version_id)
     require_draft(doc, ver, "change the metadata of")
     return doc.with_version(replace(ver, metadata=metadata))
+
+
+def merge_metadata(
+    doc: DatasetDoc, version_id: str, merge: Callable[[dict[str, Any]], dict[str, Any]]
+) -> DatasetDoc:
+    """Apply ``merge`` to a copy of a draft's newest metadata and store what it returns.
+
+    Re-applied to the newer document when the commit retries, so a concurrent change of other
+    keys is kept.
+
+    Raises:
+        NotFoundError: no such version.
+        InvalidStateError: the version is published.
+        HdsError: whatever ``merge`` raises.
+    """
+    ver = entry(doc, version_id)
+    require_draft(doc, ver, "change the metadata of")
+    return doc.with_version(replace(ver, metadata=merge(copy.deepcopy(ver.metadata))))
 
 
 def delete_version(doc: DatasetDoc, version_id: str, *, force: bool = False) -> tuple[DatasetDoc, list[str]]:

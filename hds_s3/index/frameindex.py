@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
+from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError
 from hds_s3.format import layout, tree
 from hds_s3.format.catalog import Catalog
+from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget
 from hds_s3.format.docs import (
     DatasetDoc,
     ManifestDoc,
@@ -364,6 +367,7 @@ class FrameIndex:
         what: str,
         allow_published: bool = False,
         known: Sequence[tuple[Sequence[SegmentRef], int]] = (),
+        budget: RetryBudget = DEFAULT_BUDGET,
     ) -> DatasetDoc:
         """Point a version at a new manifest with one compare-and-swap, rebuilding if the pointer moved.
 
@@ -372,12 +376,22 @@ class FrameIndex:
         segment list known to start with that many disjoint segments: the version's current
         manifest, or one of ``known`` (pairs of segments and their disjoint count).
 
+        ``build`` runs again on the newer entry whenever the pointer moved, so a requirement it
+        checks (the ids an update replaces still exist, say) holds at the commit. Rebuilds are
+        bounded by ``budget`` (attempts and seconds, with jittered backoff between them).
+
         Raises:
             InvalidStateError: the version is published (unless ``allow_published``).
             NotFoundError: the dataset or version is gone.
-            ConflictError: the retry budget ran out.
+            ConflictError: the retry budget ran out; nothing was changed.
+            HdsError: whatever ``build`` raises; nothing was changed.
         """
-        while True:
+        started = time.monotonic()
+        for attempt in range(budget.max_attempts):
+            if attempt and time.monotonic() - started > budget.max_seconds:
+                break
+            if attempt:
+                time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2**attempt)))
             doc = self.catalog.get(dataset_id=dataset_id)
             entry = tree.entry(doc, version_id)
             if not allow_published and not entry.is_draft:
@@ -412,8 +426,20 @@ class FrameIndex:
                 log.debug("retry: %s: the frames of version %s moved meanwhile; rebuilding", what, version_id)
                 self.store.delete(new_key)  # never referenced
                 continue
+        raise ConflictError(
+            f"{what}: the frames of version {version_id} kept moving under other writers "
+            f"({budget.max_attempts} attempts or {budget.max_seconds:.0f} s); nothing was changed, try again"
+        )
 
-    def append(self, dataset_id: str, version_id: str, new: Sequence[SegmentRef], *, what: str) -> DatasetDoc:
+    def append(
+        self,
+        dataset_id: str,
+        version_id: str,
+        new: Sequence[SegmentRef],
+        *,
+        what: str,
+        budget: RetryBudget = DEFAULT_BUDGET,
+    ) -> DatasetDoc:
         """Commit written segments to a draft: its manifest becomes the current one plus ``new``.
 
         Raises:
@@ -421,7 +447,9 @@ class FrameIndex:
             NotFoundError: the dataset or version is gone.
             ConflictError: the retry budget ran out.
         """
-        return self.commit_pointer(dataset_id, version_id, lambda entry: (*self.refs(entry), *new), what=what)
+        return self.commit_pointer(
+            dataset_id, version_id, lambda entry: (*self.refs(entry), *new), what=what, budget=budget
+        )
 
     # ------------------------------------------------------------------ statistics and compaction
 

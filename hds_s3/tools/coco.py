@@ -473,9 +473,10 @@ def import_coco(
             f"version {version.name!r} of dataset {version.dataset_name!r} is published; "
             "import into a draft (create a child version or take a snapshot)"
         )
-    metadata = version.get_metadata()
-    metadata[COCO_KEY] = _merged_meta(metadata.get(COCO_KEY), meta)
-    version.set_metadata(metadata)
+    # merged inside the commit: a concurrent change of the version's metadata is kept
+    version.update_metadata(
+        lambda metadata: {**metadata, COCO_KEY: _merged_meta(metadata.get(COCO_KEY), meta)}
+    )
     failed = version.add_frames(frames, show_progress=show_progress)
     if failed:
         raise StorageError(
