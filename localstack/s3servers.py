@@ -1,6 +1,6 @@
 """Start real S3 servers on 127.0.0.1 without Docker: SeaweedFS (``weed mini``) and LocalStack's S3.
 
-Both are servers whose conditional writes are atomic under races (DESIGN.md section 9), which moto's
+Both are servers whose conditional writes are atomic under races (docs/design.md section 9), which moto's
 are not. This file is used in two ways:
 
 * by the test fixtures (``tests/servers.py`` loads it), through :func:`start_seaweedfs` and

@@ -183,7 +183,7 @@ class Transition:
 
 class LateSegments:
     """A deliberately broken store wrapper: it holds segment writes back until after the next
-    dataset-document write, inverting DESIGN.md invariant 1 (segments before the document listing
+    dataset-document write, inverting docs/design.md invariant 1 (segments before the document listing
     them). The crash sweep must catch this (see ``test_the_sweep_catches_a_broken_protocol``)."""
 
     def __init__(self, inner: ObjectStore) -> None:

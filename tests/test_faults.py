@@ -1,4 +1,4 @@
-"""A failure at any request of a transition leaves the store before or after it (DESIGN.md section 3).
+"""A failure at any request of a transition leaves the store before or after it (docs/design.md section 3).
 
 For every transition T and every request k it makes, in both fault modes of
 :class:`~hds_s3.store.faulty.FaultyStore` (``before``: the request fails without reaching the store;

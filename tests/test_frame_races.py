@@ -1,4 +1,4 @@
-"""Concurrent frame writers (DESIGN.md invariant 5), with real threads and processes.
+"""Concurrent frame writers (docs/design.md invariant 5), with real threads and processes.
 
 - Two ``add_frames`` on one draft: both batches land.
 - ``add_frames`` racing ``publish``: each writer's frames are either all in the published version
@@ -59,7 +59,7 @@ def _race(
 
 def _modes(spec: StoreSpec) -> list[bool]:
     if not spec.atomic:
-        pytest.skip(f"{spec.name}: conditional writes are not atomic under races (DESIGN.md section 9)")
+        pytest.skip(f"{spec.name}: conditional writes are not atomic under races (docs/design.md section 9)")
     return [True] if spec.name == "seaweedfs" else ([False] if not spec.multiprocess else [False, True])
 
 

@@ -9,7 +9,7 @@ times. Then a checker proves:
 
 1. No acknowledged frame write is lost. Worker ``w`` only writes its own frames, each carrying
    ``meta = {"writer": w, "op": n}``, so the writes to one frame in one version are sequential.
-   The rule the code gives (DESIGN.md invariant 5): ``FrameIndex.append`` commits with a
+   The rule the code gives (docs/design.md invariant 5): ``FrameIndex.append`` commits with a
    compare-and-swap that requires the version to be a draft and its frame pointer to be the one the
    new manifest extends, and publish and snapshot require the pointer their statistics were
    computed on; so a write acknowledged on version V is in V for good, even when V is published or

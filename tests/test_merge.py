@@ -1,4 +1,4 @@
-"""The merge of a version's segments equals applying them one by one to a dict (DESIGN.md invariant 2).
+"""The merge of a version's segments equals applying them one by one to a dict (docs/design.md invariant 2).
 
 A model in plain Python (a dict from id to the row that last wrote it, tombstones popping ids) is
 compared with :func:`hds_s3.index.segments.merge` on random chains of segments: ids drawn from a small pool

@@ -1,4 +1,4 @@
-"""Races on the API with real threads and processes (DESIGN.md section 3, invariant 5).
+"""Races on the API with real threads and processes (docs/design.md section 3, invariant 5).
 
 Each race runs for many rounds; in each round every contender prepares its call (the reads it makes
 first), all meet at a barrier, and all make the racing call at once. Every round must have exactly
@@ -8,7 +8,7 @@ clear ``ConflictError`` / ``InvalidStateError`` (``AlreadyExistsError`` for the 
 
 Backends: 8 threads on a MemoryStore, 8 spawned processes on a LocalStore (a temp folder) and 4
 spawned processes on SeaweedFS (skipped with a reason when it cannot start). Not moto: its
-conditional writes are not atomic under races (DESIGN.md section 9).
+conditional writes are not atomic under races (docs/design.md section 9).
 
 Rounds: ``HDS_RACE_ROUNDS`` (default 20) on memory and local, ``HDS_RACE_ROUNDS_SEAWEEDFS``
 (default 5) on SeaweedFS, whose contended conditional writes stall for about a second.

@@ -1,6 +1,6 @@
 """A version's frame index in the store: segments written, committed, read, looked up and compacted.
 
-Writes go in two phases (DESIGN.md invariants 1 and 3): immutable segments first (create-only PUTs
+Writes go in two phases (docs/design.md invariants 1 and 3): immutable segments first (create-only PUTs
 under the writing version's prefix), then a new immutable manifest listing every segment in effect,
 then one compare-and-swap of the dataset document that moves the version's pointer to that
 manifest. The swap requires the version to still be a draft and its pointer to be the one the

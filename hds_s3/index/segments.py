@@ -3,7 +3,7 @@
 A segment is an immutable Parquet object holding either frames (one row per frame, sorted by id,
 ids unique within it) or deletions (one ``id`` column: tombstones). A version's effective frames are
 its manifest's segments applied in order: a later row with the same id replaces an earlier one, a
-later tombstone removes it (DESIGN.md invariant 2).
+later tombstone removes it (docs/design.md invariant 2).
 
 Free-form metadata stays lossless as JSON text (``meta``, ``meta_blob`` and the ``meta`` of sources
 and ROIs) and is also projected into typed maps for vectorised queries: ``meta_str`` (strings,

@@ -1,6 +1,6 @@
 """Reading the bytes of frame sources from any URL, with a bounded cache and parallel read-ahead.
 
-A frame never holds raw bytes, only source URIs (DESIGN.md section 4). :class:`SourceFetcher` reads
+A frame never holds raw bytes, only source URIs (docs/design.md, section 6). :class:`SourceFetcher` reads
 them with fsspec (``s3://``, ``gs://``, ``https://``, ``file://``, ``memory://``, chained URLs such as
 ``simplecache::s3://...`` and plain local paths; ``file://`` URLs are percent-decoded as RFC 8089
 says, as ``SingleFrame.get_local_source`` does), each protocol with its own storage options::

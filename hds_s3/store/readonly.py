@@ -1,7 +1,7 @@
 """A store wrapper that refuses every write, as read-only credentials would.
 
 Open a store through :class:`ReadOnlyStore` to make sure a program (a training job, a report)
-only ever reads; hds_s3's read paths never write (DESIGN.md invariant 6), and the tests use this
+only ever reads; hds_s3's read paths never write (docs/design.md invariant 6), and the tests use this
 wrapper to prove it.
 """
 

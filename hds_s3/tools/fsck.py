@@ -1,7 +1,7 @@
 """Checking a store: what is damaged, what a transition left to roll forward, and what is garbage.
 
 :func:`fsck` lists the whole store once, reads every document (the store marker, every name claim,
-every dataset document, every frame manifest) and checks the invariants of DESIGN.md section 3:
+every dataset document, every frame manifest) and checks the invariants of docs/design.md section 3:
 
 * every document parses;
 * name claims and dataset documents agree (a claim's name encodes to its key, the dataset it points

@@ -10,7 +10,7 @@ Pending roll-forwards (a deleted dataset's objects, a deleted version's objects)
 The rules that make removing safe while others read and write:
 
 1. **A writer's uncommitted objects are younger than the grace period.** Segments and manifests are
-   written before the commit that makes them referenced (DESIGN.md invariant 1), so an unreferenced
+   written before the commit that makes them referenced (docs/design.md invariant 1), so an unreferenced
    object may belong to a writer that has not committed yet. gc removes an object only when it was
    written more than ``grace_seconds`` ago, which is safe as long as every writer commits (or gives
    up on) what it wrote within that time. The default, 24 hours, is far beyond any single commit.
