@@ -569,6 +569,10 @@ def detect_shards() -> tuple[int, int]:
     return world * workers, rank * workers + worker
 
 
+#: The most shards (workers) a DataView's iteration is split into.
+MAX_SHARDS = 2**31 - 1
+
+
 def _shards(num_workers: int | None, worker_index: int | None) -> tuple[int, int]:
     if num_workers is None and worker_index is None:
         return detect_shards()
@@ -577,10 +581,22 @@ def _shards(num_workers: int | None, worker_index: int | None) -> tuple[int, int
             f"give both num_workers and worker_index (got {num_workers!r} and {worker_index!r}), "
             "or neither to detect them"
         )
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValidationError(f"num_workers must be a whole number >= 1, got {num_workers!r}")
-    if isinstance(worker_index, bool) or not isinstance(worker_index, int) or worker_index < 0:
-        raise ValidationError(f"worker_index must be a whole number >= 0, got {worker_index!r}")
+    if (
+        isinstance(num_workers, bool)
+        or not isinstance(num_workers, int)
+        or not 1 <= num_workers <= MAX_SHARDS
+    ):
+        raise ValidationError(
+            f"num_workers must be a whole number from 1 to {MAX_SHARDS:,}, got {num_workers!r}"
+        )
+    if (
+        isinstance(worker_index, bool)
+        or not isinstance(worker_index, int)
+        or not 0 <= worker_index < MAX_SHARDS
+    ):
+        raise ValidationError(
+            f"worker_index must be a whole number from 0 to {MAX_SHARDS - 1:,}, got {worker_index!r}"
+        )
     return num_workers, worker_index % num_workers
 
 
@@ -655,6 +671,12 @@ def _projection_tree(projection: Sequence[str] | str | None) -> dict[str, Any] |
         parts = path.split(".")
         if "*" in parts:
             return None
+        for part in parts[1:]:
+            if part.isdigit() and not _is_index(part):
+                raise ValidationError(
+                    f"projection {path[:80]!r}: {part[:20]!r} is not a list position (ASCII digits, at "
+                    f"most {_INDEX_DIGITS} of them)"
+                )
         if parts[0] not in _FRAME_FIELDS and parts[0] != "dataset":
             known = ", ".join(sorted(_FRAME_FIELDS | {"dataset"}))
             raise ValidationError(f"projection {path!r} names no frame field; fields: {known}")
@@ -670,14 +692,22 @@ def _projection_tree(projection: Sequence[str] | str | None) -> dict[str, Any] |
     return tree
 
 
+_INDEX_DIGITS = 9
+
+
+def _is_index(part: str) -> bool:
+    """A projection path component that selects a list position: ASCII digits, not too many."""
+    return part.isascii() and part.isdigit() and len(part) <= _INDEX_DIGITS
+
+
 def _select(value: Any, tree: dict[str, Any] | None) -> Any:
     if tree is None:
         return value
     if isinstance(value, dict):
         return {k: _select(value[k], sub) for k, sub in tree.items() if k in value}
     if isinstance(value, list):
-        indexed = {int(k): sub for k, sub in tree.items() if k.isdigit()}
-        named = {k: sub for k, sub in tree.items() if not k.isdigit()}
+        indexed = {int(k): sub for k, sub in tree.items() if _is_index(k)}
+        named = {k: sub for k, sub in tree.items() if not _is_index(k)}
         if not named:
             return [_select(value[i], indexed[i]) for i in sorted(indexed) if i < len(value)]
         return [

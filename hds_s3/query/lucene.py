@@ -284,6 +284,11 @@ def parse(
         raise ValidationError(f"{what} must be a string, got {type(text).__name__}: {text!r}")
     if not text.strip():
         raise ValidationError(f"{what} is empty; give a query such as meta.city:\"bremen\" or '*'")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValidationError(
+            f"{what} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}: split it into "
+            "several rules (a DataView ORs its queries) or match on a metadata field instead"
+        )
     source = _single_quotes(text)
     try:
         with _PARSE_LOCK:
@@ -296,9 +301,38 @@ def parse(
         raise _fail(what, text, pos, f"syntax error: {detail}") from None
     except Exception as exc:  # luqum raises plain errors for a few malformed inputs
         raise _fail(what, text, len(text), f"syntax error: {exc}") from None
+    _check_depth(tree, text, what)
     op = default_operator or ("AND" if scope == "roi" else "OR")
     compiler = _Compiler(text, scope, what, op)
     return Query(text=text, scope=scope, root=compiler.node(tree, None))
+
+
+#: The longest query text accepted, in characters.
+MAX_QUERY_CHARS = 10_000
+#: The deepest nesting of a query (groups, NOT, +/- and operators inside one another) accepted; the
+#: compiler and the evaluator walk the query recursively, so this bounds their depth too.
+MAX_QUERY_DEPTH = 64
+
+
+def _check_depth(tree: Any, text: str, what: str) -> None:
+    """Refuse a parsed query nested deeper than :data:`MAX_QUERY_DEPTH` (walked without recursion).
+
+    Raises:
+        ValidationError: quoting the query, the caret under the item that is too deep.
+    """
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_QUERY_DEPTH:
+            pos = getattr(item, "pos", None)
+            raise _fail(
+                what,
+                text,
+                pos if isinstance(pos, int) else 0,
+                f"the query nests more than {MAX_QUERY_DEPTH} levels deep (groups, NOT, +/- and "
+                "operators inside one another); flatten it",
+            )
+        stack.extend((child, depth + 1) for child in getattr(item, "children", ()))
 
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
