@@ -39,6 +39,7 @@ from hds_s3.index.segments import (
     SOURCE,
     flatten_meta,
 )
+from hds_s3.model.names import MAX_METADATA_DEPTH
 
 _TOP_KEYS = frozenset({"id", "context_id", "timestamp", "sources", "rois", "meta", "meta_blob"})
 _SOURCE_KEYS = frozenset(
@@ -130,29 +131,35 @@ class _Metas:
                     raise _Slow
                 self.good.add(key)
         if not _PLAIN.issuperset(map(type, value.values())):
-            _check_keys(value)  # nested dicts and lists (or values of other types): walk them
+            _check_keys(value, 1)  # nested dicts and lists (or values of other types): walk them
         try:
             return orjson.dumps(value, option=JSON_OPTIONS).decode()
         except TypeError:  # an integer beyond 64 bits, text UTF-8 cannot encode
             raise _Slow from None
 
 
-def _check_keys(value: object) -> None:
-    """Raise _Slow unless every key is a plain name and every value plain JSON (finite floats)."""
+def _check_keys(value: object, depth: int) -> None:
+    """Raise _Slow unless every key is a plain name and every value plain JSON (finite floats).
+
+    Nesting deeper than ``MAX_METADATA_DEPTH`` is left to the per-frame path too (which refuses it),
+    so the recursion here stays shallow.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        raise _Slow
     if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str or not key or "." in key or "$" in key:
                 raise _Slow
-            _check_value(item)
+            _check_value(item, depth)
     else:
         for item in value:  # type: ignore[attr-defined]
-            _check_value(item)
+            _check_value(item, depth)
 
 
-def _check_value(item: object) -> None:
+def _check_value(item: object, depth: int) -> None:
     kind = type(item)
     if kind is dict or kind is list:
-        _check_keys(item)
+        _check_keys(item, depth + 1)
     elif kind is float:
         if not -_FLOAT_MAX <= item <= _FLOAT_MAX:  # type: ignore[operator]  # NaN compares false
             raise _Slow
@@ -334,7 +341,7 @@ def _non_finite(table: pa.Table, chosen: list[dict[str, Any]]) -> np.ndarray:
 
     def finite(value: object) -> bool:
         try:
-            _check_keys(value)
+            _check_keys(value, 1)
         except _Slow:
             return False
         return True

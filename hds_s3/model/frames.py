@@ -52,7 +52,6 @@ import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ from hds_s3.model.annotations import (
     pop_annotation,
     roi_to_dict,
 )
-from hds_s3.model.names import check_metadata, check_utf8
+from hds_s3.model.names import check_metadata, check_utf8, copy_json
 
 DEFAULT_SOURCE_ID = "default"
 """Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
@@ -1169,7 +1168,7 @@ def _member_from_dict(src: Mapping[str, Any]) -> SingleFrame:
 
 def _copy_meta(value: Any) -> Any:
     """A deep copy of a metadata dict (``None`` gives ``{}``); anything else is kept for validation."""
-    return {} if value is None else deepcopy(value)
+    return {} if value is None else copy_json(value)
 
 
 def _read_frame_fields(frame: Frame, data: Mapping[str, Any]) -> None:

@@ -96,11 +96,42 @@ def check_tags(tags: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: The deepest nesting of dicts and lists accepted in metadata (the top-level dict is depth 1).
+#: The same limit holds wherever metadata is written and read, so what is accepted stays readable.
+MAX_METADATA_DEPTH = 32
+#: Integers in metadata must fit in 64 bits (signed or unsigned), what JSON libraries and Arrow read.
+MIN_METADATA_INT = -(2**63)
+MAX_METADATA_INT = 2**64 - 1
+
+
+def copy_json(value: object) -> Any:
+    """A deep copy of dicts and lists (any depth, without recursion); other values are shared.
+
+    For metadata as given, before :func:`check_metadata` says what is wrong with it.
+    """
+    if not isinstance(value, (dict, list)):
+        return value
+    top: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, top)]
+    while stack:
+        src, dst = stack.pop()
+        for key, item in src.items() if isinstance(src, dict) else enumerate(src):
+            copied = ({} if isinstance(item, dict) else []) if isinstance(item, (dict, list)) else item
+            if isinstance(dst, dict):
+                dst[key] = copied
+            else:
+                dst.append(copied)
+            if copied is not item:
+                stack.append((item, copied))
+    return top
+
+
 def check_metadata(where: str, metadata: object) -> dict[str, Any]:
     """Return a deep, JSON-clean copy of ``metadata``.
 
     Keys must be strings without ``$`` or ``.`` (as in the reference server), at every depth; values
-    must be JSON (no NaN or infinity).
+    must be JSON (no NaN or infinity), integers must fit in 64 bits, and dicts and lists may nest at
+    most :data:`MAX_METADATA_DEPTH` deep. The walk is iterative: any depth is refused cleanly.
 
     Raises:
         ValidationError: naming ``where`` and the offending key path or value.
@@ -109,34 +140,74 @@ def check_metadata(where: str, metadata: object) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise ValidationError(f"{where}: metadata must be a dict, got {type(metadata).__name__}")
-    return _clean(where, metadata, "")  # type: ignore[no-any-return]
+    return _clean(where, metadata)  # type: ignore[no-any-return]
 
 
-def _clean(where: str, value: object, path: str) -> Any:
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
+def _clean(where: str, root: object) -> Any:
+    """The checked copy of ``root``, built with an explicit stack (no recursion)."""
+
+    def place(path: str) -> str:
+        return repr(path.rstrip(".")) if path else "top level"
+
+    def leaf(value: object, path: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"{where}: metadata value at {place(path)} is {value}; JSON has no NaN/inf")
+        if isinstance(value, str):
+            return check_utf8(f"{where}: metadata value at {place(path)}", value)
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            if not MIN_METADATA_INT <= value <= MAX_METADATA_INT:
                 raise ValidationError(
-                    f"{where}: metadata key {key!r} at {path or 'top level'} is not a string"
+                    f"{where}: metadata value at {place(path)} is an integer of {value.bit_length()} bits; "
+                    "integers must fit in 64 bits (store larger ones as strings)"
                 )
-            if "$" in key or "." in key or not key:
-                raise ValidationError(
-                    f"{where}: metadata key {path + key!r} is empty or contains '$' or '.'; rename it"
-                )
-            check_utf8(f"{where}: metadata key at {path or 'top level'}", key)
-            out[key] = _clean(where, item, f"{path}{key}.")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_clean(where, item, f"{path}[{i}].") for i, item in enumerate(value)]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(
-            f"{where}: metadata value at {path.rstrip('.')!r} is {value}; JSON has no NaN/inf"
-        )
-    if isinstance(value, str):
-        return check_utf8(f"{where}: metadata value at {path.rstrip('.') or 'top level'!r}", value)
-    if value is None or isinstance(value, (int, float, bool)):
+            return value
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            raise ValidationError(
+                f"{where}: metadata value at {place(path)} is a {type(value).__name__}, not JSON"
+            ) from None
         return value
+
+    def container(value: object, path: str, depth: int) -> dict[str, Any] | list[Any] | None:
+        if not isinstance(value, (Mapping, list, tuple)):
+            return None
+        if depth > MAX_METADATA_DEPTH:
+            raise ValidationError(
+                f"{where}: metadata at {place(path)} nests deeper than {MAX_METADATA_DEPTH} levels of "
+                "dicts and lists; flatten it (or store it as a JSON string)"
+            )
+        return {} if isinstance(value, Mapping) else []
+
+    top = container(root, "", 1)
+    assert top is not None
+    stack: list[tuple[object, dict[str, Any] | list[Any], str, int]] = [(root, top, "", 1)]
+    while stack:
+        value, out, path, depth = stack.pop()
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)  # type: ignore[arg-type]
+        for key, item in items:
+            if isinstance(out, dict):
+                if not isinstance(key, str):
+                    raise ValidationError(f"{where}: metadata key {key!r} at {place(path)} is not a string")
+                if "$" in key or "." in key or not key:
+                    raise ValidationError(
+                        f"{where}: metadata key {path + key!r} is empty or contains '$' or '.'; rename it"
+                    )
+                check_utf8(f"{where}: metadata key at {place(path)}", key)
+                sub = f"{path}{key}."
+            else:
+                sub = f"{path}[{key}]."
+            child = container(item, sub, depth + 1)
+            cleaned = leaf(item, sub) if child is None else child
+            if isinstance(out, dict):
+                out[key] = cleaned
+            else:
+                out.append(cleaned)
+            if child is not None:
+                stack.append((item, child, sub, depth + 1))
+    return top
     try:
         json.dumps(value)
     except TypeError:
