@@ -185,6 +185,12 @@ class Catalog:
             StorageError: the store failed; nothing visible was created.
         """
         check_name("dataset", name)
+        claim, _ = self._claim(name)  # get of an existing dataset: no write at all (read-only works)
+        existing = self._live(claim.dataset_id if claim else None)
+        if existing is not None:
+            if raise_if_exists:
+                raise AlreadyExistsError(f"dataset {name!r} already exists in {self.store.url}")
+            return existing, False
         self.ensure_marker()
         now = now_ms()
         dataset_id = layout.new_id()

@@ -2,8 +2,9 @@
 
 A key ``a/b/c`` is the file ``<root>/a/b/c``. Every write is atomic (a temp file in the target folder,
 then ``os.link`` for create-only or ``os.replace`` otherwise), and every write and delete holds a
-per-key cross-process lock (``<root>/.hds-locks/<sha1 of key>.lock``, a :class:`filelock.FileLock`),
-so create-only and compare-and-swap are atomic across processes and threads. Reads take no lock: a
+cross-process lock of the key's stripe (``<root>/.hds-locks/<2 hex digits of the key's sha1>.lock``,
+a :class:`filelock.FileLock`: 256 lock files however many keys are written), so create-only and
+compare-and-swap are atomic across processes and threads. Reads take no lock: a
 reader sees either the old or the new file, never a partial one.
 
 Names starting with ``.`` are reserved (temp files, the lock folder), so no key component may start
@@ -28,6 +29,8 @@ from hds_s3.errors import ConflictError, HdsError, NotFoundError, StorageError, 
 from hds_s3.store.base import ObjectInfo, check_put_args, content_etag
 
 LOCK_DIR = ".hds-locks"
+#: Lock files in ``LOCK_DIR``: keys share them by the first two hex digits of their sha1.
+LOCK_STRIPES = 256
 _MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR})
 _CHUNK = 1 << 20
 _ETAG_CACHE_LIMIT = 100_000
@@ -92,7 +95,8 @@ class LocalStore:
         return self._root.joinpath(*self._check_parts(key))
 
     def _lock(self, key: str) -> FileLock:
-        name = hashlib.sha1(key.encode("utf-8"), usedforsecurity=False).hexdigest()
+        # One lock per stripe of keys, not per key: the folder keeps LOCK_STRIPES files at most.
+        name = hashlib.sha1(key.encode("utf-8"), usedforsecurity=False).hexdigest()[:2]
         lock_dir = self._root / LOCK_DIR
         try:
             lock_dir.mkdir(parents=True, exist_ok=True)

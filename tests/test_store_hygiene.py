@@ -1,0 +1,38 @@
+"""What a careless or read-only user meets: get-or-create writes nothing, lock files stay bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame
+from hds_s3.errors import AlreadyExistsError, StorageError
+from hds_s3.store import LocalStore, MemoryStore, ReadOnlyStore
+from hds_s3.store.local import LOCK_DIR, LOCK_STRIPES
+
+
+def test_get_or_create_of_an_existing_dataset_works_with_read_only_credentials() -> None:
+    inner = MemoryStore()
+    made = Dataset.create(dataset_name="cars", client=Client(inner))
+    reader = Client(ReadOnlyStore(inner))
+    again = Dataset.create(dataset_name="cars", client=reader)
+    assert again.id == made.id
+    with pytest.raises(AlreadyExistsError):
+        Dataset.create(dataset_name="cars", raise_if_exists=True, client=reader)
+    with pytest.raises(StorageError):  # a new one needs write access, and says so
+        Dataset.create(dataset_name="bikes", client=reader)
+
+
+def test_the_local_store_keeps_a_bounded_number_of_lock_files(tmp_path: Path) -> None:
+    client = Client(LocalStore(tmp_path))
+    draft = DatasetVersion.create_new_dataset(dataset_name="locks", client=client)
+    for i in range(40):  # each batch writes a segment, a manifest and the document
+        draft.add_frames([SingleFrame(source=f"s3://b/{i}.jpg", id=f"f{i}")])
+    store = LocalStore(tmp_path)
+    for i in range(600):
+        store.put(f"scratch/{i}.bin", b"x")
+        store.delete(f"scratch/{i}.bin")
+    locks = list((tmp_path / LOCK_DIR).iterdir())
+    assert 0 < len(locks) <= LOCK_STRIPES, f"{len(locks)} lock files for about 750 keys"
+    assert draft.get_frame_count() == 40
