@@ -89,3 +89,43 @@ def test_integers_within_64_bits_round_trip(value: int) -> None:
     draft = DatasetVersion.create_new_dataset(dataset_name="i", client=client)
     assert draft.add_frames([SingleFrame(source="s3://b/1.jpg", id="n", metadata={"n": value})]) == []
     assert draft.get_single_frame("n").metadata == {"n": value}
+
+
+def _coco(**overrides: object) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 10, "height": 10},
+            {"id": 2, "file_name": "b.jpg", "width": 10, "height": 10},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2]},
+        ],
+        "categories": [{"id": 1, "name": "car"}],
+    }
+    for path, value in overrides.items():
+        kind, index, field = path.split("__")
+        data[kind][int(index)][field] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"images__0__width": 2**31}, "width must be a positive integer of at most"),
+        ({"annotations__1__category_id": [1]}, "category_id \\[1\\] is not a category"),
+        ({"annotations__1__image_id": {"a": 1}}, "image_id \\{'a': 1\\} is not an image"),
+    ],
+)
+def test_a_coco_file_the_frames_cannot_hold_is_refused_whole(
+    overrides: dict[str, object], message: str
+) -> None:
+    from hds_s3.tools.coco import import_coco
+
+    client = Client(MemoryStore())
+    draft = DatasetVersion.create_new_dataset(dataset_name="c", client=client)
+    with pytest.raises(ValidationError, match=message):
+        import_coco(draft, _coco(**overrides), "s3://b/")
+    assert draft.get_frame_count() == 0 and draft.get_metadata() == {}, "something was imported"
+    import_coco(draft, _coco(), "s3://b/")
+    assert draft.get_frame_count() == 2

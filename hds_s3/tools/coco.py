@@ -60,7 +60,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from hds_s3.errors import InvalidStateError, StorageError, ValidationError
+from hds_s3.index.ingest import normalize
 from hds_s3.model.annotations import POLY_SEPARATOR
+from hds_s3.model.frames import MAX_DIMENSION
 from hds_s3.model.names import check_metadata, check_name
 
 if TYPE_CHECKING:
@@ -363,8 +365,10 @@ def coco_to_frames(
         size_ok = True
         for key in ("width", "height"):
             value = img.get(key)
-            if value is not None and not (_is_int(value) and int(value) > 0):
-                problems.add(what, f"{key} must be a positive integer, got {value!r}")
+            if value is not None and not (_is_int(value) and 0 < int(value) <= MAX_DIMENSION):
+                problems.add(
+                    what, f"{key} must be a positive integer of at most {MAX_DIMENSION}, got {value!r}"
+                )
                 size_ok = False
         if not size_ok:
             continue
@@ -403,11 +407,12 @@ def coco_to_frames(
             problems.add(what, "the id is used by another annotation; annotation ids must be unique")
             continue
         seen_ann.add(ann["id"])
-        frame = frames.get(ann.get("image_id"))
+        image_id, category_id = ann.get("image_id"), ann.get("category_id")
+        frame = frames.get(image_id) if _is_int(image_id) else None  # a list or dict is no image id
         if frame is None:
-            problems.add(what, f"image_id {ann.get('image_id')!r} is not an image of the file")
+            problems.add(what, f"image_id {image_id!r} is not an image of the file")
             continue
-        category = categories.get(ann.get("category_id"))
+        category = categories.get(category_id) if _is_int(category_id) else None
         if category is None:
             problems.add(what, f"category_id {ann.get('category_id')!r} is not a category of the file")
             continue
@@ -472,6 +477,19 @@ def import_coco(
         raise InvalidStateError(
             f"version {version.name!r} of dataset {version.dataset_name!r} is published; "
             "import into a draft (create a child version or take a snapshot)"
+        )
+    # every frame is checked as add_frames will check it before anything is written, so a file
+    # the COCO checks pass but the frame model refuses is refused whole, not imported half-way
+    refused = []
+    for frame in frames:
+        try:
+            normalize(frame)
+        except ValidationError as exc:
+            refused.append(str(exc))
+    if refused:
+        raise ValidationError(
+            f"{where}: {len(refused)} image(s) cannot be frames ({'; '.join(refused[:3])}); "
+            "nothing was imported"
         )
     # merged inside the commit: a concurrent change of the version's metadata is kept
     version.update_metadata(
