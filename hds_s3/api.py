@@ -94,6 +94,12 @@ def _check_rgb(value: object) -> list[int]:
     return list(value)
 
 
+def _if_unmoved(doc: DatasetDoc, version_id: str, manifest: str | None, stats: Any) -> Any:
+    """``stats`` if the version still points at ``manifest`` (they count what it holds), else None."""
+    current = doc.version(version_id)
+    return stats if current is not None and current.frames.get("manifest") == manifest else None
+
+
 class _hybrid:  # noqa: N801 - used as a decorator
     """A method callable on the class (``self`` is the class) or on an instance."""
 
@@ -665,10 +671,16 @@ class DatasetVersion:
         child_id = layout.new_id()
         pinned = seen[0] if len(seen) == 1 else None
         # One commit publishes the draft (freezing its frames) and adds the child; the statistics
-        # of the published one follow, as for publish_version.
+        # are counted before, as for publish_version, and after it if frames landed meanwhile.
+        draft = ds._doc.version(pinned) if pinned is not None else None
+        stats = ds.client.frames.stats(draft) if draft is not None and draft.is_draft else None
+        base = draft.frames.get("manifest") if draft is not None else None
         doc = ds._update(
             lambda d: tree.snapshot(
                 d,
+                stats=_if_unmoved(d, pinned, base, stats)
+                if pinned is not None and stats is not None
+                else None,
                 child_id=child_id,
                 now=now_ms(),
                 publish_name=publish_name,
@@ -819,9 +831,19 @@ class DatasetVersion:
             InvalidStateError: it is published already (e.g. another process won the race).
             NotFoundError: it was deleted.
         """
-        # The commit freezes the frames the draft holds when it lands: frame writers racing it
-        # fail from then on, so a steady writer cannot keep the publication from landing.
-        self._update(lambda d, vid: tree.publish(d, vid, now=now_ms()), "publish")
+        self.reload()
+        if not self.is_draft:
+            tree.publish(self._doc, self.id, now=now_ms())  # raises: already published
+        # The statistics are counted first (damaged frames fail the publish before it lands); the
+        # commit then freezes whatever the draft holds when it lands: frame writers racing it fail
+        # from then on, so a steady writer cannot keep the publication from landing. If frames
+        # landed while they were counted, they are in, and their statistics are counted after.
+        base = self._entry.frames.get("manifest")
+        stats = self._frames.stats(self._entry)
+        self._update(
+            lambda d, vid: tree.publish(d, vid, now=now_ms(), stats=_if_unmoved(d, vid, base, stats)),
+            "publish",
+        )
         self._after_publication()
         return self
 

@@ -36,3 +36,29 @@ def test_the_local_store_keeps_a_bounded_number_of_lock_files(tmp_path: Path) ->
     locks = list((tmp_path / LOCK_DIR).iterdir())
     assert 0 < len(locks) <= LOCK_STRIPES, f"{len(locks)} lock files for about 750 keys"
     assert draft.get_frame_count() == 40
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"format_version": 1, "n": ' + b"7" * 5000 + b"}",
+        b'{"format_version": 1, "deep": ' + b'{"k": ' * 60 + b"1" + b"}" * 60 + b"}",
+    ],
+    ids=["nested-10000", "5000-digits", "nested-60"],
+)
+def test_a_dataset_document_of_hostile_json_is_damage_and_the_others_still_list(damage: bytes) -> None:
+    from hds_s3.errors import CorruptObjectError
+    from hds_s3.format import layout
+    from hds_s3.tools.fsck import fsck
+
+    inner = MemoryStore()
+    client = Client(inner)
+    broken = Dataset.create(dataset_name="broken", client=client)
+    Dataset.create(dataset_name="fine", client=client)
+    inner.put(layout.dataset_doc_key(broken.id), damage)
+    with pytest.raises(CorruptObjectError, match=layout.dataset_doc_key(broken.id)):
+        Dataset.get(dataset_name="broken", client=client)
+    assert [d.name for d in Dataset.list_datasets(client=client)] == ["fine"]
+    report = fsck(client)
+    assert any(f.key == layout.dataset_doc_key(broken.id) and f.kind == "damage" for f in report.findings)

@@ -171,11 +171,43 @@ class DatasetClaim:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(data: bytes, key: str) -> dict[str, Any]:
+#: The deepest nesting a stored document may have: its own structure plus metadata nested as deep as
+#: the write path allows (:data:`hds_s3.model.names.MAX_METADATA_DEPTH`). Anything deeper is damage.
+MAX_DOCUMENT_DEPTH = 48
+
+
+def load_json(data: bytes, key: str) -> Any:
+    """Parse the JSON of a stored object, refusing what no hds_s3 writes (any depth, any number).
+
+    Raises:
+        CorruptObjectError: naming ``key``: not UTF-8 JSON, nested deeper than
+            :data:`MAX_DOCUMENT_DEPTH`, or holding a number Python will not convert (thousands of
+            digits).
+    """
     try:
         raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptObjectError(f"{key}: not valid JSON ({exc}); the object is damaged") from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and integers of 4,300+ digits
+        raise CorruptObjectError(f"{key}: not valid JSON ({str(exc)[:200]}); the object is damaged") from exc
+    except RecursionError:
+        raise CorruptObjectError(
+            f"{key}: the JSON nests deeper than {MAX_DOCUMENT_DEPTH} levels; the object is damaged"
+        ) from None
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise CorruptObjectError(
+                f"{key}: the JSON nests deeper than {MAX_DOCUMENT_DEPTH} levels; the object is damaged"
+            )
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values() if isinstance(item, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value if isinstance(item, (dict, list)))
+    return raw
+
+
+def _load(data: bytes, key: str) -> dict[str, Any]:
+    raw = load_json(data, key)
     if not isinstance(raw, dict):
         raise CorruptObjectError(f"{key}: expected a JSON object, found {type(raw).__name__}")
     version = raw.get("format_version")

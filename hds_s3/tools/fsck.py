@@ -44,7 +44,6 @@ to it was read): it confirms every "missing" with a fresh ``head`` before callin
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +64,7 @@ from hds_s3.format.docs import (
     DatasetDoc,
     ManifestDoc,
     SegmentRef,
+    load_json,
     parse_claim,
     parse_dataset_doc,
     parse_manifest,
@@ -470,11 +470,11 @@ class StoreScan:
             return
         try:
             data, _ = self.store.get(layout.STORE_MARKER)
-            raw = json.loads(data.decode("utf-8"))
+            raw = load_json(data, layout.STORE_MARKER)
             version = raw.get("format_version") if isinstance(raw, dict) else None
         except NotFoundError:
             return
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except CorruptObjectError:
             version = "unreadable"
         if version != layout.FORMAT_VERSION:
             self.marker_ok = False
