@@ -62,10 +62,26 @@ def write_jsonl(path: Path, frames: list[Any]) -> Path:
 
 
 def one_error_line(result: Result) -> str:
+    """The one ``hds: error:`` line of a failure (after any notes, before at most a hint)."""
+    lines = result.stderr.strip().splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("hds: error: ")]
+    assert len(errors) == 1, result.stderr
+    assert all(line.startswith("hds: ") for line in lines[: errors[0]]), result.stderr
+    after = lines[errors[0] + 1 :]  # a query and its caret, then a hint
+    assert all(line.startswith(("hds: hint: ", "    ")) for line in after), result.stderr
+    assert "Traceback" not in result.output
+    return lines[errors[0]]
+
+
+def json_error(result: Result) -> dict[str, Any]:
+    """The error of a ``--json`` failure: stderr is one JSON object of the stable shape, stdout is empty."""
+    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
+    data = json.loads(lines[0])
+    assert list(data) == ["error"] and sorted(data["error"]) == ["hint", "message", "type"]
+    error: dict[str, Any] = data["error"]
+    return error
 
 
 # ------------------------------------------------------------------ the real program
@@ -86,7 +102,7 @@ def run_hds(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_real_command_creates_fills_snapshots_and_exports(store: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [frame_dict(i) for i in range(3)])
     steps = [
-        ("datasets", "create", "cars"),
+        ("datasets", "create", "--dataset", "cars"),
         ("frames", "add", "--dataset", "cars", str(source)),
         ("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1"),
         ("frames", "export", "--dataset", "cars", "--version", "v1", str(tmp_path / "out.jsonl")),
@@ -154,7 +170,7 @@ def test_every_command_has_help(hds: Hds) -> None:
 
 def test_store_defaults_to_hds_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HDS_STORE", str(store))
-    result = CliRunner().invoke(cli, ["datasets", "create", "viaenv"])
+    result = CliRunner().invoke(cli, ["datasets", "create", "-d", "viaenv"])
     assert result.exit_code == 0, result.output
     assert Dataset.exists("viaenv", client=connect(str(store)))
 
@@ -170,8 +186,9 @@ def test_unexpected_errors_are_one_line_unless_debug(hds: Hds, monkeypatch: pyte
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(Dataset, "list_datasets", boom)
-    line = one_error_line(hds("datasets", "list", code=1))
-    assert line == "hds: error: unexpected RuntimeError: disk on fire (run with --debug for the traceback)"
+    result = hds("datasets", "list", code=1)
+    assert one_error_line(result) == "hds: error: unexpected RuntimeError: disk on fire"
+    assert result.stderr.splitlines()[1] == "hds: hint: run with --debug for the traceback"
     result = hds("--debug", "datasets", "list", code=1)
     assert isinstance(result.exception, RuntimeError)
 
@@ -180,10 +197,10 @@ def test_unexpected_errors_are_one_line_unless_debug(hds: Hds, monkeypatch: pyte
 
 
 def test_datasets_create_list_show_delete(hds: Hds) -> None:
-    made = hds.json("datasets", "create", "cars", "--tag", "street", "--description", "scenes")
+    made = hds.json("datasets", "create", "-d", "cars", "--tag", "street", "--description", "scenes")
     assert made["name"] == "cars" and made["tags"] == ["street"]
     assert made["current_version"]["name"] == "Current"
-    hds("datasets", "create", "bikes", "--metadata", '{"owner": "ana"}')
+    hds("datasets", "create", "-d", "bikes", "--metadata", '{"owner": "ana"}')
 
     assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes", "cars"]
     assert [d["name"] for d in hds.json("datasets", "list", "--tag", "street")] == ["cars"]
@@ -194,33 +211,48 @@ def test_datasets_create_list_show_delete(hds: Hds) -> None:
     assert hds.json("datasets", "show", "--dataset", "bikes")["metadata"] == {"owner": "ana"}
     assert "description:  scenes" in hds("datasets", "show", "--dataset", "cars").stdout
 
-    hds("datasets", "delete", "--dataset", "cars")
+    hds("datasets", "delete", "--dataset", "cars", "--yes")
     assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes"]
 
 
-def test_datasets_create_refuses_an_existing_name_unless_exist_ok(hds: Hds) -> None:
-    first = hds.json("datasets", "create", "cars")
-    line = one_error_line(hds("datasets", "create", "cars", code=1))
+def test_datasets_create_uses_an_existing_dataset_unless_fail_if_exists(hds: Hds) -> None:
+    first = hds.json("datasets", "create", "--dataset", "cars", "--tag", "a")
+    assert first["created"] is True
+    again = hds(
+        "datasets", "create", "-d", "cars", "--tag", "b"
+    )  # as Python's Dataset.create: get or create
+    assert "exists already; nothing was changed" in again.stdout
+    assert hds.json("datasets", "create", "-d", "cars", "--exist-ok") == {**first, "created": False}
+    line = one_error_line(hds("datasets", "create", "-d", "cars", "--fail-if-exists", code=1))
     assert "cars" in line and "already" in line
-    assert hds.json("datasets", "create", "cars", "--exist-ok")["id"] == first["id"]
+    assert hds.json("datasets", "show", "-d", "cars")["tags"] == ["a"]
+
+
+def test_datasets_create_by_argument_still_works_with_a_deprecation_note(hds: Hds) -> None:
+    result = hds("datasets", "create", "bikes")
+    assert "created dataset 'bikes'" in result.stdout
+    assert "hds: note: 'hds datasets create NAME' is deprecated" in result.stderr
+    assert "--dataset NAME" in result.stderr
+    assert "not both" in hds("datasets", "create", "-d", "a", "b", code=2).stderr
+    assert "give the name" in hds("datasets", "create", code=2).stderr
 
 
 def test_datasets_delete_needs_flags_for_frames_and_published_versions(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     assert "pass --all-versions to delete" in one_error_line(
-        hds("datasets", "delete", "--dataset", "cars", code=1)
+        hds("datasets", "delete", "--dataset", "cars", "--yes", code=1)
     )
     hds("versions", "publish", "--dataset", "cars")
     assert "pass --all-versions --force" in one_error_line(
-        hds("datasets", "delete", "--dataset", "cars", "--all-versions", code=1)
+        hds("datasets", "delete", "--dataset", "cars", "--all-versions", "-y", code=1)
     )
-    hds("datasets", "delete", "--dataset", "cars", "--all-versions", "--force")
+    hds("datasets", "delete", "--dataset", "cars", "--all-versions", "--force", "--yes")
     hds("datasets", "show", "--dataset", "cars", code=1)
 
 
 def test_selection_flags_are_checked(hds: Hds) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("datasets", "show", code=2)
     both = hds("datasets", "show", "--dataset", "cars", "--dataset-id", "0" * 32, code=2)
     assert "not both" in both.stderr
@@ -235,7 +267,7 @@ def test_selection_flags_are_checked(hds: Hds) -> None:
 
 
 def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     snap = hds.json(
         "versions", "snapshot", "--dataset", "cars", "--publish-name", "v1", "--child-comment", "next"
@@ -243,20 +275,23 @@ def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
     assert snap["snapshot"]["name"] == "v1" and snap["snapshot"]["status"] == "published"
     assert snap["current"]["name"] == "Current" and snap["current"]["comment"] == "next"
 
-    child = hds.json("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", "--tag", "x")
+    child = hds.json(
+        "versions", "create", "--dataset", "cars", "-v", "relabel", "--parent", "v1", "--tag", "x"
+    )
     assert child["parent_id"] == snap["snapshot"]["id"] and child["tags"] == ["x"]
     assert "already has a version named 'relabel'" in one_error_line(
-        hds("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", code=1)
+        hds("versions", "create", "-d", "cars", "-v", "relabel", "--parent", "v1", "--fail-if-exists", code=1)
     )
-    hds("versions", "create", "--dataset", "cars", "relabel", "--exist-ok")
-    hds("versions", "create", "--dataset", "cars", "root2")
+    again = hds.json("versions", "create", "-d", "cars", "--version", "relabel", "--exist-ok")
+    assert again["created"] is False and again["id"] == child["id"]
+    assert "deprecated" in hds("versions", "create", "--dataset", "cars", "root2").stderr
 
     listed = hds.json("versions", "list", "--dataset", "cars")
-    assert [(v["name"], v["status"], v["parent"]) for v in listed] == [
-        ("v1", "published", None),
-        ("Current", "draft", "v1"),
-        ("relabel", "draft", "v1"),
-        ("root2", "draft", None),
+    assert [(v["name"], v["status"], v["parent"], v["current"]) for v in listed] == [
+        ("v1", "published", None, False),
+        ("Current", "draft", "v1", False),
+        ("relabel", "draft", "v1", True),  # the newest of the drafts farthest from the root
+        ("root2", "draft", None, False),
     ]
     assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars", "--published")] == ["v1"]
     hds("versions", "list", "--dataset", "cars", "--published", "--drafts", code=2)
@@ -266,16 +301,16 @@ def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
     assert "already published" in one_error_line(
         hds("versions", "publish", "--dataset", "cars", "--version", "relabel-2", code=1)
     )
-    hds("versions", "delete", "--dataset", "cars", "--version", "root2")
+    hds("versions", "delete", "--dataset", "cars", "--version", "root2", "--yes")
     assert "pass --force" in one_error_line(
-        hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", code=1)
+        hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--yes", code=1)
     )
-    hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--force")
+    hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--force", "--yes")
     assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars")] == ["v1", "Current"]
 
 
 def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds(
         "frames",
         "add",
@@ -285,8 +320,8 @@ def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -
     )
     hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(3)])))
-    hds("versions", "create", "--dataset", "cars", "fix", "--parent", "v1")
-    hds("versions", "create", "--dataset", "cars", "scratch")
+    hds("versions", "create", "--dataset", "cars", "-v", "fix", "--parent", "v1")
+    hds("versions", "create", "--dataset", "cars", "-v", "scratch")
     assert hds("versions", "tree", "--dataset", "cars").stdout.splitlines() == [
         "cars",
         "├── v1  [published]  2 frames",
@@ -303,7 +338,7 @@ def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -
 
 
 def test_versions_stats(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     frames = [frame_dict(1), frame_dict(2, label="bus"), frame_dict(3)]
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", frames)))
     stats = hds.json("versions", "stats", "--dataset", "cars")
@@ -314,7 +349,7 @@ def test_versions_stats(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_versions_metadata_get_and_set(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {}
     hds("versions", "metadata", "set", "--dataset", "cars", '{"a": 1, "b": {"c": [1, 2]}}')
     assert hds("versions", "metadata", "get", "--dataset", "cars").stdout.startswith("{\n")
@@ -343,7 +378,7 @@ def test_versions_metadata_get_and_set(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_frames_add_get_count_delete(hds: Hds, tmp_path: Path, store: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     frames = [frame_dict(i) for i in range(5)]
     added = hds.json("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", frames)))
     assert added["added"] == 5 and added["skipped"] == []
@@ -373,7 +408,7 @@ def test_frames_add_is_all_or_nothing_and_names_the_line(
     hds: Hds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli_module, "BATCH_ROWS", 3)  # the bad frame sits in the third batch
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     lines = [json.dumps(frame_dict(i)) for i in range(8)]
     bad = frame_dict(99)
     bad["rois"][0]["confidence"] = 7
@@ -405,12 +440,14 @@ def test_frames_add_is_all_or_nothing_and_names_the_line(
         and summary["frames"] == 8
         and [s["where"] for s in summary["skipped"]] == ["mixed.jsonl line 9"]
     )
-    assert "skipped mixed.jsonl line 9" in result.stderr
+    assert result.stderr == ""  # under --json, what was skipped is in the output only
+    text = hds("frames", "add", "--dataset", "cars", "--version", "Current", str(source), "--skip-invalid")
+    assert text.stderr == "hds: skipped mixed.jsonl line 9: " + summary["skipped"][0]["reason"] + "\n"
     assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 8
 
 
 def test_frames_add_refuses_a_published_version_before_reading(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("versions", "publish", "--dataset", "cars")
     source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])
     line = one_error_line(hds("frames", "add", "--dataset", "cars", str(source), code=1))
@@ -425,7 +462,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
     hds: Hds, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli_module, "BATCH_ROWS", 4)
-    hds("datasets", "create", "src")
+    hds("datasets", "create", "-d", "src")
     frames = [frame_dict(i, city=f"c{i}") for i in range(10)]
     frames[3]["meta_blob"] = {"raw": [1, {"x": None}]}
     frames[5]["sources"][0]["meta"] = {"angle": 45}
@@ -441,7 +478,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
     client = connect(str(store))
     expected = {f["id"]: f for f in frames}
     for target, path in (("from-jsonl", "out.jsonl"), ("from-parquet", "out.parquet")):
-        hds("datasets", "create", target)
+        hds("datasets", "create", "-d", target)
         hds("frames", "add", "--dataset", target, str(tmp_path / path))
         version = DatasetVersion.get_current(dataset_name=target, client=client)
         got = {f.id: to_frame_dict(f) for f in version.iter_frames()}
@@ -454,7 +491,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
 
 
 def test_frames_use_the_version_given_by_name_or_id(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", [frame_dict(1)])))
     snap = hds.json("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(2)])))
@@ -466,11 +503,11 @@ def test_frames_use_the_version_given_by_name_or_id(hds: Hds, tmp_path: Path) ->
 
 
 def test_progress_bars_go_to_stderr_when_asked(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(i) for i in range(3)])
     shown = hds("--progress", "frames", "add", "--dataset", "cars", str(source))
     assert "adding to cars/Current" in shown.stderr and "3/3" in shown.stderr
-    quiet = hds("--no-progress", "frames", "add", "--dataset", "cars", str(source))
+    quiet = hds("--no-progress", "frames", "add", "--dataset", "cars", "-v", "Current", str(source))
     assert quiet.stderr == ""
 
 
@@ -502,13 +539,13 @@ def test_query_needs_a_rule(hds: Hds) -> None:
 
 @pytest.fixture
 def two_datasets(hds: Hds, tmp_path: Path) -> Hds:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     cars = [
         frame_dict(i, label="car" if i % 2 else "bus", city="bremen" if i < 4 else "paris") for i in range(6)
     ]
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "cars.jsonl", cars)))
     hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
-    hds("datasets", "create", "bikes")
+    hds("datasets", "create", "-d", "bikes")
     bikes = [frame_dict(i, label="bike") for i in range(10, 13)]
     hds("frames", "add", "--dataset", "bikes", str(write_jsonl(tmp_path / "bikes.jsonl", bikes)))
     return hds
@@ -549,7 +586,7 @@ def test_query_count_head_and_export(two_datasets: Hds, tmp_path: Path, store: P
     hds("query", "export", *both, str(tmp_path / "p.parquet"), "--projection", "id", code=2)
 
     # a DataView export is input for frames add (its extra fields are dropped)
-    hds("datasets", "create", "mixed")
+    hds("datasets", "create", "-d", "mixed")
     hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.jsonl"))
     hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.parquet"))
     version = DatasetVersion.get_current(dataset_name="mixed", client=connect(str(store)))
@@ -607,8 +644,8 @@ def test_query_from_a_view_file(two_datasets: Hds, tmp_path: Path) -> None:
 
 def test_query_errors_are_one_line(two_datasets: Hds) -> None:
     hds = two_datasets
-    line = one_error_line(hds("query", "count", "--dataset", "cars", "--roi-query", "label:(car", code=1))
-    assert "label:(car" in line and "syntax error" in line
+    result = hds("query", "count", "--dataset", "cars", "--frame-query", "meta.city:bremen AND (", code=1)
+    assert "meta.city:bremen AND (" in one_error_line(result) and "syntax error" in one_error_line(result)
     assert "'nope'" in one_error_line(hds("query", "count", "--dataset", "nope", code=1))
     assert "'v9'" in one_error_line(hds("query", "count", "--dataset", "cars", "--version", "v9", code=1))
 
@@ -648,7 +685,7 @@ def test_coco_export_of_a_dataview(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_coco_import_of_a_bad_file_changes_nothing(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "coco")
+    hds("datasets", "create", "-d", "coco")
     data = json.loads(COCO_FILE.read_text(encoding="utf-8"))
     data["annotations"][1]["category_id"] = 42
     bad = tmp_path / "bad.json"
@@ -665,7 +702,7 @@ def test_coco_import_of_a_bad_file_changes_nothing(hds: Hds, tmp_path: Path) -> 
 
 
 def test_fsck_and_gc(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "g.jsonl", [frame_dict(2)])))
     report = hds.json("fsck")
@@ -675,19 +712,23 @@ def test_fsck_and_gc(hds: Hds, tmp_path: Path) -> None:
     dry = hds("gc", "--grace", "0")
     assert "would remove" in dry.stdout and "run with --delete to remove" in dry.stdout
     assert "dry_run=False" not in dry.stdout
-    removed = hds.json("gc", "--grace", "0s", "--delete")
+    refused = hds("gc", "--grace", "0", "--delete", code=1)  # stdin is no terminal, and no --yes
+    assert "not confirmed: remove" in one_error_line(refused) and "--yes" in refused.stderr
+    assert hds.json("gc", "--grace", "0")["removed"] != []  # nothing was removed
+    removed = hds.json("gc", "--grace", "0s", "--delete", "--yes")
     assert removed["dry_run"] is False
     assert hds.json("gc", "--grace", "0")["removed"] == []
+    assert hds.json("gc", "--grace", "0", "--delete")["dry_run"] is False  # nothing to remove: no question
     assert hds.json("gc", "--grace", "7d")["grace_seconds"] == 7 * 86400
     assert "not a duration" in hds("gc", "--grace", "soon", code=2).stderr
     assert hds("frames", "count", "--dataset", "cars").stdout == "2\n"
 
 
 def test_fsck_exits_1_on_damage(hds: Hds, tmp_path: Path, store: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     segment = next(p for p in store.rglob("*.parquet"))
     segment.unlink()
     result = hds("fsck", code=1)
     assert "result: DAMAGED" in result.stdout
-    assert "damaged objects or documents" in one_error_line(result)
+    assert "1 damaged object or document in" in one_error_line(result)
