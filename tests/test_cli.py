@@ -218,9 +218,7 @@ def test_datasets_create_list_show_delete(hds: Hds) -> None:
 def test_datasets_create_uses_an_existing_dataset_unless_fail_if_exists(hds: Hds) -> None:
     first = hds.json("datasets", "create", "--dataset", "cars", "--tag", "a")
     assert first["created"] is True
-    again = hds(
-        "datasets", "create", "-d", "cars", "--tag", "b"
-    )  # as Python's Dataset.create: get or create
+    again = hds("datasets", "create", "-d", "cars", "--tag", "b")  # as Python's Dataset.create: get or create
     assert "exists already; nothing was changed" in again.stdout
     assert hds.json("datasets", "create", "-d", "cars", "--exist-ok") == {**first, "created": False}
     line = one_error_line(hds("datasets", "create", "-d", "cars", "--fail-if-exists", code=1))
@@ -732,3 +730,328 @@ def test_fsck_exits_1_on_damage(hds: Hds, tmp_path: Path, store: Path) -> None:
     result = hds("fsck", code=1)
     assert "result: DAMAGED" in result.stdout
     assert "1 damaged object or document in" in one_error_line(result)
+
+
+# ------------------------------------------------------------------ errors: kinds, shape, wording
+
+
+def test_json_errors_have_one_shape_for_every_kind(
+    hds: Hds, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds(
+        "frames",
+        "add",
+        "-d",
+        "cars",
+        "-v",
+        "Current",
+        str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])),
+    )
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("", encoding="utf-8")
+    cases: list[tuple[str, tuple[str, ...]]] = [
+        ("NotFoundError", ("frames", "count", "-d", "nope")),
+        ("AlreadyExistsError", ("versions", "rename", "-d", "cars", "-v", "Current", "v1")),
+        ("InvalidStateError", ("versions", "publish", "-d", "cars", "-v", "v1")),
+        ("ValidationError", ("query", "count", "-d", "cars", "--frame-query", "meta.city:(x")),
+        ("UsageError", ("frames", "count")),
+        ("UsageError", ("frames", "count", "-d", "cars", "--no-such-flag")),
+        ("NotConfirmed", ("datasets", "delete", "-d", "cars")),
+        ("FileError", ("frames", "export", "-d", "cars", str(tmp_path / "no" / "dir" / "out.jsonl"))),
+        ("StorageError", ("--store", str(a_file / "store"), "datasets", "create", "-d", "x")),
+    ]
+    for kind, args in cases:
+        error = json_error(hds("--json", *args, code=2 if kind == "UsageError" else 1))
+        assert error["type"] == kind, (args, error)
+        assert error["message"] and "\n" not in error["message"], error
+    usage = json_error(hds("--json", "frames", "count", code=2))
+    assert usage["hint"].endswith("frames count --help shows the usage")
+    assert (
+        json_error(hds("--json", "datasets", "delete", "-d", "cars", code=1))["hint"]
+        == "pass --yes to confirm"
+    )
+    missing_version = json_error(hds("--json", "frames", "count", "-d", "cars", "-v", "v9", code=1))
+    assert missing_version["hint"] == "hds versions list --dataset NAME shows a dataset's versions"
+    top_level = CliRunner().invoke(cli, ["--json", "--no-such-global", "datasets", "list"])
+    assert top_level.exit_code == 2 and json_error(top_level)["type"] == "UsageError"
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Dataset, "list_datasets", boom)
+        unexpected = json_error(hds("--json", "datasets", "list", code=1))
+    assert unexpected == {
+        "type": "UnexpectedError",
+        "message": "unexpected RuntimeError: disk on fire",
+        "hint": "run with --debug for the traceback",
+    }
+
+    next(p for p in store.rglob("*.parquet")).unlink()  # damage: a segment of v1 is missing
+    corrupt = json_error(hds("--json", "frames", "count", "-d", "cars", "-v", "v1", code=1))
+    assert corrupt["type"] == "CorruptObjectError"
+    assert "a segment listed by a manifest is missing; check the store with hds fsck" in corrupt["message"]
+    text = hds("frames", "count", "-d", "cars", "-v", "v1", code=1)
+    assert one_error_line(text).endswith("check the store with hds fsck")
+    damaged = hds("--json", "fsck", code=1)
+    assert json.loads(damaged.stdout)["ok"] is False  # the report, then the error
+    assert json.loads(damaged.stderr)["error"]["type"] == "DamageFound"
+
+
+def test_errors_are_worded_for_the_shell(hds: Hds, tmp_path: Path) -> None:
+    source = str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)]))
+    hds("datasets", "create", "-d", "cars")
+    hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    lines = [one_error_line(hds("datasets", "delete", "-d", "cars", "--yes", code=1))]
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    hds("versions", "create", "-d", "cars", "-v", "fix", "--parent", "v1")
+    lines += [
+        one_error_line(hds("datasets", "delete", "-d", "cars", "--all-versions", "--yes", code=1)),
+        one_error_line(hds("versions", "delete", "-d", "cars", "-v", "v1", "--yes", code=1)),
+        one_error_line(hds("versions", "snapshot", "-d", "cars", code=1)),
+        one_error_line(hds("versions", "metadata", "set", "-d", "cars", "-v", "v1", "{}", code=1)),
+        one_error_line(hds("frames", "add", "-d", "cars", "-v", "v1", source, code=1)),
+        one_error_line(hds("frames", "count", "-d", "nope", code=1)),
+    ]
+    for line in lines:
+        assert "()" not in line and "=True" not in line and "=False" not in line, line
+        assert "hds " in line or "--" in line, line  # each says what to run
+    assert "pass --all-versions to delete" in lines[0]
+    assert "use hds versions publish and hds versions create --parent NAME instead" in lines[3]
+    assert "hds versions create --parent NAME --version NEW" in lines[4]
+    assert "create it with hds datasets create --dataset NAME" in lines[6]
+
+
+def test_a_query_error_puts_the_caret_on_its_own_line_under_the_token(two_datasets: Hds) -> None:
+    query = "meta.city:bremen AND foo:bar"
+    result = two_datasets("query", "count", "--dataset", "cars", "--frame-query", query, code=1)
+    first, shown, caret = result.stderr.splitlines()
+    assert first.startswith("hds: error: frame_query ") and "unknown field 'foo'" in first
+    assert shown.strip() == query
+    assert caret.strip() == "^" and caret.index("^") == shown.index(query) + query.index("foo")
+    error = json_error(two_datasets("--json", "query", "count", "-d", "cars", "--frame-query", query, code=1))
+    assert error["type"] == "ValidationError" and "(at position 21)" in error["message"]
+
+
+def test_exit_codes_are_in_the_help(hds: Hds) -> None:
+    text = hds("--help").stdout
+    assert "Exit codes:" in text
+    for line in ("0  success", "1  an error", "2  a usage error"):
+        assert line in text
+    assert "_HDS_COMPLETE=bash_source hds" in text
+
+
+# ------------------------------------------------------------------ frames add: nothing valid
+
+
+def test_skip_invalid_fails_when_every_record_is_invalid(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n[1, 2]\n", encoding="utf-8")
+    result = hds("frames", "add", "-d", "cars", "-v", "Current", str(bad), "--skip-invalid", code=1)
+    assert "every record of bad.jsonl is invalid (2 records, listed above); nothing was added" in (
+        one_error_line(result)
+    )
+    assert "hds: skipped bad.jsonl line 1: not valid JSON" in result.stderr
+    error = json_error(hds("--json", "frames", "add", "-d", "cars", str(bad), "--skip-invalid", code=1))
+    assert error["type"] == "ValidationError"
+    assert hds.json("frames", "count", "-d", "cars")["frames"] == 0
+
+
+def test_counts_are_written_with_the_right_plural(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    one = str(write_jsonl(tmp_path / "one.jsonl", [frame_dict(1)]))
+    assert (
+        "added 1 frame to 'cars' / 'Current'; it now has 1 frame\n"
+        == hds("frames", "add", "-d", "cars", "-v", "Current", one).stdout
+    )
+    assert (
+        f"wrote 1 frame to {tmp_path / 'o.jsonl'}\n"
+        == hds("frames", "export", "-d", "cars", str(tmp_path / "o.jsonl")).stdout
+    )
+    deleted = hds("frames", "delete", "-d", "cars", "-v", "Current", "f0001", "nope").stdout
+    assert deleted == "deleted 1 frame from 'cars' / 'Current' (1 id was not in it)\n"
+
+
+# ------------------------------------------------------------------ item 5: the current version
+
+
+def test_the_current_version_never_moves_silently(hds: Hds, tmp_path: Path) -> None:
+    source = str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)]))
+    hds("datasets", "create", "-d", "cars")
+    hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+
+    made = hds("versions", "create", "-d", "cars", "-v", "relabel", "--parent", "v1")
+    assert "hds: the current version of 'cars' is now 'relabel' (was 'Current')" in made.stderr
+    assert "the draft farthest from the root" in made.stderr
+    moved = hds.json("versions", "create", "-d", "cars", "-v", "relabel")["current"]
+    assert moved == {"id": moved["id"], "name": "relabel", "moved": False}
+    root = hds("versions", "create", "-d", "cars", "-v", "scratch")  # a root draft: not the farthest
+    assert root.stderr == ""
+
+    added = hds("frames", "add", "-d", "cars", source)
+    assert added.stderr.startswith(
+        "hds: adding frames to 'cars' / 'relabel' [draft], the current version (no --version given"
+    )
+    assert hds.json("frames", "add", "-d", "cars", source)["version_from"] == "current"
+    given = hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    assert given.stderr == "" and "'cars' / 'Current'" in given.stdout
+    assert hds.json("frames", "add", "-d", "cars", "-v", "Current", source)["version_from"] == "--version"
+    assert "deleting frames from 'cars' / 'relabel'" in hds("frames", "delete", "-d", "cars", "f0001").stderr
+
+    listed = hds("versions", "list", "-d", "cars").stdout.splitlines()
+    assert listed[-1] == (
+        "current: 'relabel'; the current version is the draft farthest from the root (the newest of them "
+        "on ties); with no draft, the most recently published version"
+    )
+    assert "farthest from the root" in hds("versions", "--help").stdout
+
+
+def test_version_names_that_read_as_something_else_are_refused(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    for name in ("Current", "current"):
+        line = one_error_line(hds("versions", "rename", "-d", "cars", "-v", "v1", name, code=1))
+        assert f"a published version cannot be named {name!r}: that is the name of the default draft" in line
+    hds("versions", "rename", "-d", "cars", "-v", "Current", "Current")  # a draft may keep it
+    line = one_error_line(
+        hds("versions", "snapshot", "-d", "cars", "--publish-name", "Current", "--child-name", "next", code=1)
+    )
+    assert "a published version cannot be named 'Current'" in line
+    ident = "0123456789abcdef0123456789abcdef"
+    line = one_error_line(hds("versions", "create", "-d", "cars", "-v", ident, code=1))
+    assert "32 hex digits is the form of a version id" in line
+    assert (
+        json_error(hds("--json", "versions", "rename", "-d", "cars", "-v", "v1", ident, code=1))["type"]
+        == "ValidationError"
+    )
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["v1", "Current"]
+    from hds_s3 import ValidationError
+
+    published = DatasetVersion.get_version(dataset_name="cars", version_name="v1", client=connect(str(store)))
+    with pytest.raises(ValidationError, match="cannot be named 'Current'"):
+        published.set_version_name("Current")
+
+
+# ------------------------------------------------------------------ --yes and the prompt
+
+
+def run_hds_at_a_terminal(store: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real program with a pseudo-terminal as stdin, typing ``answer``."""
+    pty = pytest.importorskip("pty")
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hds_s3.cli", "--store", str(store), *args],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        os.write(leader, answer.encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_destructive_commands_ask_at_a_terminal_and_need_yes_elsewhere(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("versions", "create", "-d", "cars", "-v", "other")
+    other = hds.json("versions", "list", "-d", "cars")[1]["id"]
+    refused = hds("versions", "delete", "-d", "cars", "-v", "other", code=1)
+    assert one_error_line(refused) == (
+        f"hds: error: not confirmed: delete version 'other' ({other}) of 'cars' "
+        "(stdin is not a terminal to ask on); nothing was changed"
+    )
+    no = run_hds_at_a_terminal(store, "n\n", "versions", "delete", "-d", "cars", "-v", "other")
+    assert no.returncode == 1 and "Delete version 'other'" in no.stderr and "[y/N]" in no.stderr
+    assert "not confirmed" in no.stderr
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["Current", "other"]
+    yes = run_hds_at_a_terminal(store, "y\n", "versions", "delete", "-d", "cars", "-v", "other")
+    assert yes.returncode == 0, yes.stderr
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["Current"]
+    asked = run_hds_at_a_terminal(store, "y\n", "datasets", "delete", "-d", "cars")
+    assert asked.returncode == 0 and "Delete dataset 'cars'" in asked.stderr
+    assert hds.json("datasets", "list") == []
+
+
+# ------------------------------------------------------------------ completion
+
+
+def test_shell_completion_offers_dataset_and_version_names(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("datasets", "create", "-d", "bikes")
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+        env.update(_HDS_COMPLETE="bash_complete", COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
+        done = subprocess.run(
+            [sys.executable, "-m", "hds_s3.cli"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        items = [item for item in done.stdout.splitlines() if item]
+        assert all(item.startswith("plain,") for item in items), (line, done.stdout)
+        return [item.split(",", 1)[1] for item in items]
+
+    assert complete(f"hds --store {store} datasets show --dataset ") == ["bikes", "cars"]
+    assert complete(f"hds --store {store} frames count -d c") == ["cars"]
+    assert complete(f"hds --store {store} frames count -d cars --version ") == ["v1", "Current"]
+    assert complete(f"hds --store {store} query count -d cars -v C") == ["Current"]
+    assert complete(f"hds --store {store} frames count -d nope -v ") == []
+
+
+# ------------------------------------------------------------------ exports: modes and progress
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_exported_files_get_the_users_umask(hds: Hds, tmp_path: Path, umask: int, mode: int) -> None:
+    import stat
+
+    hds("coco", "import", "-d", "coco", "--create", str(COCO_FILE), "--image-root", "s3://imgs")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(umask)
+    try:
+        hds("frames", "export", "-d", "coco", str(out / "frames.jsonl"))
+        hds("frames", "export", "-d", "coco", str(out / "frames.parquet"))
+        hds("query", "export", "-d", "coco", "--roi-query", "dog", str(out / "dogs.jsonl"))
+        hds("query", "export", "-d", "coco", str(out / "all.parquet"))
+        hds("coco", "export", "-d", "coco", str(out / "coco.json"))
+    finally:
+        os.umask(old)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [
+        "all.parquet",
+        "coco.json",
+        "dogs.jsonl",
+        "frames.jsonl",
+        "frames.parquet",
+    ]  # no leftovers
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name
+
+
+def test_progress_bars_have_totals(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(i) for i in range(3)])
+    added = hds("--progress", "frames", "add", "-d", "cars", "-v", "Current", str(source)).stderr
+    assert "checking f.jsonl" in added and added.count("3/3") >= 2  # checking, then adding
+    for name in ("o.jsonl", "o.parquet"):
+        shown = hds("--progress", "frames", "export", "-d", "cars", str(tmp_path / name)).stderr
+        assert "exporting cars/Current" in shown and "3/3" in shown, shown
+    limited = hds("--progress", "query", "export", "-d", "cars", "--limit", "2", str(tmp_path / "q.jsonl"))
+    assert "2/2" in limited.stderr
