@@ -753,16 +753,29 @@ def datasets_show(env: Env, dataset_name: str | None, dataset_id: str | None) ->
 @dataset_options
 @click.option("--all-versions", is_flag=True, help="Also delete draft versions that hold frames.")
 @click.option("--force", is_flag=True, help="Also delete published versions.")
+@click.option("--missing-ok", is_flag=True, help="Succeed, doing nothing, when there is no such dataset.")
 @_yes_option
 @pass_env
 def datasets_delete(
-    env: Env, dataset_name: str | None, dataset_id: str | None, all_versions: bool, force: bool, yes: bool
+    env: Env,
+    dataset_name: str | None,
+    dataset_id: str | None,
+    all_versions: bool,
+    force: bool,
+    missing_ok: bool,
+    yes: bool,
 ) -> None:
     """Delete a dataset (without flags, only one whose versions are all empty drafts).
 
     Asks for confirmation at a terminal; elsewhere --yes is needed.
     """
-    ds = get_dataset(env, dataset_name, dataset_id)
+    try:
+        ds = get_dataset(env, dataset_name, dataset_id)
+    except NotFoundError:
+        if not missing_ok:
+            raise
+        emit(env, {"deleted": None}, f"no dataset {dataset_name or dataset_id!r}; nothing to delete")
+        return
     count = ds.version_count
     confirm(yes, f"delete dataset {ds.name!r} ({ds.id}) and its {plural(count, 'version')}")
     Dataset.delete(dataset_id=ds.id, delete_all_versions=all_versions, force=force, client=env.client)
