@@ -1011,6 +1011,7 @@ def test_shell_completion_offers_dataset_and_version_names(hds: Hds, store: Path
     assert complete(f"hds --store {store} frames count -d c") == ["cars"]
     assert complete(f"hds --store {store} frames count -d cars --version ") == ["v1", "Current"]
     assert complete(f"hds --store {store} query count -d cars -v C") == ["Current"]
+    assert complete(f"hds --store {store} versions create -d cars --parent v") == ["v1"]
     assert complete(f"hds --store {store} frames count -d nope -v ") == []
 
 
@@ -1055,3 +1056,24 @@ def test_progress_bars_have_totals(hds: Hds, tmp_path: Path) -> None:
         assert "exporting cars/Current" in shown and "3/3" in shown, shown
     limited = hds("--progress", "query", "export", "-d", "cars", "--limit", "2", str(tmp_path / "q.jsonl"))
     assert "2/2" in limited.stderr
+
+
+def test_fsck_repair_asks_when_it_has_something_to_repair(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    assert "result: " in hds("fsck", "--repair").stdout  # nothing to repair: no question
+    marker = store / "_hds" / "store.json"
+    marker.unlink()
+    refused = hds("fsck", "--repair", code=1)
+    assert "not confirmed: repair 1 finding in" in one_error_line(refused) and not marker.exists()
+    repaired = hds("fsck", "--repair", "--yes")  # the marker is written again: nothing is left damaged
+    assert "[repaired]" in repaired.stdout and marker.exists()
+    assert hds.json("fsck")["ok"] is True
+
+
+def test_datasets_delete_missing_ok(hds: Hds) -> None:
+    assert (
+        "no dataset 'nope'; nothing to delete"
+        in hds("datasets", "delete", "-d", "nope", "--missing-ok").stdout
+    )
+    assert hds.json("datasets", "delete", "-d", "nope", "--missing-ok") == {"deleted": None}
+    hds("datasets", "delete", "-d", "nope", "--yes", code=1)

@@ -1,22 +1,31 @@
 """The ``hds`` command: datasets, versions, frames, queries and COCO files from a shell.
 
 A thin layer over the Python API: every command resolves its dataset and version, calls the API and
-prints the result as text, or as JSON with ``hds --json``. One error handler turns every hds_s3
-error into one line on stderr and exit code 1 (``--debug`` shows the traceback instead); usage
-errors exit with click's code 2.
+prints the result as text, or as JSON with ``hds --json``. Which store: ``--store URL``
+(``s3://bucket/prefix``, a folder, ``memory://name``), else ``HDS_STORE``, else the embedded local
+folder (see :mod:`hds_s3.client`).
 
-Which store: ``--store URL`` (``s3://bucket/prefix``, a folder, ``memory://name``), else
-``HDS_STORE``, else the embedded local folder (see :mod:`hds_s3.client`).
+Naming, the same for every command: ``--dataset/-d NAME`` or ``--dataset-id ID``; ``--version/-v
+NAME`` or ``--version-id ID`` (``datasets create`` and ``versions create`` take the new name the
+same way; the name as an argument still works, with a deprecation note). Without a version, a
+command uses the dataset's current version (:data:`CURRENT_RULE`); a command that writes to it
+says so on stderr, and ``versions create`` says when the current version moves. Like the Python
+``create*`` calls, ``create`` uses an existing dataset or version (``--fail-if-exists``: an error).
 
-Selecting: ``--dataset NAME`` or ``--dataset-id ID``; ``--version NAME`` or ``--version-id ID``. A
-command that reads or writes frames uses the dataset's current version when no version is given
-(the draft farthest from the root); ``rename`` and ``delete`` need the version named.
+Errors: one error handler (:class:`HdsGroup`) turns every failure into a :class:`CommandError`:
+``hds: error: <message>`` on stderr (a query error adds the query and a caret under its bad
+token, each on its own line), then ``hds: hint: <next step>`` when there is one; with ``--json``,
+one JSON object ``{"error": {"type", "message", "hint"}}`` on stderr instead. Library messages
+that advise a Python call are reworded for the shell (``_API_HINTS``). ``--debug`` shows the
+traceback. Exit codes: 0 on success; 1 for every failure (``fsck`` finding damage, ``gc``
+failing to remove something and a refused confirmation included); 2 for usage errors.
+:func:`main` ends the process with ``os._exit`` once output is flushed (see its docstring).
 
-Exit codes: 0 on success; 1 for every failure, with one line ``hds: error: <cause>`` on stderr (an
-hds_s3 error's own message, naming the dataset, version, frame, file or line and what to do; any
-other error as ``unexpected <type>: ...``); 2 for usage errors (click's message). ``hds fsck``
-exits with 1 when the store is damaged, ``hds gc`` when a removal failed, after printing their
-report. :func:`main` ends the process with ``os._exit`` once output is flushed (see its docstring).
+Destructive commands (``datasets delete``, ``versions delete``, ``gc --delete`` and ``fsck
+--repair`` when they have something to change) ask at a terminal and need ``--yes`` otherwise.
+Exports count their frames first, so progress bars have a total, and write files with the user's
+umask. Shell completion is click's (``_HDS_COMPLETE=bash_source hds``), with dataset and version
+names read from the store.
 
 ``query`` commands (and ``coco export`` with a query) build a :class:`~hds_s3.query.dataview.DataView`:
 each ``--dataset`` (or ``--dataset-id``) starts one OR-ed rule; ``--version``, ``--roi-query``,
@@ -29,10 +38,11 @@ once per rule in the order of the ``--dataset`` flags, ``''`` meaning none for t
 metadata as JSON text). It is all or nothing for bad input: the file is read and every frame checked
 first, in bounded memory, and any malformed line or invalid frame stops the command before anything
 is written, naming the line (or row) and the reason; ``--skip-invalid`` adds the valid frames and
-lists the others instead. The frames are then streamed into the version with ``add_frames``
-(batches of Parquet segments), so an interrupted add keeps what it committed and can be re-run:
-frames are replaced by id, never duplicated. Provenance fields in the input (``saved``,
-``saved_in_version``, ``updated_in_version``) are ignored: the version records its own.
+lists the others instead (and fails when none is valid). The frames are then streamed into the
+version with ``add_frames`` (batches of Parquet segments), so an interrupted add keeps what it
+committed and can be re-run: frames are replaced by id, never duplicated. Provenance fields in
+the input (``saved``, ``saved_in_version``, ``updated_in_version``) are ignored: the version
+records its own.
 """
 
 from __future__ import annotations
@@ -48,7 +58,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from click.shell_completion import CompletionItem
 
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.client import Client, connect, default_store_url
@@ -63,6 +72,8 @@ from hds_s3.errors import (
 )
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from hds_s3.query.dataview import DataView
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -393,6 +404,8 @@ def _root_client(ctx: click.Context) -> Client:
 
 def complete_datasets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Shell completion of a dataset name: the names in the store of ``--store`` (none if it fails)."""
+    from click.shell_completion import CompletionItem
+
     try:
         names = [d.name for d in Dataset.list_datasets(client=_root_client(ctx))]
     except (HdsError, OSError):
@@ -402,6 +415,8 @@ def complete_datasets(ctx: click.Context, param: click.Parameter, incomplete: st
 
 def complete_versions(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Shell completion of a version name of the dataset given before it (none if it fails)."""
+    from click.shell_completion import CompletionItem
+
     given = ctx.params.get("dataset_name") or ctx.params.get("q_datasets")
     name = given[-1] if isinstance(given, (tuple, list)) and given else given
     if not isinstance(name, str):
@@ -881,7 +896,13 @@ def versions_tree(env: Env, dataset_name: str | None, dataset_id: str | None, id
 @dataset_options
 @click.option("--version", "-v", "version_name", metavar="NAME", help="The new version's name.")
 @click.argument("name", required=False, metavar="[NAME]")
-@click.option("--parent", default=None, metavar="NAME", help="The published parent version, by name.")
+@click.option(
+    "--parent",
+    default=None,
+    metavar="NAME",
+    help="The published parent version, by name.",
+    shell_complete=complete_versions,
+)
 @click.option("--parent-id", default=None, metavar="ID", help="The published parent version, by id.")
 @click.option("--comment", default=None, help="A comment.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag (repeat for several).")
@@ -2155,9 +2176,10 @@ def fsck_command(env: Env, repair: bool, deep: bool, yes: bool) -> None:
             confirm(yes, f"repair {plural(len(todo), 'finding')} in {report.store}")
             report = fsck(env.client, repair=True, deep=deep)
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
-    if not report.ok:
+    damage = [f for f in report.damage if not f.repaired]  # a rewritten store marker is damage repaired
+    if damage:
         raise CommandError(
-            f"{plural(len(report.damage), 'damaged object or document', 'damaged objects or documents')} "
+            f"{plural(len(damage), 'damaged object or document', 'damaged objects or documents')} "
             f"in {report.store}; see the report",
             kind="DamageFound",
         )
