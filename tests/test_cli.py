@@ -62,10 +62,26 @@ def write_jsonl(path: Path, frames: list[Any]) -> Path:
 
 
 def one_error_line(result: Result) -> str:
+    """The one ``hds: error:`` line of a failure (after any notes, before at most a hint)."""
+    lines = result.stderr.strip().splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("hds: error: ")]
+    assert len(errors) == 1, result.stderr
+    assert all(line.startswith("hds: ") for line in lines[: errors[0]]), result.stderr
+    after = lines[errors[0] + 1 :]  # a query and its caret, then a hint
+    assert all(line.startswith(("hds: hint: ", "    ")) for line in after), result.stderr
+    assert "Traceback" not in result.output
+    return lines[errors[0]]
+
+
+def json_error(result: Result) -> dict[str, Any]:
+    """The error of a ``--json`` failure: stderr is one JSON object of the stable shape, stdout is empty."""
+    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
+    data = json.loads(lines[0])
+    assert list(data) == ["error"] and sorted(data["error"]) == ["hint", "message", "type"]
+    error: dict[str, Any] = data["error"]
+    return error
 
 
 # ------------------------------------------------------------------ the real program
@@ -86,7 +102,7 @@ def run_hds(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_real_command_creates_fills_snapshots_and_exports(store: Path, tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [frame_dict(i) for i in range(3)])
     steps = [
-        ("datasets", "create", "cars"),
+        ("datasets", "create", "--dataset", "cars"),
         ("frames", "add", "--dataset", "cars", str(source)),
         ("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1"),
         ("frames", "export", "--dataset", "cars", "--version", "v1", str(tmp_path / "out.jsonl")),
@@ -154,7 +170,7 @@ def test_every_command_has_help(hds: Hds) -> None:
 
 def test_store_defaults_to_hds_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HDS_STORE", str(store))
-    result = CliRunner().invoke(cli, ["datasets", "create", "viaenv"])
+    result = CliRunner().invoke(cli, ["datasets", "create", "-d", "viaenv"])
     assert result.exit_code == 0, result.output
     assert Dataset.exists("viaenv", client=connect(str(store)))
 
@@ -170,8 +186,9 @@ def test_unexpected_errors_are_one_line_unless_debug(hds: Hds, monkeypatch: pyte
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(Dataset, "list_datasets", boom)
-    line = one_error_line(hds("datasets", "list", code=1))
-    assert line == "hds: error: unexpected RuntimeError: disk on fire (run with --debug for the traceback)"
+    result = hds("datasets", "list", code=1)
+    assert one_error_line(result) == "hds: error: unexpected RuntimeError: disk on fire"
+    assert result.stderr.splitlines()[1] == "hds: hint: run with --debug for the traceback"
     result = hds("--debug", "datasets", "list", code=1)
     assert isinstance(result.exception, RuntimeError)
 
@@ -180,10 +197,10 @@ def test_unexpected_errors_are_one_line_unless_debug(hds: Hds, monkeypatch: pyte
 
 
 def test_datasets_create_list_show_delete(hds: Hds) -> None:
-    made = hds.json("datasets", "create", "cars", "--tag", "street", "--description", "scenes")
+    made = hds.json("datasets", "create", "-d", "cars", "--tag", "street", "--description", "scenes")
     assert made["name"] == "cars" and made["tags"] == ["street"]
     assert made["current_version"]["name"] == "Current"
-    hds("datasets", "create", "bikes", "--metadata", '{"owner": "ana"}')
+    hds("datasets", "create", "-d", "bikes", "--metadata", '{"owner": "ana"}')
 
     assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes", "cars"]
     assert [d["name"] for d in hds.json("datasets", "list", "--tag", "street")] == ["cars"]
@@ -194,33 +211,46 @@ def test_datasets_create_list_show_delete(hds: Hds) -> None:
     assert hds.json("datasets", "show", "--dataset", "bikes")["metadata"] == {"owner": "ana"}
     assert "description:  scenes" in hds("datasets", "show", "--dataset", "cars").stdout
 
-    hds("datasets", "delete", "--dataset", "cars")
+    hds("datasets", "delete", "--dataset", "cars", "--yes")
     assert [d["name"] for d in hds.json("datasets", "list")] == ["bikes"]
 
 
-def test_datasets_create_refuses_an_existing_name_unless_exist_ok(hds: Hds) -> None:
-    first = hds.json("datasets", "create", "cars")
-    line = one_error_line(hds("datasets", "create", "cars", code=1))
+def test_datasets_create_uses_an_existing_dataset_unless_fail_if_exists(hds: Hds) -> None:
+    first = hds.json("datasets", "create", "--dataset", "cars", "--tag", "a")
+    assert first["created"] is True
+    again = hds("datasets", "create", "-d", "cars", "--tag", "b")  # as Python's Dataset.create: get or create
+    assert "exists already; nothing was changed" in again.stdout
+    assert hds.json("datasets", "create", "-d", "cars", "--exist-ok") == {**first, "created": False}
+    line = one_error_line(hds("datasets", "create", "-d", "cars", "--fail-if-exists", code=1))
     assert "cars" in line and "already" in line
-    assert hds.json("datasets", "create", "cars", "--exist-ok")["id"] == first["id"]
+    assert hds.json("datasets", "show", "-d", "cars")["tags"] == ["a"]
+
+
+def test_datasets_create_by_argument_still_works_with_a_deprecation_note(hds: Hds) -> None:
+    result = hds("datasets", "create", "bikes")
+    assert "created dataset 'bikes'" in result.stdout
+    assert "hds: note: 'hds datasets create NAME' is deprecated" in result.stderr
+    assert "--dataset NAME" in result.stderr
+    assert "not both" in hds("datasets", "create", "-d", "a", "b", code=2).stderr
+    assert "give the name" in hds("datasets", "create", code=2).stderr
 
 
 def test_datasets_delete_needs_flags_for_frames_and_published_versions(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     assert "pass --all-versions to delete" in one_error_line(
-        hds("datasets", "delete", "--dataset", "cars", code=1)
+        hds("datasets", "delete", "--dataset", "cars", "--yes", code=1)
     )
     hds("versions", "publish", "--dataset", "cars")
     assert "pass --all-versions --force" in one_error_line(
-        hds("datasets", "delete", "--dataset", "cars", "--all-versions", code=1)
+        hds("datasets", "delete", "--dataset", "cars", "--all-versions", "-y", code=1)
     )
-    hds("datasets", "delete", "--dataset", "cars", "--all-versions", "--force")
+    hds("datasets", "delete", "--dataset", "cars", "--all-versions", "--force", "--yes")
     hds("datasets", "show", "--dataset", "cars", code=1)
 
 
 def test_selection_flags_are_checked(hds: Hds) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("datasets", "show", code=2)
     both = hds("datasets", "show", "--dataset", "cars", "--dataset-id", "0" * 32, code=2)
     assert "not both" in both.stderr
@@ -235,7 +265,7 @@ def test_selection_flags_are_checked(hds: Hds) -> None:
 
 
 def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     snap = hds.json(
         "versions", "snapshot", "--dataset", "cars", "--publish-name", "v1", "--child-comment", "next"
@@ -243,20 +273,23 @@ def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
     assert snap["snapshot"]["name"] == "v1" and snap["snapshot"]["status"] == "published"
     assert snap["current"]["name"] == "Current" and snap["current"]["comment"] == "next"
 
-    child = hds.json("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", "--tag", "x")
+    child = hds.json(
+        "versions", "create", "--dataset", "cars", "-v", "relabel", "--parent", "v1", "--tag", "x"
+    )
     assert child["parent_id"] == snap["snapshot"]["id"] and child["tags"] == ["x"]
     assert "already has a version named 'relabel'" in one_error_line(
-        hds("versions", "create", "--dataset", "cars", "relabel", "--parent", "v1", code=1)
+        hds("versions", "create", "-d", "cars", "-v", "relabel", "--parent", "v1", "--fail-if-exists", code=1)
     )
-    hds("versions", "create", "--dataset", "cars", "relabel", "--exist-ok")
-    hds("versions", "create", "--dataset", "cars", "root2")
+    again = hds.json("versions", "create", "-d", "cars", "--version", "relabel", "--exist-ok")
+    assert again["created"] is False and again["id"] == child["id"]
+    assert "deprecated" in hds("versions", "create", "--dataset", "cars", "root2").stderr
 
     listed = hds.json("versions", "list", "--dataset", "cars")
-    assert [(v["name"], v["status"], v["parent"]) for v in listed] == [
-        ("v1", "published", None),
-        ("Current", "draft", "v1"),
-        ("relabel", "draft", "v1"),
-        ("root2", "draft", None),
+    assert [(v["name"], v["status"], v["parent"], v["current"]) for v in listed] == [
+        ("v1", "published", None, False),
+        ("Current", "draft", "v1", False),
+        ("relabel", "draft", "v1", True),  # the newest of the drafts farthest from the root
+        ("root2", "draft", None, False),
     ]
     assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars", "--published")] == ["v1"]
     hds("versions", "list", "--dataset", "cars", "--published", "--drafts", code=2)
@@ -266,16 +299,16 @@ def test_versions_lifecycle(hds: Hds, tmp_path: Path) -> None:
     assert "already published" in one_error_line(
         hds("versions", "publish", "--dataset", "cars", "--version", "relabel-2", code=1)
     )
-    hds("versions", "delete", "--dataset", "cars", "--version", "root2")
+    hds("versions", "delete", "--dataset", "cars", "--version", "root2", "--yes")
     assert "pass --force" in one_error_line(
-        hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", code=1)
+        hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--yes", code=1)
     )
-    hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--force")
+    hds("versions", "delete", "--dataset", "cars", "--version", "relabel-2", "--force", "--yes")
     assert [v["name"] for v in hds.json("versions", "list", "--dataset", "cars")] == ["v1", "Current"]
 
 
 def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds(
         "frames",
         "add",
@@ -285,8 +318,8 @@ def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -
     )
     hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(3)])))
-    hds("versions", "create", "--dataset", "cars", "fix", "--parent", "v1")
-    hds("versions", "create", "--dataset", "cars", "scratch")
+    hds("versions", "create", "--dataset", "cars", "-v", "fix", "--parent", "v1")
+    hds("versions", "create", "--dataset", "cars", "-v", "scratch")
     assert hds("versions", "tree", "--dataset", "cars").stdout.splitlines() == [
         "cars",
         "├── v1  [published]  2 frames",
@@ -305,7 +338,7 @@ def test_versions_tree_draws_status_and_frame_counts(hds: Hds, tmp_path: Path) -
 
 
 def test_versions_stats(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     frames = [frame_dict(1), frame_dict(2, label="bus"), frame_dict(3)]
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", frames)))
     stats = hds.json("versions", "stats", "--dataset", "cars")
@@ -316,7 +349,7 @@ def test_versions_stats(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_versions_metadata_get_and_set(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     assert hds.json("versions", "metadata", "get", "--dataset", "cars") == {}
     hds("versions", "metadata", "set", "--dataset", "cars", '{"a": 1, "b": {"c": [1, 2]}}')
     assert hds("versions", "metadata", "get", "--dataset", "cars").stdout.startswith("{\n")
@@ -345,7 +378,7 @@ def test_versions_metadata_get_and_set(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_frames_add_get_count_delete(hds: Hds, tmp_path: Path, store: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     frames = [frame_dict(i) for i in range(5)]
     added = hds.json("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", frames)))
     assert added["added"] == 5 and added["skipped"] == []
@@ -375,7 +408,7 @@ def test_frames_add_is_all_or_nothing_and_names_the_line(
     hds: Hds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli_module, "BATCH_ROWS", 3)  # the bad frame sits in the third batch
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     lines = [json.dumps(frame_dict(i)) for i in range(8)]
     bad = frame_dict(99)
     bad["rois"][0]["confidence"] = 7
@@ -407,12 +440,14 @@ def test_frames_add_is_all_or_nothing_and_names_the_line(
         and summary["frames"] == 8
         and [s["where"] for s in summary["skipped"]] == ["mixed.jsonl line 9"]
     )
-    assert "skipped mixed.jsonl line 9" in result.stderr
+    assert result.stderr == ""  # under --json, what was skipped is in the output only
+    text = hds("frames", "add", "--dataset", "cars", "--version", "Current", str(source), "--skip-invalid")
+    assert text.stderr == "hds: skipped mixed.jsonl line 9: " + summary["skipped"][0]["reason"] + "\n"
     assert hds.json("frames", "count", "--dataset", "cars")["frames"] == 8
 
 
 def test_frames_add_refuses_a_published_version_before_reading(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("versions", "publish", "--dataset", "cars")
     source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])
     line = one_error_line(hds("frames", "add", "--dataset", "cars", str(source), code=1))
@@ -427,7 +462,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
     hds: Hds, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli_module, "BATCH_ROWS", 4)
-    hds("datasets", "create", "src")
+    hds("datasets", "create", "-d", "src")
     frames = [frame_dict(i, city=f"c{i}") for i in range(10)]
     frames[3]["meta_blob"] = {"raw": [1, {"x": None}]}
     frames[5]["sources"][0]["meta"] = {"angle": 45}
@@ -443,7 +478,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
     client = connect(str(store))
     expected = {f["id"]: f for f in frames}
     for target, path in (("from-jsonl", "out.jsonl"), ("from-parquet", "out.parquet")):
-        hds("datasets", "create", target)
+        hds("datasets", "create", "-d", target)
         hds("frames", "add", "--dataset", target, str(tmp_path / path))
         version = DatasetVersion.get_current(dataset_name=target, client=client)
         got = {f.id: to_frame_dict(f) for f in version.iter_frames()}
@@ -456,7 +491,7 @@ def test_frames_export_and_add_round_trip_through_jsonl_and_parquet(
 
 
 def test_frames_use_the_version_given_by_name_or_id(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "a.jsonl", [frame_dict(1)])))
     snap = hds.json("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "b.jsonl", [frame_dict(2)])))
@@ -468,11 +503,11 @@ def test_frames_use_the_version_given_by_name_or_id(hds: Hds, tmp_path: Path) ->
 
 
 def test_progress_bars_go_to_stderr_when_asked(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(i) for i in range(3)])
     shown = hds("--progress", "frames", "add", "--dataset", "cars", str(source))
     assert "adding to cars/Current" in shown.stderr and "3/3" in shown.stderr
-    quiet = hds("--no-progress", "frames", "add", "--dataset", "cars", str(source))
+    quiet = hds("--no-progress", "frames", "add", "--dataset", "cars", "-v", "Current", str(source))
     assert quiet.stderr == ""
 
 
@@ -504,13 +539,13 @@ def test_query_needs_a_rule(hds: Hds) -> None:
 
 @pytest.fixture
 def two_datasets(hds: Hds, tmp_path: Path) -> Hds:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     cars = [
         frame_dict(i, label="car" if i % 2 else "bus", city="bremen" if i < 4 else "paris") for i in range(6)
     ]
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "cars.jsonl", cars)))
     hds("versions", "snapshot", "--dataset", "cars", "--publish-name", "v1")
-    hds("datasets", "create", "bikes")
+    hds("datasets", "create", "-d", "bikes")
     bikes = [frame_dict(i, label="bike") for i in range(10, 13)]
     hds("frames", "add", "--dataset", "bikes", str(write_jsonl(tmp_path / "bikes.jsonl", bikes)))
     return hds
@@ -551,7 +586,7 @@ def test_query_count_head_and_export(two_datasets: Hds, tmp_path: Path, store: P
     hds("query", "export", *both, str(tmp_path / "p.parquet"), "--projection", "id", code=2)
 
     # a DataView export is input for frames add (its extra fields are dropped)
-    hds("datasets", "create", "mixed")
+    hds("datasets", "create", "-d", "mixed")
     hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.jsonl"))
     hds("frames", "add", "--dataset", "mixed", str(tmp_path / "q.parquet"))
     version = DatasetVersion.get_current(dataset_name="mixed", client=connect(str(store)))
@@ -609,8 +644,8 @@ def test_query_from_a_view_file(two_datasets: Hds, tmp_path: Path) -> None:
 
 def test_query_errors_are_one_line(two_datasets: Hds) -> None:
     hds = two_datasets
-    line = one_error_line(hds("query", "count", "--dataset", "cars", "--roi-query", "label:(car", code=1))
-    assert "label:(car" in line and "syntax error" in line
+    result = hds("query", "count", "--dataset", "cars", "--frame-query", "meta.city:bremen AND (", code=1)
+    assert "meta.city:bremen AND (" in one_error_line(result) and "syntax error" in one_error_line(result)
     assert "'nope'" in one_error_line(hds("query", "count", "--dataset", "nope", code=1))
     assert "'v9'" in one_error_line(hds("query", "count", "--dataset", "cars", "--version", "v9", code=1))
 
@@ -650,7 +685,7 @@ def test_coco_export_of_a_dataview(hds: Hds, tmp_path: Path) -> None:
 
 
 def test_coco_import_of_a_bad_file_changes_nothing(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "coco")
+    hds("datasets", "create", "-d", "coco")
     data = json.loads(COCO_FILE.read_text(encoding="utf-8"))
     data["annotations"][1]["category_id"] = 42
     bad = tmp_path / "bad.json"
@@ -667,7 +702,7 @@ def test_coco_import_of_a_bad_file_changes_nothing(hds: Hds, tmp_path: Path) -> 
 
 
 def test_fsck_and_gc(hds: Hds, tmp_path: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "g.jsonl", [frame_dict(2)])))
     report = hds.json("fsck")
@@ -677,19 +712,370 @@ def test_fsck_and_gc(hds: Hds, tmp_path: Path) -> None:
     dry = hds("gc", "--grace", "0")
     assert "would remove" in dry.stdout and "run with --delete to remove" in dry.stdout
     assert "dry_run=False" not in dry.stdout
-    removed = hds.json("gc", "--grace", "0s", "--delete")
+    refused = hds("gc", "--grace", "0", "--delete", code=1)  # stdin is no terminal, and no --yes
+    assert "not confirmed: remove" in one_error_line(refused) and "--yes" in refused.stderr
+    assert hds.json("gc", "--grace", "0")["removed"] != []  # nothing was removed
+    removed = hds.json("gc", "--grace", "0s", "--delete", "--yes")
     assert removed["dry_run"] is False
     assert hds.json("gc", "--grace", "0")["removed"] == []
+    assert hds.json("gc", "--grace", "0", "--delete")["dry_run"] is False  # nothing to remove: no question
     assert hds.json("gc", "--grace", "7d")["grace_seconds"] == 7 * 86400
     assert "not a duration" in hds("gc", "--grace", "soon", code=2).stderr
     assert hds("frames", "count", "--dataset", "cars").stdout == "2\n"
 
 
 def test_fsck_exits_1_on_damage(hds: Hds, tmp_path: Path, store: Path) -> None:
-    hds("datasets", "create", "cars")
+    hds("datasets", "create", "-d", "cars")
     hds("frames", "add", "--dataset", "cars", str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])))
     segment = next(p for p in store.rglob("*.parquet"))
     segment.unlink()
     result = hds("fsck", code=1)
     assert "result: DAMAGED" in result.stdout
-    assert "damaged objects or documents" in one_error_line(result)
+    assert "1 damaged object or document in" in one_error_line(result)
+
+
+# ------------------------------------------------------------------ errors: kinds, shape, wording
+
+
+def test_json_errors_have_one_shape_for_every_kind(
+    hds: Hds, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds(
+        "frames",
+        "add",
+        "-d",
+        "cars",
+        "-v",
+        "Current",
+        str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)])),
+    )
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("", encoding="utf-8")
+    cases: list[tuple[str, tuple[str, ...]]] = [
+        ("NotFoundError", ("frames", "count", "-d", "nope")),
+        ("AlreadyExistsError", ("versions", "rename", "-d", "cars", "-v", "Current", "v1")),
+        ("InvalidStateError", ("versions", "publish", "-d", "cars", "-v", "v1")),
+        ("ValidationError", ("query", "count", "-d", "cars", "--frame-query", "meta.city:(x")),
+        ("UsageError", ("frames", "count")),
+        ("UsageError", ("frames", "count", "-d", "cars", "--no-such-flag")),
+        ("NotConfirmed", ("datasets", "delete", "-d", "cars")),
+        ("FileError", ("frames", "export", "-d", "cars", str(tmp_path / "no" / "dir" / "out.jsonl"))),
+        ("StorageError", ("--store", str(a_file / "store"), "datasets", "create", "-d", "x")),
+    ]
+    for kind, args in cases:
+        error = json_error(hds("--json", *args, code=2 if kind == "UsageError" else 1))
+        assert error["type"] == kind, (args, error)
+        assert error["message"] and "\n" not in error["message"], error
+    usage = json_error(hds("--json", "frames", "count", code=2))
+    assert usage["hint"].endswith("frames count --help shows the usage")
+    assert (
+        json_error(hds("--json", "datasets", "delete", "-d", "cars", code=1))["hint"]
+        == "pass --yes to confirm"
+    )
+    missing_version = json_error(hds("--json", "frames", "count", "-d", "cars", "-v", "v9", code=1))
+    assert missing_version["hint"] == "hds versions list --dataset NAME shows a dataset's versions"
+    top_level = CliRunner().invoke(cli, ["--json", "--no-such-global", "datasets", "list"])
+    assert top_level.exit_code == 2 and json_error(top_level)["type"] == "UsageError"
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Dataset, "list_datasets", boom)
+        unexpected = json_error(hds("--json", "datasets", "list", code=1))
+    assert unexpected == {
+        "type": "UnexpectedError",
+        "message": "unexpected RuntimeError: disk on fire",
+        "hint": "run with --debug for the traceback",
+    }
+
+    next(p for p in store.rglob("*.parquet")).unlink()  # damage: a segment of v1 is missing
+    corrupt = json_error(hds("--json", "frames", "count", "-d", "cars", "-v", "v1", code=1))
+    assert corrupt["type"] == "CorruptObjectError"
+    assert "a segment listed by a manifest is missing; check the store with hds fsck" in corrupt["message"]
+    text = hds("frames", "count", "-d", "cars", "-v", "v1", code=1)
+    assert one_error_line(text).endswith("check the store with hds fsck")
+    damaged = hds("--json", "fsck", code=1)
+    assert json.loads(damaged.stdout)["ok"] is False  # the report, then the error
+    assert json.loads(damaged.stderr)["error"]["type"] == "DamageFound"
+
+
+def test_errors_are_worded_for_the_shell(hds: Hds, tmp_path: Path) -> None:
+    source = str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)]))
+    hds("datasets", "create", "-d", "cars")
+    hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    lines = [one_error_line(hds("datasets", "delete", "-d", "cars", "--yes", code=1))]
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    hds("versions", "create", "-d", "cars", "-v", "fix", "--parent", "v1")
+    lines += [
+        one_error_line(hds("datasets", "delete", "-d", "cars", "--all-versions", "--yes", code=1)),
+        one_error_line(hds("versions", "delete", "-d", "cars", "-v", "v1", "--yes", code=1)),
+        one_error_line(hds("versions", "snapshot", "-d", "cars", code=1)),
+        one_error_line(hds("versions", "metadata", "set", "-d", "cars", "-v", "v1", "{}", code=1)),
+        one_error_line(hds("frames", "add", "-d", "cars", "-v", "v1", source, code=1)),
+        one_error_line(hds("frames", "count", "-d", "nope", code=1)),
+    ]
+    for line in lines:
+        assert "()" not in line and "=True" not in line and "=False" not in line, line
+        assert "hds " in line or "--" in line, line  # each says what to run
+    assert "pass --all-versions to delete" in lines[0]
+    assert "use hds versions publish and hds versions create --parent NAME instead" in lines[3]
+    assert "hds versions create --parent NAME --version NEW" in lines[4]
+    assert "create it with hds datasets create --dataset NAME" in lines[6]
+
+
+def test_a_query_error_puts_the_caret_on_its_own_line_under_the_token(two_datasets: Hds) -> None:
+    query = "meta.city:bremen AND foo:bar"
+    result = two_datasets("query", "count", "--dataset", "cars", "--frame-query", query, code=1)
+    first, shown, caret = result.stderr.splitlines()
+    assert first.startswith("hds: error: frame_query ") and "unknown field 'foo'" in first
+    assert shown.strip() == query
+    assert caret.strip() == "^" and caret.index("^") == shown.index(query) + query.index("foo")
+    error = json_error(two_datasets("--json", "query", "count", "-d", "cars", "--frame-query", query, code=1))
+    assert error["type"] == "ValidationError" and "(at position 21)" in error["message"]
+
+
+def test_exit_codes_are_in_the_help(hds: Hds) -> None:
+    text = hds("--help").stdout
+    assert "Exit codes:" in text
+    for line in ("0  success", "1  an error", "2  a usage error"):
+        assert line in text
+    assert "_HDS_COMPLETE=bash_source hds" in text
+
+
+# ------------------------------------------------------------------ frames add: nothing valid
+
+
+def test_skip_invalid_fails_when_every_record_is_invalid(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n[1, 2]\n", encoding="utf-8")
+    result = hds("frames", "add", "-d", "cars", "-v", "Current", str(bad), "--skip-invalid", code=1)
+    assert "every record of bad.jsonl is invalid (2 records, listed above); nothing was added" in (
+        one_error_line(result)
+    )
+    assert "hds: skipped bad.jsonl line 1: not valid JSON" in result.stderr
+    error = json_error(hds("--json", "frames", "add", "-d", "cars", str(bad), "--skip-invalid", code=1))
+    assert error["type"] == "ValidationError"
+    assert hds.json("frames", "count", "-d", "cars")["frames"] == 0
+
+
+def test_counts_are_written_with_the_right_plural(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    one = str(write_jsonl(tmp_path / "one.jsonl", [frame_dict(1)]))
+    assert (
+        "added 1 frame to 'cars' / 'Current'; it now has 1 frame\n"
+        == hds("frames", "add", "-d", "cars", "-v", "Current", one).stdout
+    )
+    assert (
+        f"wrote 1 frame to {tmp_path / 'o.jsonl'}\n"
+        == hds("frames", "export", "-d", "cars", str(tmp_path / "o.jsonl")).stdout
+    )
+    deleted = hds("frames", "delete", "-d", "cars", "-v", "Current", "f0001", "nope").stdout
+    assert deleted == "deleted 1 frame from 'cars' / 'Current' (1 id was not in it)\n"
+
+
+# ------------------------------------------------------------------ item 5: the current version
+
+
+def test_the_current_version_never_moves_silently(hds: Hds, tmp_path: Path) -> None:
+    source = str(write_jsonl(tmp_path / "f.jsonl", [frame_dict(1)]))
+    hds("datasets", "create", "-d", "cars")
+    hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+
+    made = hds("versions", "create", "-d", "cars", "-v", "relabel", "--parent", "v1")
+    assert "hds: the current version of 'cars' is now 'relabel' (was 'Current')" in made.stderr
+    assert "the draft farthest from the root" in made.stderr
+    moved = hds.json("versions", "create", "-d", "cars", "-v", "relabel")["current"]
+    assert moved == {"id": moved["id"], "name": "relabel", "moved": False}
+    root = hds("versions", "create", "-d", "cars", "-v", "scratch")  # a root draft: not the farthest
+    assert root.stderr == ""
+
+    added = hds("frames", "add", "-d", "cars", source)
+    assert added.stderr.startswith(
+        "hds: adding frames to 'cars' / 'relabel' [draft], the current version (no --version given"
+    )
+    assert hds.json("frames", "add", "-d", "cars", source)["version_from"] == "current"
+    given = hds("frames", "add", "-d", "cars", "-v", "Current", source)
+    assert given.stderr == "" and "'cars' / 'Current'" in given.stdout
+    assert hds.json("frames", "add", "-d", "cars", "-v", "Current", source)["version_from"] == "--version"
+    assert "deleting frames from 'cars' / 'relabel'" in hds("frames", "delete", "-d", "cars", "f0001").stderr
+
+    listed = hds("versions", "list", "-d", "cars").stdout.splitlines()
+    assert listed[-1] == (
+        "current: 'relabel'; the current version is the draft farthest from the root (the newest of them "
+        "on ties); with no draft, the most recently published version"
+    )
+    assert "farthest from the root" in hds("versions", "--help").stdout
+
+
+def test_version_names_that_read_as_something_else_are_refused(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+    for name in ("Current", "current"):
+        line = one_error_line(hds("versions", "rename", "-d", "cars", "-v", "v1", name, code=1))
+        assert f"a published version cannot be named {name!r}: that is the name of the default draft" in line
+    hds("versions", "rename", "-d", "cars", "-v", "Current", "Current")  # a draft may keep it
+    line = one_error_line(
+        hds("versions", "snapshot", "-d", "cars", "--publish-name", "Current", "--child-name", "next", code=1)
+    )
+    assert "a published version cannot be named 'Current'" in line
+    ident = "0123456789abcdef0123456789abcdef"
+    line = one_error_line(hds("versions", "create", "-d", "cars", "-v", ident, code=1))
+    assert "32 hex digits is the form of a version id" in line
+    assert (
+        json_error(hds("--json", "versions", "rename", "-d", "cars", "-v", "v1", ident, code=1))["type"]
+        == "ValidationError"
+    )
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["v1", "Current"]
+    from hds_s3 import ValidationError
+
+    published = DatasetVersion.get_version(dataset_name="cars", version_name="v1", client=connect(str(store)))
+    with pytest.raises(ValidationError, match="cannot be named 'Current'"):
+        published.set_version_name("Current")
+
+
+# ------------------------------------------------------------------ --yes and the prompt
+
+
+def run_hds_at_a_terminal(store: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real program with a pseudo-terminal as stdin, typing ``answer``."""
+    pty = pytest.importorskip("pty")
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hds_s3.cli", "--store", str(store), *args],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        os.write(leader, answer.encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_destructive_commands_ask_at_a_terminal_and_need_yes_elsewhere(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("versions", "create", "-d", "cars", "-v", "other")
+    other = hds.json("versions", "list", "-d", "cars")[1]["id"]
+    refused = hds("versions", "delete", "-d", "cars", "-v", "other", code=1)
+    assert one_error_line(refused) == (
+        f"hds: error: not confirmed: delete version 'other' ({other}) of 'cars' "
+        "(stdin is not a terminal to ask on); nothing was changed"
+    )
+    no = run_hds_at_a_terminal(store, "n\n", "versions", "delete", "-d", "cars", "-v", "other")
+    assert no.returncode == 1 and "Delete version 'other'" in no.stderr and "[y/N]" in no.stderr
+    assert "not confirmed" in no.stderr
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["Current", "other"]
+    yes = run_hds_at_a_terminal(store, "y\n", "versions", "delete", "-d", "cars", "-v", "other")
+    assert yes.returncode == 0, yes.stderr
+    assert [v["name"] for v in hds.json("versions", "list", "-d", "cars")] == ["Current"]
+    asked = run_hds_at_a_terminal(store, "y\n", "datasets", "delete", "-d", "cars")
+    assert asked.returncode == 0 and "Delete dataset 'cars'" in asked.stderr
+    assert hds.json("datasets", "list") == []
+
+
+# ------------------------------------------------------------------ completion
+
+
+def test_shell_completion_offers_dataset_and_version_names(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    hds("datasets", "create", "-d", "bikes")
+    hds("versions", "snapshot", "-d", "cars", "--publish-name", "v1")
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+        env.update(_HDS_COMPLETE="bash_complete", COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
+        done = subprocess.run(
+            [sys.executable, "-m", "hds_s3.cli"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        items = [item for item in done.stdout.splitlines() if item]
+        assert all(item.startswith("plain,") for item in items), (line, done.stdout)
+        return [item.split(",", 1)[1] for item in items]
+
+    assert complete(f"hds --store {store} datasets show --dataset ") == ["bikes", "cars"]
+    assert complete(f"hds --store {store} frames count -d c") == ["cars"]
+    assert complete(f"hds --store {store} frames count -d cars --version ") == ["v1", "Current"]
+    assert complete(f"hds --store {store} query count -d cars -v C") == ["Current"]
+    assert complete(f"hds --store {store} versions create -d cars --parent v") == ["v1"]
+    assert complete(f"hds --store {store} frames count -d nope -v ") == []
+
+
+# ------------------------------------------------------------------ exports: modes and progress
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_exported_files_get_the_users_umask(hds: Hds, tmp_path: Path, umask: int, mode: int) -> None:
+    import stat
+
+    hds("coco", "import", "-d", "coco", "--create", str(COCO_FILE), "--image-root", "s3://imgs")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(umask)
+    try:
+        hds("frames", "export", "-d", "coco", str(out / "frames.jsonl"))
+        hds("frames", "export", "-d", "coco", str(out / "frames.parquet"))
+        hds("query", "export", "-d", "coco", "--roi-query", "dog", str(out / "dogs.jsonl"))
+        hds("query", "export", "-d", "coco", str(out / "all.parquet"))
+        hds("coco", "export", "-d", "coco", str(out / "coco.json"))
+    finally:
+        os.umask(old)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [
+        "all.parquet",
+        "coco.json",
+        "dogs.jsonl",
+        "frames.jsonl",
+        "frames.parquet",
+    ]  # no leftovers
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name
+
+
+def test_progress_bars_have_totals(hds: Hds, tmp_path: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    source = write_jsonl(tmp_path / "f.jsonl", [frame_dict(i) for i in range(3)])
+    added = hds("--progress", "frames", "add", "-d", "cars", "-v", "Current", str(source)).stderr
+    assert "checking f.jsonl" in added and added.count("3/3") >= 2  # checking, then adding
+    for name in ("o.jsonl", "o.parquet"):
+        shown = hds("--progress", "frames", "export", "-d", "cars", str(tmp_path / name)).stderr
+        assert "exporting cars/Current" in shown and "3/3" in shown, shown
+    limited = hds("--progress", "query", "export", "-d", "cars", "--limit", "2", str(tmp_path / "q.jsonl"))
+    assert "2/2" in limited.stderr
+
+
+def test_fsck_repair_asks_when_it_has_something_to_repair(hds: Hds, store: Path) -> None:
+    hds("datasets", "create", "-d", "cars")
+    assert "result: " in hds("fsck", "--repair").stdout  # nothing to repair: no question
+    marker = store / "_hds" / "store.json"
+    marker.unlink()
+    refused = hds("fsck", "--repair", code=1)
+    assert "not confirmed: repair 1 finding in" in one_error_line(refused) and not marker.exists()
+    repaired = hds("fsck", "--repair", "--yes")  # the marker is written again: nothing is left damaged
+    assert "[repaired]" in repaired.stdout and marker.exists()
+    assert hds.json("fsck")["ok"] is True
+
+
+def test_datasets_delete_missing_ok(hds: Hds) -> None:
+    assert (
+        "no dataset 'nope'; nothing to delete"
+        in hds("datasets", "delete", "-d", "nope", "--missing-ok").stdout
+    )
+    assert hds.json("datasets", "delete", "-d", "nope", "--missing-ok") == {"deleted": None}
+    hds("datasets", "delete", "-d", "nope", "--yes", code=1)

@@ -1,22 +1,31 @@
 """The ``hds`` command: datasets, versions, frames, queries and COCO files from a shell.
 
 A thin layer over the Python API: every command resolves its dataset and version, calls the API and
-prints the result as text, or as JSON with ``hds --json``. One error handler turns every hds_s3
-error into one line on stderr and exit code 1 (``--debug`` shows the traceback instead); usage
-errors exit with click's code 2.
+prints the result as text, or as JSON with ``hds --json``. Which store: ``--store URL``
+(``s3://bucket/prefix``, a folder, ``memory://name``), else ``HDS_STORE``, else the embedded local
+folder (see :mod:`hds_s3.client`).
 
-Which store: ``--store URL`` (``s3://bucket/prefix``, a folder, ``memory://name``), else
-``HDS_STORE``, else the embedded local folder (see :mod:`hds_s3.client`).
+Naming, the same for every command: ``--dataset/-d NAME`` or ``--dataset-id ID``; ``--version/-v
+NAME`` or ``--version-id ID`` (``datasets create`` and ``versions create`` take the new name the
+same way; the name as an argument still works, with a deprecation note). Without a version, a
+command uses the dataset's current version (:data:`CURRENT_RULE`); a command that writes to it
+says so on stderr, and ``versions create`` says when the current version moves. Like the Python
+``create*`` calls, ``create`` uses an existing dataset or version (``--fail-if-exists``: an error).
 
-Selecting: ``--dataset NAME`` or ``--dataset-id ID``; ``--version NAME`` or ``--version-id ID``. A
-command that reads or writes frames uses the dataset's current version when no version is given
-(the draft farthest from the root); ``rename`` and ``delete`` need the version named.
+Errors: one error handler (:class:`HdsGroup`) turns every failure into a :class:`CommandError`:
+``hds: error: <message>`` on stderr (a query error adds the query and a caret under its bad
+token, each on its own line), then ``hds: hint: <next step>`` when there is one; with ``--json``,
+one JSON object ``{"error": {"type", "message", "hint"}}`` on stderr instead. Library messages
+that advise a Python call are reworded for the shell (``_API_HINTS``). ``--debug`` shows the
+traceback. Exit codes: 0 on success; 1 for every failure (``fsck`` finding damage, ``gc``
+failing to remove something and a refused confirmation included); 2 for usage errors.
+:func:`main` ends the process with ``os._exit`` once output is flushed (see its docstring).
 
-Exit codes: 0 on success; 1 for every failure, with one line ``hds: error: <cause>`` on stderr (an
-hds_s3 error's own message, naming the dataset, version, frame, file or line and what to do; any
-other error as ``unexpected <type>: ...``); 2 for usage errors (click's message). ``hds fsck``
-exits with 1 when the store is damaged, ``hds gc`` when a removal failed, after printing their
-report. :func:`main` ends the process with ``os._exit`` once output is flushed (see its docstring).
+Destructive commands (``datasets delete``, ``versions delete``, ``gc --delete`` and ``fsck
+--repair`` when they have something to change) ask at a terminal and need ``--yes`` otherwise.
+Exports count their frames first, so progress bars have a total, and write files with the user's
+umask. Shell completion is click's (``_HDS_COMPLETE=bash_source hds``), with dataset and version
+names read from the store.
 
 ``query`` commands (and ``coco export`` with a query) build a :class:`~hds_s3.query.dataview.DataView`:
 each ``--dataset`` (or ``--dataset-id``) starts one OR-ed rule; ``--version``, ``--roi-query``,
@@ -29,10 +38,11 @@ once per rule in the order of the ``--dataset`` flags, ``''`` meaning none for t
 metadata as JSON text). It is all or nothing for bad input: the file is read and every frame checked
 first, in bounded memory, and any malformed line or invalid frame stops the command before anything
 is written, naming the line (or row) and the reason; ``--skip-invalid`` adds the valid frames and
-lists the others instead. The frames are then streamed into the version with ``add_frames``
-(batches of Parquet segments), so an interrupted add keeps what it committed and can be re-run:
-frames are replaced by id, never duplicated. Provenance fields in the input (``saved``,
-``saved_in_version``, ``updated_in_version``) are ignored: the version records its own.
+lists the others instead (and fails when none is valid). The frames are then streamed into the
+version with ``add_frames`` (batches of Parquet segments), so an interrupted add keeps what it
+committed and can be re-run: frames are replaced by id, never duplicated. Provenance fields in
+the input (``saved``, ``saved_in_version``, ``updated_in_version``) are ignored: the version
+records its own.
 """
 
 from __future__ import annotations
@@ -40,7 +50,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,9 +61,19 @@ import click
 
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.client import Client, connect, default_store_url
-from hds_s3.errors import HdsError, InvalidStateError, NotFoundError, ValidationError
+from hds_s3.errors import (
+    ConflictError,
+    CorruptObjectError,
+    HdsError,
+    InvalidStateError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from hds_s3.query.dataview import DataView
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,64 +90,221 @@ _FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq":
 
 # ---------------------------------------------------------------------------- plumbing
 
+#: What ``hds --help`` and ``hds versions list`` say about the version a command uses by default.
+CURRENT_RULE = (
+    "the current version is the draft farthest from the root (the newest of them on ties); "
+    "with no draft, the most recently published version"
+)
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  an error: one line 'hds: error: ...' on stderr (with --json one JSON object
+     {"error": {"type": ..., "message": ..., "hint": ...}}); also fsck finding damage,
+     gc failing to remove something, a refused confirmation
+  2  a usage error (a wrong or missing option or argument)
+
+\b
+Naming: --dataset/-d NAME or --dataset-id ID; --version/-v NAME or --version-id ID.
+Without --version a command uses the current version: the draft farthest from the root
+(the newest on ties), else the latest published one; commands that write say which.
+Shell completion: eval "$(_HDS_COMPLETE=bash_source hds)" (zsh_source, fish_source)."""
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 frame``, ``2 frames`` (``many`` for an irregular plural)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
 
 class CommandError(click.ClickException):
-    """A failure reported as one line on stderr with exit code 1."""
+    """A failure shown as ``hds: error: <message>`` (and its hint) on stderr, or as JSON under ``--json``.
+
+    Attributes:
+        kind: the error's type in ``--json`` output (an hds_s3 error class name, ``UsageError``,
+            ``NotConfirmed``, ``DamageFound``, ``FileError`` or ``UnexpectedError``).
+        hint: what to do next, phrased for the shell, or None.
+        lines: lines shown under the message in text (a query and the caret under its bad token).
+        as_json: set by the group when ``--json`` was given.
+    """
 
     exit_code = 1
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "Error",
+        hint: str | None = None,
+        lines: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.kind, self.hint, self.lines = kind, hint, tuple(lines)
+        self.as_json = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as ``--json`` prints it: ``{"error": {"type", "message", "hint"}}``."""
+        return {"error": {"type": self.kind, "message": self.message, "hint": self.hint}}
+
     def show(self, file: IO[Any] | None = None) -> None:
-        """Print ``hds: error: <message>`` on stderr."""
-        click.echo(f"hds: error: {self.format_message()}", err=True, file=file)
+        """Print the error on stderr: one JSON object with ``--json``, else text lines."""
+        if self.as_json:
+            click.echo(_dumps(self.to_dict(), None), err=True, file=file)
+            return
+        click.echo(f"hds: error: {self.message}", err=True, file=file)
+        for line in self.lines:
+            click.echo(line, err=True, file=file)
+        if self.hint:
+            click.echo(f"hds: hint: {self.hint}", err=True, file=file)
+
+
+class UsageFailure(CommandError):
+    """A usage error shown as JSON under ``--json`` (exit code 2, as click's usage errors)."""
+
+    exit_code = 2
 
 
 def _one_line(text: str) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip()) or "failed"
 
 
+#: Advice in library messages that names Python calls, and the same advice for the shell.
 _API_HINTS = (
     ("pass dry_run=False to remove", "run with --delete to remove"),
     ("pass delete_all_versions=True, force=True", "pass --all-versions --force"),
     ("pass delete_all_versions=True", "pass --all-versions"),
     ("pass force=True", "pass --force"),
-    ("create it with Dataset.create()", "create it with hds datasets create"),
+    ("create it with Dataset.create()", "create it with hds datasets create --dataset NAME"),
+    ("create one with create_version()", "create one with hds versions create --version NAME"),
+    (
+        "create a child version with create_version() and change that",
+        "create a child version with hds versions create --parent NAME --version NEW and change that",
+    ),
+    (
+        "use publish_version() and create_version() instead",
+        "use hds versions publish and hds versions create --parent NAME instead",
+    ),
+    (
+        "check the store with hds_s3.tools.fsck.fsck() (hds fsck from a shell)",
+        "check the store with hds fsck",
+    ),
     ("fsck(repair=True)", "hds fsck --repair"),
     ("run fsck for details", "run hds fsck for details"),
 )
 
 
 def _cli_words(text: str) -> str:
-    """A library summary with its API advice worded as the matching ``hds`` flags."""
+    """A library message with its advice worded for the shell (the matching ``hds`` commands and flags)."""
     for api, flag in _API_HINTS:
         text = text.replace(api, flag)
     return text
 
 
-def _describe(exc: BaseException) -> str:
+def _hint_for(exc: HdsError, message: str) -> str | None:
+    """The next step for an error of this kind, when its message does not already say it."""
+    if isinstance(exc, NotFoundError) and "hds " not in message:
+        if "no dataset" in message:
+            return "hds datasets list shows the datasets"
+        if "version" in message:
+            return "hds versions list --dataset NAME shows a dataset's versions"
+    if isinstance(exc, (CorruptObjectError, StorageError)) and "hds fsck" not in message:
+        if any(word in message for word in ("segment", "manifest", "dataset.json")):
+            return "hds fsck checks the whole store and says what is damaged"
+    if isinstance(exc, ConflictError):
+        return "nothing was changed; run the command again"
+    return None
+
+
+def describe(exc: BaseException) -> CommandError:
+    """The :class:`CommandError` the CLI shows for an exception raised by a command.
+
+    An hds_s3 error keeps its class name as the kind and its message, with Python advice reworded
+    for the shell; a query error's caret display goes under the message. A file error names the file.
+    Anything else is an ``UnexpectedError``.
+    """
     if isinstance(exc, HdsError):
-        return _one_line(_cli_words(str(exc)))
+        text = _cli_words(str(exc))
+        lines = text.splitlines()
+        shown: tuple[str, ...] = ()
+        if len(lines) >= 3 and lines[-1].strip() == "^":  # a query, and the caret under its bad token
+            lines, shown = lines[:-2], (lines[-2], lines[-1])
+        message = _one_line("\n".join(lines))
+        return CommandError(message, kind=type(exc).__name__, hint=_hint_for(exc, message), lines=shown)
     if isinstance(exc, OSError) and exc.filename is not None:
-        return _one_line(f"{exc.strerror or exc}: {exc.filename}")
-    return _one_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return CommandError(_one_line(f"{exc.strerror or exc}: {exc.filename}"), kind="FileError")
+    return CommandError(
+        _one_line(f"unexpected {type(exc).__name__}: {exc}"),
+        kind="UnexpectedError",
+        hint="run with --debug for the traceback",
+    )
+
+
+def _wants_json(ctx: click.Context | None, args: Sequence[str] = ()) -> bool:
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and isinstance(root.obj, Env):
+        return root.obj.as_json
+    if root is not None and root.params.get("as_json"):
+        return True
+    return "--json" in args
+
+
+def _usage_failure(exc: click.ClickException, as_json: bool) -> CommandError:
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "hds"
+    usage = isinstance(exc, click.UsageError)
+    failure = (UsageFailure if usage else CommandError)(
+        exc.format_message(),
+        kind="UsageError" if usage else "Error",
+        hint=f"{where} --help shows the usage" if usage else None,
+    )
+    failure.as_json = as_json
+    return failure
 
 
 class HdsGroup(click.Group):
-    """The top-level group: turns every exception into :class:`CommandError` unless ``--debug``."""
+    """The top-level group: every exception becomes a :class:`CommandError` (unless ``--debug``).
+
+    Usage errors keep click's text form and exit code 2; with ``--json`` they are JSON too.
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        """Parse the global options; a usage error in them is JSON too when ``--json`` is among them.
+
+        Raises:
+            click.UsageError: a malformed global option (as :class:`CommandError` under ``--json``).
+        """
+        given = list(args)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            if not _wants_json(None, given):
+                raise
+            raise _usage_failure(exc, True) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand; see the class docstring for what happens to errors.
 
         Raises:
-            click.ClickException: every failure, as one line (or the original one with ``--debug``).
+            click.ClickException: every failure (or the original exception with ``--debug``).
         """
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+        except (click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
+        except CommandError as exc:
+            exc.as_json = _wants_json(ctx)
+            raise
+        except click.ClickException as exc:
+            if not _wants_json(ctx):
+                raise
+            raise _usage_failure(exc, True) from exc
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
-            raise CommandError(_describe(exc)) from exc
+            failure = describe(exc)
+            failure.as_json = _wants_json(ctx)
+            raise failure from exc
 
 
 @dataclass
@@ -215,21 +391,91 @@ def _json_object(value: str, what: str) -> dict[str, Any]:
     return data
 
 
+def note(env: Env, text: str) -> None:
+    """Say something to the user on stderr (``hds: <text>``); nothing under ``--json``."""
+    if not env.as_json:
+        click.echo(f"hds: {text}", err=True)
+
+
+def _root_client(ctx: click.Context) -> Client:
+    store = ctx.find_root().params.get("store")
+    return connect(store or default_store_url())
+
+
+def complete_datasets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of a dataset name: the names in the store of ``--store`` (none if it fails)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        names = [d.name for d in Dataset.list_datasets(client=_root_client(ctx))]
+    except (HdsError, OSError):
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def complete_versions(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Shell completion of a version name of the dataset given before it (none if it fails)."""
+    from click.shell_completion import CompletionItem
+
+    given = ctx.params.get("dataset_name") or ctx.params.get("q_datasets")
+    name = given[-1] if isinstance(given, (tuple, list)) and given else given
+    if not isinstance(name, str):
+        return []
+    try:
+        versions = Dataset.get(dataset_name=name, client=_root_client(ctx)).get_versions()
+    except (HdsError, OSError):
+        return []
+    return [CompletionItem(v.name) for v in versions if v.name.startswith(incomplete)]
+
+
 def dataset_options(func: F) -> F:
-    """Add ``--dataset NAME`` / ``--dataset-id ID``."""
+    """Add ``--dataset/-d NAME`` / ``--dataset-id ID``."""
     func = click.option("--dataset-id", "dataset_id", metavar="ID", help="The dataset, by id.")(func)
-    return click.option("--dataset", "dataset_name", metavar="NAME", help="The dataset, by name.")(func)
+    return click.option(
+        "--dataset",
+        "-d",
+        "dataset_name",
+        metavar="NAME",
+        help="The dataset, by name.",
+        shell_complete=complete_datasets,
+    )(func)
 
 
 def version_options(func: F) -> F:
-    """Add ``--version NAME`` / ``--version-id ID`` (default: the current version)."""
+    """Add ``--version/-v NAME`` / ``--version-id ID`` (default: the current version)."""
     func = click.option("--version-id", "version_id", metavar="ID", help="The version, by id.")(func)
     return click.option(
         "--version",
+        "-v",
         "version_name",
         metavar="NAME",
         help="The version, by name [default: the current version].",
+        shell_complete=complete_versions,
     )(func)
+
+
+_yes_option = click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal)."
+)
+
+
+def confirm(yes: bool, action: str) -> None:
+    """Go on when ``--yes`` was given or the user confirms ``action`` at the terminal; else refuse.
+
+    Raises:
+        CommandError: not confirmed (``NotConfirmed``): the answer was no, or stdin is not a terminal
+            and ``--yes`` is absent. Nothing has been changed.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError(
+            f"not confirmed: {action} (stdin is not a terminal to ask on); nothing was changed",
+            kind="NotConfirmed",
+            hint="pass --yes to confirm",
+        )
+    if not click.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True):
+        raise CommandError(f"not confirmed: {action}; nothing was changed", kind="NotConfirmed")
 
 
 def get_dataset(env: Env, name: str | None, ident: str | None) -> Dataset:
@@ -254,8 +500,12 @@ def get_version(
     version_id: str | None,
     *,
     required: bool = False,
+    writes: str | None = None,
 ) -> DatasetVersion:
     """Resolve the dataset and ``--version`` / ``--version-id`` (the current version when neither).
+
+    ``writes`` says what the command does to the version (e.g. ``"adding frames to"``): when the
+    version is the current one by default, the command says which version that is (on stderr).
 
     Raises:
         click.UsageError: both given, or neither when ``required``.
@@ -265,7 +515,21 @@ def get_version(
         raise click.UsageError("give --version NAME or --version-id ID, not both")
     if required and version_name is None and version_id is None:
         raise click.UsageError("give the version: --version NAME or --version-id ID")
-    return get_dataset(env, dataset_name, dataset_id).get_version(version_name, version_id)
+    v = get_dataset(env, dataset_name, dataset_id).get_version(version_name, version_id)
+    if writes is not None and version_name is None and version_id is None:
+        note(
+            env,
+            f"{writes} {v.dataset_name!r} / {v.name!r} [{v.status}], the current version "
+            "(no --version given; see hds versions list)",
+        )
+    return v
+
+
+def _version_from(version_name: str | None, version_id: str | None) -> str:
+    """How the version was chosen, for ``--json`` output of writing commands."""
+    return (
+        "--version" if version_name is not None else "--version-id" if version_id is not None else "current"
+    )
 
 
 def _require_draft(version: DatasetVersion, action: str) -> None:
@@ -346,7 +610,7 @@ def frame_count(v: DatasetVersion) -> int:
 # ---------------------------------------------------------------------------- the group
 
 
-@click.group(cls=HdsGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=HdsGroup, context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES)
 @click.option(
     "--store",
     metavar="URL",
@@ -365,7 +629,8 @@ def frame_count(v: DatasetVersion) -> int:
 def cli(ctx: click.Context, store: str | None, as_json: bool, debug: bool, progress: bool | None) -> None:
     """Hyper-Datasets without a server: datasets, versions and frames in S3 or a folder.
 
-    Every failure prints one line on stderr and exits with 1 (2 for a usage error).
+    A failure prints 'hds: error: ...' on stderr (a JSON object with --json) and exits with 1,
+    2 for a usage error.
     """
     ctx.obj = Env(store=store or default_store_url(), as_json=as_json, debug=debug, progress=progress)
 
@@ -378,27 +643,57 @@ def datasets() -> None:
     """Create, list, show and delete datasets."""
 
 
+def _named(option: str, given: str | None, positional: str | None, command: str) -> str:
+    """The name given as ``option`` or (deprecated) as the positional argument of ``command``.
+
+    Raises:
+        click.UsageError: neither given, or both with different values.
+    """
+    if positional is not None:
+        if given is not None and given != positional:
+            raise click.UsageError(f"give the name once: {option} {given!r} or {positional!r}, not both")
+        click.echo(f"hds: note: '{command} NAME' is deprecated; write '{command} {option} NAME'", err=True)
+        return positional
+    if given is None:
+        raise click.UsageError(f"give the name: {command} {option} NAME")
+    return given
+
+
 @datasets.command("create")
-@click.argument("name")
+@click.option(
+    "--dataset", "-d", "dataset_name", metavar="NAME", help="The new dataset's name.", required=False
+)
+@click.argument("name", required=False, metavar="[NAME]")
 @click.option("--description", default="", help="A description.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag (repeat for several).")
 @click.option("--project", default=None, help="A project name, kept with the dataset.")
 @click.option("--metadata", default=None, metavar="JSON|@FILE", help="Dataset metadata (a JSON object).")
-@click.option("--exist-ok", is_flag=True, help="Return the dataset if it exists instead of failing.")
+@click.option(
+    "--exist-ok/--fail-if-exists",
+    default=True,
+    help="Use the dataset if it exists (as Python's Dataset.create does), or fail [default: --exist-ok].",
+)
 @pass_env
 def datasets_create(
     env: Env,
-    name: str,
+    dataset_name: str | None,
+    name: str | None,
     description: str,
     tags: tuple[str, ...],
     project: str | None,
     metadata: str | None,
     exist_ok: bool,
 ) -> None:
-    """Create dataset NAME with one empty draft version named Current."""
+    """Create a dataset with one empty draft version named Current (or use the existing one).
+
+    When it exists, nothing is changed (its description, tags and metadata stay), unless
+    --fail-if-exists makes that an error. NAME as an argument is the deprecated spelling of --dataset.
+    """
+    chosen = _named("--dataset", dataset_name, name, "hds datasets create")
     meta = _json_object(metadata, "--metadata") if metadata is not None else None
+    existed = Dataset.exists(chosen, client=env.client)
     ds = Dataset.create(
-        name,
+        chosen,
         dataset_project=project,
         raise_if_exists=not exist_ok,
         tags=list(tags),
@@ -406,7 +701,14 @@ def datasets_create(
         metadata=meta,
         client=env.client,
     )
-    emit(env, dataset_info(ds), f"dataset {ds.name!r} ({ds.id}), current version 'Current'")
+    head = _current(ds)
+    current = f"current version {head.name!r}" if head is not None else "no version"
+    text = (
+        f"dataset {ds.name!r} ({ds.id}) exists already; nothing was changed; {current}"
+        if existed
+        else f"created dataset {ds.name!r} ({ds.id}); {current}"
+    )
+    emit(env, {**dataset_info(ds), "created": not existed}, text)
 
 
 @datasets.command("list")
@@ -465,12 +767,31 @@ def datasets_show(env: Env, dataset_name: str | None, dataset_id: str | None) ->
 @dataset_options
 @click.option("--all-versions", is_flag=True, help="Also delete draft versions that hold frames.")
 @click.option("--force", is_flag=True, help="Also delete published versions.")
+@click.option("--missing-ok", is_flag=True, help="Succeed, doing nothing, when there is no such dataset.")
+@_yes_option
 @pass_env
 def datasets_delete(
-    env: Env, dataset_name: str | None, dataset_id: str | None, all_versions: bool, force: bool
+    env: Env,
+    dataset_name: str | None,
+    dataset_id: str | None,
+    all_versions: bool,
+    force: bool,
+    missing_ok: bool,
+    yes: bool,
 ) -> None:
-    """Delete a dataset (without flags, only one whose versions are all empty drafts)."""
-    ds = get_dataset(env, dataset_name, dataset_id)
+    """Delete a dataset (without flags, only one whose versions are all empty drafts).
+
+    Asks for confirmation at a terminal; elsewhere --yes is needed.
+    """
+    try:
+        ds = get_dataset(env, dataset_name, dataset_id)
+    except NotFoundError:
+        if not missing_ok:
+            raise
+        emit(env, {"deleted": None}, f"no dataset {dataset_name or dataset_id!r}; nothing to delete")
+        return
+    count = ds.version_count
+    confirm(yes, f"delete dataset {ds.name!r} ({ds.id}) and its {plural(count, 'version')}")
     Dataset.delete(dataset_id=ds.id, delete_all_versions=all_versions, force=force, client=env.client)
     emit(env, {"deleted": {"id": ds.id, "name": ds.name}}, f"deleted dataset {ds.name!r} ({ds.id})")
 
@@ -480,7 +801,11 @@ def datasets_delete(
 
 @cli.group(context_settings=CONTEXT_SETTINGS)
 def versions() -> None:
-    """List, create, publish, snapshot, rename and delete versions; their tree, stats and metadata."""
+    """List, create, publish, snapshot, rename and delete versions; their tree, stats and metadata.
+
+    A command given no --version uses the dataset's current version: the draft farthest from the
+    root (the newest of them on ties); with no draft, the most recently published version.
+    """
 
 
 @versions.command("list")
@@ -498,12 +823,28 @@ def versions_list(
     every = ds.get_versions()
     names = {v.id: v.name for v in every}
     shown = [v for v in every if not (only_published and v.is_draft) and not (only_draft and not v.is_draft)]
-    rows = [(v.name, v.id, v.status, names.get(v.parent_id or ""), _when(v.created)) for v in shown]
-    emit(
-        env,
-        [version_info(v, names) for v in shown],
-        lambda: _table(rows, ["NAME", "ID", "STATUS", "PARENT", "CREATED"]) if rows else "no versions",
-    )
+    head = _current(ds)
+    head_id = head.id if head is not None else None
+    rows = [
+        (
+            v.name,
+            v.id,
+            v.status,
+            names.get(v.parent_id or ""),
+            _when(v.created),
+            "*" if v.id == head_id else "",
+        )
+        for v in shown
+    ]
+
+    def text() -> str:
+        table = (
+            _table(rows, ["NAME", "ID", "STATUS", "PARENT", "CREATED", "CURRENT"]) if rows else "no versions"
+        )
+        which = f"{head.name!r}" if head is not None else "none"
+        return f"{table}\n\ncurrent: {which}; {CURRENT_RULE}"
+
+    emit(env, [{**version_info(v, names), "current": v.id == head_id} for v in shown], text)
 
 
 #: Levels of a tree drawing that are indented; deeper versions are drawn at this indentation with
@@ -580,19 +921,31 @@ def versions_tree(env: Env, dataset_name: str | None, dataset_id: str | None, id
 
 @versions.command("create")
 @dataset_options
-@click.argument("name")
-@click.option("--parent", default=None, metavar="NAME", help="The published parent version, by name.")
+@click.option("--version", "-v", "version_name", metavar="NAME", help="The new version's name.")
+@click.argument("name", required=False, metavar="[NAME]")
+@click.option(
+    "--parent",
+    default=None,
+    metavar="NAME",
+    help="The published parent version, by name.",
+    shell_complete=complete_versions,
+)
 @click.option("--parent-id", default=None, metavar="ID", help="The published parent version, by id.")
 @click.option("--comment", default=None, help="A comment.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag (repeat for several).")
 @click.option("--metadata", default=None, metavar="JSON|@FILE", help="Version metadata (a JSON object).")
-@click.option("--exist-ok", is_flag=True, help="Return the version if it exists instead of failing.")
+@click.option(
+    "--exist-ok/--fail-if-exists",
+    default=True,
+    help="Use the version if it exists (as Python's create_version does), or fail [default: --exist-ok].",
+)
 @pass_env
 def versions_create(
     env: Env,
     dataset_name: str | None,
     dataset_id: str | None,
-    name: str,
+    version_name: str | None,
+    name: str | None,
     parent: str | None,
     parent_id: str | None,
     comment: str | None,
@@ -600,14 +953,23 @@ def versions_create(
     metadata: str | None,
     exist_ok: bool,
 ) -> None:
-    """Create version NAME: a child of a published parent (inheriting its frames), or a root."""
+    """Create a draft version: a child of a published parent (inheriting its frames), or a root.
+
+    When it exists, nothing is changed unless --fail-if-exists makes that an error. If the new
+    draft becomes the current version (the draft farthest from the root, newest on ties), the
+    command says so: commands without --version then use it. NAME as an argument is the deprecated
+    spelling of --version.
+    """
+    chosen = _named("--version", version_name, name, "hds versions create")
     if parent is not None and parent_id is not None:
         raise click.UsageError("give --parent NAME or --parent-id ID, not both")
     meta = _json_object(metadata, "--metadata") if metadata is not None else None
     ds = get_dataset(env, dataset_name, dataset_id)
+    before = _current(ds)
+    existed = any(v.name == chosen for v in ds.get_versions())
     v = DatasetVersion.create_version(
         dataset_id=ds.id,
-        version_name=name,
+        version_name=chosen,
         parent_version_names=parent,
         parent_version_ids=parent_id,
         raise_if_exists=not exist_ok,
@@ -616,8 +978,27 @@ def versions_create(
         tags=list(tags),
         client=env.client,
     )
+    after = _current(ds.reload())
+    moved = after is not None and (before is None or before.id != after.id)
     below = f" (child of {parent or parent_id})" if parent or parent_id else " (a root)"
-    emit(env, version_info(v), f"version {v.name!r} ({v.id}) [{v.status}] in {ds.name!r}{below}")
+    head = f"; current version {after.name!r}" if after is not None else ""
+    what = "exists already; nothing was changed" if existed else f"created{below}"
+    if moved and after is not None:
+        was = f" (was {before.name!r})" if before is not None else ""
+        note(
+            env,
+            f"the current version of {ds.name!r} is now {after.name!r}{was}: commands without --version "
+            f"use it; {CURRENT_RULE}",
+        )
+    emit(
+        env,
+        {
+            **version_info(v),
+            "created": not existed,
+            "current": None if after is None else {"id": after.id, "name": after.name, "moved": moved},
+        },
+        f"version {v.name!r} ({v.id}) [{v.status}] in {ds.name!r} {what}{head}",
+    )
 
 
 @versions.command("publish")
@@ -632,7 +1013,7 @@ def versions_publish(
     version_id: str | None,
 ) -> None:
     """Publish a draft: it becomes read-only and may have children."""
-    v = get_version(env, dataset_name, dataset_id, version_name, version_id)
+    v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="publishing")
     v.publish_version()
     emit(env, version_info(v), f"published {v.name!r} ({v.id}) of {v.dataset_name!r}")
 
@@ -698,6 +1079,7 @@ def versions_rename(
 @dataset_options
 @version_options
 @click.option("--force", is_flag=True, help="Also a published version, with its whole subtree.")
+@_yes_option
 @pass_env
 def versions_delete(
     env: Env,
@@ -706,9 +1088,16 @@ def versions_delete(
     version_name: str | None,
     version_id: str | None,
     force: bool,
+    yes: bool,
 ) -> None:
-    """Delete a draft version (a published one, and its subtree, only with --force)."""
+    """Delete a draft version (a published one, and its subtree, only with --force).
+
+    Asks for confirmation at a terminal; elsewhere --yes is needed.
+    """
     v = get_version(env, dataset_name, dataset_id, version_name, version_id, required=True)
+    below = len(v.get_children())
+    subtree = f" and its {plural(below, 'child version')}" if below and force else ""
+    confirm(yes, f"delete version {v.name!r} ({v.id}) of {v.dataset_name!r}{subtree}")
     v.dataset.delete_version(version_id=v.id, force=force)
     emit(env, {"deleted": version_info(v)}, f"deleted version {v.name!r} ({v.id}) of {v.dataset_name!r}")
 
@@ -780,12 +1169,12 @@ def metadata_set(
 ) -> None:
     """Replace a draft's metadata with a JSON object (inline, or @FILE to read it from a file)."""
     new = _json_object(metadata, "METADATA")
-    v = get_version(env, dataset_name, dataset_id, version_name, version_id)
+    v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="setting the metadata of")
     if merge:  # merged inside the commit: a concurrent change of other keys is kept
         new = v.update_metadata(new)
     else:
         v.set_metadata(new)
-    emit(env, new, f"metadata of {v.name!r} ({v.id}) set: {len(new)} keys")
+    emit(env, new, f"metadata of {v.name!r} ({v.id}) set: {plural(len(new), 'key')}")
 
 
 # ---------------------------------------------------------------------------- frames: input
@@ -921,6 +1310,24 @@ class CheckResult:
     bad: list[BadRecord] = field(default_factory=list)
 
 
+def count_records(path: str, fmt: str) -> int | None:
+    """The number of records of a frames file, for a progress bar's total (None when it cannot tell).
+
+    JSON Lines: the non-blank lines (one quick pass over the bytes); Parquet: the row count in its footer.
+    """
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except (OSError, ValueError):
+        return None
+    except Exception:  # pyarrow's errors: the check that follows reports the file properly
+        return None
+
+
 def check_file(path: str, fmt: str, bar: Any = None, *, keep: int | None = None) -> CheckResult:
     """Read a frames file once and check every frame as ``add_frames`` would (bounded memory).
 
@@ -974,22 +1381,21 @@ def check_file(path: str, fmt: str, bar: Any = None, *, keep: int | None = None)
 
 @contextmanager
 def _output(path: str, binary: bool) -> Iterator[IO[Any]]:
-    """Open ``path`` for writing through a temporary file renamed into place on success; ``-`` is stdout."""
+    """Open ``path`` for writing through a temporary file renamed into place on success; ``-`` is stdout.
+
+    Raises:
+        click.UsageError: Parquet to stdout.
+        OSError: the folder cannot be written.
+    """
     if path == "-":
         if binary:
             raise click.UsageError("Parquet cannot be written to stdout; give a file name")
         yield sys.stdout
         return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        handle: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
-        with handle:
-            yield handle
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from hds_s3.tools.outfiles import replacing
+
+    with replacing(path, binary=binary) as handle:  # created with the user's umask
+        yield handle
 
 
 def write_frames(dicts: Iterable[Mapping[str, Any]], path: str, fmt: str, bar: Any = None) -> int:
@@ -1076,17 +1482,28 @@ def frames_add(
     added) unless --skip-invalid. A frame whose id exists is replaced.
     """
     fmt = _format_of(path, fmt)
-    v = get_version(env, dataset_name, dataset_id, version_name, version_id)
+    v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="adding frames to")
     _require_draft(v, "add frames to")
-    with _progress(env, f"checking {Path(path).name}") as checking:
+    total = count_records(path, fmt) if env.show_progress else None
+    with _progress(env, f"checking {Path(path).name}", total=total) as checking:
         checked = check_file(path, fmt, checking, keep=None if skip_invalid else 1)
     good, bad = checked.good, checked.bad
     if checked.bad_count and not skip_invalid:
         more = checked.bad_count - 1
-        others = f" (and {more} more invalid record{'s' if more > 1 else ''})" if more else ""
+        others = f" (and {plural(more, 'more invalid record')})" if more else ""
         raise CommandError(
             f"{bad[0].where}: {bad[0].reason}{others}; nothing was added: fix the input, "
-            "or add the valid frames with --skip-invalid"
+            "or add the valid frames with --skip-invalid",
+            kind="ValidationError",
+        )
+    if checked.bad_count and not good:
+        for record in bad:
+            note(env, f"skipped {record.where}: {record.reason}")
+        raise CommandError(
+            f"every record of {Path(path).name} is invalid ({plural(checked.bad_count, 'record')}, "
+            "listed above); nothing was added",
+            kind="ValidationError",
+            hint="fix the input; hds frames add --help describes the frame format",
         )
     skip = {b.where for b in bad}
 
@@ -1100,25 +1517,28 @@ def frames_add(
         failed = v.add_frames(valid(adding))
     if failed:  # cannot happen after the check; never silent if it does
         raise CommandError(
-            f"{len(failed)} frames were refused ({failed[0].reason}); "
-            f"the other {good - len(failed)} were added"
+            f"{plural(len(failed), 'frame was', 'frames were')} refused ({failed[0].reason}); "
+            f"the other {good - len(failed)} were added",
+            kind="ValidationError",
         )
     for record in bad:
-        click.echo(f"hds: skipped {record.where}: {record.reason}", err=True)
-    total = v.get_frame_count()
+        note(env, f"skipped {record.where}: {record.reason}")
+    now = v.get_frame_count()
     summary = {
         "dataset": v.dataset_name,
         "version": v.name,
         "version_id": v.id,
+        "version_from": _version_from(version_name, version_id),
         "added": good,
-        "frames": total,
+        "frames": now,
         "skipped": [{"where": b.where, "reason": b.reason} for b in bad],
     }
     skipped = f", skipped {len(bad)} invalid" if bad else ""
     emit(
         env,
         summary,
-        f"added {good} frames to {v.dataset_name!r} / {v.name!r}{skipped}; it now has {total} frames",
+        f"added {plural(good, 'frame')} to {v.dataset_name!r} / {v.name!r}{skipped}; "
+        f"it now has {plural(now, 'frame')}",
     )
 
 
@@ -1177,7 +1597,7 @@ def frames_delete(
             ids += [line.strip() for line in handle if line.strip()]
     if not ids:
         raise click.UsageError("give frame ids as arguments or with --ids-file")
-    v = get_version(env, dataset_name, dataset_id, version_name, version_id)
+    v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="deleting frames from")
     _require_draft(v, "delete frames from")
     unique = sorted(set(ids))
     present = v.get_frames_table(columns=["id"]).column("id")
@@ -1187,9 +1607,17 @@ def frames_delete(
     v.delete_frames(unique)
     emit(
         env,
-        {"dataset": v.dataset_name, "version": v.name, "deleted": found, "absent": len(unique) - found},
-        f"deleted {found} frames from {v.dataset_name!r} / {v.name!r}"
-        + (f" ({len(unique) - found} ids were not in it)" if len(unique) > found else ""),
+        {
+            "dataset": v.dataset_name,
+            "version": v.name,
+            "version_from": _version_from(version_name, version_id),
+            "deleted": found,
+            "absent": len(unique) - found,
+        },
+        f"deleted {plural(found, 'frame')} from {v.dataset_name!r} / {v.name!r}"
+        + (
+            f" ({plural(len(unique) - found, 'id was', 'ids were')} not in it)" if len(unique) > found else ""
+        ),
     )
 
 
@@ -1239,11 +1667,12 @@ def frames_export(
     if fmt == "parquet" and output == "-":
         raise click.UsageError("Parquet cannot be written to stdout; give a file name")
     v = get_version(env, dataset_name, dataset_id, version_name, version_id)
-    with _progress(env, f"exporting {v.dataset_name}/{v.name}") as bar:
-        if fmt == "jsonl":
+    table = v.get_frames_table(columns=list(segments.FRAME_COLUMNS)) if fmt == "parquet" else None
+    total = table.num_rows if table is not None else frame_count(v) if env.show_progress else None
+    with _progress(env, f"exporting {v.dataset_name}/{v.name}", total=total) as bar:
+        if table is None:
             n = write_frames(version_frames(v, BATCH_ROWS), output, fmt, bar)
         else:
-            table = v.get_frames_table(columns=list(segments.FRAME_COLUMNS))
             with _output(output, binary=True) as handle:
                 with pq.ParquetWriter(handle, table.schema, compression="zstd") as writer:
                     for batch in table.to_batches(max_chunksize=BATCH_ROWS):
@@ -1254,7 +1683,7 @@ def frames_export(
         emit(
             env,
             {"dataset": v.dataset_name, "version": v.name, "frames": n, "output": output},
-            f"wrote {n} frames to {output}",
+            f"wrote {plural(n, 'frame')} to {output}",
         )
 
 
@@ -1384,10 +1813,12 @@ def view_options(func: F) -> F:
         ),
         click.option(
             "--dataset",
+            "-d",
             "q_datasets",
             multiple=True,
             metavar="NAME",
             help="Start a rule on this dataset (repeat for several OR-ed rules).",
+            shell_complete=complete_datasets,
         ),
         click.option(
             "--dataset-id",
@@ -1398,10 +1829,12 @@ def view_options(func: F) -> F:
         ),
         click.option(
             "--version",
+            "-v",
             "q_versions",
             multiple=True,
             metavar="NAME",
             help="The rule's version; once for all rules, or once per rule ('' = current).",
+            shell_complete=complete_versions,
         ),
         click.option(
             "--version-id", "q_version_ids", multiple=True, metavar="ID", help="The rule's version id."
@@ -1592,10 +2025,14 @@ def query_export(
     if fields is not None and fmt == "parquet":
         raise click.UsageError("--projection writes partial frames: use JSON Lines for it")
     view = build_dataview(env, view_spec(params))
-    with _progress(env, "exporting") as bar:
+    total = None
+    if env.show_progress:
+        total = int(view.get_count())
+        total = total if limit is None else min(total, limit)
+    with _progress(env, "exporting", total=total) as bar:
         n = write_frames(_limited(view.get_iterator(projection=fields), limit), output, fmt, bar)
     if output != "-":
-        emit(env, {"frames": n, "output": output}, f"wrote {n} frames to {output}")
+        emit(env, {"frames": n, "output": output}, f"wrote {plural(n, 'frame')} to {output}")
 
 
 # ---------------------------------------------------------------------------- COCO
@@ -1638,14 +2075,20 @@ def coco_import(
         if dataset_name is None:
             raise click.UsageError("--create needs --dataset NAME")
         Dataset.create(dataset_name, client=env.client)
-    v = get_version(env, dataset_name, dataset_id, version_name, version_id)
+    v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="importing into")
     _require_draft(v, "import into")
     result = import_coco(v, path, image_root, show_progress=env.show_progress)
     emit(
         env,
-        {"dataset": v.dataset_name, "version": v.name, "version_id": v.id, **vars(result)},
-        f"imported {result.images} images, {result.annotations} annotations, "
-        f"{result.categories} categories into {v.dataset_name!r} / {v.name!r}",
+        {
+            "dataset": v.dataset_name,
+            "version": v.name,
+            "version_id": v.id,
+            "version_from": _version_from(version_name, version_id),
+            **vars(result),
+        },
+        f"imported {plural(result.images, 'image')}, {plural(result.annotations, 'annotation')}, "
+        f"{plural(result.categories, 'category', 'categories')} into {v.dataset_name!r} / {v.name!r}",
     )
 
 
@@ -1699,7 +2142,9 @@ def coco_export(env: Env, /, output: str, image_root: str | None, **params: Any)
                 meta = None
         result = export_coco(view, output, image_root=image_root, coco_meta=meta)
         what = "the DataView"
-    skipped = f" ({result.skipped_rois} ROIs without a COCO form skipped)" if result.skipped_rois else ""
+    skipped = (
+        f" ({plural(result.skipped_rois, 'ROI')} without a COCO form skipped)" if result.skipped_rois else ""
+    )
     emit(
         env,
         {
@@ -1709,8 +2154,8 @@ def coco_export(env: Env, /, output: str, image_root: str | None, **params: Any)
             "categories": result.categories,
             "skipped_rois": result.skipped_rois,
         },
-        f"wrote {result.images} images, {result.annotations} annotations, {result.categories} categories "
-        f"of {what} to {output}{skipped}",
+        f"wrote {plural(result.images, 'image')}, {plural(result.annotations, 'annotation')}, "
+        f"{plural(result.categories, 'category', 'categories')} of {what} to {output}{skipped}",
     )
 
 
@@ -1742,19 +2187,29 @@ def parse_duration(value: str) -> float:
 @cli.command("fsck")
 @click.option("--repair", is_flag=True, help="Complete pending roll-forwards of finished transitions.")
 @click.option("--deep", is_flag=True, help="Also read every segment in use and check its schema.")
+@_yes_option
 @pass_env
-def fsck_command(env: Env, repair: bool, deep: bool) -> None:
+def fsck_command(env: Env, repair: bool, deep: bool, yes: bool) -> None:
     """Check the store: damage, pending roll-forwards, garbage (read-only unless --repair).
 
-    Exits with 1 when something is damaged (after printing the report).
+    --repair asks for confirmation at a terminal when it has something to change (elsewhere --yes
+    is needed). Exits with 1 when something is damaged (after printing the report).
     """
     from hds_s3.tools.fsck import fsck
 
-    report = fsck(env.client, repair=repair, deep=deep)
+    report = fsck(env.client, deep=deep)
+    if repair:
+        todo = [f for f in report.findings if f.kind == "pending" or f.code == "marker-missing"]
+        if todo:
+            confirm(yes, f"repair {plural(len(todo), 'finding')} in {report.store}")
+            report = fsck(env.client, repair=True, deep=deep)
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
-    if not report.ok:
+    damage = [f for f in report.damage if not f.repaired]  # a rewritten store marker is damage repaired
+    if damage:
         raise CommandError(
-            f"{len(report.damage)} damaged objects or documents in {report.store}; see the report"
+            f"{plural(len(damage), 'damaged object or document', 'damaged objects or documents')} "
+            f"in {report.store}; see the report",
+            kind="DamageFound",
         )
 
 
@@ -1767,19 +2222,30 @@ def fsck_command(env: Env, repair: bool, deep: bool) -> None:
     metavar="DURATION",
     help="Keep garbage younger than this (e.g. 3600, 30m, 24h, 7d); 0 only when nobody else writes.",
 )
+@_yes_option
 @pass_env
-def gc_command(env: Env, delete: bool, grace: str) -> None:
+def gc_command(env: Env, delete: bool, grace: str, yes: bool) -> None:
     """Remove objects no document refers to, once older than the grace period (a dry run by default).
 
-    Exits with 1 when some removals failed (they stay garbage for the next run).
+    --delete asks for confirmation at a terminal when there is something to remove (elsewhere --yes
+    is needed). Exits with 1 when some removals failed (they stay garbage for the next run).
     """
     from hds_s3.tools.gc import gc
 
-    report = gc(env.client, grace_seconds=parse_duration(grace), dry_run=not delete)
+    seconds = parse_duration(grace)
+    report = gc(env.client, grace_seconds=seconds, dry_run=True)
+    if delete and report.removed:
+        size = report.bytes_removed
+        confirm(yes, f"remove {plural(len(report.removed), 'object')} ({size} bytes) from {report.store}")
+        report = gc(env.client, grace_seconds=seconds, dry_run=False)
+    elif delete:
+        report = gc(env.client, grace_seconds=seconds, dry_run=False)  # nothing to remove: no question
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
     if report.failed:
+        first = report.failed[0]
         raise CommandError(
-            f"{len(report.failed)} removals failed (first: {report.failed[0].key}: {report.failed[0].reason})"
+            f"{plural(len(report.failed), 'removal')} failed (first: {first.key}: {first.reason})",
+            kind="StorageError",
         )
 
 

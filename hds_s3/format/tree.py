@@ -8,6 +8,7 @@ a newer document after a lost compare-and-swap is always a fresh, correct decisi
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -23,6 +24,31 @@ def snapshot_name(at: datetime | None = None) -> str:
     """The default name of a snapshot: ``snapshot YYYY-MM-DDTHH:mm:ss.ffffff`` (UTC)."""
     at = at or datetime.now(timezone.utc)
     return "snapshot " + at.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+_ID_FORM = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def check_version_name(doc: DatasetDoc, name: str, *, published: bool) -> None:
+    """Refuse a version name that would be read as something else.
+
+    ``Current`` (in any case) names the default draft, the version being worked on: a published
+    version of that name would be taken for the current draft. Thirty-two hex digits is the form
+    of a version id, and would be taken for one.
+
+    Raises:
+        ValidationError: naming the dataset, the name and the reason; nothing is changed.
+    """
+    if published and name.casefold() == DEFAULT_VERSION_NAME.casefold():
+        raise ValidationError(
+            f"dataset {doc.name!r}: a published version cannot be named {name!r}: that is the name of "
+            "the default draft, and would be taken for the version being worked on; choose another name"
+        )
+    if _ID_FORM.fullmatch(name):
+        raise ValidationError(
+            f"dataset {doc.name!r}: a version cannot be named {name!r}: 32 hex digits is the form of a "
+            "version id, and would be taken for one; choose another name"
+        )
 
 
 def entry(doc: DatasetDoc, version_id: str) -> VersionEntry:
@@ -77,7 +103,9 @@ def add_version(
         AlreadyExistsError: the name is taken in this dataset.
         NotFoundError: the parent does not exist.
         InvalidStateError: the parent is still a draft.
+        ValidationError: a name :func:`check_version_name` refuses.
     """
+    check_version_name(doc, name, published=False)
     _require_free_name(doc, name)
     frames: dict[str, Any] = {}
     if parent_id is not None:
@@ -190,6 +218,7 @@ def snapshot(
         InvalidStateError: the tree is not the simple structure (the message says why), or the
             draft ``draft_id`` is no longer the draft.
         AlreadyExistsError: ``publish_name`` or ``child_name`` is taken by another version.
+        ValidationError: a name :func:`check_version_name` refuses (e.g. a snapshot named ``Current``).
     """
     problem = simple_structure_problem(doc)
     if problem is not None:
@@ -211,6 +240,8 @@ def snapshot(
         raise ValidationError(
             f"dataset {doc.name!r}: the snapshot and the new draft cannot both be named {child_name!r}"
         )
+    check_version_name(doc, publish_name, published=True)
+    check_version_name(doc, child_name, published=False)
     _require_free_name(doc, publish_name, allow=draft.id)
     _require_free_name(doc, child_name, allow=draft.id)
     published = replace(
@@ -242,8 +273,11 @@ def rename(doc: DatasetDoc, version_id: str, name: str) -> DatasetDoc:
     Raises:
         NotFoundError: no such version.
         AlreadyExistsError: another version has that name.
+        ValidationError: a name :func:`check_version_name` refuses.
     """
     ver = entry(doc, version_id)
+    if name != ver.name:
+        check_version_name(doc, name, published=not ver.is_draft)
     _require_free_name(doc, name, allow=version_id)
     return doc.with_version(replace(ver, name=name))
 

@@ -63,6 +63,9 @@ DEAD_ROWS_MIN = 10_000
 
 _FETCH_THREADS = 8
 
+#: Appended to the errors about a missing segment or manifest: the check that tells what else is damaged.
+FSCK_ADVICE = "; check the store with hds_s3.tools.fsck.fsck() (hds fsck from a shell)"
+
 log = logging.getLogger(__name__)
 
 
@@ -102,7 +105,7 @@ class FrameIndex:
         except NotFoundError:
             self._raise_if_deleted(entry)
             raise CorruptObjectError(
-                f"{key}: the frame manifest of version {entry.name!r} is missing"
+                f"{key}: the frame manifest of version {entry.name!r} is missing{FSCK_ADVICE}"
             ) from None
         doc = parse_manifest(data, key)
         with self._lock:
@@ -130,7 +133,9 @@ class FrameIndex:
             # A ranged read of the recorded size: one request, and no etag to compute.
             data = self.store.get_range(ref.key, 0, ref.size)
         except NotFoundError:
-            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+            raise CorruptObjectError(
+                f"{ref.key}: a segment listed by a manifest is missing{FSCK_ADVICE}"
+            ) from None
         if len(data) != ref.size:
             raise CorruptObjectError(f"{ref.key}: {len(data)} bytes stored, the manifest recorded {ref.size}")
         cols = None if ref.kind == "deletes" or columns is None else columns
@@ -255,7 +260,9 @@ class FrameIndex:
         except CorruptObjectError:
             raise
         except NotFoundError:
-            raise CorruptObjectError(f"{ref.key}: a segment listed by a manifest is missing") from None
+            raise CorruptObjectError(
+                f"{ref.key}: a segment listed by a manifest is missing{FSCK_ADVICE}"
+            ) from None
         except (pa.ArrowException, OSError) as exc:
             raise CorruptObjectError(f"{ref.key}: not a readable Parquet segment ({exc})") from exc
         except (TypeError, KeyError, ValueError) as exc:

@@ -53,7 +53,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,7 @@ from hds_s3.index.ingest import normalize
 from hds_s3.model.annotations import POLY_SEPARATOR
 from hds_s3.model.frames import MAX_DIMENSION
 from hds_s3.model.names import check_metadata, check_name
+from hds_s3.tools.outfiles import replacing
 
 if TYPE_CHECKING:
     from hds_s3.api import DatasetVersion
@@ -718,14 +718,8 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
                 json.dump(data, handle, ensure_ascii=False)
             return
         target = Path(name[len("file://") :] if name.startswith("file://") else name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(target) as handle:  # the user's umask, unlike tempfile's 0600
+            json.dump(data, handle, ensure_ascii=False)
     except OSError as exc:
         raise StorageError(f"cannot write {name!r}: {exc}") from exc
 
