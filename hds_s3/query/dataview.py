@@ -97,7 +97,7 @@ from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tags
 from hds_s3.query import lucene as query
-from hds_s3.query import stored
+from hds_s3.query import stored, viewstats
 
 log = logging.getLogger("hds_s3")
 
@@ -1434,6 +1434,40 @@ class DataView:
             "total": matched.size,
             "rules": [{"rule_index": i, "count": c} for i, c in enumerate(matched.rule_counts)],
         }
+
+    def get_stats(self, properties: Sequence[str] | str | None = None) -> dict[str, Any]:
+        """Describe the distinct frames the view matches: counts, labels after mapping, properties.
+
+        Returns ``{"frames", "rois", "labels": [{"name", "count"}], "rules": [{"rule_index",
+        "frames", "rois", "labels"}], "properties": {name: {"values": [{"value", "count"}],
+        "missing"}}}``. Labels are those of the ROIs after the mapping rules (what iterating gives),
+        counted once per ROI carrying them, over all matched frames and per rule (the frames the
+        rule matches on its own). ``properties`` names distributions to count: ``meta.<path>``
+        (per frame; booleans count as 0 and 1), ``sources.<field>`` (per source: id, uri,
+        content_type, width, height, timestamp), ``rois.<field>`` (per ROI: id, type, confidence),
+        ``context_id`` or ``timestamp``. Computed over Arrow columns, with no loop over frames.
+
+        Raises:
+            ValidationError: a property that is none of those; no queries, or no concrete
+                (dataset, version) among them.
+            NotFoundError: a dataset or version of the view was deleted.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        names = [properties] if isinstance(properties, str) else list(properties or ())
+        columns = viewstats.columns_for(names) | {"rois"}
+        matched = self._match(columns, order=False)
+        parts = []
+        for p, pair in enumerate(matched.pairs):
+            where = np.flatnonzero(matched.frame_pair == p)
+            rows = matched.frame_row[where]
+            table = matched.tables[p].select(sorted(columns)).take(pa.array(rows, pa.int64()))
+            mapping = [
+                (r.from_labels, r.to_label)
+                for r in self._mapping
+                if r.applies(pair.dataset_id, pair.version_id)
+            ]
+            parts.append(viewstats.Selected(table, rows, where.astype(np.int64), mapping))
+        return viewstats.compute(parts, matched.size, matched.rules, names)
 
     def __len__(self) -> int:
         """Frames one pass yields: the limit when infinite, else the count capped by the limit.
