@@ -132,3 +132,59 @@ def test_dataviews_list_show_rename_stats_delete(hds: Hds) -> None:
     hds("dataviews", "delete", "--dataview-id", str(again.id), "--yes")
     assert hds.json("dataviews", "list") == []
     assert "--dataview NAME" in hds("dataviews", "show", code=2).stderr
+
+
+EXCHANGE = Path(__file__).parent / "data" / "exchange"
+
+
+def test_yolo_and_voc_import_and_export(tmp_path: Path) -> None:
+    hds = Hds(tmp_path / "store")
+    images = str(EXCHANGE / "images")
+    out = hds.json(
+        "yolo", "import", "--dataset", "y", "--create", str(EXCHANGE / "yolo"), "--image-root", images
+    )
+    assert (out["images"], out["boxes"], out["classes"]) == (3, 4, 3)
+    text = hds("yolo", "export", "--dataset", "y", str(tmp_path / "yolo"), "--image-root", images).stdout
+    assert "wrote 3 images, 4 boxes, 3 classes of 'y' / 'Current'" in text
+    assert (tmp_path / "yolo" / "labels" / "street.txt").read_text().splitlines()[0] == "0 0.25 0.5 0.25 0.5"
+    view = hds.json(
+        "yolo",
+        "export",
+        "--dataset",
+        "y",
+        "--roi-query",
+        "person",
+        str(tmp_path / "v"),
+        "--image-root",
+        images,
+    )
+    assert view["images"] == 2
+    hds("voc", "import", "--dataset", "v", "--create", str(EXCHANGE / "voc"), "--image-root", images)
+    assert (
+        "wrote 3 files, 3 boxes"
+        in hds("voc", "export", "--dataset", "v", str(tmp_path / "voc"), "--image-root", images).stdout
+    )
+    assert (tmp_path / "voc" / "Annotations" / "park.xml").exists()
+    hds("versions", "snapshot", "--dataset", "v", "--publish-name", "v1")
+    err = hds("voc", "import", "--dataset", "v", "--version", "v1", str(EXCHANGE / "voc"), code=1).stderr
+    assert "published" in err
+    assert (
+        "--create needs --dataset NAME"
+        in hds("yolo", "import", "--create", str(EXCHANGE / "yolo"), code=2).stderr
+    )
+
+
+def test_hf_export_and_import(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    hds = Hds(tmp_path / "store")
+    images = str(EXCHANGE / "images")
+    hds("yolo", "import", "--dataset", "y", "--create", str(EXCHANGE / "yolo"), "--image-root", images)
+    saved = hds.json("hf", "export", "--dataset", "y", str(tmp_path / "ds"), "--image-root", images)
+    assert (saved["images"], saved["objects"], saved["names"]) == (3, 4, ["car", "person"])
+    back = hds.json("hf", "import", "--dataset", "back", "--create", str(tmp_path / "ds"))
+    assert (back["frames"], back["objects"]) == (3, 4)
+    assert hds.json("frames", "count", "--dataset", "back")["frames"] == 3
+    assert (
+        "no dataset saved there"
+        in hds("hf", "import", "--dataset", "back", str(tmp_path / "nope"), code=1).stderr
+    )

@@ -60,6 +60,21 @@ class HfImport:
     objects: int
 
 
+def load_dataset_folder(path: str | os.PathLike[str]) -> Any:
+    """Load a dataset saved with ``save_to_disk`` (as :func:`export_hf` does).
+
+    Raises:
+        ImportError: ``datasets`` is not installed.
+        NotFoundError: no dataset is saved there.
+    """
+    from hds_s3.errors import NotFoundError
+
+    try:
+        return _datasets().load_from_disk(os.fspath(path))
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{os.fspath(path)}: no dataset saved there ({exc})") from None
+
+
 def _datasets() -> Any:
     try:
         import datasets
