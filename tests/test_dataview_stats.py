@@ -141,3 +141,10 @@ def test_unknown_properties_are_refused(client: Client, bad: str) -> None:
     view = the_view(client, RULES[:1])
     with pytest.raises(ValidationError, match="property|non-empty"):
         view.get_stats([bad])
+
+
+@pytest.mark.parametrize("bad", [5, [1], {"meta.city": 1}])
+def test_properties_of_the_wrong_type_are_refused(client: Client, bad: Any) -> None:
+    view = the_view(client, RULES[:1])
+    with pytest.raises(ValidationError, match="properties must be"):
+        view.get_stats(bad)

@@ -79,3 +79,16 @@ def test_import_refuses_other_layouts_and_published_versions(version: DatasetVer
     target.publish_version()
     with pytest.raises(InvalidStateError, match="published"):
         from_hf_dataset(target, to_hf_dataset(version, images=False))
+
+
+def test_import_refuses_what_is_not_a_dataset_and_malformed_objects(version: DatasetVersion) -> None:
+    target = DatasetVersion.create_new_dataset(dataset_name="m", client=version.client)
+    with pytest.raises(ValidationError, match="datasets.Dataset"):
+        from_hf_dataset(target, {"frame_id": ["a"]})
+    source = to_hf_dataset(version, images=False)
+    rows = source.to_list()
+    rows[0]["objects"] = [{"id": "1", "bbox": [1.0, 2.0, 3.0], "category": 0, "confidence": None}]
+    bad = datasets.Dataset.from_list(rows, features=None)
+    with pytest.raises(ValidationError, match="row 0") as info:
+        from_hf_dataset(target, bad)
+    assert "nothing was imported" in str(info.value) and target.get_frame_count() == 0

@@ -1453,7 +1453,7 @@ class DataView:
             NotFoundError: a dataset or version of the view was deleted.
             CorruptObjectError: a segment is missing or damaged.
         """
-        names = [properties] if isinstance(properties, str) else list(properties or ())
+        names = viewstats.property_names(properties)
         columns = viewstats.columns_for(names) | {"rois"}
         matched = self._match(columns, order=False)
         parts = []
@@ -1719,7 +1719,7 @@ class DataView:
         """
         c = resolve(client)
         pattern = stored.name_filter(name_pattern)
-        wanted = list(tags or ())
+        wanted = [tags] if isinstance(tags, str) else list(tags or ())
         views = []
         for vid in stored.view_ids(c):
             try:

@@ -42,6 +42,23 @@ class Selected:
     mapping: Sequence[tuple[tuple[str, ...], str]]
 
 
+def property_names(properties: object) -> list[str]:
+    """The property names ``get_stats`` was given: one name, a sequence of names, or None.
+
+    Raises:
+        ValidationError: anything else.
+    """
+    if properties is None:
+        return []
+    if isinstance(properties, str):
+        return [properties]
+    if isinstance(properties, (list, tuple)) and all(isinstance(p, str) for p in properties):
+        return list(properties)
+    raise ValidationError(
+        f"properties must be a property name or a list of them (such as ['meta.city']), got {properties!r}"
+    )
+
+
 def columns_for(properties: Sequence[str]) -> set[str]:
     """The frame-index columns the statistics of ``properties`` read (besides ``rois``).
 
@@ -210,4 +227,4 @@ def compute(
     }
 
 
-__all__ = ["Selected", "columns_for", "compute"]
+__all__ = ["Selected", "columns_for", "compute", "property_names"]

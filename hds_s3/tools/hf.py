@@ -25,6 +25,7 @@ again holds the same frames (its boxes as ``box2d``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -232,6 +233,8 @@ def hf_to_frames(dataset: Any) -> list[dict[str, Any]]:
     Raises:
         ValidationError: a column is missing, or a row is malformed (all problems named).
     """
+    if not isinstance(getattr(dataset, "column_names", None), list) or not hasattr(dataset, "select_columns"):
+        raise ValidationError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
     missing = [c for c in _COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValidationError(
@@ -261,7 +264,9 @@ def hf_to_frames(dataset: Any) -> list[dict[str, Any]]:
             if (
                 not isinstance(bbox, list)
                 or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)
                 or names is None
+                or not isinstance(category, int)
                 or not 0 <= category < len(names)
             ):
                 problems.add(what, f"object {obj.get('id')!r} needs a bbox of 4 numbers and a known category")
