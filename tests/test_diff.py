@@ -228,3 +228,16 @@ def test_diff_refuses_what_is_not_a_version() -> None:
     other = DatasetVersion.create_new_dataset(dataset_name="e", client=Client(MemoryStore("two")))
     with pytest.raises(ValidationError, match="store"):
         v.diff(other)
+
+
+def test_metadata_in_another_key_order_is_not_a_change_but_a_new_value_is() -> None:
+    client = Client(MemoryStore())
+    draft = DatasetVersion.create_new_dataset(dataset_name="k", client=client)
+    draft.add_frames([SingleFrame(source="s3://b/1.jpg", id="one", metadata={"a": 1, "b": 2})])
+    draft.add_frames([SingleFrame(source="s3://b/2.jpg", id="two", metadata={"a": 1})])
+    draft = DatasetVersion.create_snapshot(dataset_name="k", publish_name="v1", client=client)
+    draft.add_frames([SingleFrame(source="s3://b/1.jpg", id="one", metadata={"b": 2, "a": 1})])
+    draft.add_frames([SingleFrame(source="s3://b/2.jpg", id="two", metadata={"a": 2})])
+    v1 = DatasetVersion.get_version(dataset_name="k", version_name="v1", client=client)
+    assert v1.diff(draft).to_dict()["changed"] == ["two"]
+    assert [c.version_name for c in draft.get_frame_history("one")] == ["v1"]

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -181,6 +182,32 @@ def _covers(ref: SegmentRef, wanted: pa.Array) -> bool:
     return bool(pc.any(inside).as_py())
 
 
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Per row, whether two columns hold equal stored values (nulls equal nulls)."""
+    if pa.types.is_nested(a.type):
+        return np.fromiter((x == y for x, y in zip(a, b, strict=True)), dtype=bool, count=len(a))
+    equal = pc.fill_null(pc.equal(a, b), False)
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return np.asarray(pc.or_(equal, both_null).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _changed(common_a: pa.Table, common_b: pa.Table) -> pa.Array:
+    """The ids of rows (same ids, same order on both sides) whose content differs.
+
+    Rows whose stored columns are equal are unchanged; the few others are compared as frames, so that
+    metadata written with its keys in another order is not a change.
+    """
+    if common_a.num_rows == 0:
+        return pa.array([], pa.string())
+    same = np.ones(common_a.num_rows, dtype=bool)
+    for name in CONTENT_COLUMNS[1:]:
+        same &= _same(common_a.column(name), common_b.column(name))
+    differ = pa.array(~same)
+    rows_a, rows_b = common_a.filter(differ).to_pylist(), common_b.filter(differ).to_pylist()
+    changed = [a["id"] for a, b in zip(rows_a, rows_b, strict=True) if _content(a) != _content(b)]
+    return pa.array(changed, pa.string())
+
+
 def _compare(side_a: pa.Table, side_b: pa.Table, read: int) -> FrameDiff:
     """The difference between the rows of the touched ids on either side."""
     ids_a, ids_b = _ids(side_a), _ids(side_b)
@@ -192,12 +219,7 @@ def _compare(side_a: pa.Table, side_b: pa.Table, read: int) -> FrameDiff:
     common_b = side_b.filter(in_a)
     common_a = common_a.take(pc.sort_indices(common_a.column("id")))
     common_b = common_b.take(pc.sort_indices(common_b.column("id")))
-    changed = [
-        a["id"]
-        for a, b in zip(common_a.to_pylist(), common_b.to_pylist(), strict=True)
-        if _content(a) != _content(b)
-    ]
-    changed_ids = pa.array(changed, pa.string())
+    changed_ids = _changed(common_a, common_b)
     # label counts: only the rows that differ can move them
     moved_a = side_a.filter(pc.is_in(ids_a, value_set=pa.concat_arrays([deleted, changed_ids])))
     moved_b = side_b.filter(pc.is_in(ids_b, value_set=pa.concat_arrays([added, changed_ids])))
