@@ -2296,5 +2296,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 __all__ = ["CommandError", "Env", "cli", "main"]
 
 
+# ---------------------------------------------------------------------------- commands of other modules
+# (imported last: they use the helpers above)
+
+
+def _more_commands() -> None:
+    from hds_s3.cli import changes, dataviews, exchange
+
+    versions.add_command(changes.versions_diff)
+    frames.add_command(changes.frames_history)
+    query.add_command(dataviews.query_stats)
+    cli.add_command(dataviews.dataviews)
+    cli.add_command(exchange.yolo)
+    cli.add_command(exchange.voc)
+    cli.add_command(exchange.hf)
+
+
+_more_commands()
+
 if __name__ == "__main__":
     main()
