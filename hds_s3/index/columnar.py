@@ -12,6 +12,9 @@ can be checked on whole columns is checked after the conversion to Arrow (names,
 polygons, labels, confidences, the sources ROIs name, and NaN or infinity in metadata, which
 orjson writes as null). Metadata keys are checked against the set of keys already found good, so
 each distinct key is looked at once.
+
+The single-source shorthand (a top-level ``uri``, or one source without an ``id``) is spelled out
+with :func:`hds_s3.model.frames.expand_shorthand` first, so such frames take the fast path too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hds_s3.errors import ValidationError
 from hds_s3.index.segments import (
     FRAME_SCHEMA,
     JSON_OPTIONS,
@@ -39,6 +43,7 @@ from hds_s3.index.segments import (
     SOURCE,
     flatten_meta,
 )
+from hds_s3.model.frames import expand_shorthand
 
 _TOP_KEYS = frozenset({"id", "context_id", "timestamp", "sources", "rois", "meta", "meta_blob"})
 _SOURCE_KEYS = frozenset(
@@ -200,12 +205,21 @@ def _convert(
     dumps, plain = orjson.dumps, _PLAIN.issuperset
     top_ok, source_ok, roi_ok = _TOP_KEYS.issuperset, _SOURCE_KEYS.issuperset, _ROI_KEYS.issuperset
     add_src, add_roi = src_meta.append, roi_meta.append
+    expanded: list[Any] | None = None  # a copy of frames with the shorthand spelled out, when needed
     for i, d in enumerate(frames):
         n_src, n_roi = len(src_meta), len(roi_meta)
         try:
-            if type(d) is not dict or not top_ok(d):
+            if type(d) is not dict:
                 raise _Slow
             sources = d.get("sources")
+            if not top_ok(d) or (type(sources) is list and len(sources) == 1 and "id" not in sources[0]):
+                full = expand_shorthand(d)
+                if full is d or not top_ok(full):
+                    raise _Slow
+                if expanded is None:
+                    expanded = list(frames)
+                expanded[i] = d = full
+                sources = d["sources"]
             if type(sources) is not list or not sources:
                 raise _Slow
             sids = set()
@@ -245,7 +259,7 @@ def _convert(
                 fid = hash_id([(s["id"], s["uri"]) for s in sources], ts)
             elif type(fid) is not str:
                 raise _Slow
-        except (_Slow, TypeError, ValueError, KeyError):
+        except (_Slow, ValidationError, TypeError, ValueError, KeyError):
             del src_meta[n_src:], roi_meta[n_roi:]
             slow.append(i)
             continue
@@ -261,6 +275,8 @@ def _convert(
         nums.add(n_items)
     if not ok:
         return FRAME_SCHEMA.empty_table(), [], slow
+    if expanded is not None:
+        frames = expanded
     chosen = [frames[i] for i in ok]
     try:
         # converted in input order: the objects lie in memory in that order
