@@ -81,6 +81,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hds_s3.store' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"S3Store"})
+
+
 __all__ = [
     "FaultyStore",
     "LocalStore",
