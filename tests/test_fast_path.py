@@ -469,3 +469,17 @@ def test_frames_the_shorthand_does_not_cover_are_refused_by_both_paths(
     assert taken == []
     with pytest.raises(HdsError, match=re.escape(says)):
         normalize(bad)
+
+
+def test_a_blank_uri_is_refused_by_both_paths() -> None:
+    """Every text Python strips to nothing (Unicode spaces, the separators U+001C..U+001F) is no URI."""
+    blanks = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    frames = [_with(i, source={"uri": text}) for i, text in enumerate([*blanks, " \u3000\x1f\t"])]
+    frames.append(_with(99, source={"uri": " s3://b/\tspaced name.jpg "}))
+    _, taken, left = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left[: len(frames) - 1] == list(range(len(frames) - 1))
+    assert all(slow_row(frames[i]) is None for i in left[: len(frames) - 1])
+    assert slow_row(frames[-1]) is not None
+    _agree(frames)

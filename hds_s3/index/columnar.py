@@ -506,6 +506,16 @@ def _bad_names(names: pa.Array, *, distinct: bool = False) -> np.ndarray:
     return out
 
 
+def _blank(texts: pa.Array) -> np.ndarray:
+    """True where a text may be blank to Python's ``str.strip`` (the per-frame rule for URIs).
+
+    Arrow trims Unicode's White_Space; Python also strips four control characters (U+001C..U+001F),
+    so any text holding a character that is not printable is flagged too (the per-frame path decides).
+    """
+    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
+    return _np(pc.or_(empty, pc.invert(pc.utf8_is_printable(texts))), False).astype(bool)
+
+
 def _invalid_rows(table: pa.Table) -> np.ndarray:
     """True for each row that breaks a rule of the per-frame path (it then explains which)."""
     bad = _bad_names(table.column("id").combine_chunks(), distinct=True)
@@ -513,7 +523,7 @@ def _invalid_rows(table: pa.Table) -> np.ndarray:
     bad |= _np(pc.utf8_length(table.column("context_id")), 1) == 0
     sources = table.column("sources").combine_chunks()
     src = sources.values
-    src_bad = _np(pc.utf8_length(src.field("uri")), 0) == 0
+    src_bad = _blank(src.field("uri"))
     src_bad |= np.asarray(src.field("id").is_null().to_numpy(zero_copy_only=False), dtype=bool)
     src_bad |= _bad_names(src.field("id"))
     src_bad |= _np(src.field("width"), 1) <= 0
