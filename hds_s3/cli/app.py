@@ -50,14 +50,16 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-# The library is imported inside the commands that use it: `hds --help` loads neither the API nor
-# pyarrow (hds_s3.client and hds_s3.errors import nothing heavy).
+from hds_s3.cli.lazy import LazyAttribute
 from hds_s3.client import Client, connect, default_store_url
 from hds_s3.errors import HdsError, InvalidStateError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from hds_s3.api import Dataset, DatasetVersion
     from hds_s3.query.dataview import DataView
+else:  # imported by the commands that use them: `hds --help` loads neither the API nor pyarrow
+    Dataset = LazyAttribute("hds_s3.api", "Dataset")
+    DatasetVersion = LazyAttribute("hds_s3.api", "DatasetVersion")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -245,8 +247,6 @@ def get_dataset(env: Env, name: str | None, ident: str | None) -> Dataset:
         raise click.UsageError("give --dataset NAME or --dataset-id ID, not both")
     if name is None and ident is None:
         raise click.UsageError("give the dataset: --dataset NAME or --dataset-id ID")
-    from hds_s3.api import Dataset
-
     return Dataset.get(dataset_name=name, dataset_id=ident, client=env.client)
 
 
@@ -401,8 +401,6 @@ def datasets_create(
     exist_ok: bool,
 ) -> None:
     """Create dataset NAME with one empty draft version named Current."""
-    from hds_s3.api import Dataset
-
     meta = _json_object(metadata, "--metadata") if metadata is not None else None
     ds = Dataset.create(
         name,
@@ -424,8 +422,6 @@ def datasets_create(
 @pass_env
 def datasets_list(env: Env, pattern: str | None, tags: tuple[str, ...]) -> None:
     """List datasets."""
-    from hds_s3.api import Dataset
-
     found = Dataset.list_datasets(pattern, list(tags), client=env.client)
     rows = [(d.name, d.id, d.version_count, ",".join(d.tags), _when(d.last_update)) for d in found]
     emit(
@@ -479,8 +475,6 @@ def datasets_delete(
     env: Env, dataset_name: str | None, dataset_id: str | None, all_versions: bool, force: bool
 ) -> None:
     """Delete a dataset (without flags, only one whose versions are all empty drafts)."""
-    from hds_s3.api import Dataset
-
     ds = get_dataset(env, dataset_name, dataset_id)
     Dataset.delete(dataset_id=ds.id, delete_all_versions=all_versions, force=force, client=env.client)
     emit(env, {"deleted": {"id": ds.id, "name": ds.name}}, f"deleted dataset {ds.name!r} ({ds.id})")
@@ -587,8 +581,6 @@ def versions_create(
     if parent is not None and parent_id is not None:
         raise click.UsageError("give --parent NAME or --parent-id ID, not both")
     meta = _json_object(metadata, "--metadata") if metadata is not None else None
-    from hds_s3.api import DatasetVersion
-
     ds = get_dataset(env, dataset_name, dataset_id)
     v = DatasetVersion.create_version(
         dataset_id=ds.id,
@@ -641,8 +633,6 @@ def versions_snapshot(
     child_comment: str | None,
 ) -> None:
     """Publish the only draft under a new name and continue in a new draft child of it."""
-    from hds_s3.api import DatasetVersion
-
     ds = get_dataset(env, dataset_name, dataset_id)
     child = DatasetVersion.create_snapshot(
         dataset_id=ds.id,
@@ -1652,7 +1642,6 @@ def coco_import(
 
     The whole file is checked first; nothing is written if anything in it is wrong.
     """
-    from hds_s3.api import Dataset
     from hds_s3.tools.coco import import_coco
 
     if create:
