@@ -9,11 +9,13 @@ view, and ``reload()`` re-reads it.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,16 +105,18 @@ def _if_unmoved(doc: DatasetDoc, version_id: str, manifest: str | None, stats: A
 
 
 class _hybrid:  # noqa: N801 - used as a decorator
-    """A method callable on the class (``self`` is the class) or on an instance."""
+    """A method callable on the class (``self`` is the class) or on an instance.
 
-    def __init__(self, func: Any) -> None:
+    Either way it is a bound method, so ``help()`` and :func:`inspect.signature` show the function's
+    own docstring and parameters (without the first one).
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
-        self.__doc__ = func.__doc__
+        functools.update_wrapper(cast(Any, self), func)  # __doc__, __name__, __wrapped__, ...
 
-    def __get__(self, obj: object, cls: type) -> Any:
-        import functools
-
-        return functools.partial(self.func, obj if obj is not None else cls)
+    def __get__(self, obj: object, cls: type | None = None) -> Any:
+        return types.MethodType(self.func, obj if obj is not None else cls)
 
 
 def _progress(show: bool, label: str) -> Any:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hds_s3.format.catalog import Catalog
-from hds_s3.index.frameindex import FrameIndex
-from hds_s3.store.base import ObjectStore
+if TYPE_CHECKING:
+    from hds_s3.format.catalog import Catalog
+    from hds_s3.index.frameindex import FrameIndex
+    from hds_s3.store.base import ObjectStore
 
 
 def default_store_url() -> str:
@@ -33,9 +35,13 @@ class Client:
     """
 
     def __init__(self, store: ObjectStore) -> None:
+        # imported here: the hds command reads default_store_url without loading pyarrow
+        from hds_s3.format.catalog import Catalog
+        from hds_s3.index.frameindex import FrameIndex
+
         self.store = store
-        self.catalog = Catalog(store)
-        self.frames = FrameIndex(self.catalog)
+        self.catalog: Catalog = Catalog(store)
+        self.frames: FrameIndex = FrameIndex(self.catalog)
 
     @property
     def url(self) -> str:

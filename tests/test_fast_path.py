@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import enum
 import math
+import re
 import uuid
 from typing import Any
 
@@ -380,3 +381,105 @@ def test_only_frames_with_nan_odd_keys_or_odd_values_in_metadata_leave() -> None
     )
     assert left == [1, 2, 4, 5] and sorted(positions) == [0, 3, 6]
     assert _agree(odd) == 3
+
+
+# ---------------------------------------------------------------------------- the single-source shorthand
+
+_SOURCE_KEYS = ("uri", "content_type", "width", "height", "timestamp", "preview", "masks")
+
+
+def shorthand_of(frame: dict[str, Any], top_level: bool) -> dict[str, Any] | None:
+    """The same one-source frame written in a shorthand (None when it has several sources).
+
+    ``top_level``: the source's fields at the top (when the frame has neither a timestamp of its own
+    nor source metadata, which that form cannot say); else the lone source without its id.
+    """
+    sources = frame.get("sources")
+    if not isinstance(sources, list) or len(sources) != 1 or sources[0].get("id") != "default":
+        return None
+    source = {k: v for k, v in sources[0].items() if k != "id"}
+    if top_level and frame.get("timestamp") is None and not source.get("meta"):
+        short = {k: v for k, v in frame.items() if k not in ("sources", "timestamp")}
+        short.update((k, source[k]) for k in _SOURCE_KEYS if k in source)
+        return short
+    return {**frame, "sources": [source]}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(tame_frame(), frame_dict()), min_size=1, max_size=4), st.booleans())
+def test_the_shorthand_gives_the_rows_of_the_full_form_on_both_paths(
+    frames: list[dict[str, Any]], top_level: bool
+) -> None:
+    """A one-source frame written with a top-level uri, or with a source without id, is that frame."""
+    shorts = [shorthand_of(f, top_level) for f in frames]
+    mixed = [s if s is not None else f for f, s in zip(frames, shorts, strict=True)]
+    for full, short in zip(frames, mixed, strict=True):
+        assert slow_row(short) == slow_row(full)
+    full_table, full_taken, _ = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    short_table, short_taken, _ = columnar.fast_frames_table(
+        mixed, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert short_taken == full_taken  # the shorthand takes the fast path exactly when the full form does
+    assert short_table.to_pylist() == full_table.to_pylist()
+    _agree(mixed)
+
+
+def test_typical_shorthand_frames_take_the_fast_path_whole() -> None:
+    frames: list[dict[str, Any]] = [
+        {"uri": f"s3://b/{i}.jpg", "width": 640, "height": 480, "meta": {"city": "bremen"}} for i in range(10)
+    ]
+    frames.append(
+        {
+            "uri": "s3://b/clip.mp4",
+            "timestamp": 40,
+            "rois": [{"labels": ["car"], "type": "label", "poly": []}],
+        }
+    )
+    frames.append({"id": "lone", "sources": [{"uri": "s3://b/x.png", "meta": {"angle": 45}}]})
+    assert _agree(frames) == len(frames)
+    rows = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )[0].to_pylist()
+    assert {s["id"] for row in rows for s in row["sources"]} == {"default"}
+    assert rows[0]["sources"][0]["content_type"] == "image/jpeg"
+    assert rows[10]["timestamp"] == 40 and rows[10]["sources"][0]["timestamp"] == 40
+    assert rows[11]["id"] == "lone" and rows[11]["sources"][0]["meta"] == '{"angle":45}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ({"uri": "s3://b/1.jpg", "sources": [{"id": "a", "uri": "s3://b/2.jpg"}]}, "not both"),
+        (
+            {"sources": [{"uri": "s3://b/1.jpg"}, {"id": "rear", "uri": "s3://b/2.jpg"}]},
+            "sources[0] has no id",
+        ),
+        ({"sources": [{"id": "front"}]}, "sources[0] has no uri"),
+        ({"meta": {"city": "x"}}, "has no sources; give a uri"),
+    ],
+)
+def test_frames_the_shorthand_does_not_cover_are_refused_by_both_paths(
+    bad: dict[str, Any], says: str
+) -> None:
+    _, taken, _ = columnar.fast_frames_table(
+        [bad], version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert taken == []
+    with pytest.raises(HdsError, match=re.escape(says)):
+        normalize(bad)
+
+
+def test_a_blank_uri_is_refused_by_both_paths() -> None:
+    """Every text Python strips to nothing (Unicode spaces, the separators U+001C..U+001F) is no URI."""
+    blanks = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    frames = [_with(i, source={"uri": text}) for i, text in enumerate([*blanks, " \u3000\x1f\t"])]
+    frames.append(_with(99, source={"uri": " s3://b/\tspaced name.jpg "}))
+    _, taken, left = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left[: len(frames) - 1] == list(range(len(frames) - 1))
+    assert all(slow_row(frames[i]) is None for i in left[: len(frames) - 1])
+    assert slow_row(frames[-1]) is not None
+    _agree(frames)

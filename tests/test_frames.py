@@ -543,7 +543,10 @@ def test_partial_dicts_read_with_defaults_and_broken_ones_are_refused() -> None:
     for broken, message in [
         ({}, "no sources"),
         ({"sources": []}, "no sources"),
-        ({"sources": [{"uri": "x"}]}, "id and a uri"),
+        ({"sources": [{"id": "a"}]}, r"sources\[0\] has no uri"),
+        ({"sources": [{"uri": "x"}, {"id": "b", "uri": "y"}]}, r"sources\[0\] has no id"),
+        ({"sources": [{"id": "b", "uri": "y"}, 3]}, r"sources\[1\] must be a dict"),
+        ({"uri": "x", "sources": [{"id": "a", "uri": "x"}]}, "not both"),
         ({"sources": [{"id": "a", "uri": "x"}, {"id": "a", "uri": "y"}]}, "two sources"),
         ({"sources": [{"id": "default", "uri": "x"}], "rois": {}}, "rois must be a list"),
         ({"sources": [{"id": "default", "uri": "x", "preview": {}}]}, "preview needs a uri"),
@@ -553,6 +556,48 @@ def test_partial_dicts_read_with_defaults_and_broken_ones_are_refused() -> None:
             frame_from_dict(broken)
     with pytest.raises(ValidationError, match="must be a dict"):
         frame_from_dict([])  # type: ignore[arg-type]
+
+
+def test_a_frame_of_one_source_may_be_written_in_shorthand() -> None:
+    """A top-level uri, or a lone source without id, is the SingleFrame's source "default"."""
+    full = {
+        "id": "f1",
+        "sources": [
+            {
+                "id": "default",
+                "uri": "s3://b/clip.mp4",
+                "width": 64,
+                "height": 48,
+                "timestamp": 40,
+                "masks": [],
+            }
+        ],
+        "meta": {"city": "bremen"},
+        "rois": [{"labels": ["car"], "type": "box2d", "poly": [0, 0, 4, 0, 4, 3, 0, 3]}],
+    }
+    top = {k: v for k, v in full.items() if k != "sources"}
+    top.update(uri="s3://b/clip.mp4", width=64, height=48, timestamp=40, masks=[])
+    lone = {**full, "sources": [{k: v for k, v in full["sources"][0].items() if k != "id"}]}
+    expected = to_frame_dict(frame_from_dict(full))
+    for short in (top, lone):
+        frame = frame_from_dict(short)
+        assert isinstance(frame, SingleFrame) and frame.source_id == "default"
+        assert to_frame_dict(frame) == expected
+        assert to_frame_dict(SingleFrame.from_dict(short)) == expected
+        assert to_frame_dict(FrameGroup.from_dict(short)) == expected
+    assert expected["timestamp"] == 40 and expected["sources"][0]["timestamp"] == 40
+    assert top == {k: v for k, v in full.items() if k != "sources"} | {
+        "uri": "s3://b/clip.mp4",
+        "width": 64,
+        "height": 48,
+        "timestamp": 40,
+        "masks": [],
+    }  # the input is not changed
+    # without an explicit id, the id is the one of the full form: re-ingesting either updates the frame
+    assert (
+        to_frame_dict(frame_from_dict({"uri": "s3://b/a.jpg"}))["id"]
+        == to_frame_dict(SingleFrame(source="s3://b/a.jpg"))["id"]
+    )
 
 
 # ---------------------------------------------------------------------------- identity

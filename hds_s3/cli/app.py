@@ -59,7 +59,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from hds_s3.api import Dataset, DatasetVersion
+from hds_s3.cli.lazy import LazyAttribute
 from hds_s3.client import Client, connect, default_store_url
 from hds_s3.errors import (
     ConflictError,
@@ -74,7 +74,11 @@ from hds_s3.errors import (
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
+    from hds_s3.api import Dataset, DatasetVersion
     from hds_s3.query.dataview import DataView
+else:  # imported by the commands that use them: `hds --help` loads neither the API nor pyarrow
+    Dataset = LazyAttribute("hds_s3.api", "Dataset")
+    DatasetVersion = LazyAttribute("hds_s3.api", "DatasetVersion")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -1480,7 +1484,26 @@ def frames_add(
 
     Every frame is checked before anything is written; any bad line stops the command (nothing is
     added) unless --skip-invalid. A frame whose id exists is replaced.
-    """
+
+    The format: one frame dict per line, as 'hds frames export' writes it; 'hds frames schema'
+    prints its JSON Schema ('hds frames schema --arrow' the Parquet columns). A frame has sources
+    (each with an id and a uri), rois, meta and an optional id. A frame of one source may give the
+    source's fields (uri, content_type, width, height, timestamp, preview, masks) at the top level
+    instead: its source id is then "default". Two frames (each is one line in the file):
+
+    \b
+    {"uri": "s3://bucket/street/0001.jpg", "width": 1920, "height": 1080,
+     "meta": {"city": "bremen"}, "rois": [{"labels": ["night"], "type": "label"}]}
+
+    \b
+    {"id": "rig-0001",
+     "sources": [{"id": "front", "uri": "s3://bucket/front/0001.jpg"},
+                 {"id": "rear", "uri": "s3://bucket/rear/0001.jpg"}],
+     "rois": [{"labels": ["car"], "type": "box2d", "sources": ["front"],
+               "poly": [10, 20, 210, 20, 210, 140, 10, 140]}]}
+
+    The box is stored as its 4 corners x,y, x+w,y, x+w,y+h, x,y+h.
+    """  # noqa: D301 - "\b" keeps click from rewrapping the examples
     fmt = _format_of(path, fmt)
     v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="adding frames to")
     _require_draft(v, "add frames to")
@@ -1540,6 +1563,21 @@ def frames_add(
         f"added {plural(good, 'frame')} to {v.dataset_name!r} / {v.name!r}{skipped}; "
         f"it now has {plural(now, 'frame')}",
     )
+
+
+@frames.command("schema")
+@click.option(
+    "--arrow", is_flag=True, help="Print the schema of a row of the Arrow frame table (the Parquet columns)."
+)
+def frames_schema(arrow: bool) -> None:
+    """Print the JSON Schema (draft 2020-12) of a frame dict, the format of 'hds frames add'.
+
+    With --arrow, the schema of one row of the Arrow frame table (what 'hds frames export' writes as
+    Parquet), with each column's Arrow type under x-arrow-type.
+    """
+    from hds_s3.model.schema import frame_row_schema, frame_schema
+
+    click.echo(_dumps(frame_row_schema() if arrow else frame_schema()))
 
 
 @frames.command("get")

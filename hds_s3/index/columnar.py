@@ -12,6 +12,9 @@ can be checked on whole columns is checked after the conversion to Arrow (names,
 polygons, labels, confidences, the sources ROIs name, and NaN or infinity in metadata, which
 orjson writes as null). Metadata keys are checked against the set of keys already found good, so
 each distinct key is looked at once.
+
+The single-source shorthand (a top-level ``uri``, or one source without an ``id``) is spelled out
+with :func:`hds_s3.model.frames.expand_shorthand` first, so such frames take the fast path too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hds_s3.errors import ValidationError
 from hds_s3.index.segments import (
     FRAME_SCHEMA,
     JSON_OPTIONS,
@@ -39,6 +43,7 @@ from hds_s3.index.segments import (
     SOURCE,
     flatten_meta,
 )
+from hds_s3.model.frames import expand_shorthand
 from hds_s3.model.names import MAX_METADATA_DEPTH
 
 _TOP_KEYS = frozenset({"id", "context_id", "timestamp", "sources", "rois", "meta", "meta_blob"})
@@ -207,12 +212,21 @@ def _convert(
     dumps, plain = orjson.dumps, _PLAIN.issuperset
     top_ok, source_ok, roi_ok = _TOP_KEYS.issuperset, _SOURCE_KEYS.issuperset, _ROI_KEYS.issuperset
     add_src, add_roi = src_meta.append, roi_meta.append
+    expanded: list[Any] | None = None  # a copy of frames with the shorthand spelled out, when needed
     for i, d in enumerate(frames):
         n_src, n_roi = len(src_meta), len(roi_meta)
         try:
-            if type(d) is not dict or not top_ok(d):
+            if type(d) is not dict:
                 raise _Slow
             sources = d.get("sources")
+            if not top_ok(d) or (type(sources) is list and len(sources) == 1 and "id" not in sources[0]):
+                full = expand_shorthand(d)
+                if full is d or not top_ok(full):
+                    raise _Slow
+                if expanded is None:
+                    expanded = list(frames)
+                expanded[i] = d = full
+                sources = d["sources"]
             if type(sources) is not list or not sources:
                 raise _Slow
             sids = set()
@@ -252,7 +266,7 @@ def _convert(
                 fid = hash_id([(s["id"], s["uri"]) for s in sources], ts)
             elif type(fid) is not str:
                 raise _Slow
-        except (_Slow, TypeError, ValueError, KeyError):
+        except (_Slow, ValidationError, TypeError, ValueError, KeyError):
             del src_meta[n_src:], roi_meta[n_roi:]
             slow.append(i)
             continue
@@ -268,6 +282,8 @@ def _convert(
         nums.add(n_items)
     if not ok:
         return FRAME_SCHEMA.empty_table(), [], slow
+    if expanded is not None:
+        frames = expanded
     chosen = [frames[i] for i in ok]
     try:
         # converted in input order: the objects lie in memory in that order
@@ -497,6 +513,16 @@ def _bad_names(names: pa.Array, *, distinct: bool = False) -> np.ndarray:
     return out
 
 
+def _blank(texts: pa.Array) -> np.ndarray:
+    """True where a text may be blank to Python's ``str.strip`` (the per-frame rule for URIs).
+
+    Arrow trims Unicode's White_Space; Python also strips four control characters (U+001C..U+001F),
+    so any text holding a character that is not printable is flagged too (the per-frame path decides).
+    """
+    empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
+    return _np(pc.or_(empty, pc.invert(pc.utf8_is_printable(texts))), False).astype(bool)
+
+
 def _invalid_rows(table: pa.Table) -> np.ndarray:
     """True for each row that breaks a rule of the per-frame path (it then explains which)."""
     bad = _bad_names(table.column("id").combine_chunks(), distinct=True)
@@ -504,7 +530,7 @@ def _invalid_rows(table: pa.Table) -> np.ndarray:
     bad |= _np(pc.utf8_length(table.column("context_id")), 1) == 0
     sources = table.column("sources").combine_chunks()
     src = sources.values
-    src_bad = _np(pc.utf8_length(src.field("uri")), 0) == 0
+    src_bad = _blank(src.field("uri"))
     src_bad |= np.asarray(src.field("id").is_null().to_numpy(zero_copy_only=False), dtype=bool)
     src_bad |= _bad_names(src.field("id"))
     src_bad |= _np(src.field("width"), 1) <= 0

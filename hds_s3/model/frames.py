@@ -16,7 +16,16 @@ layer turns the canonical dict of :func:`to_frame_dict` into Parquet and reads i
     (+ "saved", "saved_in_version", "updated_in_version" when known)
 
 A frame with one source whose id is ``"default"`` reads back as a :class:`SingleFrame`, anything else
-as a :class:`FrameGroup`. ROIs are described in :mod:`hds_s3.model.annotations`.
+as a :class:`FrameGroup`. ROIs are described in :mod:`hds_s3.model.annotations`. The JSON Schema of
+this dict ships with the package (:func:`hds_s3.model.schema.frame_schema`, ``hds frames schema``).
+
+Single-source shorthand (:func:`expand_shorthand`, accepted wherever a frame dict is read): a dict
+without ``sources`` that has a top-level ``uri`` is one source with id ``"default"``, taking the
+top-level ``uri``, ``content_type``, ``width``, ``height``, ``timestamp`` (the position in the
+source, which the frame's timestamp defaults to), ``preview`` and ``masks``; everything else (``id``,
+``rois``, ``meta``, ...) stays with the frame. A list of one source without an ``id`` gives it the id
+``"default"`` too. ``{"uri": "s3://b/1.jpg", "meta": {"city": "bremen"}}`` is thus the frame
+``{"sources": [{"id": "default", "uri": "s3://b/1.jpg"}], "meta": {"city": "bremen"}}``.
 
 Defaults: ``context_id`` is the first source's URI, ``timestamp`` (milliseconds) the first source's
 timestamp (0 for images), ``content_type`` is guessed from the URI's extension (Python's built-in
@@ -74,6 +83,9 @@ from hds_s3.model.names import check_metadata, check_utf8, copy_json
 
 DEFAULT_SOURCE_ID = "default"
 """Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
+
+SHORTHAND_SOURCE_KEYS = ("uri", "content_type", "width", "height", "timestamp", "preview", "masks")
+"""The source fields a one-source frame dict may give at its top level (see :func:`expand_shorthand`)."""
 
 Coordinates = Iterable[Any]
 """Shape input: a flat list of numbers, a list of tuples, or (``poly2d_xy``) a list of parts."""
@@ -674,6 +686,7 @@ class SingleFrame(_Provenance):
             ValidationError: ``data`` is not a frame dict or has several sources (use
                 :func:`frame_from_dict` or :meth:`FrameGroup.from_dict`).
         """
+        data = expand_shorthand(data)
         sources = _sources_of(data)
         if len(sources) != 1:
             raise ValidationError(
@@ -864,6 +877,7 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
         Raises:
             ValidationError: ``data`` is not a frame dict, or two sources share an id.
         """
+        data = expand_shorthand(data)
         group = cls()
         for src in _sources_of(data):
             if src["id"] in group:
@@ -1105,15 +1119,61 @@ def validate(frame: Frame) -> None:
 # ---------------------------------------------------------------------------- from dict
 
 
+def expand_shorthand(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return a frame dict with the single-source shorthand spelled out (see the module docstring).
+
+    A dict without ``sources`` but with a top-level ``uri`` becomes one source with id ``"default"``
+    made of the top-level :data:`SHORTHAND_SOURCE_KEYS`; a list of one source without an ``id`` gets
+    the id ``"default"``. Anything else is returned as it is (the same object), to be checked by the
+    reader. The result is a new dict that shares its values with ``data``.
+
+    Raises:
+        ValidationError: the dict has both ``uri`` and ``sources``.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    sources = data.get("sources")
+    if "uri" in data:
+        if sources is not None:
+            raise ValidationError(
+                f"frame {data.get('id')!r} has both a top-level uri and sources; give uri (one source, "
+                'id "default") or sources (each with an id and a uri), not both'
+            )
+        source: dict[str, Any] = {"id": DEFAULT_SOURCE_ID}
+        source.update((key, data[key]) for key in SHORTHAND_SOURCE_KEYS if key in data)
+        frame: dict[str, Any] = {k: v for k, v in data.items() if k not in SHORTHAND_SOURCE_KEYS}
+        frame["sources"] = [source]
+        return frame
+    if isinstance(sources, list) and len(sources) == 1:
+        only = sources[0]
+        if isinstance(only, Mapping) and "id" not in only:
+            lone = dict(data)
+            lone["sources"] = [{"id": DEFAULT_SOURCE_ID, **only}]
+            return lone
+    return data
+
+
 def _sources_of(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(data, Mapping):
         raise ValidationError(f"a frame dict must be a dict, got {type(data).__name__}")
     sources = data.get("sources")
     if not isinstance(sources, list) or not sources:
-        raise ValidationError(f"frame {data.get('id')!r} has no sources")
-    for src in sources:
-        if not isinstance(src, Mapping) or "id" not in src or "uri" not in src:
-            raise ValidationError(f"frame {data.get('id')!r}: a source needs an id and a uri, got {src!r}")
+        raise ValidationError(
+            f"frame {data.get('id')!r} has no sources; give a uri (one source) or "
+            'sources: [{"id": ..., "uri": ...}, ...] (see hds frames schema)'
+        )
+    for i, src in enumerate(sources):
+        if not isinstance(src, Mapping):
+            raise ValidationError(
+                f"frame {data.get('id')!r}: sources[{i}] must be a dict with an id and a uri, got {src!r}"
+            )
+        if "uri" not in src:
+            raise ValidationError(f"frame {data.get('id')!r}: sources[{i}] has no uri: {src!r}")
+        if "id" not in src:
+            raise ValidationError(
+                f"frame {data.get('id')!r}: sources[{i}] has no id; a frame of several sources names "
+                f'each (e.g. "front", "rear"), only a lone source may leave it out: {src!r}'
+            )
     return sources
 
 
@@ -1186,12 +1246,15 @@ def frame_from_dict(data: Mapping[str, Any]) -> Frame:
     """Read a canonical frame dict back into a frame object.
 
     One source with id ``"default"`` gives a :class:`SingleFrame`, anything else a
-    :class:`FrameGroup`. Provenance (``saved``, ...) is kept. Nothing is shared with ``data``; only
-    the structure is checked (:func:`validate` checks the rest).
+    :class:`FrameGroup`. The single-source shorthand is accepted (:func:`expand_shorthand`).
+    Provenance (``saved``, ...) is kept. Nothing is shared with ``data``; only the structure is
+    checked (:func:`validate` checks the rest).
 
     Raises:
-        ValidationError: ``data`` is not a frame dict (no sources, a source without id or uri).
+        ValidationError: ``data`` is not a frame dict (no sources, a source without uri, a source
+            without id among several, both ``uri`` and ``sources``).
     """
+    data = expand_shorthand(data)
     sources = _sources_of(data)
     if len(sources) == 1 and sources[0]["id"] == DEFAULT_SOURCE_ID:
         return SingleFrame.from_dict(data)
@@ -1204,6 +1267,7 @@ from_frame_dict = frame_from_dict
 
 __all__ = [
     "DEFAULT_SOURCE_ID",
+    "SHORTHAND_SOURCE_KEYS",
     "Annotation",
     "Frame",
     "FrameGroup",
@@ -1211,6 +1275,7 @@ __all__ = [
     "Preview",
     "SingleFrame",
     "default_cache_dir",
+    "expand_shorthand",
     "frame_from_dict",
     "frame_id",
     "from_frame_dict",

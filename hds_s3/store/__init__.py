@@ -1,8 +1,14 @@
-"""Object stores: the only place where bytes meet a medium (S3, a local folder, memory)."""
+"""Object stores: the only place where bytes meet a medium (S3, a local folder, memory).
+
+:class:`S3Store` (and with it boto3, a large import) is loaded only when an ``s3://`` store is opened
+or the name is used: a local folder or memory store never imports it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -12,7 +18,9 @@ from hds_s3.store.faulty import FaultyStore
 from hds_s3.store.local import LocalStore
 from hds_s3.store.memory import MemoryStore
 from hds_s3.store.readonly import ReadOnlyStore
-from hds_s3.store.s3 import S3Store
+
+if TYPE_CHECKING:
+    from hds_s3.store.s3 import S3Store
 
 _ACCEPTED = "s3://bucket[/prefix], memory://name, file:///absolute/path or a plain folder path"
 
@@ -44,6 +52,8 @@ def open_store(url: str | os.PathLike[str]) -> ObjectStore:
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise ValidationError(f"store URL {text!r} has no bucket name; accepted forms: {_ACCEPTED}")
+        from hds_s3.store.s3 import S3Store
+
         return S3Store.from_url(text)
     if scheme == "memory":
         return MemoryStore.named(rest)
@@ -58,6 +68,21 @@ def open_store(url: str | os.PathLike[str]) -> ObjectStore:
     raise ValidationError(
         f"store URL {text!r} has unsupported scheme {scheme!r}; accepted forms: {_ACCEPTED}"
     )
+
+
+def __getattr__(name: str) -> Any:
+    """Import :class:`S3Store` on first use.
+
+    Raises:
+        AttributeError: any other unknown name.
+    """
+    if name == "S3Store":
+        return importlib.import_module("hds_s3.store.s3").S3Store
+    raise AttributeError(f"module 'hds_s3.store' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"S3Store"})
 
 
 __all__ = [
