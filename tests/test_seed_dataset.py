@@ -1,6 +1,6 @@
 """Every code block of the seed page "Datasets and Dataset Versions" runs with only the import changed.
 
-The blocks ship in ``tests/data/seed_dataset_blocks.md`` (in the page's order); each runs on the
+The blocks ship in ``tests/data/seed_dataset_blocks.txt`` (in the page's order); each runs on the
 default client (the embedded local folder, via ``HDS_STORE``) after a set-up that gives it the
 state the page's prose presumes (e.g. a published version named ``PublishedVersion``).
 """
@@ -19,7 +19,7 @@ import pytest
 import hds_s3
 from hds_s3 import Dataset, DatasetVersion, set_default_client
 
-SEED = Path(__file__).resolve().parent / "data" / "seed_dataset_blocks.md"
+SEED = Path(__file__).resolve().parent / "data" / "seed_dataset_blocks.txt"
 BLOCKS = 26
 
 
