@@ -94,9 +94,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.all)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from hypothesis import settings
+
     expr = config.getoption("markexpr") or "(none: every tier)"
-    return f"tiers: -m {expr}; `pytest -m all` runs every tier, `-m quick` the default (tests/README.md)"
+    return [
+        f"tiers: -m {expr}; `pytest -m all` runs every tier, `-m quick` the default (tests/README.md)",
+        f"Hypothesis profile: {settings.get_current_profile_name()} (tests/budget.py)",
+    ]
 
 
 @pytest.fixture(autouse=True)
