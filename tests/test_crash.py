@@ -40,6 +40,8 @@ from hds_s3.store.faulty import CRASH_EXIT_CODE, FaultyStore
 from hds_s3.tools.fsck import fsck
 from hds_s3.tools.gc import gc
 
+pytestmark = pytest.mark.slow  # crash sweeps: a real kill at every request of every transition
+
 MODES = tuple(m.strip() for m in os.environ.get("HDS_CRASH_MODES", "crash-after").split(",") if m.strip())
 if "forkserver" in multiprocessing.get_all_start_methods():
     _CTX = multiprocessing.get_context("forkserver")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -198,7 +199,7 @@ def _agree(frames: list[dict[str, Any]]) -> int:
     return len(positions)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frame_dict(), min_size=1, max_size=4))
 def test_every_frame_the_fast_path_takes_matches_the_per_frame_path(frames: list[dict[str, Any]]) -> None:
     _agree(frames)
@@ -260,7 +261,7 @@ def tame_frame(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(tame_frame(), min_size=1, max_size=3))
 def test_valid_frames_in_every_optional_combination_agree(frames: list[dict[str, Any]]) -> None:
     _agree(frames)
@@ -281,7 +282,7 @@ flat_metas = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(flat_metas, min_size=1, max_size=6))
 def test_flat_metadata_of_every_plain_type_takes_the_fast_path_with_the_same_rows(metas: list[Any]) -> None:
     """Text, 64-bit integers, floats and booleans: every frame is taken, with the per-frame rows."""

@@ -68,6 +68,7 @@ def _check(spec: StoreSpec, body: Callable[[bool], None]) -> None:
         body(use_processes)
 
 
+@pytest.mark.slow_on("local")  # spawned processes on the local folder
 def test_concurrent_add_frames_on_one_draft_all_land(store_spec: StoreSpec) -> None:
     def body(use_processes: bool) -> None:
         outcomes, ver = _race(store_spec, ["add"] * WRITERS, use_processes, f"add {use_processes}")
@@ -80,6 +81,7 @@ def test_concurrent_add_frames_on_one_draft_all_land(store_spec: StoreSpec) -> N
     _check(store_spec, body)
 
 
+@pytest.mark.slow_on("local")
 def test_add_frames_racing_publish_never_loses_frames(store_spec: StoreSpec) -> None:
     def body(use_processes: bool) -> None:
         rounds = 2 if store_spec.name == "seaweedfs" else 4

@@ -14,6 +14,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -883,7 +884,7 @@ def _frames(draw: st.DrawFn) -> SingleFrame | FrameGroup:
     return group
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_frames(), st.none() | st.tuples(st.integers(0, 2**62), _text, _text))
 def test_any_valid_frame_round_trips_exactly(frame: SingleFrame | FrameGroup, provenance: Any) -> None:
     d = to_frame_dict(frame)

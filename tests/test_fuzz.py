@@ -12,7 +12,8 @@ Hypothesis throws names (datasets, versions, snapshots, tags), metadata, frames 
   writes nothing when none is valid; a failed ``add_annotation`` leaves the frame's ROIs unchanged.
 
 The number of examples run is printed at the end of the module (``pytest -s``);
-``HDS_FUZZ_EXAMPLES`` sets the examples per test (default 150).
+``HDS_FUZZ_EXAMPLES`` sets the examples per test (default 150 in the ``full`` Hypothesis profile,
+scaled down in ``quick``: see ``tests/budget.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,8 +43,9 @@ from hds_s3.index.ingest import normalize
 from hds_s3.store import MemoryStore, ObjectStore
 
 RUNS: Counter[str] = Counter()
+_SET_EXAMPLES = os.environ.get("HDS_FUZZ_EXAMPLES")
 FUZZ = settings(
-    max_examples=int(os.environ.get("HDS_FUZZ_EXAMPLES", "150")),
+    max_examples=int(_SET_EXAMPLES) if _SET_EXAMPLES else examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )

@@ -62,6 +62,8 @@ from hds_s3 import Client, Dataset, DatasetVersion
 from hds_s3.errors import HdsError, NotFoundError
 from hds_s3.format.docs import DatasetDoc, parse_manifest
 
+pytestmark = pytest.mark.slow  # load runs: many processes for minutes
+
 OPS = int(os.environ.get("HDS_LOAD_OPS", "200"))
 WORKERS = {"local": 8, "seaweedfs": 4, "localstack": 8}
 OWN_FRAMES = 10  # frames each worker owns

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from budget import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,7 +62,7 @@ def chains(draw: st.DrawFn) -> list[Segment]:
     return chain
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(chains())
 def test_merge_equals_applying_the_segments_in_order(chain: list[Segment]) -> None:
     expected = _model(chain)
@@ -102,7 +103,7 @@ def child_edits(draw: st.DrawFn) -> tuple[int, list[tuple[str, list[int]]]]:
     return n, ops
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(child_edits(), st.integers(1, 7))
 def test_a_child_of_a_version_marked_disjoint_reads_as_its_edits_applied_in_order(
     edits: tuple[int, list[tuple[str, list[int]]]], segment_rows: int

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -479,7 +480,7 @@ def frames_and_query(draw: st.DrawFn) -> tuple[list[dict[str, Any]], Leaf]:
     return frames, draw(expression())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames_and_query())
 def test_compiled_queries_agree_with_a_python_evaluator(case: tuple[list[dict[str, Any]], Leaf]) -> None:
     frames, (text, python) = case

@@ -111,7 +111,7 @@ class Racers:
     scope="module",
     params=[
         pytest.param("memory-8threads", id="memory-8threads"),
-        pytest.param("local-8processes", id="local-8processes"),
+        pytest.param("local-8processes", id="local-8processes", marks=pytest.mark.slow),
         pytest.param("seaweedfs-4processes", id="seaweedfs-4processes", marks=pytest.mark.seaweedfs),
     ],
 )

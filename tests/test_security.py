@@ -14,6 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from budget import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -349,7 +350,7 @@ def assert_layout_key(key: str) -> None:
     assert "\\" not in key and len(key.encode()) < 512, key
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, version=names)
 def test_hostile_dataset_and_version_names_write_only_layout_keys(name: str, version: str) -> None:
     store = RecordingStore()
@@ -388,7 +389,7 @@ def test_hostile_names_on_s3_stay_under_the_prefix() -> None:
         assert sorted(d.name for d in Dataset.list_datasets(client=client)) == sorted(created)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(key=names)
 def test_s3_store_refuses_keys_that_could_leave_its_prefix(key: str) -> None:
     from moto import mock_aws
@@ -406,7 +407,9 @@ def test_s3_store_refuses_keys_that_could_leave_its_prefix(key: str) -> None:
         assert store.get(key)[0] == b"x"
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(key=names)
 def test_local_store_never_writes_outside_its_folder(tmp_path: Path, key: str) -> None:
     root = tmp_path / f"r-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,7 @@
-"""Every code block of the user's seed page (dataset.md) runs with only the import changed.
+"""Every code block of the seed page "Datasets and Dataset Versions" runs with only the import changed.
 
-The page lives in ``shared/reference/seed-dataset.md`` beside the repository; each block runs on
-the default client (the embedded local folder, via ``HDS_STORE``) after a set-up that gives it the
+The blocks ship in ``tests/data/seed_dataset_blocks.txt`` (in the page's order); each runs on the
+default client (the embedded local folder, via ``HDS_STORE``) after a set-up that gives it the
 state the page's prose presumes (e.g. a published version named ``PublishedVersion``).
 """
 
@@ -19,14 +19,15 @@ import pytest
 import hds_s3
 from hds_s3 import Dataset, DatasetVersion, set_default_client
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed-dataset.md"
+SEED = Path(__file__).resolve().parent / "data" / "seed_dataset_blocks.txt"
+BLOCKS = 26
 
 
 def _blocks() -> list[str]:
-    if not SEED.exists():
-        pytest.skip(f"the seed page is not beside the repository ({SEED.name} not found)")
     text = SEED.read_text(encoding="utf-8")
-    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", text, re.S)]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", text, re.S)]
+    assert len(blocks) == BLOCKS, f"{SEED.name} holds {len(blocks)} code blocks, the tests index {BLOCKS}"
+    return blocks
 
 
 def _run(block: str, namespace: dict[str, object]) -> str:

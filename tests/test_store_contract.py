@@ -95,6 +95,7 @@ def test_contradictory_preconditions_are_refused(store: ObjectStore) -> None:
         store.get("doc")
 
 
+@pytest.mark.slow_on("moto")  # 1005 PUTs in-process; S3 pages are crossed on moto_server and the servers
 def test_list_past_1000_keys_in_key_order_with_prefix(store: ObjectStore) -> None:
     keys = [f"many/{i:05d}" for i in range(1001)]
     others = ["man", "many-x", "many0", "other/1"]
@@ -269,6 +270,7 @@ def _run_processes(target: Any, args_for: Any, n: int) -> list[Any]:
     return out
 
 
+@pytest.mark.slow_on("local")  # spawned processes
 def test_create_race_processes_one_winner(store_spec: StoreSpec) -> None:
     n = _processes(store_spec)
     keys = [f"claims/{i}" for i in range(10)]
@@ -284,6 +286,7 @@ def test_create_race_processes_one_winner(store_spec: StoreSpec) -> None:
         assert store.get(key)[0] == f"worker {who[0]}".encode()
 
 
+@pytest.mark.slow_on("local")
 def test_cas_increments_processes_no_lost_update(store_spec: StoreSpec) -> None:
     n = _processes(store_spec)
     rounds = 15 if store_spec.name == "local" else 4

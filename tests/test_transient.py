@@ -191,6 +191,7 @@ def frames(start: int, count: int) -> list[SingleFrame]:
     return out
 
 
+@pytest.mark.slow  # a whole life cycle under random faults; each fault has its own quick test above
 def test_dataset_version_and_frame_operations_complete_under_random_faults(proxy: FaultProxy) -> None:
     store = store_behind(proxy, max_attempts=8)
     client = Client(store)
