@@ -8,7 +8,15 @@ two sources each and a ROI spanning both. ``EXPECTED`` says what the grid must d
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import random
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +66,19 @@ def street_frame(i: int, folder: Path) -> tuple[SingleFrame, int]:
         id=f"street-{i:03d}",
         context_id=f"drive-{i // 10}",
         timestamp=1_700_000_000_000 + i * 100,
-        metadata={"city": CITIES[i % 3], "score": round(i / 30, 3), "weather": "rain" if i % 5 == 0 else "sun"},
+        metadata={
+            "city": CITIES[i % 3],
+            "score": round(i / 30, 3),
+            "weather": "rain" if i % 5 == 0 else "sun",
+        },
     )
     for label, box in boxes:
-        frame.add_annotation(box2d_xywh=box, labels=[label], confidence=round(0.5 + (i % 5) / 10, 2),
-                             metadata={"occluded": i % 2 == 0})
+        frame.add_annotation(
+            box2d_xywh=box,
+            labels=[label],
+            confidence=round(0.5 + (i % 5) / 10, 2),
+            metadata={"occluded": i % 2 == 0},
+        )
     shapes = len(boxes)
     if i % 7 == 3:
         frame.add_annotation(poly2d_xy=[10, 200, 60, 180, 90, 225], labels=["road"], confidence=0.8)
@@ -86,7 +102,10 @@ def build(client: Client, folder: Path) -> dict[str, Any]:
     """Write the datasets into ``client``'s store; return what the tests expect to see."""
     folder.mkdir(parents=True, exist_ok=True)
     draft = DatasetVersion.create_new_dataset(
-        dataset_name="streets", tags=["street", "demo"], description="street scenes, three drives", client=client
+        dataset_name="streets",
+        tags=["street", "demo"],
+        description="street scenes, three drives",
+        client=client,
     )
     frames, shapes = [], {}
     for i in range(30):
@@ -97,6 +116,7 @@ def build(client: Client, folder: Path) -> dict[str, Any]:
     draft.set_masks_labels({(1, 1, 1): ["vehicle"]})
     DatasetVersion.create_snapshot(dataset_name="streets", publish_name="v1", client=client)
     current = DatasetVersion.get_current(dataset_name="streets", client=client)
+    current.set_masks_labels({(1, 1, 1): ["vehicle"]})  # a child does not inherit its parent's metadata
     current.delete_frames(["street-000", "street-001"])
     changed, _ = street_frame(2, folder)
     changed.add_annotation(box2d_xywh=(100, 40, 50, 40), labels=["person"], confidence=0.99)
@@ -123,3 +143,44 @@ def build(client: Client, folder: Path) -> dict[str, Any]:
         "extra_shapes": extra_shapes,
         "missing_frame": "street-029",
     }
+
+
+@contextlib.contextmanager
+def serve(store: Path, *, write: bool) -> Iterator[str]:
+    """Run ``hds --store <store> ui --port 0`` as a real process; yield the URL it prints; stop it."""
+    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
+    args = [sys.executable, "-m", "hds_s3.cli", "--store", str(store), "ui", "--port", "0"]
+    proc = subprocess.Popen(
+        [*args, "--write"] if write else args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        seen = []
+        while True:
+            try:
+                line = lines.get(timeout=60)
+            except queue.Empty:
+                raise RuntimeError(f"hds ui printed no URL within 60 s: {seen}") from None
+            seen.append(line)
+            found = re.search(r"at (http://\S+)", line)
+            if found:
+                break
+        yield found.group(1)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
