@@ -199,7 +199,6 @@ def _selection(state: UiState, request: Request, version: DatasetVersion) -> dat
 
 def build_routes(state: UiState) -> list[Route | Mount]:
     """The app's routes, each bound to ``state``."""
-
     # ------------------------------------------------------------------ pages
 
     async def index(request: Request) -> Response:
@@ -303,7 +302,9 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         ver = state.version(request)
         field = request.query_params.get("field", "")
         if not field.startswith("meta.") or field == "meta.":
-            raise ValidationError(f"field must be meta.<path> (one of the version's meta fields), got {field!r}")
+            raise ValidationError(
+                f"field must be meta.<path> (one of the version's meta fields), got {field!r}"
+            )
         table = state.tables.get(ver, [*data.GRID_COLUMNS, "meta_str", "meta_num"])
         selection = _selection(state, request, ver)  # its rows number the same effective frames
         return JSONResponse(
@@ -394,7 +395,9 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         if row is None:
             raise NotFoundError(f"frame {frame_id!r} is not in version {ver.name!r} of {ver.dataset_name!r}")
         sources = row["sources"] or []
-        src = next((s for s in sources if s["id"] == source_id), sources[0] if not source_id and sources else None)
+        src = next(
+            (s for s in sources if s["id"] == source_id), sources[0] if not source_id and sources else None
+        )
         if src is None:
             raise NotFoundError(f"frame {frame_id!r} has no source {source_id!r}")
         uri: str | None = src["uri"]

@@ -114,7 +114,7 @@ def _meta_path(sort: str) -> str | None:
 
 
 def meta_values(table: pa.Table, path: str) -> tuple[pa.ChunkedArray | pa.Array, bool]:
-    """The values of ``meta.<path>`` per row (numbers when any row has a number there), and whether numeric."""
+    """The values of ``meta.<path>`` per row, and whether they are numbers (when any row has one there)."""
     nums = pc.map_lookup(table.column("meta_num"), path, "first")
     if pc.count(nums).as_py() > 0:
         return nums, True
@@ -245,7 +245,10 @@ def position_of(selection: Selection, frame_id: str) -> int | None:
 def next_annotated(selection: Selection, position: int, step: int) -> int | None:
     """The nearest display position after ``position`` (``step`` +1 or -1) of a frame with ROIs."""
     counts = np.asarray(
-        selection.table.column("roi_count").take(pa.array(selection.order, pa.int64())).fill_null(0).to_numpy(),
+        selection.table.column("roi_count")
+        .take(pa.array(selection.order, pa.int64()))
+        .fill_null(0)
+        .to_numpy(),
         dtype=np.int64,
     )
     if step > 0:
@@ -260,7 +263,8 @@ def frame_row(table: pa.Table, frame_id: str) -> dict[str, Any] | None:
     row = pc.index(table.column("id"), frame_id).as_py()
     if row < 0:
         return None
-    return dict(table.slice(row, 1).to_pylist()[0])
+    found: dict[str, Any] = table.slice(row, 1).to_pylist()[0]
+    return found
 
 
 def frame_dict(version: DatasetVersion, frame_id: str) -> dict[str, Any]:
@@ -270,7 +274,7 @@ def frame_dict(version: DatasetVersion, frame_id: str) -> dict[str, Any]:
         NotFoundError: no such frame in the version.
     """
     frame = version.get_single_frame(frame_id=frame_id)
-    out = frame.to_dict()
+    out: dict[str, Any] = frame.to_dict()
     for name in ("saved", "saved_in_version", "updated_in_version"):
         value = getattr(frame, name, None)
         if value is not None:
@@ -296,7 +300,9 @@ def meta_fields(table: pa.Table) -> list[str]:
     return sorted(names)
 
 
-def distribution(table: pa.Table, path: str, rows: np.ndarray | None = None, bins: int = 12) -> dict[str, Any]:
+def distribution(
+    table: pa.Table, path: str, rows: np.ndarray | None = None, bins: int = 12
+) -> dict[str, Any]:
     """The distribution of ``meta.<path>`` over the table's rows (or ``rows`` of it).
 
     Numbers give a histogram of ``bins`` equal bins; text gives the 30 most common values.
@@ -424,7 +430,11 @@ def diff(old: DatasetVersion, new: DatasetVersion, tables: FrameTables, limit: i
 
     def label_counts(table: pa.Table) -> dict[str, int]:
         flat = pc.list_flatten(table.column("labels"))
-        return {str(v["values"]): int(v["counts"]) for v in pc.value_counts(flat).to_pylist()} if len(flat) else {}
+        return (
+            {str(v["values"]): int(v["counts"]) for v in pc.value_counts(flat).to_pylist()}
+            if len(flat)
+            else {}
+        )
 
     before, after = label_counts(a), label_counts(b)
     labels = [

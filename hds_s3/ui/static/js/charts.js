@@ -2,8 +2,8 @@
 
 import { s, fmt, colour } from "./util.js";
 
-/** Horizontal bars, one per {name, count}, longest first as given. */
-export function barChart(items, coloured = false) {
+/** Horizontal bars, one per {name, count, colour?}, in the order given (at most 25). */
+export function barChart(items) {
   if (!items || !items.length) return s("svg", { height: 30 }, s("text", { x: 4, y: 20, class: "val", text: "nothing to show" }));
   const shown = items.slice(0, 25);
   const max = Math.max(1, ...shown.map((i) => i.count));
@@ -14,7 +14,7 @@ export function barChart(items, coloured = false) {
     const name = String(item.name);
     svg.append(
       s("text", { x: labelW - 6, y: y + 14, "text-anchor": "end", text: name.length > 22 ? name.slice(0, 21) + "…" : name }),
-      s("rect", { class: "barrect", x: labelW, y: y + 3, width: Math.max(1, w), height: rowH - 8, rx: 3, style: coloured || true ? `fill:${colour(name)}` : "" }),
+      s("rect", { class: "barrect", x: labelW, y: y + 3, width: Math.max(1, w), height: rowH - 8, rx: 3, style: `fill:${item.colour || colour(name)}` }),
       s("text", { class: "val", x: labelW + w + 6, y: y + 14, text: fmt(item.count) }));
   });
   return svg;

@@ -128,7 +128,7 @@ function frameTile(dsId, vId, f, state) {
 
 async function statsTab(body, dsId, vId, ver, params) {
   const st = ver.stats;
-  const annotated = [{ name: "annotated", count: st.annotated }, { name: "not annotated", count: st.unannotated }];
+  const annotated = [{ name: "annotated", count: st.annotated, colour: "#059669" }, { name: "not annotated", count: st.unannotated, colour: "#9ca3af" }];
   const field = h("select#dist-field", {}, ver.meta_fields.map((f) => h("option", { value: `meta.${f}`, text: `meta.${f}` })));
   const query = h("input#dist-query", { value: params.q || "", placeholder: "over frames matching (frame query)", size: 40 });
   const dist = h("div#distribution");
@@ -156,7 +156,7 @@ async function statsTab(body, dsId, vId, ver, params) {
       h("div.panel", {}, h("b", { text: fmt(st.labels.length) }), "labels")),
     h("div.charts", {},
       h("div.panel.chart#chart-labels", {}, h("h2", { text: "ROIs per label" }), barChart(st.labels)),
-      h("div.panel.chart#chart-annotated", {}, h("h2", { text: "Annotated share" }), barChart(annotated, true)),
+      h("div.panel.chart#chart-annotated", {}, h("h2", { text: "Annotated share" }), barChart(annotated)),
       h("div.panel.chart#chart-types", {}, h("h2", { text: "Content types" }), barChart(st.content_types)),
       h("div.panel.chart", {}, h("h2", { text: "Distribution of a meta field" }), h("div.row", {}, field, query), dist)));
   await loadDist();
