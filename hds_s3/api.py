@@ -29,7 +29,9 @@ from hds_s3.errors import (
 from hds_s3.format import layout, tree
 from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
 from hds_s3.index import ingest, segments
+from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
+from hds_s3.index.history import FrameChange, frame_history
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_metadata, check_name, check_tags, check_utf8
@@ -1109,6 +1111,51 @@ class DatasetVersion:
         if self._entry.stats is not None:
             return copy.deepcopy(self._entry.stats)
         return self._frames.stats(self._entry)
+
+    def diff(self, other: DatasetVersion) -> FrameDiff:
+        """Compare this version's frames (the base) with ``other``'s: what turns these into those.
+
+        Returns a :class:`~hds_s3.index.diff.FrameDiff`: the ids added (only in ``other``), changed
+        (in both, with different content: sources, ROIs, metadata, context or timestamp; provenance
+        is not content) and deleted (only in this version), the ROI count change of every label,
+        and ``to_dict()``. Only the segments the two versions do not share are read in full (for a
+        parent and its child, the child's own delta segments), plus, of the shared ones, the row
+        groups that can hold an id those touch. Both versions are compared as they were when
+        read; ``reload()`` them first to see frames added since.
+
+        Raises:
+            ValidationError: ``other`` is not a DatasetVersion, or lives in another store.
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        if not isinstance(other, DatasetVersion):
+            raise ValidationError(
+                f"diff() compares version {self.name!r} of {self.dataset_name!r} with another "
+                f"DatasetVersion, got {type(other).__name__}"
+            )
+        if other._client is not self._client and other._client.url != self._client.url:
+            raise ValidationError(
+                f"diff(): version {other.name!r} is in store {other._client.url}, version {self.name!r} "
+                f"in {self._client.url}; compare versions of one store"
+            )
+        return diff_segments(self._frames, self._frames.refs(self._entry), self._frames.refs(other._entry))
+
+    def get_frame_history(self, frame_id: str) -> list[FrameChange]:
+        """Return the versions from the root to this one in which a frame was added, changed or deleted.
+
+        Oldest first; each :class:`~hds_s3.index.history.FrameChange` names the version, the change
+        (``added``, ``changed``: its content differs from the version before, ``deleted``) and the
+        frame as that version holds it. Only the versions whose own segments may hold the id are
+        read. An id that never was in the ancestry gives ``[]``.
+
+        Raises:
+            ValidationError: ``frame_id`` is not a non-empty string.
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        if not isinstance(frame_id, str) or not frame_id:
+            raise ValidationError(
+                f"get_frame_history needs a frame id (a non-empty string), got {frame_id!r}"
+            )
+        return frame_history(self._frames, self._doc, self._entry, frame_id)
 
     def compact(self) -> DatasetVersion:
         """Rewrite this published version's frames as a few merged segments that readers then use.

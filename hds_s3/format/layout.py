@@ -200,6 +200,17 @@ def dataview_doc_key(dataview_id: str) -> str:
     return f"{DATAVIEWS_PREFIX}{check_id('dataview', dataview_id)}.json"
 
 
+def dataview_id_of_doc_key(key: str) -> str | None:
+    """The DataView id of a DataView document key, or None when the key is not one."""
+    if not key.startswith(DATAVIEWS_PREFIX) or not key.endswith(".json"):
+        return None
+    tail = key[len(DATAVIEWS_PREFIX) : -len(".json")]
+    try:
+        return check_id("dataview", tail)
+    except ValueError:
+        return None
+
+
 def dataview_name_prefix(name: str) -> str:
     """Prefix under which the name entries of every DataView called ``name`` live.
 

@@ -213,6 +213,37 @@ class FrameIndex:
             raise
         return None
 
+    def rows_of(self, ref: SegmentRef, ids: pa.Array, columns: Sequence[str]) -> pa.Table | None:
+        """The rows of one segment whose id is among the sorted string array ``ids``.
+
+        Only the row groups whose id statistics cover one of ``ids`` are read (their ``columns``; a
+        deletes segment has just ``id``); None when no row group can hold one, so nothing but the
+        (cached) footer was read.
+
+        Raises:
+            CorruptObjectError: the segment is missing or damaged.
+        """
+
+        def read() -> pa.Table | None:
+            meta = self._footer(ref)
+            groups = []
+            for group in range(meta.num_row_groups):
+                stats = meta.row_group(group).column(0).statistics
+                if stats is not None and stats.has_min_max:
+                    inside = pc.and_(pc.greater_equal(ids, stats.min), pc.less_equal(ids, stats.max))
+                    if not pc.any(inside).as_py():
+                        continue
+                groups.append(group)
+            if not groups:
+                return None
+            cols = ["id"] if ref.kind == "deletes" else list(columns)
+            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+            table = reader.read_row_groups(groups, columns=cols, use_threads=False)
+            return table.filter(pc.is_in(table.column("id"), value_set=ids))
+
+        result: pa.Table | None = self._guarded(ref, read)
+        return result
+
     def _raise_if_deleted(self, entry: VersionEntry) -> None:
         """Explain a missing object by a version deleted meanwhile, if that is what happened.
 

@@ -97,6 +97,7 @@ from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tags
 from hds_s3.query import lucene as query
+from hds_s3.query import stored
 
 log = logging.getLogger("hds_s3")
 
@@ -1661,6 +1662,103 @@ class DataView:
             )
         doc, etag = found[-1]
         return cls._from_document(doc, etag, c)
+
+    @classmethod
+    def list_dataviews(
+        cls,
+        name_pattern: str | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        client: Client | None = None,
+    ) -> list[DataView]:
+        """List the stored views, oldest first, filtered by a name regex and by tags.
+
+        ``name_pattern`` must match the name; ``tags`` must all be present, and a tag written ``-x``
+        excludes views tagged ``x``.
+
+        A damaged document is left out with a warning naming its key (logger ``hds_s3``), so that
+        one damaged view does not hide the others; :meth:`get` on it raises.
+
+        Raises:
+            ValidationError: ``name_pattern`` is not a valid regular expression.
+            StorageError: the store failed.
+        """
+        c = resolve(client)
+        pattern = stored.name_filter(name_pattern)
+        wanted = list(tags or ())
+        views = []
+        for vid in stored.view_ids(c):
+            try:
+                doc, etag = _load(c, vid)
+            except DataViewNotFoundError:
+                continue  # deleted meanwhile
+            except CorruptObjectError as exc:
+                log.warning("DataView %s is left out of the list: %s", vid, exc)
+                continue
+            if stored.matches(doc, pattern, wanted):
+                try:
+                    views.append(cls._from_document(doc, etag, c))
+                except CorruptObjectError as exc:
+                    log.warning("DataView %s is left out of the list: %s", vid, exc)
+        views.sort(key=lambda v: (v._created or 0, v._id or ""))
+        return views
+
+    def rename(self, name: str) -> DataView:
+        """Rename this stored view (one compare-and-swap of its document) and return self.
+
+        Afterwards :meth:`get` finds it by the new name and no longer by the old one.
+
+        Raises:
+            InvalidStateError: the view is not stored yet (use the ``name`` property and
+                :meth:`store`), or it is published (read-only).
+            ValidationError: a bad name.
+            ConflictError: someone else changed the stored view since it was loaded; load it again.
+            DataViewNotFoundError: it was deleted meanwhile.
+        """
+        if self._id is None:
+            raise InvalidStateError(
+                f"DataView {self._name!r} is not stored; set its name and call store() instead of rename()"
+            )
+        self._require_draft("rename")
+        new = check_name("dataview", name)
+        old = self._name
+        if new == old:
+            return self
+        self._name = new
+        try:
+            self._etag = self._replace(self._document())
+        except BaseException:
+            self._name = old
+            raise
+        self._claim_name()
+        if old is not None:
+            self.client.store.delete(layout.dataview_name_key(old, self._id))
+        return self
+
+    def delete(self) -> None:
+        """Delete this stored view (draft or published) from the store.
+
+        The object keeps its definition and becomes unstored: :meth:`store` would save it again
+        under a new id.
+
+        Raises:
+            InvalidStateError: the view is not stored.
+            StorageError: the store failed (the view may then still be listed; delete it again).
+        """
+        if self._id is None:
+            raise InvalidStateError(f"DataView {self._name!r} is not stored; there is nothing to delete")
+        stored.delete_view(self.client, self._id, self._name)
+        self._id, self._etag, self._status, self._published = None, None, DRAFT, None
+
+    def get_definition(self) -> dict[str, Any]:
+        """The view as its stored document holds it (id, name, status, queries, mapping, labels, iteration).
+
+        JSON-ready; ``created`` and ``published`` are epoch milliseconds (None until then).
+        """
+        doc = self._document()
+        doc.pop("created_ns", None)
+        doc.pop("updated", None)
+        return doc
 
     @classmethod
     def _from_document(cls, doc: dict[str, Any], etag: str, client: Client) -> DataView:
