@@ -365,7 +365,7 @@ def test_version_actions_use_the_library_and_its_errors(rw: Ui) -> None:
     assert rw.send("POST", rw.url(rw.cur, "/rename"), "not an object", code=400)["type"] == "ValidationError"
 
 
-def test_a_query_stored_as_a_dataview_is_listed_and_renamed(rw: Ui) -> None:
+def test_a_query_stored_as_a_dataview_is_listed_renamed_and_deleted(rw: Ui) -> None:
     body = {
         "name": "bremen cars",
         "dataset_id": rw.ds,
@@ -386,6 +386,10 @@ def test_a_query_stored_as_a_dataview_is_listed_and_renamed(rw: Ui) -> None:
     rw.send("POST", f"/api/dataviews/{stored['id']}/rename", {"name": "cars of bremen"})
     assert DataView.get(dataview_id=stored["id"], client=rw.client).name == "cars of bremen"
     assert [v["name"] for v in rw.get("/api/dataviews")["dataviews"]] == ["cars of bremen"]
+    rw.send("POST", f"/api/dataviews/{stored['id']}/delete")
+    assert rw.get("/api/dataviews")["dataviews"] == [] and DataView.list_dataviews(client=rw.client) == []
+    gone = rw.send("POST", f"/api/dataviews/{stored['id']}/delete", code=404)
+    assert gone["type"] == "DataViewNotFoundError"
 
 
 # ---------------------------------------------------------------------------- the command

@@ -431,7 +431,7 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         ds = state.dataset(request)
         old = ds.get_version(version_id=request.query_params.get("old", ""))
         new = ds.get_version(version_id=request.query_params.get("new", ""))
-        return JSONResponse(data.diff(old, new, state.tables))
+        return JSONResponse(data.diff(old, new))
 
     # ------------------------------------------------------------------ DataViews
 

@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 
 from hds_s3.api import Dataset, DatasetVersion
 from hds_s3.errors import ValidationError
-from hds_s3.index.segments import row_to_frame
 from hds_s3.query import lucene
 
 #: Columns the grid draws.
@@ -405,50 +404,30 @@ def dataset_card(dataset: Dataset) -> dict[str, Any]:
     return card
 
 
-def diff(old: DatasetVersion, new: DatasetVersion, tables: FrameTables, limit: int = 200) -> dict[str, Any]:
-    """What changed from ``old`` to ``new``: frames added, deleted and rewritten, and ROI counts per label.
+def diff(old: DatasetVersion, new: DatasetVersion, limit: int = 200) -> dict[str, Any]:
+    """What turns ``old`` into ``new`` (``DatasetVersion.diff``): frames and ROIs per label.
 
-    A frame counts as changed when ``new`` holds a different row for its id than ``old`` (its
-    ``saved`` time or the version that wrote it differ): a child inherits its parent's rows as
-    they are, so only frames written again since show up. At most ``limit`` ids of each kind are
-    listed; the counts are complete.
+    Each label whose ROI count differs comes with both counts (``old`` from its statistics). At most
+    ``limit`` ids of each kind are listed; the counts are complete.
+
+    Raises:
+        CorruptObjectError: a manifest or segment is missing or damaged.
     """
-    cols = ["id", "saved", "updated_in_version", "labels"]
-    a = tables.get(old, cols)
-    b = tables.get(new, cols)
-    in_b = pc.is_in(a.column("id"), value_set=b.column("id")).to_numpy(zero_copy_only=False)
-    in_a = pc.is_in(b.column("id"), value_set=a.column("id")).to_numpy(zero_copy_only=False)
-    deleted = a.filter(pa.array(~in_b, pa.bool_())).column("id")
-    added = b.filter(pa.array(~in_a, pa.bool_())).column("id")
-    a_common = a.filter(pa.array(in_b, pa.bool_())).sort_by("id")
-    b_common = b.filter(pa.array(in_a, pa.bool_())).sort_by("id")
-    same = np.ones(a_common.num_rows, dtype=bool)
-    for name in ("saved", "updated_in_version"):
-        equal = pc.fill_null(pc.equal(a_common.column(name), b_common.column(name)), False)
-        same &= np.asarray(equal.to_numpy(zero_copy_only=False), dtype=bool)
-    changed = b_common.filter(pa.array(~same, pa.bool_())).column("id")
-
-    def label_counts(table: pa.Table) -> dict[str, int]:
-        flat = pc.list_flatten(table.column("labels"))
-        return (
-            {str(v["values"]): int(v["counts"]) for v in pc.value_counts(flat).to_pylist()}
-            if len(flat)
-            else {}
-        )
-
-    before, after = label_counts(a), label_counts(b)
+    found = old.diff(new)
+    before = {item["name"]: int(item["count"]) for item in old.get_stats()["labels"]}
     labels = [
-        {"name": name, "old": before.get(name, 0), "new": after.get(name, 0)}
-        for name in sorted(set(before) | set(after))
-        if before.get(name, 0) != after.get(name, 0)
+        {"name": name, "old": before.get(name, 0), "new": before.get(name, 0) + delta}
+        for name, delta in sorted(found.label_deltas.items())
+        if delta
     ]
+    counts = found.counts
     return {
         "old": version_summary(old),
         "new": version_summary(new),
-        "counts": {"added": len(added), "deleted": len(deleted), "changed": len(changed)},
-        "added": sorted(added.to_pylist())[:limit],
-        "deleted": sorted(deleted.to_pylist())[:limit],
-        "changed": sorted(changed.to_pylist())[:limit],
+        "counts": {"added": counts["added"], "deleted": counts["deleted"], "changed": counts["changed"]},
+        "added": found.added.slice(0, limit).to_pylist(),
+        "deleted": found.deleted.slice(0, limit).to_pylist(),
+        "changed": found.changed.slice(0, limit).to_pylist(),
         "labels": labels,
     }
 
@@ -470,7 +449,6 @@ __all__ = [
     "next_annotated",
     "position_of",
     "query_error",
-    "row_to_frame",
     "selection_stats",
     "version_summary",
 ]

@@ -1,17 +1,11 @@
-"""Stored DataViews as the query box sees them: list, store a query, rename, delete.
-
-A stored DataView is found through the store's DataView name index (every view stored with a
-name has an entry there) and loaded with :meth:`DataView.get`; the UI stores only named views.
-"""
+"""Stored DataViews as the query box sees them: list, store a query, rename, delete (the library's calls)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from hds_s3.client import Client
-from hds_s3.errors import InvalidStateError, NotFoundError
-from hds_s3.format import layout
-from hds_s3.query.dataview import DataView, DataViewNotFoundError
+from hds_s3.query.dataview import DataView
 
 
 def _summary(view: DataView) -> dict[str, Any]:
@@ -38,22 +32,13 @@ def _summary(view: DataView) -> dict[str, Any]:
 
 
 def listing(client: Client) -> list[dict[str, Any]]:
-    """Every named DataView in the store (each once, by its current name), sorted by name.
+    """Every stored DataView, sorted by name.
 
     Raises:
         StorageError: the store failed.
     """
-    seen: dict[str, dict[str, Any]] = {}
-    for info in client.store.list(layout.DATAVIEW_NAMES_PREFIX):
-        view_id = layout.dataview_id_of_name_key(info.key)
-        if view_id is None or view_id in seen:
-            continue
-        try:
-            view = DataView.get(dataview_id=view_id, client=client)
-        except DataViewNotFoundError:
-            continue  # deleted; its name entry is left over
-        seen[view_id] = _summary(view)
-    return sorted(seen.values(), key=lambda v: (str(v["name"]).lower(), str(v["id"])))
+    views = [_summary(v) for v in DataView.list_dataviews(client=client)]
+    return sorted(views, key=lambda v: (str(v["name"] or "").lower(), str(v["id"])))
 
 
 def store(
@@ -82,26 +67,20 @@ def rename(client: Client, view_id: str, name: str) -> dict[str, Any]:
     Raises:
         DataViewNotFoundError: no such view.
         InvalidStateError: it is published.
-        ValidationError: a bad name.
+        ValidationError: a bad name or id.
     """
-    view = DataView.get(dataview_id=view_id, client=client)
-    view.name = name
-    view.store()
+    view = DataView.get(dataview_id=view_id, client=client).rename(name)
     return _summary(view)
 
 
 def delete(client: Client, view_id: str) -> None:
-    """Delete a stored DataView.
+    """Delete a stored DataView (draft or published).
 
     Raises:
         DataViewNotFoundError: no such view.
-        InvalidStateError: this version of the library cannot delete stored DataViews.
+        ValidationError: a bad id.
     """
-    view = DataView.get(dataview_id=view_id, client=client)
-    remove = getattr(DataView, "delete", None)
-    if remove is None:
-        raise InvalidStateError(f"deleting DataView {view.name!r} needs DataView.delete, which is missing")
-    remove(dataview_id=view_id, client=client)
+    DataView.get(dataview_id=view_id, client=client).delete()
 
 
-__all__ = ["NotFoundError", "delete", "listing", "rename", "store"]
+__all__ = ["delete", "listing", "rename", "store"]
