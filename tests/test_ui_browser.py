@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("ui_browser")
+    if os.environ.get("HDS_UI_SCREENSHOTS"):  # the README's pictures show a plain path, not pytest's
+        root = Path(tempfile.gettempdir()) / "hds-ui-demo"
+        shutil.rmtree(root, ignore_errors=True)
     expected = ui_data.build(connect(str(root / "store")), root / "images")
     with ui_data.serve(root / "store", write=True) as url:
         yield Site(url, root / "store", expected)
@@ -330,3 +334,19 @@ def test_version_tree_actions(site: Site, page: Page) -> None:
     p.wait_for_selector("#toast.bad:not([hidden])")
     assert "force" in p.locator("#toast").inner_text()
     page.errors = [e for e in page.errors if "409" not in e]
+
+
+def test_a_frame_group_shows_each_of_its_sources(site: Site, page: Page) -> None:
+    rig = Dataset.get(dataset_name="rig", client=site.client)
+    current = rig.get_current()
+    p = page.open(site.at(f"/d/{rig.id}/v/{current.id}/frame?id=rig-2"), "viewer")
+    assert p.locator("button[data-source]").all_inner_texts() == ["source front", "source rear"]
+    p.wait_for_function("document.querySelector('#frame-image').naturalWidth > 0")
+    front = p.locator("#frame-image").get_attribute("src")
+    assert p.locator("#overlay .roi").count() == 1  # the ROI spans both sources
+    p.click("button[data-source='rear']")
+    p.wait_for_function("document.querySelector('#frame-image').naturalWidth > 0")
+    assert p.locator("#frame-image").get_attribute("src") != front and "source=rear" in (
+        p.locator("#frame-image").get_attribute("src") or ""
+    )
+    assert p.locator("#overlay .roi").count() == 1

@@ -102,7 +102,19 @@ class UiState:
         self._images: LRUCache[tuple[Any, ...], tuple[bytes, str, str | None]] = LRUCache(
             maxsize=IMAGE_CACHE_BYTES, getsizeof=lambda item: len(item[0]) + 64
         )
+        self._cards: LRUCache[tuple[str, int], dict[str, Any]] = LRUCache(maxsize=1024)
         self._lock = threading.Lock()
+
+    def card(self, dataset: Dataset) -> dict[str, Any]:
+        """A dataset's card, computed again only after the dataset changed (a draft's counts are read)."""
+        key = (dataset.id, dataset.last_update)
+        with self._lock:
+            hit = self._cards.get(key)
+        if hit is None:
+            hit = data.dataset_card(dataset)
+            with self._lock:
+                self._cards[key] = hit
+        return hit
 
     def require_write(self, what: str) -> None:
         """Refuse a change when the app is read-only.
@@ -216,7 +228,7 @@ def build_routes(state: UiState) -> list[Route | Mount]:
             text = " ".join([ds.name, ds.description, *ds.tags]).lower()
             if search and search not in text:
                 continue
-            cards.append(data.dataset_card(ds))
+            cards.append(state.card(ds))
         cards.sort(key=lambda c: c["name"].lower())
         return JSONResponse({"datasets": cards})
 

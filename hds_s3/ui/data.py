@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,12 +113,34 @@ def _meta_path(sort: str) -> str | None:
     return None
 
 
+_META_CACHE: OrderedDict[tuple[int, str], tuple[weakref.ref[pa.Table], pa.ChunkedArray | pa.Array, bool]] = (
+    OrderedDict()
+)
+_META_LOCK = threading.Lock()
+
+
 def meta_values(table: pa.Table, path: str) -> tuple[pa.ChunkedArray | pa.Array, bool]:
-    """The values of ``meta.<path>`` per row, and whether they are numbers (when any row has one there)."""
+    """The values of ``meta.<path>`` per row, and whether they are numbers (when any row has one there).
+
+    The last few results are kept while their table lives (in the table cache), so paging through
+    a grid sorted by a meta field, or charting it, looks the values up once.
+    """
+    key = (id(table), path)
+    with _META_LOCK:
+        hit = _META_CACHE.get(key)
+        if hit is not None and hit[0]() is table:
+            _META_CACHE.move_to_end(key)
+            return hit[1], hit[2]
     nums = pc.map_lookup(table.column("meta_num"), path, "first")
     if pc.count(nums).as_py() > 0:
-        return nums, True
-    return pc.map_lookup(table.column("meta_str"), path, "first"), False
+        values, numeric = nums, True
+    else:
+        values, numeric = pc.map_lookup(table.column("meta_str"), path, "first"), False
+    with _META_LOCK:
+        _META_CACHE[key] = (weakref.ref(table), values, numeric)
+        while len(_META_CACHE) > 8:
+            _META_CACHE.popitem(last=False)
+    return values, numeric
 
 
 class Selections:
@@ -306,10 +329,11 @@ def distribution(
 
     Numbers give a histogram of ``bins`` equal bins; text gives the 30 most common values.
     """
-    part = table if rows is None else table.take(pa.array(rows, pa.int64()))
-    values, numeric = meta_values(part, path)
+    values, numeric = meta_values(table, path)
+    if rows is not None:  # only the one column is taken, not the table
+        values = values.take(pa.array(rows, pa.int64()))
     present = int(pc.count(values).as_py())
-    missing = part.num_rows - present
+    missing = len(values) - present
     if numeric:
         data = np.asarray(pc.drop_null(values).to_numpy(), dtype=np.float64)
         if not len(data):
