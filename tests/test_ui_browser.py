@@ -111,6 +111,14 @@ class Page:
         self.page.wait_for_load_state("networkidle")
         return self.page
 
+    def shot(self, path: Path) -> None:
+        """A screenshot once every image in view has loaded (lazy thumbnails included)."""
+        self.page.wait_for_function(
+            "[...document.images].filter(i => i.getAttribute('src') && i.offsetParent !== null"
+            " && i.getBoundingClientRect().top < innerHeight).every(i => i.complete && i.naturalWidth > 0)"
+        )
+        self.page.screenshot(path=str(path))
+
     def images_loaded(self, selector: str) -> int:
         return int(
             self.page.evaluate(
@@ -133,37 +141,38 @@ def test_every_page_loads_without_console_errors(site: Site, page: Page, shots: 
     p = page.open(site.url, "datasets")
     assert p.locator(".dscard").count() == 2
     assert p.locator(".dscard[data-dataset='streets'] .frames").inner_text() == "30"
-    p.screenshot(path=str(shots / "datasets.png"))
+    page.shot(shots / "datasets.png")
     p.fill("#search", "camera")
     p.wait_for_function("document.querySelectorAll('.dscard').length === 1")
 
     p = page.go(site.at(f"/d/{site.ds}"), "tree")
     assert p.locator("#tree .node").count() == 2 and p.locator("#tree .edge").count() == 1
-    p.screenshot(path=str(shots / "version-tree.png"))
+    page.shot(shots / "version-tree.png")
 
     p = page.go(site.at(f"/d/{site.ds}/v/{site.cur}/frames"), "version")
     assert p.locator(".tile").count() == site.expected["current_frames"]
-    p.screenshot(path=str(shots / "frames-grid.png"))
+    page.shot(shots / "frames-grid.png")
 
     p = page.go(site.at(f"/d/{site.ds}/v/{site.v1}/stats"), "version")
     p.wait_for_selector("#distribution svg")
     assert p.locator("#chart-labels svg rect").count() == len(site.version(site.v1).get_stats()["labels"])
-    p.screenshot(path=str(shots / "statistics.png"))
+    page.shot(shots / "statistics.png")
 
     p = page.go(site.at(f"/d/{site.ds}/v/{site.v1}/info"), "version")
     assert '"mask_labels"' in p.locator("#metadata").input_value()
 
-    p = page.go(site.at(f"/d/{site.ds}/v/{site.v1}/frame?id=street-005"), "viewer")
+    p = page.go(site.at(f"/d/{site.ds}/v/{site.cur}/frame?id=street-006"), "viewer")
     p.wait_for_function("document.querySelector('#frame-image').naturalWidth > 0")
-    assert p.locator("#overlay .roi").count() == site.expected["shapes_v1"]["street-005"]
-    assert p.locator("#roi-list .roiitem").count() == 1
-    p.screenshot(path=str(shots / "frame-viewer.png"))
+    assert p.locator("#overlay .roi").count() == site.expected["shapes_v1"]["street-006"] == 2
+    assert p.locator("#roi-list .roiitem").count() == 2
+    assert [t.replace(" ×", "") for t in p.locator("#frame-labels .chip").all_inner_texts()] == ["night"]
+    page.shot(shots / "frame-viewer.png")
 
     p = page.go(site.at(f"/d/{site.ds}/diff?old={site.v1}&new={site.cur}"), "diff")
     assert p.locator("#diff-added b").inner_text() == "1"
     assert p.locator("#diff-deleted b").inner_text() == "2"
     assert p.locator("#diff-changed b").inner_text() == "1"
-    p.screenshot(path=str(shots / "diff.png"))
+    page.shot(shots / "diff.png")
 
     p = page.go(site.at("/dataviews"), "dataviews")
     p.wait_for_selector("#dataviews, #no-dataviews")
@@ -225,7 +234,7 @@ def test_a_query_narrows_the_grid_and_a_bad_query_shows_the_caret(
     assert "syntax error" in p.locator("#query-error .error").inner_text()
     assert "bad" in (p.locator("#frame-query").get_attribute("class") or "")
     assert p.locator(".tile").count() == len(expected)  # the grid keeps the last good query
-    p.screenshot(path=str(shots / "query-error.png"))
+    page.shot(shots / "query-error.png")
     page.errors = [e for e in page.errors if "400" not in e]  # the refused query itself
 
 
@@ -259,7 +268,7 @@ def test_an_roi_drawn_in_the_annotator_is_in_the_draft(site: Site, page: Page, s
     assert p.locator("#overlay .roi").count() == 2
     p.fill("#add-frame-label", "dusk")
     p.press("#add-frame-label", "Enter")
-    p.screenshot(path=str(shots / "annotator.png"))
+    page.shot(shots / "annotator.png")
     p.click("#save-frame")
     p.wait_for_selector("#toast:not([hidden])")
     assert p.locator("#toast").inner_text() == "Frame saved"
@@ -300,7 +309,7 @@ def test_a_saved_query_is_a_dataview_listed_renamed_and_deleted(site: Site, page
     p = page.go(site.at("/dataviews"), "dataviews")
     row = p.locator("tr[data-dataview='rainy frames']")
     assert "meta.weather:rain" in row.inner_text()
-    p.screenshot(path=str(shots / "dataviews.png"))
+    page.shot(shots / "dataviews.png")
     row.locator("button", has_text="Rename").click()
     p.fill(".modal input[name='name']", "rain")
     p.click(".modal button[type='submit']")

@@ -101,7 +101,7 @@ function frameTile(dsId, vId, f, state) {
   const w = src.width || 640, hgt = src.height || 480;
   const img = h("img", { loading: "lazy", alt: f.id, src: imageUrl(dsId, vId, { id: f.id, source: src.id, w: 320 }) });
   const mask = src.masks.length ? h("img.mask", { alt: "", src: imageUrl(dsId, vId, { id: f.id, source: src.id, kind: "mask", w: 320 }) }) : null;
-  const svg = s("svg", { viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: "xMidYMid meet" });
+  const svg = s("svg", { viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: "xMidYMid meet", style: `font-size:${w / 20}px` });
   const flabels = f.rois.filter((r) => isFrameLabel(r)).flatMap((r) => r.labels);
   const link = hashOf(`/d/${dsId}/v/${vId}/frame`, { id: f.id, q: state.q, roi: state.roi, sort: state.sort !== "id" ? state.sort : "", desc: state.desc ? 1 : "", group: state.group ? 1 : "" });
   const el = h("div.tile", { "data-frame": f.id, onclick: () => { location.hash = link; } },

@@ -33,7 +33,7 @@ export async function viewerPage(view, dsId, vId, params) {
   const zoomText = h("span.zoom");
   layer.append(img, maskImg, svg);
   stage.append(layer, zoomText);
-  const toolbar = h("div.toolbar");
+  const toolbar = h("div");
   const sourceTabs = h("div.sources");
   const previews = h("div.previews");
   const side = h("div");
@@ -74,6 +74,7 @@ export async function viewerPage(view, dsId, vId, params) {
   function apply() {
     layer.style.transform = `translate(${st.zoom.x}px, ${st.zoom.y}px) scale(${st.zoom.k})`;
     zoomText.textContent = `${Math.round(st.zoom.k * 100)} %`;
+    svg.style.fontSize = `${13 / st.zoom.k}px`;  // labels keep their size on screen
   }
   function fit() {
     const r = stage.getBoundingClientRect();
@@ -256,19 +257,22 @@ export async function viewerPage(view, dsId, vId, params) {
   function drawToolbar() {
     const tool = (name, text) => h("button" + (st.tool === name ? ".on" : ""), { "data-tool": name, text, disabled: name !== "pan" && !canDraw, onclick: () => { st.tool = name; st.drawing = null; drawToolbar(); drawShapes(); } });
     const labelInput = h("input#new-label", { value: st.defaultLabel, size: 10, title: "label of new ROIs", onchange: () => { st.defaultLabel = labelInput.value.trim() || "object"; } });
-    fill(toolbar, 
-      h("button", { text: "−10", onclick: () => seek(-10) }),
-      h("button#prev-frame", { text: "‹ prev", onclick: () => seek(-1) }),
-      h("button#next-frame", { text: "next ›", onclick: () => seek(1) }),
-      h("button", { text: "+10", onclick: () => seek(10) }),
-      h("button#next-annotated", { text: "next annotated ›●", onclick: () => seek(1, true) }),
-      h("span.spacer"),
-      tool("pan", "select / pan"), tool("rect", "▭ rectangle"), tool("poly", "⬠ polygon"),
-      canDraw ? h("span.muted", {}, "label ", labelInput) : null,
-      h("button#undo", { text: "↶ undo", disabled: !st.undo.length, onclick: () => restore(st.undo, st.redo) }),
-      h("button#redo", { text: "↷ redo", disabled: !st.redo.length, onclick: () => restore(st.redo, st.undo) }),
-      h("button", { text: "fit", onclick: fit }),
-      h("button#save-frame.primary", { text: st.dirty ? "Save •" : "Save", disabled: !canDraw || !st.dirty, title: canDraw ? "" : "start hds ui --write to annotate", onclick: save }));
+    fill(toolbar,
+      h("div.toolbar", {},
+        h("button", { text: "−10", onclick: () => seek(-10) }),
+        h("button#prev-frame", { text: "‹ prev", onclick: () => seek(-1) }),
+        h("button#next-frame", { text: "next ›", onclick: () => seek(1) }),
+        h("button", { text: "+10", onclick: () => seek(10) }),
+        h("button#next-annotated", { text: "next annotated ›", onclick: () => seek(1, true) }),
+        h("span.spacer"),
+        h("button", { text: "fit", onclick: fit })),
+      h("div.toolbar", {},
+        tool("pan", "select / pan"), tool("rect", "▭ rectangle"), tool("poly", "⬠ polygon"),
+        canDraw ? h("span.muted", {}, "label ", labelInput) : null,
+        h("span.spacer"),
+        h("button#undo", { text: "↶ undo", disabled: !st.undo.length, onclick: () => restore(st.undo, st.redo) }),
+        h("button#redo", { text: "↷ redo", disabled: !st.redo.length, onclick: () => restore(st.redo, st.undo) }),
+        h("button#save-frame.primary", { text: st.dirty ? "Save •" : "Save", disabled: !canDraw || !st.dirty, title: canDraw ? "" : "start hds ui --write to annotate", onclick: save })));
     if (sources.length > 1) {
       fill(sourceTabs, ...sources.map((so, i) => h("button" + (i === st.source ? ".on" : ""), { "data-source": so.id, text: `source ${so.id}`, onclick: () => { st.source = i; drawToolbar(); loadSource(); } })));
     }
