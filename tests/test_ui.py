@@ -417,3 +417,18 @@ def test_hds_ui_reports_a_port_in_use(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.startswith(f"hds: error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_hds_ui_without_the_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from hds_s3.cli.app import cli
+
+    monkeypatch.setitem(sys.modules, "starlette", None)  # as if the ui extra were not installed
+    monkeypatch.delitem(sys.modules, "hds_s3.ui.app", raising=False)
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "store"), "ui", "--port", "0"])
+    assert result.exit_code == 1
+    assert "hds ui needs the ui extra (starlette is missing): pip install 'hds_s3[ui]'" in result.output
+    assert "--write" in CliRunner().invoke(cli, ["ui", "--help"]).output

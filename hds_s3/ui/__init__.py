@@ -15,6 +15,7 @@ imported only in this subpackage.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,11 +41,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     write: bool = False,
-    on_ready: object = None,
+    on_ready: Callable[[str], object] | None = None,
 ) -> None:
     """Serve the app with uvicorn until interrupted; ``port=0`` picks a free port.
 
-    ``on_ready``, when callable, is called with the URL once the server listens.
+    ``on_ready`` is called with the URL once the server listens.
 
     Raises:
         ImportError: the ``ui`` extra is not installed.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -46,7 +45,7 @@ class _Server(uvicorn.Server):
             self._ready()
 
 
-def run(app: Starlette, *, host: str, port: int, on_ready: Any = None) -> None:
+def run(app: Starlette, *, host: str, port: int, on_ready: Callable[[str], object] | None = None) -> None:
     """Serve ``app`` on ``host:port`` until interrupted (Ctrl-C or SIGTERM).
 
     Raises:
@@ -57,7 +56,7 @@ def run(app: Starlette, *, host: str, port: int, on_ready: Any = None) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
 
     def ready() -> None:
-        if callable(on_ready):
+        if on_ready is not None:
             on_ready(url)
 
     try:
