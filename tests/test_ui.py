@@ -54,7 +54,7 @@ class Ui:
         return response.json()
 
     def send(self, method: str, path: str, body: Any = None, code: int = 200) -> Any:
-        response = self.http.request(method, path, json=body)
+        response = self.http.request(method, path, json=body if body is not None else {})
         assert response.status_code == code, (path, response.status_code, response.text)
         return response.json()
 
@@ -304,6 +304,19 @@ def test_read_only_refuses_every_write_and_changes_nothing(ro: Ui) -> None:
     assert [v.name for v in after.get_versions()] == ["v1", "Current"]
 
 
+def test_a_change_needs_a_json_request_and_the_right_host(rw: Ui) -> None:
+    # what a form on another site can send without asking: refused, nothing changes
+    form = rw.http.post(
+        rw.url(rw.cur, "/rename"), content='{"name": "x"}', headers={"Content-Type": "text/plain"}
+    )
+    assert form.status_code == 400 and "Content-Type: application/json" in form.json()["error"]
+    assert rw.http.post(rw.url(rw.cur, "/publish")).status_code == 400
+    assert rw.version(rw.cur).name == "Current" and rw.version(rw.cur).is_draft
+    guarded = TestClient(create_app(rw.client, write=True, allowed_hosts=["127.0.0.1", "localhost"]))
+    assert guarded.get("/api/info", headers={"Host": "evil.example:8765"}).status_code == 400
+    assert guarded.get("/api/info", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+
+
 def test_annotation_is_saved_with_the_library_update_path(rw: Ui) -> None:
     frame = rw.get(rw.url(rw.cur, "/frame"), id="street-004")["frame"]
     assert frame["rois"] == []
@@ -426,8 +439,9 @@ def test_hds_ui_without_the_extra_says_how_to_install_it(
 
     from hds_s3.cli.app import cli
 
+    for name in [n for n in sys.modules if n.split(".")[0] == "starlette" or n == "hds_s3.ui.app"]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "starlette", None)  # as if the ui extra were not installed
-    monkeypatch.delitem(sys.modules, "hds_s3.ui.app", raising=False)
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "store"), "ui", "--port", "0"])
     assert result.exit_code == 1
     assert "hds ui needs the ui extra (starlette is missing): pip install 'hds_s3[ui]'" in result.output

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hds_s3.cli.app import CONTEXT_SETTINGS, CommandError, Env, pass_env
+from hds_s3.cli.app import CONTEXT_SETTINGS, CommandError, Env
 from hds_s3.client import connect
 
 
@@ -19,13 +19,15 @@ from hds_s3.client import connect
     help="The store to browse [default: hds --store, else $HDS_STORE, else the embedded folder].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port."
+)
 @click.option(
     "--write",
     is_flag=True,
     help="Allow changes (rename, publish, create, delete versions; metadata; annotation of drafts).",
 )
-@pass_env
+@click.pass_obj
 def ui(env: Env, store_url: str | None, host: str, port: int, write: bool) -> None:
     """Browse datasets, versions and frames in the browser; annotate drafts with --write.
 
@@ -36,7 +38,10 @@ def ui(env: Env, store_url: str | None, host: str, port: int, write: bool) -> No
         from hds_s3.ui import serve
         from hds_s3.ui.app import create_app  # noqa: F401 - fail here when the extra is missing
     except ImportError as exc:
-        raise CommandError(f"hds ui needs the ui extra ({exc.name} is missing): pip install 'hds_s3[ui]'") from None
+        raise CommandError(
+            f"hds ui needs the ui extra ({(exc.name or 'a package').split('.')[0]} is missing): "
+            "pip install 'hds_s3[ui]'"
+        ) from None
     client = connect(store_url) if store_url is not None else env.client
     mode = "read-write" if write else "read-only"
 

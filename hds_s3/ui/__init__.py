@@ -15,7 +15,7 @@ imported only in this subpackage.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from hds_s3.client import Client
 
 
-def create_app(client: Client, *, write: bool = False) -> Starlette:
+#: The addresses for which only the matching Host headers are answered (see :func:`serve`).
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def create_app(
+    client: Client, *, write: bool = False, allowed_hosts: Sequence[str] | None = None
+) -> Starlette:
     """The ASGI app over ``client``'s store (see :mod:`hds_s3.ui.app`); read-only unless ``write``.
 
     Raises:
@@ -32,7 +38,7 @@ def create_app(client: Client, *, write: bool = False) -> Starlette:
     """
     from hds_s3.ui.app import create_app as make
 
-    return make(client, write=write)
+    return make(client, write=write, allowed_hosts=allowed_hosts)
 
 
 def serve(
@@ -45,7 +51,8 @@ def serve(
 ) -> None:
     """Serve the app with uvicorn until interrupted; ``port=0`` picks a free port.
 
-    ``on_ready`` is called with the URL once the server listens.
+    ``on_ready`` is called with the URL once the server listens. On 127.0.0.1 or localhost only
+    requests naming one of those hosts are answered (no DNS rebinding).
 
     Raises:
         ImportError: the ``ui`` extra is not installed.
@@ -53,7 +60,8 @@ def serve(
     """
     from hds_s3.ui.server import run
 
-    run(create_app(client, write=write), host=host, port=port, on_ready=on_ready)
+    hosts = list(LOOPBACK) if host in LOOPBACK else None
+    run(create_app(client, write=write, allowed_hosts=hosts), host=host, port=port, on_ready=on_ready)
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["LOOPBACK", "create_app", "serve"]

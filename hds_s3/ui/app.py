@@ -35,13 +35,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cachetools import LRUCache
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -158,9 +161,6 @@ class UiState:
         return Response(body, media_type=media, headers=headers)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
 async def _body(request: Request) -> dict[str, Any]:
     try:
         payload = await request.json()
@@ -211,6 +211,25 @@ def _selection(state: UiState, request: Request, version: DatasetVersion) -> dat
 
 def build_routes(state: UiState) -> list[Route | Mount]:
     """The app's routes, each bound to ``state``."""
+
+    def writes(fn: Callable[[Request, dict[str, Any]], Response]) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint that changes something: a JSON object body, and the work in a worker thread.
+
+        A cross-site page can send a form's POST to a local server without asking, but not one with
+        ``Content-Type: application/json``: requiring it keeps other sites from making changes.
+        """
+
+        async def endpoint(request: Request) -> Response:
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                raise ValidationError(
+                    f"a change needs a JSON body (Content-Type: application/json), got {kind or 'none'!r}"
+                )
+            payload = await _body(request)
+            return await run_in_threadpool(fn, request, payload)
+
+        return endpoint
+
     # ------------------------------------------------------------------ pages
 
     async def index(request: Request) -> Response:
@@ -249,8 +268,8 @@ def build_routes(state: UiState) -> list[Route | Mount]:
             }
         )
 
-    async def create_version(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def create_version(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("create a version")
         ds = state.dataset(request)
         parent_id = payload.get("parent_id")
@@ -263,21 +282,22 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         )
         return JSONResponse(data.version_summary(version), status_code=201)
 
-    async def rename_version(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def rename_version(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("rename a version")
         version = state.version(request)
         version.set_version_name(_text(payload, "name"))
         return JSONResponse(data.version_summary(version))
 
-    def publish_version(request: Request) -> Response:
+    @writes
+    def publish_version(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("publish a version")
         version = state.version(request)
         version.publish_version()
         return JSONResponse(data.version_summary(version))
 
-    async def delete_version(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def delete_version(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("delete a version")
         ds = state.dataset(request)
         ds.delete_version(version_id=request.path_params["v"], force=bool(payload.get("force")))
@@ -300,8 +320,8 @@ def build_routes(state: UiState) -> list[Route | Mount]:
             }
         )
 
-    async def set_metadata(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def set_metadata(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("change version metadata")
         ver = state.version(request)
         metadata = payload.get("metadata")
@@ -383,8 +403,8 @@ def build_routes(state: UiState) -> list[Route | Mount]:
             )
         return JSONResponse({"position": position, "id": selection.ids(position, position + 1)[0]})
 
-    async def save_frame(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def save_frame(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("save a frame")
         ver = state.version(request)
         frame_in = payload.get("frame")
@@ -450,8 +470,8 @@ def build_routes(state: UiState) -> list[Route | Mount]:
     def list_views(request: Request) -> Response:
         return JSONResponse({"dataviews": dataviews.listing(state.client)})
 
-    async def store_view(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def store_view(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("store a DataView")
         stored = dataviews.store(
             state.client,
@@ -463,12 +483,13 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         )
         return JSONResponse(stored, status_code=201)
 
-    async def rename_view(request: Request) -> Response:
-        payload = await _body(request)
+    @writes
+    def rename_view(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("rename a DataView")
         return JSONResponse(dataviews.rename(state.client, request.path_params["id"], _text(payload, "name")))
 
-    def delete_view(request: Request) -> Response:
+    @writes
+    def delete_view(request: Request, payload: dict[str, Any]) -> Response:
         state.require_write("delete a DataView")
         dataviews.delete(state.client, request.path_params["id"])
         return JSONResponse({"deleted": request.path_params["id"]})
@@ -501,11 +522,19 @@ def build_routes(state: UiState) -> list[Route | Mount]:
     ]
 
 
-def create_app(client: Client, *, write: bool = False, fetcher: SourceFetcher | None = None) -> Starlette:
+def create_app(
+    client: Client,
+    *,
+    write: bool = False,
+    fetcher: SourceFetcher | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
     """The ``hds ui`` web app over ``client``'s store; read-only unless ``write``.
 
     ``fetcher`` reads sources (default: a :class:`SourceFetcher` with no options, so ``s3://``
-    sources use the standard AWS settings).
+    sources use the standard AWS settings). ``allowed_hosts``, when given, are the only ``Host``
+    headers answered (``hds ui`` on 127.0.0.1 allows that and ``localhost``): a page of another
+    site that renames its domain to this address (DNS rebinding) gets 400.
     """
     state = UiState(client, write=write, fetcher=fetcher)
 
@@ -517,9 +546,13 @@ def create_app(client: Client, *, write: bool = False, fetcher: SourceFetcher | 
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail, "type": "HTTPException"}, status_code=exc.status_code)
 
+    middleware = (
+        [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
+    )
     app = Starlette(
         routes=build_routes(state),
         exception_handlers={HdsError: hds_error, HTTPException: http_error},
+        middleware=middleware,
     )
     app.state.ui = state
     return app

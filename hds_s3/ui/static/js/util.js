@@ -60,8 +60,8 @@ export async function api(path, { method = "GET", body, params } = {}) {
     if (text) url += (url.includes("?") ? "&" : "?") + text;
   }
   const init = { method, headers: {} };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
+  if (body !== undefined || method !== "GET") {  // a change is always sent as JSON (the server requires it)
+    init.body = JSON.stringify(body === undefined ? {} : body);
     init.headers["Content-Type"] = "application/json";
   }
   const response = await fetch(url, init);
