@@ -225,6 +225,13 @@ def test_frame_position_and_navigation(ro: Ui) -> None:
     assert ro.get(ro.url(ro.v1, "/frame"), code=404, id="nope")["type"] == "NotFoundError"
 
 
+def test_frame_history_along_the_ancestry(ro: Ui) -> None:
+    changes = ro.get(ro.url(ro.cur, "/history"), id="street-002")["changes"]
+    assert [(c["version_name"], c["change"]) for c in changes] == [("v1", "added"), ("Current", "changed")]
+    gone = ro.get(ro.url(ro.cur, "/history"), id="street-000")["changes"]
+    assert [(c["version_name"], c["change"]) for c in gone] == [("v1", "added"), ("Current", "deleted")]
+
+
 def test_thumbnails_are_resized_server_side(ro: Ui) -> None:
     response = ro.http.get(ro.url(ro.v1, "/image"), params={"id": "street-003", "w": 100})
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"

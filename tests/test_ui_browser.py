@@ -166,6 +166,8 @@ def test_every_page_loads_without_console_errors(site: Site, page: Page, shots: 
     assert p.locator("#overlay .roi").count() == site.expected["shapes_v1"]["street-006"] == 2
     assert p.locator("#roi-list .roiitem").count() == 2
     assert [t.replace(" ×", "") for t in p.locator("#frame-labels .chip").all_inner_texts()] == ["night"]
+    p.wait_for_selector("#history a")
+    assert p.locator("#history").inner_text() == "v1 · added (published)"
     page.shot(shots / "frame-viewer.png")
 
     p = page.go(site.at(f"/d/{site.ds}/diff?old={site.v1}&new={site.cur}"), "diff")

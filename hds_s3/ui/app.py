@@ -24,6 +24,7 @@ Endpoints (``{ds}`` and ``{v}`` are ids; frame ids go in the query string as ``i
     GET  /api/datasets/{ds}/versions/{v}/count?q=&roi=
     GET  /api/datasets/{ds}/versions/{v}/frame?id=  (and the grid's q, roi, sort... for its position)
     GET  /api/datasets/{ds}/versions/{v}/seek?position=&annotated=&step=
+    GET  /api/datasets/{ds}/versions/{v}/history?id=   the versions that added, changed, deleted a frame
     PUT  /api/datasets/{ds}/versions/{v}/frame      {"frame"}: update_frames on a draft
     GET  /api/datasets/{ds}/versions/{v}/image?id=&source=&kind=source|preview|mask&mask=&w=
     GET  /api/datasets/{ds}/diff?old=&new=
@@ -383,6 +384,23 @@ def build_routes(state: UiState) -> list[Route | Mount]:
             }
         )
 
+    def history(request: Request) -> Response:
+        ver = state.version(request)
+        changes = ver.get_frame_history(request.query_params.get("id", ""))
+        return JSONResponse(
+            {
+                "changes": [
+                    {
+                        "version_id": c.version_id,
+                        "version_name": c.version_name,
+                        "status": c.status,
+                        "change": c.change,
+                    }
+                    for c in changes
+                ]
+            }
+        )
+
     def seek(request: Request) -> Response:
         ver = state.version(request)
         selection = _selection(state, request, ver)
@@ -513,6 +531,7 @@ def build_routes(state: UiState) -> list[Route | Mount]:
         Route(v + "/frame", frame, methods=["GET"]),
         Route(v + "/frame", save_frame, methods=["PUT"]),
         Route(v + "/seek", seek),
+        Route(v + "/history", history),
         Route(v + "/image", image),
         Route("/api/dataviews", list_views, methods=["GET"]),
         Route("/api/dataviews", store_view, methods=["POST"]),

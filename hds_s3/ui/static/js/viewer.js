@@ -307,8 +307,13 @@ export async function viewerPage(view, dsId, vId, params) {
       sel ? roiEditor(sel) : null,
       h("h2", { text: "Frame metadata" }),
       canDraw ? metaEditor() : h("pre.json#frame-meta", { text: JSON.stringify(st.meta, null, 2) }),
-      cur.meta && Object.keys(cur.meta).length ? [h("h2", { text: "Source metadata" }), h("pre.json", { text: JSON.stringify(cur.meta, null, 2) })] : null);
+      cur.meta && Object.keys(cur.meta).length ? [h("h2", { text: "Source metadata" }), h("pre.json", { text: JSON.stringify(cur.meta, null, 2) })] : null,
+      h("h2", { text: "History" }), historyList);
   }
+  const historyList = h("div#history.muted", { text: "…" });
+  api(`/api/datasets/${dsId}/versions/${vId}/history`, { params: { id: st.frame.id } }).then((got) => {
+    fill(historyList, got.changes.map((c) => h("div", {}, h("a", { href: hashOf(`/d/${dsId}/v/${c.version_id}/frame`, { id: st.frame.id }), text: c.version_name }), ` · ${c.change} (${c.status})`)));
+  }, (err) => { historyList.textContent = err.message; });
 
   function roiEditor(roi) {
     if (!canDraw) return null;
