@@ -52,7 +52,8 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The store and ``hds ui`` (after the browser: without one nothing is built)."""
     root = tmp_path_factory.mktemp("ui_browser")
     if os.environ.get("HDS_UI_SCREENSHOTS"):  # the README's pictures show a plain path, not pytest's
         root = Path(tempfile.gettempdir()) / "hds-ui-demo"
