@@ -1806,4 +1806,5 @@ if __name__ == "__main__":
     main()
 
 from hds_s3.cli.ui import ui as _ui  # noqa: E402 - last: hds_s3.cli.ui imports this module
+
 cli.add_command(_ui)
