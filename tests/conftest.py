@@ -70,8 +70,9 @@ _SCRUBBED = (
 
 
 #: Markers that keep a test out of the quick tier: long tests, moto's HTTP server as a backend of the
-#: whole behaviour suite (the moto backend covers the same calls in-process), and real servers.
-NOT_QUICK = ("slow", "moto_server", "seaweedfs", "localstack", "external")
+#: whole behaviour suite (the moto backend covers the same calls in-process), real servers and the
+#: browser.
+NOT_QUICK = ("slow", "moto_server", "seaweedfs", "localstack", "external", "browser")
 
 
 def pytest_configure(config: pytest.Config) -> None:

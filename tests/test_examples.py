@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: train_loader.py has its own test (test_examples_loader.py), which also checks what it leaves behind.
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name != "train_loader.py")
+#: train_loader.py has its own test (test_examples_loader.py), which also checks what it leaves behind;
+#: ui_quickstart.py serves until stopped: test_ui_example.py runs it with --check.
+OWN_TESTS = ("train_loader.py", "ui_quickstart.py")
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TESTS)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

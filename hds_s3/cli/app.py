@@ -2354,3 +2354,7 @@ _more_commands()
 
 if __name__ == "__main__":
     main()
+
+from hds_s3.cli.ui import ui as _ui  # noqa: E402 - last: hds_s3.cli.ui imports this module
+
+cli.add_command(_ui)
