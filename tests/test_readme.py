@@ -23,10 +23,13 @@ from hds_s3 import Dataset, DatasetVersion, set_default_client
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _section(title: str, end: str) -> str:
+def _section(title: str) -> str:
+    """The README's text from the heading ``title`` to the next heading of the same level."""
     text = README.read_text(encoding="utf-8")
     start = text.index(title)
-    return text[start : text.index(end, start)]
+    level = title.split(" ", 1)[0]
+    found = re.search(rf"^{level} ", text[start + len(title) :], re.M)
+    return text[start : start + len(title) + found.start()] if found else text[start:]
 
 
 def python_blocks() -> list[str]:
@@ -37,7 +40,7 @@ def python_blocks() -> list[str]:
 
 def cli_tour_blocks() -> list[str]:
     blocks = re.findall(
-        r"```bash\n(.*?)```", _section("## A five-minute CLI tour", "## Where the data goes"), re.S
+        r"```bash\n(.*?)```", _section("## A five-minute CLI tour"), re.S
     )
     assert len(blocks) >= 4
     return blocks
