@@ -27,6 +27,7 @@ from hds_s3.errors import (
     InvalidStateError,
     NotFoundError,
     StorageError,
+    UpgradeRequiredError,
     ValidationError,
 )
 
@@ -96,6 +97,7 @@ __all__ = [
     "RoiQuery",
     "SingleFrame",
     "StorageError",
+    "UpgradeRequiredError",
     "ValidationError",
     "__version__",
     "connect",

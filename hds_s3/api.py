@@ -14,7 +14,6 @@ import logging
 import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, cast
 
 import pyarrow as pa
@@ -23,7 +22,6 @@ import pyarrow.compute as pc
 from hds_s3.client import Client, resolve
 from hds_s3.errors import (
     AlreadyExistsError,
-    ConflictError,
     HdsError,
     InvalidStateError,
     NotFoundError,
@@ -31,7 +29,9 @@ from hds_s3.errors import (
     ValidationError,
 )
 from hds_s3.format import layout, tree
-from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
+from hds_s3.format.commit import current_user, store_stats
+from hds_s3.format.docs import VersionEntry, now_ms
+from hds_s3.format.txn import TreeView, Txn
 from hds_s3.index import ingest, segments
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
@@ -65,14 +65,18 @@ def _text(where: str, field: str, value: object, *, optional: bool = True) -> st
     return check_utf8(f"{where}: {field}", value)
 
 
-def _load(client: Client, dataset_name: str | None, dataset_id: str | None) -> DatasetDoc:
+def _load(client: Client, dataset_name: str | None, dataset_id: str | None) -> TreeView:
     _one_of("dataset", dataset_name, dataset_id)
     if dataset_name is None and dataset_id is None:
         raise ValidationError("give dataset_name or dataset_id")
     return client.catalog.get(dataset_name, dataset_id)
 
 
-def _find_version(doc: DatasetDoc, version_name: str | None, version_id: str | None) -> VersionEntry:
+#: Names listed, at most, by the error about a version name that does not exist.
+_NAMES_SHOWN = 20
+
+
+def _find_version(doc: TreeView | Txn, version_name: str | None, version_id: str | None) -> VersionEntry:
     _one_of("version", version_name, version_id)
     if version_id is not None:
         found = doc.version(check_id("version", version_id))
@@ -83,8 +87,19 @@ def _find_version(doc: DatasetDoc, version_name: str | None, version_id: str | N
         raise ValidationError("give version_name or version_id")
     found = doc.version_named(version_name)
     if found is None:
-        names = ", ".join(repr(v.name) for v in doc.versions) or "none"
-        raise NotFoundError(f"dataset {doc.name!r} has no version named {version_name!r} (it has: {names})")
+        versions = doc.whole().versions
+        names = ", ".join(repr(v.name) for v in versions[:_NAMES_SHOWN]) or "none"
+        more = f" and {len(versions) - _NAMES_SHOWN} more" if len(versions) > _NAMES_SHOWN else ""
+        raise NotFoundError(
+            f"dataset {doc.name!r} has no version named {version_name!r} (it has: {names}{more})"
+        )
+    return found
+
+
+def _entry_of(doc: TreeView, version_id: str) -> VersionEntry:
+    found = doc.version(version_id)
+    if found is None:
+        raise NotFoundError(f"dataset {doc.name!r} has no version with id {version_id} (deleted meanwhile?)")
     return found
 
 
@@ -96,12 +111,6 @@ def _check_rgb(value: object) -> list[int]:
     ):
         raise ValidationError(f"mask value {value!r} is not an (r, g, b) tuple of integers 0..255")
     return list(value)
-
-
-def _if_unmoved(doc: DatasetDoc, version_id: str, manifest: str | None, stats: Any) -> Any:
-    """``stats`` if the version still points at ``manifest`` (they count what it holds), else None."""
-    current = doc.version(version_id)
-    return stats if current is not None and current.frames.get("manifest") == manifest else None
 
 
 class _hybrid:  # noqa: N801 - used as a decorator
@@ -133,7 +142,7 @@ class Dataset:
     Get one with :meth:`create` or :meth:`get`; it is a view of the dataset document as last read.
     """
 
-    def __init__(self, doc: DatasetDoc, client: Client) -> None:
+    def __init__(self, doc: TreeView, client: Client) -> None:
         self._doc = doc
         self._client = client
 
@@ -281,12 +290,13 @@ class Dataset:
     @property
     def version_count(self) -> int:
         """Number of versions."""
-        return len(self._doc.versions)
+        return self._doc.version_count
 
     @property
     def paradigm(self) -> str:
         """``single_version`` for the simple structure, else ``general`` (as the reference server)."""
-        return "single_version" if tree.simple_structure_problem(self._doc) is None else "general"
+        problem = tree.simple_structure_problem(self._doc.name, self._doc.aggregates())
+        return "single_version" if problem is None else "general"
 
     @property
     def client(self) -> Client:
@@ -304,9 +314,11 @@ class Dataset:
         self._doc = self._client.catalog.get(dataset_id=self._doc.id)
         return self
 
-    def _update(self, change: Any, what: str) -> DatasetDoc:
-        self._doc = self._client.catalog.update(self._doc.id, change, what=f"{what} in dataset {self.name!r}")
-        return self._doc
+    def _commit(self, change: Callable[[Txn], Any], what: str) -> Any:
+        result, self._doc = self._client.catalog.commit(
+            self._doc.id, change, what=f"{what} in dataset {self.name!r}"
+        )
+        return result
 
     def get_versions(self, only_published: bool = False, only_draft: bool = False) -> list[DatasetVersion]:
         """Return the versions, oldest first.
@@ -355,17 +367,14 @@ class Dataset:
             InvalidStateError: it is published or has children and ``force`` is not set.
         """
         target = _find_version(self.reload()._doc, version_name, version_id)
-        removed: list[str] = []
-
-        def change(doc: DatasetDoc) -> DatasetDoc:
-            new, ids = tree.delete_version(doc, target.id, force=force)
-            removed[:] = ids
-            return new
-
-        self._update(change, f"delete version {target.name!r}")
+        removed: list[str] = self._commit(
+            lambda t: tree.delete_version(t, target.id, force=force), f"delete version {target.name!r}"
+        )
         for vid in removed:
             for prefix in layout.version_prefixes(self.id, vid):
                 self._client.catalog.remove_objects(prefix)
+            if self._doc.format_version == layout.STORE_FORMAT:
+                self._client.catalog.remove_objects(layout.stats_key(self.id, vid))
 
     def add_tags(self, tags: Iterable[str] | str) -> None:
         """Add dataset tags (existing ones are kept once).
@@ -374,7 +383,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         new = check_tags(tags)
-        self._update(lambda d: replace(d, tags=check_tags((*d.tags, *new))), "add tags")
+        self._commit(lambda t: t.set_dataset(tags=list(check_tags((*t.tags, *new)))), "add tags")
 
     def remove_tags(self, tags: Iterable[str] | str) -> None:
         """Remove dataset tags (absent ones are ignored).
@@ -383,7 +392,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         gone = set(check_tags(tags))
-        self._update(lambda d: replace(d, tags=tuple(t for t in d.tags if t not in gone)), "remove tags")
+        self._commit(lambda t: t.set_dataset(tags=[x for x in t.tags if x not in gone]), "remove tags")
 
     def set_tags(self, tags: Iterable[str] | None) -> None:
         """Replace the dataset tags.
@@ -392,7 +401,7 @@ class Dataset:
             ValidationError: a bad tag.
         """
         new = check_tags(tags)
-        self._update(lambda d: replace(d, tags=new), "set tags")
+        self._commit(lambda t: t.set_dataset(tags=list(new)), "set tags")
 
     def set_description(self, description: str) -> None:
         """Replace the dataset description.
@@ -401,7 +410,7 @@ class Dataset:
             ValidationError: not a string, or it holds a lone surrogate.
         """
         description = _text(f"dataset {self.name!r}", "description", description, optional=False)
-        self._update(lambda d: replace(d, description=description), "set description")
+        self._commit(lambda t: t.set_dataset(description=description), "set description")
 
     def get_metadata(self) -> dict[str, Any]:
         """Return a copy of the dataset-level metadata, freshly read."""
@@ -414,7 +423,7 @@ class Dataset:
             ValidationError: not a dict, a key with ``$`` or ``.``, or a value that is not JSON.
         """
         clean = check_metadata(f"dataset {self.name!r}", metadata)
-        self._update(lambda d: replace(d, metadata=clean), "set metadata")
+        self._commit(lambda t: t.set_dataset(metadata=clean), "set metadata")
         return True
 
     def format_tree(self) -> str:
@@ -423,7 +432,7 @@ class Dataset:
         Versions deeper than ``TREE_INDENT_LEVELS`` are indented as deep as that and marked with
         their depth, so the text of a long chain grows linearly with it.
         """
-        doc = self._doc
+        doc = self._doc.whole()
         head = doc.head()
         lines = [f"{doc.name} ({doc.id})"]
 
@@ -452,7 +461,7 @@ class Dataset:
 class DatasetVersion:
     """One version of a dataset: Draft (editable) or Published (read-only, may have children)."""
 
-    def __init__(self, doc: DatasetDoc, entry: VersionEntry, client: Client) -> None:
+    def __init__(self, doc: TreeView, entry: VersionEntry, client: Client) -> None:
         self._doc = doc
         self._entry = entry
         self._client = client
@@ -591,37 +600,36 @@ class DatasetVersion:
         clean_tags = check_tags(tags)
         clean_comment = _text(f"version {version_name!r}", "comment", comment)
         new_id = layout.new_id()
+        user = current_user()
 
-        def change(doc: DatasetDoc) -> DatasetDoc:
-            existing = doc.version_named(version_name)
+        def change(t: Txn) -> VersionEntry:
+            existing = t.version_named(version_name)
             if existing is not None:
                 if raise_if_exists:
                     raise AlreadyExistsError(
-                        f"dataset {doc.name!r} already has a version named {version_name!r} "
-                        f"(id {existing.id})"
+                        f"dataset {t.name!r} already has a version named {version_name!r} (id {existing.id})"
                     )
-                return doc
+                return existing
             parent_id = None
             if parents is not None:
                 kind, value = parents
                 parent_id = _find_version(
-                    doc, value if kind == "name" else None, value if kind == "id" else None
+                    t, value if kind == "name" else None, value if kind == "id" else None
                 ).id
             return tree.add_version(
-                doc,
+                t,
                 version_id=new_id,
                 name=version_name,
                 parent_id=parent_id,
                 now=now_ms(),
+                user=user,
                 comment=clean_comment,
                 metadata=clean_meta,
                 tags=clean_tags,
             )
 
-        doc = ds._update(change, f"create version {version_name!r}")
-        entry = doc.version_named(version_name)
-        assert entry is not None
-        return cls(doc, entry, ds.client)
+        entry: VersionEntry = ds._commit(change, f"create version {version_name!r}")
+        return cls(ds._doc, entry, ds.client)
 
     @classmethod
     def create_snapshot(
@@ -669,26 +677,21 @@ class DatasetVersion:
             else None
         )
         ds = Dataset.get(dataset_name, dataset_id, client=client)
-        seen = (
-            [check_id("version", version_id)]
-            if version_id is not None
-            else [v.id for v in ds._doc.versions if v.is_draft]
-        )
+        seen = [check_id("version", version_id)] if version_id is not None else ds._doc.draft_ids()
         child_id = layout.new_id()
         pinned = seen[0] if len(seen) == 1 else None
         # One commit publishes the draft (freezing its frames) and adds the child; the statistics
-        # are counted before, as for publish_version, and after it if frames landed meanwhile.
+        # are counted before, as for publish_version, and again after it if frames landed meanwhile.
         draft = ds._doc.version(pinned) if pinned is not None else None
         stats = ds.client.frames.stats(draft) if draft is not None and draft.is_draft else None
         base = draft.frames.get("manifest") if draft is not None else None
-        doc = ds._update(
-            lambda d: tree.snapshot(
-                d,
-                stats=_if_unmoved(d, pinned, base, stats)
-                if pinned is not None and stats is not None
-                else None,
+        user = current_user()
+        published_entry, child_entry = ds._commit(
+            lambda t: tree.snapshot(
+                t,
                 child_id=child_id,
                 now=now_ms(),
+                user=user,
                 publish_name=publish_name,
                 child_name=child_name,
                 publish_comment=publish_comment,
@@ -699,12 +702,13 @@ class DatasetVersion:
             ),
             "create snapshot",
         )
-        if pinned is not None:
-            published = DatasetVersion(doc, tree.entry(doc, pinned), ds.client)
-            published._after_publication()
-            if published._doc.version(child_id) is not None:  # else deleted meanwhile: keep ours
-                doc = published._doc
-        return cls(doc, tree.entry(doc, child_id), ds.client)
+        doc = ds._doc
+        published = DatasetVersion(doc, published_entry, ds.client)
+        unmoved = stats is not None and published_entry.frames.get("manifest") == base
+        published._after_publication(stats if unmoved else None, child_id=child_id)
+        if published._doc.version(child_id) is not None:  # else deleted meanwhile: keep ours
+            doc = published._doc
+        return cls(doc, _entry_of(doc, child_id) if doc.version(child_id) else child_entry, ds.client)
 
     # --------------------------------------------------------------- properties
 
@@ -783,8 +787,24 @@ class DatasetVersion:
 
         Also None for a version whose publication has landed but whose statistics were not stored
         yet (the publisher stopped in between): :meth:`get_stats` computes and stores them.
+
+        Raises:
+            CorruptObjectError: the stored statistics are damaged.
         """
-        return copy.deepcopy(self._entry.stats) if self._entry.stats is not None else None
+        if self._entry.is_draft:
+            return None
+        stats = self._doc.stats_of(self._entry.id)
+        return copy.deepcopy(stats) if stats is not None else None
+
+    @property
+    def created_by(self) -> str:
+        """Who created this version (``HDS_USER`` or the OS user of the process; "" when not recorded)."""
+        return self._entry.created_by
+
+    @property
+    def published_by(self) -> str | None:
+        """Who published this version, or None (a draft, or not recorded)."""
+        return self._entry.published_by
 
     @property
     def client(self) -> Client:
@@ -800,23 +820,28 @@ class DatasetVersion:
             NotFoundError: the dataset or the version was deleted.
         """
         self._doc = self._client.catalog.get(dataset_id=self._doc.id)
-        self._entry = tree.entry(self._doc, self._entry.id)
+        self._entry = _entry_of(self._doc, self._entry.id)
         return self
 
-    def _update(self, change: Any, what: str) -> None:
+    def _update(self, change: Callable[[Txn, str], Any], what: str) -> Any:
         vid = self._entry.id
-        self._doc = self._client.catalog.update(
+        result, self._doc = self._client.catalog.commit(
             self._doc.id,
-            lambda d: change(d, vid),
+            lambda t: change(t, vid),
             what=f"{what} of version {self.name!r} in {self.dataset_name!r}",
         )
-        self._entry = tree.entry(self._doc, vid)
+        self._entry = _entry_of(self._doc, vid)
+        return result
 
     def get_parent(self) -> DatasetVersion | None:
-        """Return the parent version, or None for a root."""
+        """Return the parent version, or None for a root.
+
+        Raises:
+            NotFoundError: the parent was deleted meanwhile.
+        """
         if self._entry.parent is None:
             return None
-        return DatasetVersion(self._doc, tree.entry(self._doc, self._entry.parent), self._client)
+        return DatasetVersion(self._doc, _entry_of(self._doc, self._entry.parent), self._client)
 
     def get_children(self) -> list[DatasetVersion]:
         """Return the direct child versions, oldest first (freshly read)."""
@@ -839,50 +864,56 @@ class DatasetVersion:
         """
         self.reload()
         if not self.is_draft:
-            tree.publish(self._doc, self.id, now=now_ms())  # raises: already published
+            raise InvalidStateError(
+                f"version {self.name!r} of dataset {self.dataset_name!r} is already published"
+            )
         # The statistics are counted first (damaged frames fail the publish before it lands); the
         # commit then freezes whatever the draft holds when it lands: frame writers racing it fail
         # from then on, so a steady writer cannot keep the publication from landing. If frames
         # landed while they were counted, they are in, and their statistics are counted after.
         base = self._entry.frames.get("manifest")
         stats = self._frames.stats(self._entry)
-        self._update(
-            lambda d, vid: tree.publish(d, vid, now=now_ms(), stats=_if_unmoved(d, vid, base, stats)),
-            "publish",
-        )
-        self._after_publication()
+        user = current_user()
+        self._update(lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user), "publish")
+        self._after_publication(stats if self._entry.frames.get("manifest") == base else None)
         return self
 
-    def _store_stats(self) -> dict[str, Any]:
-        """Compute and store the statistics of this published version if it has none; return them.
+    def _store_stats(self, counted: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Return the statistics of this published version, computing and storing them if none are.
 
-        The statistics are a function of the frame index the publication froze, so whoever stores
-        them (the publisher, a later reader) stores the same. A store that refuses the write (read
-        only, failing) leaves them to be computed again when asked.
+        ``counted`` are statistics counted from the very frame index the publication froze. The
+        statistics are a function of that index, so whoever stores them (the publisher, a later
+        reader) stores the same, once (a create-only object). A store that refuses the write (read
+        only, failing, or of format 1, which is not written) leaves them to be computed again.
 
         Raises:
-            CorruptObjectError: a segment is missing or damaged.
+            CorruptObjectError: a segment is missing or damaged, or the stored statistics are.
             StorageError: the store failed while the frames were read.
         """
-        if self._entry.stats is not None:
-            return copy.deepcopy(self._entry.stats)
-        stats = self._frames.stats(self._entry)
-        manifest = self._entry.frames.get("manifest")
-        try:
-            self._update(lambda d, vid: tree.set_stats(d, vid, stats, manifest=manifest), "store statistics")
-        except (StorageError, ConflictError) as exc:
-            log.warning("statistics of version %r were computed but not stored: %s", self.name, exc)
+        stored = self._doc.stats_of(self.id)
+        if stored is not None:
+            return copy.deepcopy(stored)
+        stats = counted if counted is not None else self._frames.stats(self._entry)
+        if self._doc.format_version == layout.STORE_FORMAT:
+            try:
+                store_stats(self._client.store, self.dataset_id, self.id, stats)
+            except StorageError as exc:
+                log.warning("statistics of version %r were computed but not stored: %s", self.name, exc)
         return copy.deepcopy(stats)
 
-    def _after_publication(self) -> None:
+    def _after_publication(self, counted: dict[str, Any] | None = None, child_id: str | None = None) -> None:
         """Store the statistics of the version just published, then compact it if due.
+
+        ``counted``: the statistics counted before the publication, when it froze the very frames
+        they count. ``child_id``: the draft a snapshot created after it, moved along to the
+        compacted segments.
 
         It never raises: the publication has landed, and a caller told "failed" must never find the
         version published. What fails here (the store, damage) is logged; the statistics are then
         computed when next asked, and the version reads through its segments as they are.
         """
         try:
-            stats = self._store_stats()
+            stats = self._store_stats(counted)
         except HdsError as exc:
             log.warning(
                 "version %r of dataset %r is published; computing its statistics failed and is left "
@@ -892,9 +923,9 @@ class DatasetVersion:
                 exc,
             )
             return
-        self._compact_if_due(stats["frames"])
+        self._compact_if_due(stats["frames"], child_id)
 
-    def _compact_if_due(self, live: int) -> None:
+    def _compact_if_due(self, live: int, child_id: str | None = None) -> None:
         """Compact this just-published version if it is due, and move its draft children along.
 
         See ``FrameIndex.compaction_due``. A draft child created on the former segments (a
@@ -907,7 +938,7 @@ class DatasetVersion:
         readable through its former segments; the caller's publish or snapshot has succeeded.
         """
         try:
-            self._compact(live)
+            self._compact(live, child_id)
         except HdsError as exc:  # the publication stands; only the tidying is left undone
             log.warning(
                 "version %r of dataset %r is published; compacting it failed and was skipped: %s",
@@ -916,7 +947,7 @@ class DatasetVersion:
                 exc,
             )
 
-    def _compact(self, live: int) -> None:
+    def _compact(self, live: int, child_id: str | None) -> None:
         """The work of :meth:`_compact_if_due`; raises what the store or a concurrent writer causes."""
         due = self._frames.compaction_due(self._entry, live)
         if due is None:
@@ -940,11 +971,10 @@ class DatasetVersion:
         new = tuple(merged)
         manifest = self._frames.manifest(self._entry)
         known = [(new, manifest.disjoint if manifest is not None else 0)]
-        for child in self._doc.versions:
-            if child.parent != self.id or not child.is_draft:
-                continue
+        child = self._doc.version(child_id) if child_id is not None else None
+        if child is not None and child.parent == self.id and child.is_draft:
             if self._frames.refs(child)[: len(old)] != old:
-                continue
+                return
 
             def rebase(entry: VersionEntry) -> Sequence[Any]:
                 refs = self._frames.refs(entry)
@@ -959,8 +989,8 @@ class DatasetVersion:
                     known=known,
                 )
             except (InvalidStateError, NotFoundError):
-                continue
-            self._entry = tree.entry(self._doc, self.id)
+                return
+            self._entry = _entry_of(self._doc, self.id)
 
     def commit_version(self, publish: bool = False) -> DatasetVersion:
         """Make this version's state durable (every write already is); publish too if asked. Returns self.
@@ -978,7 +1008,7 @@ class DatasetVersion:
 
     def _commit_segments(self, refs: Sequence[Any], what: str) -> None:
         self._doc = self._frames.append(self.dataset_id, self.id, refs, what=f"{what} in {self.name!r}")
-        self._entry = tree.entry(self._doc, self.id)
+        self._entry = _entry_of(self._doc, self.id)
 
     def add_frames(
         self,
@@ -1099,7 +1129,7 @@ class DatasetVersion:
         self._doc = self._frames.commit_pointer(
             self.dataset_id, self.id, build, what=f"update frames in {self.name!r}"
         )
-        self._entry = tree.entry(self._doc, self.id)
+        self._entry = _entry_of(self._doc, self.id)
         for frame_id in vanished:
             reason = (
                 f"frame {frame_id} was deleted from version {self.name!r} by another writer while this "
@@ -1280,7 +1310,7 @@ class DatasetVersion:
             allow_published=True,
             known=known,
         )
-        self._entry = tree.entry(self._doc, self.id)
+        self._entry = _entry_of(self._doc, self.id)
 
     def set_version_name(self, name: str) -> None:
         """Rename this version (drafts and published versions alike).
@@ -1290,7 +1320,7 @@ class DatasetVersion:
             ValidationError: a bad name.
         """
         check_name("version", name)
-        self._update(lambda d, vid: tree.rename(d, vid, name), "rename")
+        self._update(lambda t, vid: tree.rename(t, vid, name), "rename")
 
     def set_comment(self, comment: str) -> None:
         """Set this version's comment.
@@ -1299,7 +1329,7 @@ class DatasetVersion:
             ValidationError: not a string, or it holds a lone surrogate.
         """
         comment = _text(f"version {self.name!r}", "comment", comment, optional=False)
-        self._update(lambda d, vid: tree.set_comment(d, vid, comment), "set comment")
+        self._update(lambda t, vid: tree.set_comment(t, vid, comment), "set comment")
 
     def add_tags(self, tags: Iterable[str] | str) -> None:
         """Add version tags.
@@ -1309,7 +1339,7 @@ class DatasetVersion:
         """
         new = check_tags(tags)
         self._update(
-            lambda d, vid: tree.set_tags(d, vid, check_tags((*tree.entry(d, vid).tags, *new))), "add tags"
+            lambda t, vid: tree.set_tags(t, vid, check_tags((*tree.entry(t, vid).tags, *new))), "add tags"
         )
 
     def remove_tags(self, tags: Iterable[str] | str) -> None:
@@ -1320,7 +1350,7 @@ class DatasetVersion:
         """
         gone = set(check_tags(tags))
         self._update(
-            lambda d, vid: tree.set_tags(d, vid, tuple(t for t in tree.entry(d, vid).tags if t not in gone)),
+            lambda t, vid: tree.set_tags(t, vid, tuple(x for x in tree.entry(t, vid).tags if x not in gone)),
             "remove tags",
         )
 
@@ -1340,7 +1370,7 @@ class DatasetVersion:
             ValidationError: not a dict, a key with ``$`` or ``.``, or a value that is not JSON.
         """
         clean = check_metadata(f"version {self.name!r} of {self.dataset_name!r}", metadata)
-        self._update(lambda d, vid: tree.set_metadata(d, vid, clean), "set metadata")
+        self._update(lambda t, vid: tree.set_metadata(t, vid, clean), "set metadata")
         return True
 
     def update_metadata(
@@ -1377,7 +1407,7 @@ class DatasetVersion:
                 f"{where}: update_metadata takes a dict of keys to set or a function of the metadata, "
                 f"not {type(changes).__name__}"
             )
-        self._update(lambda d, vid: tree.merge_metadata(d, vid, merge), "update metadata")
+        self._update(lambda t, vid: tree.merge_metadata(t, vid, merge), "update metadata")
         return copy.deepcopy(self._entry.metadata)
 
     def set_masks_labels(self, masks_labels: Mapping[tuple[int, int, int], Iterable[str] | str]) -> None:
@@ -1400,8 +1430,8 @@ class DatasetVersion:
             entries.append({"value": _check_rgb(value), "labels": names})
 
         self._update(
-            lambda d, vid: tree.merge_metadata(
-                d, vid, lambda meta: {**meta, "mask_labels": {"_all_": entries}}
+            lambda t, vid: tree.merge_metadata(
+                t, vid, lambda meta: {**meta, "mask_labels": {"_all_": entries}}
             ),
             "set mask labels",
         )

@@ -32,6 +32,10 @@ class InvalidStateError(HdsError):
     """The operation is not allowed in the object's current state (e.g. writing a published version)."""
 
 
+class UpgradeRequiredError(InvalidStateError):
+    """The store is of an older format, which this hds_s3 reads but does not write: run ``hds upgrade``."""
+
+
 class ValidationError(HdsError, ValueError):
     """An argument is malformed: a bad name, metadata key, geometry or option."""
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ from hds_s3 import (
     default_client,
     set_default_client,
 )
-from hds_s3.format import layout
-from hds_s3.format.commit import RetryBudget, update_dataset_doc
+from hds_s3.format.commit import RetryBudget, commit
 from hds_s3.format.tree import set_comment
 from hds_s3.model.frames import SingleFrame
 from hds_s3.store import LocalStore, MemoryStore, ReadOnlyStore
@@ -95,14 +93,19 @@ def test_every_read_works_with_read_only_credentials() -> None:
 
 
 class CompetingStore(MemoryStore):
-    """A store where another writer changes a dataset document just before each of our writes to it."""
+    """A store where another writer commits to a dataset just before each commit of ours lands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rival: Callable[[], object] | None = None
 
     def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
-        if if_match is not None and key.endswith("dataset.json"):
-            current, etag = self.get(key)
-            raw = json.loads(current)
-            raw["description"] = raw.get("description", "") + "+"
-            super().put(key, json.dumps(raw).encode(), if_match=etag)  # the rival wins
+        rival, self.rival = self.rival, None  # the rival's own commit goes straight through
+        try:
+            if rival is not None and if_none_match and "/log/" in key:
+                rival()  # the rival wins the entry we are about to create
+        finally:
+            self.rival = rival
         return super().put(key, data, if_none_match=if_none_match, if_match=if_match)
 
 
@@ -110,13 +113,16 @@ def test_a_writer_that_always_loses_gives_up_with_conflict_error_and_changes_not
     store = CompetingStore()
     ds = Dataset.create(dataset_name="busy", client=Client(store))
     vid = ds.get_current().id
+    rival = Dataset.get(dataset_name="busy", client=Client(store))
+    store.rival = lambda: rival.set_description(rival.reload().description + "+")
     with pytest.raises(ConflictError, match="gave up after 4 attempts"):
-        update_dataset_doc(
+        commit(
             store,
             ds.id,
-            lambda d: set_comment(d, vid, "mine"),
+            lambda t: set_comment(t, vid, "mine"),
             what="comment",
             budget=RetryBudget(max_attempts=4, first_wait=0.001, max_wait=0.002),
         )
-    doc = json.loads(store.get(layout.dataset_doc_key(ds.id))[0])
-    assert doc["description"] == "++++" and doc["versions"][0]["comment"] == ""
+    store.rival = None
+    again = Dataset.get(dataset_name="busy", client=Client(store))
+    assert again.description == "++++" and again.get_current().comment == ""

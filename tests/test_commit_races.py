@@ -106,7 +106,8 @@ def _segment_put(op: str, key: str) -> bool:
 
 
 def _document_put(op: str, key: str) -> bool:
-    return op == "put" and key.endswith("/dataset.json")
+    """The commit point of a change of the tree: the create of its log entry."""
+    return op == "put" and "/log/" in key
 
 
 @pytest.fixture

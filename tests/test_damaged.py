@@ -46,6 +46,8 @@ class World:
     manifest_key: str
     manifest: ManifestDoc
     segment_key: str
+    record_key: str
+    name_key: str
 
     def fresh(self) -> Client:
         return Client(self.client.store)
@@ -56,7 +58,8 @@ def world() -> World:
     DatasetVersion.create_new_dataset("dmg", client=c).add_frames([frame(1), frame(2)])
     DatasetVersion.create_new_dataset("fine", client=c).add_frames([frame(3)])
     doc = c.catalog.get("dmg")
-    mkey = str(doc.versions[0].frames["manifest"])
+    ver = doc.versions[0]
+    mkey = str(ver.frames["manifest"])
     manifest = parse_manifest(c.store.get(mkey)[0], mkey)
     return World(
         c,
@@ -65,6 +68,8 @@ def world() -> World:
         mkey,
         manifest,
         manifest.segments[0].key,
+        layout.record_key(doc.id, ver.id),
+        layout.version_name_key(doc.id, ver.name),
     )
 
 
@@ -129,6 +134,8 @@ _DOC = lambda w: w.doc_key  # noqa: E731
 _CLAIM = lambda w: w.claim_key  # noqa: E731
 _MANIFEST = lambda w: w.manifest_key  # noqa: E731
 _SEGMENT = lambda w: w.segment_key  # noqa: E731
+_RECORD = lambda w: w.record_key  # noqa: E731
+_NAME = lambda w: w.name_key  # noqa: E731
 _HDS = {b"hds_s3": b"hds_s3.frames.v1"}
 
 
@@ -137,18 +144,40 @@ class Case:
     name: str
     damage: Callable[[World], str]  # returns the damaged key
     code: str  # what fsck reports
-    level: str  # "dataset": the dataset cannot be opened; "version": its frames cannot be read
+    # "dataset": the dataset cannot be opened; "record": its version cannot be opened; "version": its
+    # frames cannot be read
+    level: str
     deep: bool = False
 
 
 CASES = [
     Case("document-truncated", _truncate(_DOC), "document-corrupt", "dataset"),
     Case(
-        "document-format-2",
-        _json_edit(_DOC, lambda r: {**r, "format_version": 2}),
+        "document-format-9",
+        _json_edit(_DOC, lambda r: {**r, "format_version": 9}),
         "document-corrupt",
         "dataset",
     ),
+    Case(
+        "document-aggregates-wrong-type",
+        _json_edit(_DOC, lambda r: {**r, "agg": {**r["agg"], "versions": "one"}}),
+        "document-corrupt",
+        "dataset",
+    ),
+    Case("record-truncated", _truncate(_RECORD), "record-corrupt", "record"),
+    Case(
+        "record-frames-not-an-object",
+        _json_edit(_RECORD, lambda r: {**r, "frames": 5}),
+        "record-corrupt",
+        "record",
+    ),
+    Case(
+        "record-of-another-version",
+        _json_edit(_RECORD, lambda r: {**r, "id": "e" * 32}),
+        "record-corrupt",
+        "record",
+    ),
+    Case("name-truncated", _truncate(_NAME, 10), "name-index", "record"),
     Case("document-not-an-object", _json_edit(_DOC, lambda r: [r]), "document-corrupt", "dataset"),
     Case("claim-truncated", _truncate(_CLAIM, 10), "claim-corrupt", "dataset"),
     Case(
@@ -202,6 +231,7 @@ READS: dict[str, Callable[[Client], object]] = {
     "create_snapshot": lambda c: DatasetVersion.create_snapshot(dataset_name="dmg", client=c),
 }
 VERSION_READS = [n for n in READS if n not in ("Dataset.get", "get_version")]
+RECORD_READS = [n for n in READS if n != "Dataset.get"]
 
 # Known gaps: the exception raised today (``type(None)``: the damage goes unnoticed).
 _GAPS: dict[tuple[str, str], type[Exception]] = {}
@@ -210,7 +240,7 @@ _GAPS: dict[tuple[str, str], type[Exception]] = {}
 def _params() -> list[Any]:
     out = []
     for case in CASES:
-        reads = list(READS) if case.level == "dataset" else VERSION_READS
+        reads = {"dataset": list(READS), "record": RECORD_READS, "version": VERSION_READS}[case.level]
         for read in reads:
             gap = _GAPS.get((case.name, read))
             marks = []

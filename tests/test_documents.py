@@ -30,33 +30,37 @@ def _edit(client: Client, key: str, edit: object) -> None:
 
 
 def test_fields_written_by_a_newer_client_survive_our_writes(client: Client) -> None:
-    DatasetVersion.create_new_dataset(dataset_name="n", client=client)
+    draft = DatasetVersion.create_new_dataset(dataset_name="n", client=client)
     key = _doc_key(client, "n")
+    record = layout.record_key(draft.dataset_id, draft.id)
 
     def add_unknown(raw: dict) -> None:  # type: ignore[type-arg]
         raw["future_field"] = {"x": 1}
-        raw["versions"][0]["future_version_field"] = [1, 2]
+
+    def add_unknown_to_version(raw: dict) -> None:  # type: ignore[type-arg]
+        raw["future_version_field"] = [1, 2]
 
     _edit(client, key, add_unknown)
+    _edit(client, record, add_unknown_to_version)
     DatasetVersion.create_snapshot(dataset_name="n", publish_name="v1", client=client)
     Dataset.get(dataset_name="n", client=client).add_tags(["t"])
-    raw = json.loads(client.store.get(key)[0])
-    assert raw["future_field"] == {"x": 1}
-    assert raw["versions"][0]["future_version_field"] == [1, 2]
-    assert raw["versions"][0]["name"] == "v1"
+    assert json.loads(client.store.get(key)[0])["future_field"] == {"x": 1}
+    raw = json.loads(client.store.get(record)[0])
+    assert raw["future_version_field"] == [1, 2]
+    assert raw["name"] == "v1"
+    whole = Dataset.get(dataset_name="n", client=client)._doc.whole()
+    assert whole.version(draft.id).extra == {"future_version_field": [1, 2]}  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda raw: b'{"format_version": 1, "id": ', "not valid JSON"),
-        (lambda raw: json.dumps({**raw, "format_version": 2}).encode(), "format_version 2"),
+        (lambda raw: b'{"format_version": 2, "id": ', "not valid JSON"),
+        (lambda raw: json.dumps({**raw, "format_version": 9}).encode(), "format_version 9"),
         (lambda raw: json.dumps([raw]).encode(), "JSON object"),
-        (lambda raw: json.dumps({**raw, "versions": [{"id": "x"}]}).encode(), "malformed"),
-        (
-            lambda raw: json.dumps({**raw, "versions": [{**raw["versions"][0], "status": "odd"}]}).encode(),
-            "status",
-        ),
+        (lambda raw: json.dumps({**raw, "agg": {**raw["agg"], "drafts": 5}}).encode(), "malformed"),
+        (lambda raw: json.dumps({**raw, "seq": "last"}).encode(), "seq"),
+        (lambda raw: json.dumps({**raw, "tags": {"a": 1}}).encode(), "tags"),
     ],
 )
 def test_a_damaged_document_names_its_key_and_other_datasets_keep_working(
@@ -111,7 +115,7 @@ def test_ids_from_users_cannot_reach_a_key(bad: str) -> None:
 def test_the_store_marker_is_written_once_and_checked(client: Client) -> None:
     Dataset.create(dataset_name="a", client=client)
     data, etag = client.store.get(layout.STORE_MARKER)
-    assert json.loads(data)["format_version"] == layout.FORMAT_VERSION
+    assert json.loads(data)["format_version"] == layout.STORE_FORMAT
     other = Client(client.store)
     Dataset.create(dataset_name="b", client=other)
     assert client.store.get(layout.STORE_MARKER)[1] == etag

@@ -43,7 +43,7 @@ from hds_s3 import (
     NotFoundError,
     StorageError,
 )
-from hds_s3.format.docs import parse_claim, parse_dataset_doc
+from hds_s3.format.records import parse_stored
 from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 
 Ids = dict[str, str]
@@ -264,14 +264,10 @@ def copy_objects(src: ObjectStore, dst: ObjectStore) -> ObjectStore:
 
 
 def check_documents_parse(store: ObjectStore) -> None:
-    """Every name claim and dataset document in the store parses (garbage included)."""
+    """Every document in the store parses as what its key says it is (garbage included)."""
     for info in store.list(""):
         data, _ = store.get(info.key)
-        if info.key.startswith("_hds/datasets/"):
-            parse_claim(data, info.key)
-        elif info.key.endswith("/dataset.json"):
-            parse_dataset_doc(data, info.key)
-        elif info.key.endswith(".json"):
+        if parse_stored(info.key, data) is None and info.key.endswith(".json"):
             json.loads(data)
 
 

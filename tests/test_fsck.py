@@ -12,14 +12,18 @@ import pytest
 from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame
 from hds_s3.errors import StorageError
 from hds_s3.format import layout, tree
+from hds_s3.format.commit import create_dataset
 from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
+    VersionEntry,
     dump_claim,
-    dump_dataset_doc,
     dump_manifest,
+    now_ms,
     parse_manifest,
 )
+from hds_s3.format.log import LazyTree
+from hds_s3.format.records import Checkpoint, dump_checkpoint, dump_head
 from hds_s3.index import segments
 from hds_s3.store import LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
@@ -46,11 +50,16 @@ def build(c: Client) -> DatasetVersion:
 
 
 def doc_of(c: Client, name: str) -> DatasetDoc:
-    return c.catalog.get(name)
+    return c.catalog.get(name).whole()
 
 
 def put_doc(c: Client, doc: DatasetDoc) -> None:
-    c.store.put(layout.dataset_doc_key(doc.id), dump_dataset_doc(doc))
+    """Make ``doc`` the dataset's tree as a damaged store would hold it: a checkpoint the head uses."""
+    view = c.catalog.get(dataset_id=doc.id)
+    assert isinstance(view, LazyTree)
+    head = view.head_doc
+    c.store.put(layout.checkpoint_key(doc.id, head.seq), dump_checkpoint(Checkpoint(head, doc.versions)))
+    c.store.put(layout.dataset_doc_key(doc.id), dump_head(replace(head, checkpoint=head.seq)))
 
 
 def keys(store: ObjectStore, suffix: str = "", contains: str = "") -> list[str]:
@@ -99,8 +108,8 @@ def test_a_store_written_through_the_api_has_no_damage_and_nothing_pending(clien
 def test_reading_never_writes_even_with_pending_work(client: Client) -> None:
     build(client)
     doc = doc_of(client, "cars")
-    client.catalog.update(
-        doc.id, lambda d: tree.mark_deleted(d, delete_all_versions=True, force=True), what="t"
+    client.catalog.commit(
+        doc.id, lambda t: tree.mark_deleted(t, delete_all_versions=True, force=True), what="t"
     )
     client.store.put("notes/readme.txt", b"hello")
     before = snapshot(client.store)
@@ -230,7 +239,7 @@ DAMAGE: list[tuple[str, Callable[[Client], None], bool]] = [
         lambda c: c.store.delete(layout.dataset_doc_key(doc_of(c, "cars").id)),
         False,
     ),
-    ("version-duplicate", _edit_doc(lambda d: replace(d, versions=(*d.versions, d.versions[0]))), False),
+    ("document-corrupt", _edit_doc(lambda d: replace(d, versions=(*d.versions, d.versions[0]))), False),
     (
         "version-duplicate",
         _edit_doc(lambda d: d.with_version(replace(d.versions[1], name=d.versions[0].name))),
@@ -295,7 +304,7 @@ def test_repair_rewrites_a_missing_marker_and_nothing_else_damaged(client: Clien
 
 def _half_deleted_dataset(c: Client) -> str:
     doc = doc_of(c, "cars")
-    c.catalog.update(doc.id, lambda d: tree.mark_deleted(d, delete_all_versions=True, force=True), what="t")
+    c.catalog.commit(doc.id, lambda t: tree.mark_deleted(t, delete_all_versions=True, force=True), what="t")
     return doc.id
 
 
@@ -331,13 +340,17 @@ def test_a_deleted_versions_objects_are_pending_and_repair_removes_them(client: 
     scratch = DatasetVersion.create_version(dataset_name="cars", version_name="scratch", client=client)
     scratch.add_frames([frame(7)])
     doc = doc_of(client, "cars")
-    client.catalog.update(doc.id, lambda d: tree.delete_version(d, scratch.id)[0], what="t")
+    client.catalog.commit(doc.id, lambda t: tree.delete_version(t, scratch.id), what="t")
     report = fsck(client)
     assert report.ok and only(report, "pending") == ["deleted-version"]
     assert len(report.pending[0].objects) == 2  # its manifest and its segment
     fsck(client, repair=True)
-    assert keys(client.store, contains=scratch.id) == []
-    assert not fsck(client).pending
+    # what is left is the record saying it was removed: garbage gc takes after its grace period
+    assert keys(client.store, contains=scratch.id) == [layout.record_key(doc.id, scratch.id)]
+    assert not fsck(client).pending and sorted(only(fsck(client), "garbage")) == [
+        "freed-name",
+        "removed-record",
+    ]
 
 
 def test_a_failed_repair_is_reported_not_raised(client: Client) -> None:
@@ -351,21 +364,29 @@ def test_a_failed_repair_is_reported_not_raised(client: Client) -> None:
 # ---------------------------------------------------------------------------- garbage and notes
 
 
+def _unclaimed(c: Client, name: str) -> str:
+    """A dataset written as a create writes one before it claims the name, never claimed."""
+    dataset_id, now = layout.new_id(), now_ms()
+    first = VersionEntry(id=layout.new_id(), name="Current", parent=None, status="draft", created=now)
+    create_dataset(c.store, dataset_id=dataset_id, name=name, now=now, fields={}, first=first)
+    return dataset_id
+
+
 def test_an_unclaimed_dataset_document_is_an_orphan(client: Client) -> None:
     build(client)
-    orphan = replace(doc_of(client, "cars"), id=layout.new_id(), name="half-made")
-    put_doc(client, orphan)
+    orphan = _unclaimed(client, "half-made")
     report = fsck(client)
     assert report.ok and "orphan-dataset" in only(report, "garbage")
     found = next(f for f in report.garbage if f.code == "orphan-dataset")
-    assert found.objects == (layout.dataset_doc_key(orphan.id),)
-    written = client.store.head(layout.dataset_doc_key(orphan.id)).last_modified
-    assert written is not None and found.written == max(orphan.updated / 1000, written)
+    assert set(found.objects) == set(keys(client.store, contains=orphan))
+    assert layout.dataset_doc_key(orphan) in found.objects and len(found.objects) == 4
+    written = max(client.store.head(k).last_modified or 0 for k in found.objects)
+    assert found.written is not None and found.written >= written
 
 
 def test_an_unreadable_claim_stops_orphan_verdicts(client: Client) -> None:
     build(client)
-    put_doc(client, replace(doc_of(client, "cars"), id=layout.new_id(), name="half-made"))
+    _unclaimed(client, "half-made")
     client.store.put(layout.dataset_claim_key("zzz"), b"not json")
     report = fsck(client)
     assert "orphan-dataset" not in only(report, "garbage") and "claim-corrupt" in only(report, "damage")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame, ValidationError
-from hds_s3.format import layout
+from hds_s3.format import layout, tree
 from hds_s3.format.docs import DatasetDoc, ManifestDoc, dump_dataset_doc, dump_manifest, now_ms
 from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
@@ -268,10 +268,8 @@ def test_what_became_referenced_after_the_scan_is_kept() -> None:
     back = sorted(superseded)[0]
 
     def point_back() -> None:  # a writer points the version back at an old manifest
-        c.catalog.update(
-            doc.id,
-            lambda d: d.with_version(replace(entry, frames={**entry.frames, "manifest": back})),
-            what="t",
+        c.catalog.commit(
+            doc.id, lambda t: tree.set_frames(t, entry.id, {**entry.frames, "manifest": back}), what="t"
         )
 
     store = ChangeOnReread(c.store, layout.dataset_doc_key(doc.id), point_back)
@@ -314,7 +312,7 @@ def test_a_dataset_with_an_unreadable_manifest_is_not_collected() -> None:
 def test_a_store_of_an_unknown_format_is_refused() -> None:
     c = Client(MemoryStore())
     busy_dataset(c)
-    c.store.put(layout.STORE_MARKER, b'{"format_version": 2}')
+    c.store.put(layout.STORE_MARKER, b'{"format_version": 7}')
     before = keys(c.store)
     with pytest.raises(CorruptObjectError, match="format"):
         gc(c, grace_seconds=0, dry_run=False)
@@ -362,7 +360,7 @@ def test_the_report_is_json_ready_and_counts_pending_work() -> None:
     from hds_s3.format import tree
 
     doc = c.catalog.get("cars")
-    c.catalog.update(doc.id, lambda d: tree.mark_deleted(d, delete_all_versions=True, force=True), what="t")
+    c.catalog.commit(doc.id, lambda t: tree.mark_deleted(t, delete_all_versions=True, force=True), what="t")
     report = gc(c)
     assert (
         isinstance(report, GcReport) and report.pending == 1 and report.grace_seconds == DEFAULT_GRACE_SECONDS

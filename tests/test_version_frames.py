@@ -229,7 +229,7 @@ def test_statistics_are_computed_at_publish_and_stored(client: Client) -> None:
     ver.add_frames([frame(1, "car", "car", "person"), frame(2, "car"), frame(3), video])
     live = ver.get_stats()
     ver.publish_version()
-    raw = Dataset.get(dataset_name="stats", client=client)._doc.version(ver.id).stats  # in the document
+    raw = Dataset.get(dataset_name="stats", client=client)._doc.stats_of(ver.id)  # as stored
     assert raw == live == ver.get_stats()
     assert raw["frames"] == 4 and raw["annotated"] == 2 and raw["unannotated"] == 2 and raw["rois"] == 4
     assert raw["labels"] == [{"name": "car", "count": 3}, {"name": "person", "count": 1}]

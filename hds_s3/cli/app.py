@@ -2287,6 +2287,37 @@ def gc_command(env: Env, delete: bool, grace: str, yes: bool) -> None:
         )
 
 
+@cli.command("upgrade")
+@click.option("--dry-run", is_flag=True, help="Only say what would be converted; write nothing.")
+@_yes_option
+@pass_env
+def upgrade_command(env: Env, dry_run: bool, yes: bool) -> None:
+    """Convert a store of format 1 to format 2, in place (writes to format 1 are refused until then).
+
+    Each dataset converts on its own and safely: an interrupted run is completed by the next one,
+    and a store already converted is left as it is. Stop writers of older hds_s3 versions first.
+    Asks for confirmation at a terminal when there is something to convert (elsewhere --yes is
+    needed). Exits with 1 when a dataset could not be converted (the report says why).
+    """
+    from hds_s3.tools.upgrade import upgrade
+
+    plan = upgrade(env.client, dry_run=True)
+    report = plan
+    if not dry_run and (plan.converted or plan.marker[0] != plan.marker[1]):
+        if plan.converted:
+            confirm(yes, f"convert {plural(len(plan.converted), 'dataset')} of {plan.store} to format 2")
+        bar = _progress(env, "upgrade", total=len(plan.converted) + plan.already, unit="dataset")
+        try:
+            report = upgrade(env.client, progress=lambda done, total, name: bar.update(1))
+        finally:
+            bar.close()
+    emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
+    if report.problems:
+        raise CommandError(
+            f"{plural(len(report.problems), 'dataset')} not converted; see the report", kind="UpgradeIncomplete"
+        )
+
+
 # ---------------------------------------------------------------------------- entry point
 
 

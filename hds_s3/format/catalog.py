@@ -1,10 +1,14 @@
-"""Datasets in a store: name claims, creation, lookup, listing, deletion and its clean-up.
+"""Datasets in a store: the format marker, name claims, creation, lookup, listing, deletion.
 
-Creating a dataset writes its document first (unreachable, so invisible) and then claims the name
-with a create-only PUT: that claim is the commit point. Deleting one flips ``deleted`` in its
-document with a compare-and-swap (the commit point); releasing the name and removing the
+Creating a dataset writes its first log entry, its first version's record and name and its head
+(unreachable, so invisible) and then claims the name with a create-only PUT: that claim is the
+commit point. Every later change is one log entry (:mod:`hds_s3.format.commit`). Deleting a dataset
+is the entry that marks it deleted (the commit point); releasing the name and removing the
 dataset's objects follow and are completed by whoever meets them later (a create of the same name
 takes over a claim whose dataset is gone; ``gc`` removes what is left).
+
+A store of format 1 (every dataset's tree in one document) is read as before; every write to it
+is refused with :class:`~hds_s3.errors.UpgradeRequiredError` until ``hds upgrade`` converts it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from hds_s3.errors import (
     AlreadyExistsError,
@@ -22,25 +26,59 @@ from hds_s3.errors import (
     CorruptObjectError,
     NotFoundError,
     StorageError,
+    UpgradeRequiredError,
     ValidationError,
 )
 from hds_s3.format import layout
-from hds_s3.format.commit import Change, read_dataset_doc, update_dataset_doc
+from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget, commit, create_dataset, current_user
 from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
+    VersionEntry,
     dump_claim,
-    dump_dataset_doc,
+    load_json,
     now_ms,
     parse_claim,
 )
-from hds_s3.format.tree import DEFAULT_VERSION_NAME, add_version
+from hds_s3.format.log import LazyTree, read_state
+from hds_s3.format.tree import DEFAULT_VERSION_NAME
+from hds_s3.format.txn import TreeView, Txn
 from hds_s3.model.names import check_id, check_name
 from hds_s3.store.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
-_MARKER = b'{"format_version":1,"kind":"hds_s3 store"}'
+R = TypeVar("R")
+
+
+def marker_bytes(store_format: int) -> bytes:
+    """The store marker of a store of ``store_format``."""
+    return b'{"format_version":%d,"kind":"hds_s3 store"}' % store_format
+
+
+def marker_format(data: bytes, key: str) -> int:
+    """The store format a marker names.
+
+    Raises:
+        CorruptObjectError: naming ``key``, when it is not a marker of a format this hds_s3 knows.
+    """
+    raw = load_json(data, key)
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version not in (layout.LEGACY_STORE_FORMAT, layout.STORE_FORMAT):
+        raise CorruptObjectError(
+            f"{key}: the store marker names format {version!r}, which this hds_s3 cannot read; upgrade "
+            "hds_s3 if a newer one wrote it, or restore the marker"
+        )
+    return int(version)
+
+
+def upgrade_needed(store: ObjectStore, what: str) -> UpgradeRequiredError:
+    """The error refusing a write to a store of format 1."""
+    return UpgradeRequiredError(
+        f"cannot {what}: the store {store.url} is of format {layout.LEGACY_STORE_FORMAT}, which this hds_s3 "
+        f"reads but does not write; convert it with `hds upgrade` (a dry run first: `hds upgrade "
+        "--dry-run`), then try again"
+    )
 
 
 class Catalog:
@@ -53,24 +91,35 @@ class Catalog:
 
     # ----------------------------------------------------------------- store marker
 
-    def ensure_marker(self) -> None:
+    def store_format(self) -> int | None:
+        """The format the store's marker names, or None for a store nothing was written to yet.
+
+        Raises:
+            CorruptObjectError: the marker is damaged or names a format this hds_s3 cannot read.
+            StorageError: the store failed.
+        """
+        try:
+            data, _ = self.store.get(layout.STORE_MARKER)
+        except NotFoundError:
+            return None
+        return marker_format(data, layout.STORE_MARKER)
+
+    def ensure_marker(self, what: str = "write to the store") -> None:
         """Create the store's format marker on the first write, or check the one there.
 
         Raises:
+            UpgradeRequiredError: the store is of format 1 (``what`` says what was refused).
             CorruptObjectError: the store was written by an incompatible format.
             StorageError: the store failed.
         """
         if self._marker_checked:
             return
         try:
-            self.store.put(layout.STORE_MARKER, _MARKER, if_none_match=True)
+            self.store.put(layout.STORE_MARKER, marker_bytes(layout.STORE_FORMAT), if_none_match=True)
         except ConflictError:
             data, _ = self.store.get(layout.STORE_MARKER)
-            if b'"format_version":1' not in data.replace(b" ", b""):
-                raise CorruptObjectError(
-                    f"{self.store.url}: {layout.STORE_MARKER} names a format this hds_s3 cannot "
-                    "write; upgrade hds_s3"
-                ) from None
+            if marker_format(data, layout.STORE_MARKER) != layout.STORE_FORMAT:
+                raise upgrade_needed(self.store, what) from None
         with self._lock:
             self._marker_checked = True
 
@@ -84,17 +133,21 @@ class Catalog:
             return None, None
         return parse_claim(data, key), etag
 
-    def _live(self, dataset_id: str | None) -> DatasetDoc | None:
+    def _live(self, dataset_id: str | None) -> TreeView | None:
         if dataset_id is None:
             return None
         try:
-            doc, _ = read_dataset_doc(self.store, dataset_id)
+            state = read_state(self.store, dataset_id)
         except NotFoundError:
             return None
-        return None if doc.deleted else doc
+        view: TreeView = state if isinstance(state, DatasetDoc) else LazyTree(self.store, state)
+        return None if view.deleted else view
 
-    def get(self, name: str | None = None, dataset_id: str | None = None) -> DatasetDoc:
-        """Return the document of the dataset with this name or id (exactly one of them).
+    def get(self, name: str | None = None, dataset_id: str | None = None) -> TreeView:
+        """Return the dataset with this name or id (exactly one of them), as read now.
+
+        A dataset of format 2 is read as a :class:`~hds_s3.format.log.LazyTree` (its head; version
+        records are read when asked for), one of format 1 as its whole document.
 
         Raises:
             ValidationError: neither or both selectors, or a malformed one.
@@ -119,7 +172,7 @@ class Catalog:
             )
         return doc
 
-    def list(self, name_pattern: str | None = None, tags: list[str] | None = None) -> list[DatasetDoc]:
+    def list(self, name_pattern: str | None = None, tags: list[str] | None = None) -> list[TreeView]:
         """Return the live datasets, sorted by name, filtered by a regex and by tags.
 
         ``tags`` must all be present; a tag written ``-x`` must be absent.
@@ -138,7 +191,7 @@ class Catalog:
             raise ValidationError(f"name pattern {name_pattern!r} is not a valid regex: {exc}") from exc
         keys = [info.key for info in self.store.list(layout.DATASET_CLAIMS_PREFIX)]
 
-        def load(key: str) -> DatasetDoc | None:
+        def load(key: str) -> TreeView | None:
             try:
                 data, _ = self.store.get(key)
             except NotFoundError:
@@ -174,14 +227,15 @@ class Catalog:
         project: str | None = None,
         tags: tuple[str, ...] = (),
         metadata: dict[str, Any] | None = None,
-    ) -> tuple[DatasetDoc, bool]:
+    ) -> tuple[TreeView, bool]:
         """Get or create the dataset ``name``; a new one holds one empty draft named ``Current``.
 
-        Returns the document and whether this call created it.
+        Returns the dataset and whether this call created it.
 
         Raises:
             AlreadyExistsError: it exists and ``raise_if_exists`` (also a ``ValueError``).
             ValidationError: the name is not valid.
+            UpgradeRequiredError: it does not exist and the store is of format 1.
             StorageError: the store failed; nothing visible was created.
         """
         check_name("dataset", name)
@@ -191,38 +245,42 @@ class Catalog:
             if raise_if_exists:
                 raise AlreadyExistsError(f"dataset {name!r} already exists in {self.store.url}")
             return existing, False
-        self.ensure_marker()
+        self.ensure_marker(f"create dataset {name!r}")
         now = now_ms()
         dataset_id = layout.new_id()
-        empty = DatasetDoc(
-            id=dataset_id,
-            name=name,
+        first = VersionEntry(
+            id=layout.new_id(),
+            name=DEFAULT_VERSION_NAME,
+            parent=None,
+            status="draft",
             created=now,
-            updated=now,
-            description=description,
-            project=project,
-            tags=tags,
-            metadata=dict(metadata or {}),
-            txn=layout.new_id(),
+            created_by=current_user(),
         )
-        doc = add_version(
-            empty, version_id=layout.new_id(), name=DEFAULT_VERSION_NAME, parent_id=None, now=now
-        )
-        written = False
+        fields = {
+            "description": description,
+            "project": project,
+            "tags": list(tags),
+            "metadata": dict(metadata or {}),
+            "deleted": False,
+        }
+        view: TreeView | None = None
         claim_key = layout.dataset_claim_key(name)
-        body = dump_claim(DatasetClaim(name=name, dataset_id=dataset_id, txn=doc.txn))
+        body = dump_claim(DatasetClaim(name=name, dataset_id=dataset_id, txn=layout.new_id()))
         while True:
             claim, etag = self._claim(name)
             existing = self._live(claim.dataset_id if claim else None)
             if existing is not None:
-                if written:
-                    self._forget(dataset_id)
+                if view is not None:
+                    self.remove_objects(
+                        layout.dataset_prefix(dataset_id), last=layout.dataset_doc_key(dataset_id)
+                    )
                 if raise_if_exists:
                     raise AlreadyExistsError(f"dataset {name!r} already exists in {self.store.url}")
                 return existing, False
-            if not written:
-                self.store.put(layout.dataset_doc_key(dataset_id), dump_dataset_doc(doc), if_none_match=True)
-                written = True
+            if view is None:
+                view = create_dataset(
+                    self.store, dataset_id=dataset_id, name=name, now=now, fields=fields, first=first
+                )
             try:
                 if etag is None:
                     self.store.put(claim_key, body, if_none_match=True)
@@ -233,44 +291,53 @@ class Catalog:
             except StorageError:
                 now_claim, _ = self._claim(name)
                 if now_claim is not None and now_claim.dataset_id == dataset_id:
-                    return doc, True
+                    return view, True
                 raise
-            return doc, True
-
-    def _forget(self, dataset_id: str) -> None:
-        try:
-            self.store.delete(layout.dataset_doc_key(dataset_id))
-        except StorageError as exc:  # garbage for gc, never visible
-            log.warning("could not remove unused dataset document %s: %s", dataset_id, exc)
+            return view, True
 
     # ----------------------------------------------------------------- change
 
-    def update(self, dataset_id: str, change: Change, *, what: str) -> DatasetDoc:
-        """Apply a pure change to a dataset document with one compare-and-swap (see :mod:`commit`).
+    def commit(
+        self,
+        dataset_id: str,
+        change: Callable[[Txn], R],
+        *,
+        what: str,
+        budget: RetryBudget = DEFAULT_BUDGET,
+    ) -> tuple[R, TreeView]:
+        """Apply a change to a dataset's tree as one log entry (see :mod:`hds_s3.format.commit`).
+
+        Returns what ``change`` returned and the dataset as the commit left it.
 
         Raises:
             NotFoundError: the dataset is gone.
+            UpgradeRequiredError: the dataset (the store) is of format 1.
             ConflictError: the retry budget ran out.
             StorageError: the store failed.
             HdsError: whatever ``change`` raises.
         """
-        return update_dataset_doc(self.store, dataset_id, change, what=what)
+        try:
+            result, done = commit(self.store, dataset_id, change, what=what, budget=budget)
+        except UpgradeRequiredError:
+            raise upgrade_needed(self.store, what) from None
+        return result, done.view
 
-    def delete(self, dataset_id: str, change: Change) -> DatasetDoc:
+    def delete(self, dataset_id: str, change: Callable[[Txn], Any]) -> TreeView:
         """Mark a dataset deleted (the commit point), then release its name and remove its objects.
 
         Raises:
             NotFoundError: the dataset is gone already.
+            UpgradeRequiredError: the store is of format 1.
             ConflictError: the retry budget ran out.
             StorageError: the store failed before the commit point.
             HdsError: whatever ``change`` raises.
         """
-        doc = self.update(dataset_id, change, what=f"delete dataset {dataset_id}")
-        self.release_name(doc)
+        _, view = self.commit(dataset_id, change, what=f"delete dataset {dataset_id}")
+        self.release_name(view)
         self.remove_objects(layout.dataset_prefix(dataset_id), last=layout.dataset_doc_key(dataset_id))
-        return doc
+        return view
 
-    def release_name(self, doc: DatasetDoc) -> None:
+    def release_name(self, doc: TreeView) -> None:
         """Free the name of the deleted dataset ``doc`` if its claim still gives the name to it.
 
         One compare-and-swap of the name claim to "released"; a claim that another dataset holds,

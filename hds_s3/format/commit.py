@@ -1,124 +1,464 @@
-"""The commit point of every transition: one compare-and-swap of a dataset document.
+"""Commits of store format 2: one create-only log entry per change, then materialised views of it.
 
-:func:`update_dataset_doc` reads the document, applies a pure change (from :mod:`hds_s3.format.tree`),
-and writes it back with ``If-Match``. When another writer got there first, it re-reads and
-re-applies the change to the newer document, with jittered exponential backoff and a total budget;
-the change re-checks its requirements, so a publish that lost to another publish fails cleanly
-instead of publishing twice. When the write's response is lost, the document's ``txn`` tells
-whether it landed.
+Creating entry ``n + 1`` of a dataset's log (``log/<seq>.json``) with ``If-None-Match`` is the commit
+point of a change: exactly one writer creates each number, so the log orders every change of the
+dataset's tree, and a writer that loses the create reads the entry that won, checks its own change
+again against the newer state (:class:`~hds_s3.format.txn.Txn` and the rules of
+:mod:`hds_s3.format.tree`) and tries ``n + 2``, with jittered backoff under a budget.
+
+After the commit point, the entry is *materialised*: the records of the versions it changes, the
+version-name index and the head are moved forward to it. These objects only move forward: each
+carries the sequence number of the entry it reflects and is replaced with ``If-Match`` only by a
+newer one. Before a writer creates entry ``n + 1`` it materialises every entry up to ``n`` (its own
+or one a crashed writer left), so the head is at most the newest entry or two behind. Nothing a
+commit reads or writes grows with the number of versions, but a checkpoint: every
+:func:`checkpoint_interval` entries the whole tree is folded into one (``checkpoints/<seq>.json``),
+a cost spread over those entries.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity import wait_random_exponential as _wait
-
-from hds_s3.errors import ConflictError, NotFoundError, StorageError
+from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError, StorageError
 from hds_s3.format import layout
-from hds_s3.format.docs import DatasetDoc, dump_dataset_doc, now_ms, parse_dataset_doc
+from hds_s3.format.docs import Aggregates, DatasetDoc, VersionEntry, now_ms
+from hds_s3.format.log import LazyTree, LogState, follow, load_whole, read_entry, read_head, read_state
+from hds_s3.format.records import (
+    Checkpoint,
+    Head,
+    LogEntry,
+    NameEntry,
+    apply_to_head,
+    dump_checkpoint,
+    dump_entry,
+    dump_head,
+    dump_name,
+    dump_record,
+    dump_removed_record,
+    dump_stats,
+    parse_name,
+    parse_record,
+)
+from hds_s3.format.txn import Txn
 from hds_s3.store.base import ObjectStore
 
 log = logging.getLogger("hds_s3")
 
-Change = Callable[[DatasetDoc], DatasetDoc]
+R = TypeVar("R")
+
+#: A checkpoint is written once the log has this many entries after the newest one ...
+CHECKPOINT_MIN = 100
+#: ... or an eighth of the number of versions, if that is more (so writing it, which costs the whole
+#: tree, stays a constant share of a commit's cost), but never more than this many.
+CHECKPOINT_MAX = 1000
+
+
+def current_user() -> str:
+    """Who makes the changes of this process: ``HDS_USER``, else the operating system's user name."""
+    user = os.environ.get("HDS_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name at all (a container without passwd entry)
+        return "unknown"
+
+
+def checkpoint_interval(versions: int) -> int:
+    """How many entries may follow the newest checkpoint before a new one is written."""
+    return min(CHECKPOINT_MAX, max(CHECKPOINT_MIN, versions // 8))
 
 
 @dataclass(frozen=True)
 class RetryBudget:
-    """How long a writer keeps re-applying its change while it loses compare-and-swaps."""
+    """How long a writer keeps trying while other writers win the entries it tries to create."""
 
     max_attempts: int = 200
     max_seconds: float = 60.0
-    first_wait: float = 0.005
-    max_wait: float = 0.5
+    first_wait: float = 0.002
+    max_wait: float = 0.25
 
 
 DEFAULT_BUDGET = RetryBudget()
 
 
-def read_dataset_doc(store: ObjectStore, dataset_id: str) -> tuple[DatasetDoc, str]:
-    """Read a dataset document and its etag.
+def _put_forward(
+    store: ObjectStore,
+    key: str,
+    data: bytes,
+    seq: int,
+    seq_of: Callable[[bytes], int],
+    known: tuple[int, str | None] | None = None,
+) -> None:
+    """Write ``data`` (of entry ``seq``) at ``key`` unless what is there reflects entry ``seq`` or later.
+
+    ``known`` is ``(seq, etag)`` of the object as the caller read it (etag None: absent).
 
     Raises:
-        NotFoundError: the document does not exist.
-        CorruptObjectError: it cannot be parsed.
         StorageError: the store failed.
+        CorruptObjectError: what is there is damaged.
     """
-    key = layout.dataset_doc_key(dataset_id)
-    data, etag = store.get(key)
-    return parse_dataset_doc(data, key), etag
+    for _ in range(100):
+        if known is None:
+            try:
+                current, found = store.get(key)
+            except NotFoundError:
+                known = (-1, None)
+            else:
+                known = (seq_of(current), found)
+        have, etag = known
+        if have >= seq:
+            return
+        try:
+            if etag is None:
+                store.put(key, data, if_none_match=True)
+            else:
+                store.put(key, data, if_match=etag)
+            return
+        except (ConflictError, NotFoundError):
+            known = None  # another writer moved it: look again
+    raise ConflictError(
+        f"{key}: kept moving while entry {seq} was written to it; a later writer completes it"
+    )
 
 
-def update_dataset_doc(
+def _record_seq(dataset_id: str, key: str) -> Callable[[bytes], int]:
+    return lambda data: parse_record(data, key)[1]
+
+
+def _name_seq(key: str) -> Callable[[bytes], int]:
+    return lambda data: parse_name(data, key).seq
+
+
+def materialise(
+    store: ObjectStore, state: LogState, entry: LogEntry, view: LazyTree | None = None
+) -> tuple[Head, str]:
+    """Write what ``entry`` says into the records, the name index and the head.
+
+    ``state`` is the state right before ``entry``, with nothing pending. Returns the head after it
+    (or a newer one) and its etag. Idempotent: anyone may run it again, as often as they like.
+
+    Raises:
+        StorageError, CorruptObjectError, ConflictError: it is left for a later writer to complete.
+    """
+    dataset_id = state.head.id
+    for ver in entry.versions:
+        key = layout.record_key(dataset_id, ver.id)
+        known = _known(view, ver.id)
+        _put_forward(store, key, dump_record(dataset_id, ver), entry.seq, _record_seq(dataset_id, key), known)
+    for vid in entry.removed:
+        key = layout.record_key(dataset_id, vid)
+        data = dump_removed_record(dataset_id, vid, entry.seq)
+        _put_forward(store, key, data, entry.seq, _record_seq(dataset_id, key), _known(view, vid))
+    for name, holder in entry.names.items():
+        key = layout.version_name_key(dataset_id, name)
+        body = dump_name(NameEntry(name=name, version_id=holder, seq=entry.seq))
+        _put_forward(store, key, body, entry.seq, _name_seq(key))
+    return advance_head(store, state.head, state.head_etag, entry)
+
+
+def _known(view: LazyTree | None, version_id: str) -> tuple[int, str | None] | None:
+    if view is None:
+        return None
+    with view._lock:
+        cached = view._records.get(version_id)
+    if cached is None:
+        return None
+    return cached[1], cached[2]
+
+
+def advance_head(store: ObjectStore, head: Head, etag: str, entry: LogEntry) -> tuple[Head, str]:
+    """Move the head (``head`` as read, with ``etag``) to ``entry``, unless it is there already.
+
+    Returns the head after ``entry`` (or a newer one) and its etag.
+
+    Raises:
+        StorageError, CorruptObjectError, ConflictError: left for a later writer to complete.
+    """
+    key = layout.dataset_doc_key(head.id)
+    for _ in range(100):
+        if head.seq >= entry.seq:
+            return head, etag
+        if head.seq != entry.seq - 1:
+            raise CorruptObjectError(
+                f"{key}: the head is at entry {head.seq}, behind entry {entry.seq - 1} which was "
+                "materialised before it; the dataset is damaged (hds fsck)"
+            )
+        new = apply_to_head(head, entry)
+        try:
+            return new, store.put(key, dump_head(new), if_match=etag)
+        except (ConflictError, NotFoundError):
+            head, etag = _reread_head(store, head.id)
+    raise ConflictError(
+        f"{key}: kept moving while entry {entry.seq} was applied; a later writer completes it"
+    )
+
+
+def _reread_head(store: ObjectStore, dataset_id: str) -> tuple[Head, str]:
+    head, etag = read_head(store, dataset_id)
+    if head is None:
+        raise CorruptObjectError(
+            f"{layout.dataset_doc_key(dataset_id)}: the head turned into a format-1 document; damaged"
+        )
+    assert isinstance(etag, str)
+    return head, etag
+
+
+def catch_up(store: ObjectStore, state: LogState) -> LogState:
+    """Materialise every pending entry of ``state``; return a state with nothing pending.
+
+    The state returned may be newer than ``state`` when other writers moved the head further.
+
+    Raises:
+        StorageError, CorruptObjectError, ConflictError: the store failed; nothing is lost, a
+            later writer completes it.
+    """
+    if not state.pending:
+        return state
+    head, etag = state.head, state.head_etag
+    for entry in state.pending:
+        if head.seq >= entry.seq:
+            continue
+        head, etag = materialise(store, LogState(head, etag, ()), entry)
+    if head.seq > state.seq:
+        return follow(store, head.id, head, etag)
+    return LogState(head, etag, ())
+
+
+@dataclass
+class Commit:
+    """What :func:`commit` did: the view after it, and the entry it wrote (None when nothing changed)."""
+
+    view: LazyTree
+    entry: LogEntry | None = None
+
+
+def commit(
     store: ObjectStore,
     dataset_id: str,
-    change: Change,
+    change: Callable[[Txn], R],
     *,
     what: str,
     budget: RetryBudget = DEFAULT_BUDGET,
-) -> DatasetDoc:
-    """Apply ``change`` to the dataset document with one conditional PUT; return the new document.
+) -> tuple[R, Commit]:
+    """Apply ``change`` to the newest state of a format-2 dataset as one log entry.
 
-    If ``change`` returns the document it was given, nothing is written.
+    ``change`` receives a :class:`~hds_s3.format.txn.Txn` over the newest state and records what
+    it changes (or raises when a requirement fails); it runs again, on the newer state, each time
+    another writer's entry lands first, so its requirements are checked against what is really
+    there. Returns what ``change`` returned and the :class:`Commit`.
 
     Raises:
         NotFoundError: the dataset does not exist or was deleted.
+        UpgradeRequiredError: the dataset is of store format 1.
         ConflictError: other writers kept winning until the budget ran out; nothing was changed.
-        StorageError: the store failed; the document is as before, or carries this call's change.
-        HdsError: whatever ``change`` raises (its requirement failed); nothing was changed.
+        StorageError: the store failed; the change landed or not (calling again settles it).
+        HdsError: whatever ``change`` raises; nothing was changed.
     """
-    key = layout.dataset_doc_key(dataset_id)
-    txn = layout.new_id()
-    retrying = Retrying(
-        retry=retry_if_exception_type(ConflictError),
-        stop=stop_after_attempt(budget.max_attempts) | stop_after_delay(budget.max_seconds),
-        wait=_wait(multiplier=budget.first_wait, max=budget.max_wait),
-        reraise=True,
-        before_sleep=lambda state: log.debug(
-            "retry: %s lost the compare-and-swap of %s (attempt %d); re-reading",
-            what,
-            key,
-            state.attempt_number,
-        ),
-    )
-    try:
-        for attempt in retrying:
-            with attempt:
-                return _apply_once(store, key, dataset_id, change, txn)
-    except ConflictError as exc:
-        raise ConflictError(
-            f"{what}: gave up after {budget.max_attempts} attempts or {budget.max_seconds:.0f} s of "
-            f"conflicting writers on {key} in {store.url}; nothing was changed, try again"
-        ) from exc
-    raise AssertionError("unreachable")  # pragma: no cover
+    from hds_s3.errors import UpgradeRequiredError
 
-
-def _apply_once(store: ObjectStore, key: str, dataset_id: str, change: Change, txn: str) -> DatasetDoc:
-    try:
-        doc, etag = read_dataset_doc(store, dataset_id)
-    except NotFoundError:
-        raise NotFoundError(f"dataset {dataset_id} does not exist in {store.url}") from None
-    if doc.txn == txn:
-        return doc  # an earlier attempt of this call landed; its response was lost
-    if doc.deleted:
-        raise NotFoundError(f"dataset {doc.name!r} ({dataset_id}) was deleted")
-    new = change(doc)
-    if new is doc:
-        return doc
-    new = replace(new, txn=txn, updated=now_ms())
-    try:
-        store.put(key, dump_dataset_doc(new), if_match=etag)
-    except StorageError:
-        # The response may have been lost after the write landed: look before reporting failure.
+    txn_id = layout.new_id()
+    user = current_user()
+    results: dict[int, R] = {}
+    started = time.monotonic()
+    for attempt in range(budget.max_attempts):
+        if attempt and time.monotonic() - started > budget.max_seconds:
+            break
+        if attempt:
+            time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
         try:
-            current, _ = read_dataset_doc(store, dataset_id)
-        except Exception:  # noqa: BLE001 - the original failure is the one to report
-            current = None
-        if current is not None and current.txn == txn:
-            return current
-        raise
-    return new
+            state = read_state(store, dataset_id)
+        except NotFoundError:
+            raise NotFoundError(f"dataset {dataset_id} does not exist in {store.url}") from None
+        if isinstance(state, DatasetDoc):
+            raise UpgradeRequiredError(
+                f"dataset {state.name!r} in {store.url} is stored in format 1, which this hds_s3 reads but "
+                "does not write; convert the store with `hds upgrade` (hds_s3.tools.upgrade.upgrade())"
+            )
+        mine = [e for e in state.pending if e.txn == txn_id]
+        if mine:  # an earlier attempt landed; its response was lost
+            return results[mine[0].seq], Commit(LazyTree(store, state), mine[0])
+        state = catch_up(store, state)
+        if state.head.deleted:
+            raise NotFoundError(f"dataset {state.head.name!r} ({dataset_id}) was deleted")
+        view = LazyTree(store, state)
+        txn = Txn(view)
+        result = change(txn)
+        if not txn.changed:
+            return result, Commit(view)
+        seq = state.seq + 1
+        entry = _entry_of(txn, seq=seq, txn_id=txn_id, user=user, what=what)
+        results[seq] = result
+        key = layout.log_key(dataset_id, seq)
+        try:
+            store.put(key, dump_entry(entry), if_none_match=True)
+        except ConflictError:
+            log.debug(
+                "retry: %s lost entry %d of dataset %s (attempt %d)", what, seq, dataset_id, attempt + 1
+            )
+            continue
+        except StorageError:
+            # The response may have been lost after the entry landed: look before reporting failure.
+            try:
+                landed = read_entry(store, dataset_id, seq).txn == txn_id
+            except Exception:  # noqa: BLE001 - the original failure is the one to report
+                landed = False
+            if not landed:
+                raise
+        try:
+            head, _ = materialise(store, state, entry, view)
+            _checkpoint_if_due(store, head)
+        except HdsError as exc:  # the commit stands; a later writer or reader completes the rest
+            log.warning(
+                "%s: committed as entry %d; materialising it is left to the next writer: %s", what, seq, exc
+            )
+        # the new view holds the entry as pending: the versions it wrote are known without a read
+        return result, Commit(LazyTree(store, LogState(state.head, state.head_etag, (entry,))), entry)
+    raise ConflictError(
+        f"{what}: gave up after {budget.max_attempts} attempts or {budget.max_seconds:.0f} s of other "
+        f"writers committing to dataset {dataset_id} in {store.url}; nothing was changed, try again"
+    )
+
+
+def _entry_of(txn: Txn, *, seq: int, txn_id: str, user: str, what: str) -> LogEntry:
+    versions = tuple(replace(v, seq=seq) for _, v in sorted(txn.puts.items()))
+    return LogEntry(
+        seq=seq,
+        txn=txn_id,
+        time=now_ms(),
+        user=user,
+        what=what,
+        versions=versions,
+        removed=tuple(sorted(txn.removed)),
+        names=txn.name_changes(),
+        dataset=dict(txn.dataset),
+        agg=txn.aggregates(),
+    )
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def _checkpoint_if_due(store: ObjectStore, head: Head) -> None:
+    last = head.checkpoint if head.checkpoint is not None else -1
+    if head.seq - last < checkpoint_interval(head.agg.versions):
+        return
+    write_checkpoint(store, head.id)
+
+
+def write_checkpoint(store: ObjectStore, dataset_id: str) -> int | None:
+    """Fold the dataset's log up to its head into a checkpoint and point the head at it.
+
+    Returns the checkpoint's sequence number, or None when the dataset is not of format 2.
+
+    Raises:
+        StorageError, CorruptObjectError: the store failed or something is damaged; the log is
+            still whole, the next commit tries again.
+    """
+    state = read_state(store, dataset_id)
+    if isinstance(state, DatasetDoc):
+        return None
+    state = LogState(state.head, state.head_etag, ())  # up to the head: every entry materialised
+    if state.head.checkpoint is not None and state.head.checkpoint >= state.head.seq:
+        return state.head.checkpoint
+    whole = load_whole(store, state)
+    head = state.head
+    folded = Head(
+        id=head.id,
+        name=head.name,
+        created=head.created,
+        updated=head.updated,
+        seq=head.seq,
+        checkpoint=head.seq,
+        description=whole.description,
+        project=whole.project,
+        tags=whole.tags,
+        metadata=whole.metadata,
+        deleted=whole.deleted,
+        agg=head.agg,
+    )
+    key = layout.checkpoint_key(dataset_id, head.seq)
+    try:
+        store.put(key, dump_checkpoint(Checkpoint(folded, whole.versions)), if_none_match=True)
+    except ConflictError:
+        pass  # another writer wrote the same fold
+    doc_key = layout.dataset_doc_key(dataset_id)
+    current, etag = head, state.head_etag
+    for _ in range(100):
+        if current.checkpoint is not None and current.checkpoint >= head.seq:
+            break
+        try:
+            store.put(doc_key, dump_head(replace(current, checkpoint=head.seq)), if_match=etag)
+            break
+        except (ConflictError, NotFoundError):
+            current, etag = _reread_head(store, dataset_id)
+    return head.seq
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def store_stats(store: ObjectStore, dataset_id: str, version_id: str, stats: dict[str, Any]) -> None:
+    """Store the statistics of a published version (create-only: the first writer's stand).
+
+    Raises:
+        StorageError: the store failed (they are computed again when next asked).
+    """
+    try:
+        store.put(layout.stats_key(dataset_id, version_id), dump_stats(version_id, stats), if_none_match=True)
+    except ConflictError:
+        pass  # stored already: statistics are a function of the frozen frames, so they are the same
+
+
+# ------------------------------------------------------------------------------------ creation
+
+
+def create_dataset(
+    store: ObjectStore,
+    *,
+    dataset_id: str,
+    name: str,
+    now: int,
+    fields: dict[str, Any],
+    first: VersionEntry,
+) -> LazyTree:
+    """Write a new format-2 dataset (entry 0, its first version's record and name, its head).
+
+    Nothing is visible until its name is claimed (the caller's commit point).
+
+    Raises:
+        ConflictError: the id is taken (never, for a fresh id).
+        StorageError: the store failed; what was written is garbage for gc.
+    """
+    first = replace(first, seq=0)
+    agg = Aggregates(versions=1, roots=1, drafts={first.id: (first.depth, first.created)})
+    entry = LogEntry(
+        seq=0,
+        txn=layout.new_id(),
+        time=now,
+        user=current_user(),
+        what=f"create dataset {name!r}",
+        versions=(first,),
+        names={first.name: first.id},
+        dataset=dict(fields),
+        agg=agg,
+    )
+    store.put(layout.log_key(dataset_id, 0), dump_entry(entry), if_none_match=True)
+    store.put(layout.record_key(dataset_id, first.id), dump_record(dataset_id, first), if_none_match=True)
+    store.put(
+        layout.version_name_key(dataset_id, first.name),
+        dump_name(NameEntry(name=first.name, version_id=first.id, seq=0)),
+        if_none_match=True,
+    )
+    base = Head(id=dataset_id, name=name, created=now, updated=now, seq=-1)
+    head = apply_to_head(base, entry)
+    etag = store.put(layout.dataset_doc_key(dataset_id), dump_head(head), if_none_match=True)
+    return LazyTree(store, LogState(head, etag, ()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
@@ -27,11 +28,39 @@ def now_ms() -> int:
 
 
 @dataclass(frozen=True)
+class Aggregates:
+    """What the tree's rules need to know of all of a dataset's versions, kept up to date by commits.
+
+    ``drafts`` maps each draft's id to ``(depth, created)``: the current version is the deepest
+    draft (newest on ties). ``latest`` is ``(id, published, created)`` of the most recently
+    published version, the current one when there is no draft. ``branching`` counts the versions
+    with two or more children. A snapshot needs one draft, one root and no branching version.
+    """
+
+    versions: int = 0
+    roots: int = 0
+    branching: int = 0
+    latest: tuple[str, int, int] | None = None
+    drafts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def current_id(self) -> str | None:
+        """The id of the current version, or None when the dataset has no version."""
+        if self.drafts:
+            return max(self.drafts.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))[0]
+        return self.latest[0] if self.latest is not None else None
+
+
+@dataclass(frozen=True)
 class VersionEntry:
     """One node of a dataset's version tree, as stored in the dataset document.
 
     ``frames`` is the version's frame index pointer (its current manifest key and counts), empty
     while the version has no frames of its own; a child starts from its parent's pointer.
+
+    Format 2 keeps each version in a record of its own and adds what a commit needs to answer the
+    tree's rules without reading the other versions: ``depth`` (ancestors), ``children`` (how many
+    direct children), ``seq`` (the log entry that last changed it), and who created and published
+    it. ``stats`` is stored apart in format 2 (None in a record).
     """
 
     id: str
@@ -45,6 +74,11 @@ class VersionEntry:
     tags: tuple[str, ...] = ()
     frames: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] | None = None
+    depth: int = 0
+    children: int = 0
+    seq: int = 0
+    created_by: str = ""
+    published_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,12 +168,8 @@ class DatasetDoc:
 
         Without drafts, the most recently published version; without versions, None.
         """
-        drafts = [v for v in self.versions if v.is_draft]
-        if drafts:
-            return max(drafts, key=lambda v: (self.depth(v.id), v.created))
-        if self.versions:
-            return max(self.versions, key=lambda v: (v.published or 0, v.created))
-        return None
+        current = self.aggregates().current_id()
+        return self.version(current) if current is not None else None
 
     def subtree(self, version_id: str) -> list[VersionEntry]:
         """Return the version and all its descendants."""
@@ -158,6 +188,38 @@ class DatasetDoc:
         if self.version(entry.id) is None:
             return replace(self, versions=(*self.versions, entry))
         return replace(self, versions=tuple(entry if v.id == entry.id else v for v in self.versions))
+
+    @cached_property
+    def _aggregates(self) -> Aggregates:
+        # depth and children counted from the tree itself: a document built in memory may not say
+        kids = {vid: len(children) for vid, children in self._children.items() if vid is not None}
+        counted = {
+            v.id: replace(v, depth=self.depth(v.id), children=kids.get(v.id, 0)) for v in self.versions
+        }
+        return whole_aggregates(counted)
+
+    def aggregates(self) -> Aggregates:
+        """The aggregates of the tree (counted once per document)."""
+        return self._aggregates
+
+    def whole(self) -> DatasetDoc:
+        """The whole tree: this document."""
+        return self
+
+    @property
+    def version_count(self) -> int:
+        """The number of versions."""
+        return len(self.versions)
+
+    def draft_ids(self) -> list[str]:
+        """The ids of the drafts, the current one (deepest, newest) first."""
+        drafts = self.aggregates().drafts
+        return sorted(drafts, key=lambda v: (drafts[v][0], drafts[v][1], v), reverse=True)
+
+    def stats_of(self, version_id: str) -> dict[str, Any] | None:
+        """The statistics stored with a published version, or None."""
+        found = self.version(version_id)
+        return found.stats if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -233,6 +295,8 @@ def _dump(obj: Any, **known: Any) -> dict[str, Any]:
 
 
 def _entry_from(raw: dict[str, Any], key: str) -> VersionEntry:
+    if not isinstance(raw, dict):
+        raise CorruptObjectError(f"{key}: a version entry is not an object ({raw!r:.80})")
     known, extra = _split(VersionEntry, raw)
     try:
         known["tags"] = tuple(known.get("tags", ()))
@@ -262,7 +326,9 @@ def _entry_to(entry: VersionEntry) -> dict[str, Any]:
 
 
 def parse_dataset_doc(data: bytes, key: str) -> DatasetDoc:
-    """Parse a dataset document.
+    """Parse a dataset document of store format 1 (the whole tree in one document).
+
+    Each version's ``depth`` and ``children`` are counted from the tree, as format 2 keeps them.
 
     Raises:
         CorruptObjectError: naming ``key``, when the bytes are not a valid version-1 document.
@@ -270,11 +336,26 @@ def parse_dataset_doc(data: bytes, key: str) -> DatasetDoc:
     raw = _load(data, key)
     known, extra = _split(DatasetDoc, raw)
     try:
+        if not isinstance(known.get("versions", ()), (list, tuple)):
+            raise TypeError(f"versions is a {type(known['versions']).__name__}, not a list")
+        if not isinstance(known.get("tags", ()), (list, tuple)):
+            raise TypeError(f"tags is a {type(known['tags']).__name__}, not a list")
         known["versions"] = tuple(_entry_from(v, key) for v in known.get("versions", ()))
         known["tags"] = tuple(known.get("tags", ()))
-        return DatasetDoc(**known, extra=extra)
+        doc = DatasetDoc(**known, extra=extra)
     except (TypeError, AttributeError) as exc:
         raise CorruptObjectError(f"{key}: the dataset document is malformed ({exc})") from exc
+    return _with_tree_counts(doc)
+
+
+def _with_tree_counts(doc: DatasetDoc) -> DatasetDoc:
+    """``doc`` with every version's depth and number of children counted (iteratively)."""
+    kids: dict[str, int] = {}
+    for ver in doc.versions:
+        if ver.parent is not None:
+            kids[ver.parent] = kids.get(ver.parent, 0) + 1
+    versions = tuple(replace(v, depth=doc.depth(v.id), children=kids.get(v.id, 0)) for v in doc.versions)
+    return replace(doc, versions=versions)
 
 
 def dump_dataset_doc(doc: DatasetDoc) -> bytes:
@@ -453,3 +534,20 @@ def dump_manifest(doc: ManifestDoc) -> bytes:
         segments=segments,
     )
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def whole_aggregates(versions: Mapping[str, VersionEntry]) -> Aggregates:
+    """The aggregates of a whole tree held in memory (a format-1 document, a checkpoint)."""
+    drafts: dict[str, tuple[int, int]] = {}
+    latest: tuple[str, int, int] | None = None
+    roots = branching = 0
+    for ver in versions.values():
+        roots += ver.parent is None
+        branching += ver.children >= 2
+        if ver.is_draft:
+            drafts[ver.id] = (ver.depth, ver.created)
+        elif ver.published is not None:
+            cand = (ver.id, ver.published, ver.created)
+            if latest is None or (cand[1], cand[2], cand[0]) > (latest[1], latest[2], latest[0]):
+                latest = cand
+    return Aggregates(versions=len(versions), roots=roots, branching=branching, latest=latest, drafts=drafts)

@@ -1,12 +1,21 @@
 """The only module that spells object keys (pure: no I/O).
 
-Format version 1::
+Store format 2 (what this hds_s3 writes)::
 
-    _hds/store.json                                        format marker (create-only)
+    _hds/store.json                                        format marker (create-only, then CAS by upgrade)
     _hds/datasets/<enc(name)>.json                         name claim -> dataset id (create-only / CAS)
-    datasets/<dataset_id>/dataset.json                     DatasetDoc: the dataset and its version tree
+    datasets/<dataset_id>/dataset.json                     head: the dataset's fields, aggregates of its
+                                                           tree, the log position it reflects (CAS)
+    datasets/<dataset_id>/log/<seq>.json                   commit entries (create-only: the commit points)
+    datasets/<dataset_id>/checkpoints/<seq>.json           the tree folded up to <seq> (create-only)
+    datasets/<dataset_id>/tree/<version_id>.json           a version's record (CAS, only forward)
+    datasets/<dataset_id>/names/<enc(name)>.json           version-name index (CAS, only forward)
+    datasets/<dataset_id>/stats/<version_id>.json          statistics of a published version (create-only)
     datasets/<dataset_id>/versions/<version_id>/<id>.json  immutable frame manifests of a version
     datasets/<dataset_id>/segments/<version_id>/<id>.parquet  immutable frame/tombstone segments
+
+Store format 1 kept the whole tree in ``dataset.json`` and had no ``log/``, ``checkpoints/``,
+``tree/``, ``names/`` or ``stats/``; it is read as before and converted by ``hds upgrade``.
 
 Ids are 32 hex digits generated here. User names only ever reach a key through :func:`encode_name`,
 whose output has no ``/`` and cannot be ``.`` or ``..``, so no name can escape its prefix.
@@ -20,7 +29,17 @@ from urllib.parse import quote
 
 from hds_s3.model.names import check_id, check_name
 
+#: ``format_version`` of the document kinds whose schema format 2 kept from format 1: name claims,
+#: frame manifests, stored DataViews.
 FORMAT_VERSION = 1
+#: The store format this hds_s3 writes (the store marker's ``format_version``), and the
+#: ``format_version`` of the documents it introduced: heads, log entries, checkpoints, version
+#: records, version names, statistics.
+STORE_FORMAT = 2
+#: The store format that kept a dataset's whole tree in one document; read, not written.
+LEGACY_STORE_FORMAT = 1
+#: Digits of a log sequence number in a key (so keys sort as numbers do).
+SEQ_DIGITS = 12
 
 STORE_MARKER = "_hds/store.json"
 DATASET_CLAIMS_PREFIX = "_hds/datasets/"
@@ -83,6 +102,105 @@ def dataset_doc_key(dataset_id: str) -> str:
     return f"{dataset_prefix(dataset_id)}dataset.json"
 
 
+def _seq(seq: int) -> str:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 10**SEQ_DIGITS:
+        from hds_s3.errors import ValidationError
+
+        raise ValidationError(f"log sequence number {seq!r} is not a count below 10**{SEQ_DIGITS}")
+    return f"{seq:0{SEQ_DIGITS}d}"
+
+
+def log_prefix(dataset_id: str) -> str:
+    """Prefix of a dataset's commit log (format 2).
+
+    Raises:
+        ValidationError: ``dataset_id`` is not an hds_s3 id.
+    """
+    return f"{dataset_prefix(dataset_id)}log/"
+
+
+def log_key(dataset_id: str, seq: int) -> str:
+    """Key of the commit entry with sequence number ``seq`` (format 2).
+
+    Raises:
+        ValidationError: a bad id or sequence number.
+    """
+    return f"{log_prefix(dataset_id)}{_seq(seq)}.json"
+
+
+def checkpoint_prefix(dataset_id: str) -> str:
+    """Prefix of a dataset's checkpoints (format 2).
+
+    Raises:
+        ValidationError: ``dataset_id`` is not an hds_s3 id.
+    """
+    return f"{dataset_prefix(dataset_id)}checkpoints/"
+
+
+def checkpoint_key(dataset_id: str, seq: int) -> str:
+    """Key of the checkpoint folding a dataset's log up to entry ``seq`` (format 2).
+
+    Raises:
+        ValidationError: a bad id or sequence number.
+    """
+    return f"{checkpoint_prefix(dataset_id)}{_seq(seq)}.json"
+
+
+def record_prefix(dataset_id: str) -> str:
+    """Prefix of a dataset's version records (format 2).
+
+    Raises:
+        ValidationError: ``dataset_id`` is not an hds_s3 id.
+    """
+    return f"{dataset_prefix(dataset_id)}tree/"
+
+
+def record_key(dataset_id: str, version_id: str) -> str:
+    """Key of one version's record (format 2).
+
+    Raises:
+        ValidationError: an id is not an hds_s3 id.
+    """
+    return f"{record_prefix(dataset_id)}{check_id('version', version_id)}.json"
+
+
+def version_name_prefix(dataset_id: str) -> str:
+    """Prefix of a dataset's version-name index (format 2).
+
+    Raises:
+        ValidationError: ``dataset_id`` is not an hds_s3 id.
+    """
+    return f"{dataset_prefix(dataset_id)}names/"
+
+
+def version_name_key(dataset_id: str, name: str) -> str:
+    """Key of the index entry saying which version of a dataset is called ``name`` (format 2).
+
+    Raises:
+        ValidationError: a bad id or name.
+    """
+    check_name("version", name)
+    return f"{version_name_prefix(dataset_id)}{encode_name(name)}.json"
+
+
+def stats_prefix(dataset_id: str) -> str:
+    """Prefix of the statistics of a dataset's published versions (format 2).
+
+    Raises:
+        ValidationError: ``dataset_id`` is not an hds_s3 id.
+    """
+    return f"{dataset_prefix(dataset_id)}stats/"
+
+
+def stats_key(dataset_id: str, version_id: str) -> str:
+    """Key of the statistics of one published version (format 2).
+
+    Raises:
+        ValidationError: an id is not an hds_s3 id.
+    """
+    return f"{stats_prefix(dataset_id)}{check_id('version', version_id)}.json"
+
+
 def version_prefixes(dataset_id: str, version_id: str) -> tuple[str, str]:
     """The two prefixes holding objects owned by one version (its manifests, its segments).
 
@@ -119,7 +237,9 @@ def segment_key(dataset_id: str, version_id: str, segment_id: str) -> str:
 from dataclasses import dataclass  # noqa: E402 - kept with the section that needs it
 from typing import Literal  # noqa: E402
 
-KeyKind = Literal["marker", "claim", "dataset", "manifest", "segment"]
+KeyKind = Literal[
+    "marker", "claim", "dataset", "manifest", "segment", "log", "checkpoint", "record", "name", "stats"
+]
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -130,16 +250,18 @@ def _is_id(text: str) -> bool:
 
 @dataclass(frozen=True)
 class KeyParts:
-    """What one key of format version 1 names.
+    """What one key names.
 
-    ``dataset_id`` is set for ``dataset``, ``manifest`` and ``segment`` keys; ``version_id`` and
-    ``object_id`` (the manifest or segment id) for ``manifest`` and ``segment`` keys.
+    ``dataset_id`` is set for every kind but ``marker`` and ``claim``; ``version_id`` for
+    ``manifest``, ``segment``, ``record`` and ``stats`` keys; ``object_id`` is the manifest or
+    segment id; ``seq`` the sequence number of a ``log`` or ``checkpoint`` key.
     """
 
     kind: KeyKind
     dataset_id: str | None = None
     version_id: str | None = None
     object_id: str | None = None
+    seq: int | None = None
 
 
 def parse_key(key: str) -> KeyParts | None:
@@ -164,6 +286,17 @@ def parse_key(key: str) -> KeyParts | None:
     dataset_id = parts[0]
     if parts[1:] == ["dataset.json"]:
         return KeyParts("dataset", dataset_id)
+    if len(parts) == 3 and parts[2].endswith(".json"):
+        folder, stem = parts[1], parts[2][: -len(".json")]
+        if folder in ("log", "checkpoints"):
+            if len(stem) == SEQ_DIGITS and stem.isascii() and stem.isdigit():
+                return KeyParts("log" if folder == "log" else "checkpoint", dataset_id, seq=int(stem))
+            return None
+        if folder in ("tree", "stats") and _is_id(stem):
+            return KeyParts("record" if folder == "tree" else "stats", dataset_id, version_id=stem)
+        if folder == "names" and "~" in stem:
+            return KeyParts("name", dataset_id)
+        return None
     if len(parts) != 4 or not _is_id(parts[2]):
         return None
     folder, version_id, leaf = parts[1], parts[2], parts[3]

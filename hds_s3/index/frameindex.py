@@ -2,12 +2,13 @@
 
 Writes go in two phases (docs/design.md invariants 1 and 3): immutable segments first (create-only PUTs
 under the writing version's prefix), then a new immutable manifest listing every segment in effect,
-then one compare-and-swap of the dataset document that moves the version's pointer to that
-manifest. The swap requires the version to still be a draft and its pointer to be the one the
+then one commit (a log entry, :mod:`hds_s3.format.commit`) that moves the version's pointer to that
+manifest. The commit requires the version to still be a draft and its pointer to be the one the
 manifest was built on; if another writer moved it, the manifest is rebuilt on the new pointer and
-the swap tried again, so two concurrent ``add_frames`` both land, and ``add_frames`` racing
+the commit tried again, so two concurrent ``add_frames`` both land, and ``add_frames`` racing
 ``publish`` either lands before the publish (and is in the published version) or fails with
-:class:`~hds_s3.errors.InvalidStateError`.
+:class:`~hds_s3.errors.InvalidStateError`. Commits of other versions of the dataset that land
+first need no rebuild: the commit is simply tried again on the newer state.
 
 Reads take the version's manifest (one GET) and its segments (one GET each, in parallel), and merge
 them with :func:`hds_s3.index.segments.merge`; no parent is ever visited.
@@ -23,7 +24,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -35,7 +35,6 @@ from hds_s3.format import layout, tree
 from hds_s3.format.catalog import Catalog
 from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget
 from hds_s3.format.docs import (
-    DatasetDoc,
     ManifestDoc,
     SegmentRef,
     VersionEntry,
@@ -43,6 +42,7 @@ from hds_s3.format.docs import (
     now_ms,
     parse_manifest,
 )
+from hds_s3.format.txn import TreeView, Txn
 from hds_s3.index import segments
 from hds_s3.store.base import ObjectStore
 
@@ -272,7 +272,7 @@ class FrameIndex:
             doc = None
         except HdsError:
             return  # cannot tell: report the original problem
-        if doc is None or doc.deleted or all(v.id != entry.id for v in doc.versions):
+        if doc is None or doc.deleted or doc.version(entry.id) is None:
             raise NotFoundError(
                 f"version {entry.name!r} ({entry.id}) was deleted by another writer while it was "
                 "being read; reload the dataset"
@@ -406,8 +406,8 @@ class FrameIndex:
         allow_published: bool = False,
         known: Sequence[tuple[Sequence[SegmentRef], int]] = (),
         budget: RetryBudget = DEFAULT_BUDGET,
-    ) -> DatasetDoc:
-        """Point a version at a new manifest with one compare-and-swap, rebuilding if the pointer moved.
+    ) -> TreeView:
+        """Point a version at a new manifest with one commit, rebuilding if the pointer moved.
 
         ``build(entry)`` returns the segments of the new manifest, given the entry as read. The new
         manifest's ``disjoint`` count is the longest run of leading segments it shares with a
@@ -416,10 +416,12 @@ class FrameIndex:
 
         ``build`` runs again on the newer entry whenever the pointer moved, so a requirement it
         checks (the ids an update replaces still exist, say) holds at the commit. Rebuilds are
-        bounded by ``budget`` (attempts and seconds, with jittered backoff between them).
+        bounded by ``budget`` (attempts and seconds, with jittered backoff between them). Returns
+        the dataset as the commit left it.
 
         Raises:
             InvalidStateError: the version is published (unless ``allow_published``).
+            UpgradeRequiredError: the store is of format 1.
             NotFoundError: the dataset or version is gone.
             ConflictError: the retry budget ran out; nothing was changed.
             HdsError: whatever ``build`` raises; nothing was changed.
@@ -429,9 +431,12 @@ class FrameIndex:
             if attempt and time.monotonic() - started > budget.max_seconds:
                 break
             if attempt:
-                time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2**attempt)))
+                time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
             doc = self.catalog.get(dataset_id=dataset_id)
-            entry = tree.entry(doc, version_id)
+            found = doc.version(version_id)
+            if found is None:
+                raise NotFoundError(f"dataset {doc.name!r} has no version with id {version_id}")
+            entry = found
             if not allow_published and not entry.is_draft:
                 tree.require_draft(doc, entry, "change the frames of")
             base = entry.frames.get("manifest")
@@ -446,20 +451,14 @@ class FrameIndex:
                 "rows": sum(r.rows for r in refs if r.kind == "frames"),
             }
 
-            def change(
-                d: DatasetDoc,
-                base: Any = base,
-                frames: dict[str, Any] = frames,
-            ) -> DatasetDoc:
-                current = tree.entry(d, version_id)
-                if current.frames.get("manifest") != base:
+            def change(t: Txn, base: Any = base, frames: dict[str, Any] = frames) -> None:
+                if tree.entry(t, version_id).frames.get("manifest") != base:
                     raise _PointerMoved
-                if not allow_published:
-                    tree.require_draft(d, current, "change the frames of")
-                return d.with_version(replace(current, frames=frames))
+                tree.set_frames(t, version_id, frames, allow_published=allow_published)
 
             try:
-                return self.catalog.update(dataset_id, change, what=what)
+                _, view = self.catalog.commit(dataset_id, change, what=what, budget=budget)
+                return view
             except _PointerMoved:
                 log.debug("retry: %s: the frames of version %s moved meanwhile; rebuilding", what, version_id)
                 self.store.delete(new_key)  # never referenced
@@ -477,11 +476,12 @@ class FrameIndex:
         *,
         what: str,
         budget: RetryBudget = DEFAULT_BUDGET,
-    ) -> DatasetDoc:
+    ) -> TreeView:
         """Commit written segments to a draft: its manifest becomes the current one plus ``new``.
 
         Raises:
             InvalidStateError: the version is published (the segments are left for gc).
+            UpgradeRequiredError: the store is of format 1.
             NotFoundError: the dataset or version is gone.
             ConflictError: the retry budget ran out.
         """

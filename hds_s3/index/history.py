@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.format.docs import VersionEntry
+from hds_s3.format.txn import TreeView
 from hds_s3.index.frameindex import FrameIndex
 
 ADDED = "added"
@@ -46,7 +47,7 @@ class FrameChange:
         }
 
 
-def ancestry(doc: DatasetDoc, entry: VersionEntry) -> list[VersionEntry]:
+def ancestry(doc: TreeView, entry: VersionEntry) -> list[VersionEntry]:
     """The version's ancestors and the version itself, root first."""
     chain = [entry]
     seen = {entry.id}
@@ -75,7 +76,7 @@ def _may_touch(own: Sequence[Any], frame_id: str) -> bool:
 
 
 def frame_history(
-    frames: FrameIndex, doc: DatasetDoc, entry: VersionEntry, frame_id: str
+    frames: FrameIndex, doc: TreeView, entry: VersionEntry, frame_id: str
 ) -> list[FrameChange]:
     """The versions from the root to ``entry`` in which ``frame_id`` changed, oldest first.
 

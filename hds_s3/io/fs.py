@@ -53,7 +53,8 @@ from fsspec.spec import AbstractFileSystem
 
 from hds_s3.client import Client, connect, default_client
 from hds_s3.errors import NotFoundError, ValidationError
-from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.format.docs import VersionEntry
+from hds_s3.format.txn import TreeView
 from hds_s3.index import segments
 from hds_s3.io.sources import DEFAULT_CACHE_BYTES, SourceFetcher, StorageOptions
 from hds_s3.store.base import ObjectStore
@@ -241,7 +242,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 )
         return _Path(text, dataset, version, tuple(comps[1:]))
 
-    def _version(self, p: _Path) -> tuple[Client, DatasetDoc, VersionEntry]:
+    def _version(self, p: _Path) -> tuple[Client, TreeView, VersionEntry]:
         assert p.dataset is not None
         client = self.client
         try:
@@ -264,7 +265,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             )
         return client, doc, entry
 
-    def _index(self, client: Client, doc: DatasetDoc, entry: VersionEntry) -> _Index:
+    def _index(self, client: Client, doc: TreeView, entry: VersionEntry) -> _Index:
         key = (client.url, doc.id, entry.id)
         manifest = entry.frames.get("manifest")
         with self._lock:
@@ -331,7 +332,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         raise NotFoundError(f"hds://{p.path}: nothing lies below a source (paths end at <frame>/<source>)")
 
     @staticmethod
-    def _version_info(name: str, doc: DatasetDoc, entry: VersionEntry) -> dict[str, Any]:
+    def _version_info(name: str, doc: TreeView, entry: VersionEntry) -> dict[str, Any]:
         return {
             "name": name,
             "type": "directory",

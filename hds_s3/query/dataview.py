@@ -92,7 +92,8 @@ from hds_s3.errors import (
     ValidationError,
 )
 from hds_s3.format import layout
-from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
+from hds_s3.format.docs import VersionEntry, now_ms
+from hds_s3.format.txn import TreeView
 from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tags
@@ -966,7 +967,7 @@ class DataView:
                 )
             return WILDCARD, WILDCARD, None, None
         catalog = self.client.catalog
-        doc: DatasetDoc = (
+        doc: TreeView = (
             catalog.get(dataset_id=check_id("dataset", dataset_id))
             if dataset_id is not None
             else catalog.get(name=dataset_name)
@@ -1294,7 +1295,7 @@ class DataView:
                 f"cannot fetch the contents of DataView {self._name!r}: no concrete (dataset, version) in "
                 "its queries; '*' selects among the pairs the view names, so name at least one"
             )
-        docs: dict[str, DatasetDoc] = {}
+        docs: dict[str, TreeView] = {}
         resolved: dict[tuple[str, str], _Pair] = {}
         for ds, ver in pool:
             if ds not in docs:

@@ -8,6 +8,9 @@ every dataset document, every frame manifest) and checks the invariants of docs/
   at carries that name, no dataset is claimed twice);
 * each dataset's versions form a forest: ids and names unique, parents exist, no cycle, no draft
   with children;
+* for a dataset of store format 2, the tree folded from its newest checkpoint and log entries
+  agrees with what is materialised: every version's record, the version-name index, the head's
+  aggregates (version, root, branching and draft counts; each record's depth and child count);
 * every manifest a version points at exists and belongs to its dataset, and every segment it lists
   exists with the size it recorded (``deep=True`` also reads each segment and checks its schema).
 
@@ -19,12 +22,13 @@ Each finding has a kind:
 ``pending``
     A transition passed its commit point and left an idempotent roll-forward that any later caller
     may complete: a dataset marked deleted whose objects (and maybe name claim) remain, a name claim
-    pointing at a dataset that is gone, the objects of a deleted version. Harmless;
-    ``fsck(repair=True)`` completes them through the same catalog calls the API uses.
+    pointing at a dataset that is gone, the objects of a deleted version, log entries not yet
+    materialised. Harmless; ``fsck(repair=True)`` completes them through the same calls the API uses.
 ``garbage``
     Objects no document refers to: segments and manifests an interrupted or superseded write left,
-    a dataset document whose creation never claimed its name. Harmless; :func:`hds_s3.tools.gc.gc`
-    removes them once they are older than its grace period.
+    a dataset document whose creation never claimed its name, log entries folded into a newer
+    checkpoint, superseded checkpoints, the records, names and statistics of removed versions.
+    Harmless; :func:`hds_s3.tools.gc.gc` removes them once they are older than its grace period.
 ``note``
     Keys hds_s3 never writes (left alone by every tool). DataView documents and their name entries
     are hds_s3's own but lie outside the checks above: fsck skips them and gc never touches them.
@@ -33,9 +37,12 @@ Codes, by kind: damage ``marker-missing``, ``marker-corrupt``, ``claim-corrupt``
 ``claimed-twice``, ``name-mismatch``, ``document-corrupt``, ``document-id``, ``document-missing``,
 ``version-duplicate``, ``parent-missing``, ``cycle``, ``draft-parent``, ``manifest-missing``,
 ``manifest-corrupt``, ``manifest-foreign``, ``manifest-disjoint`` (deep), ``segment-missing``,
-``segment-size``, ``segment-foreign``, ``segment-corrupt``; pending ``deleted-dataset``, ``stale-claim``,
-``deleted-version``; garbage ``orphan-dataset``, ``unreferenced-manifest``,
-``unreferenced-segment``, ``leftover``; note ``unknown-object``.
+``segment-size``, ``segment-foreign``, ``segment-corrupt``, ``record-missing``, ``record-mismatch``,
+``record-corrupt``, ``name-index``, ``head-aggregates``; pending ``deleted-dataset``,
+``stale-claim``, ``deleted-version``, ``unmaterialised-entry``; garbage ``orphan-dataset``,
+``unreferenced-manifest``, ``unreferenced-segment``, ``leftover``, ``folded-entry``,
+``superseded-checkpoint``, ``removed-record``, ``freed-name``, ``unreferenced-stats``; note
+``unknown-object``.
 
 fsck only reads (unless ``repair``), so it works with read-only credentials. Run against a store
 that others write to, it may see a write half-way (an object listed before a document that refers
@@ -58,17 +65,20 @@ import pyarrow.parquet as pq
 from hds_s3.client import Client, resolve
 from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError
 from hds_s3.format import layout
-from hds_s3.format.catalog import Catalog
+from hds_s3.format.catalog import Catalog, marker_format
+from hds_s3.format.commit import catch_up
 from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
     ManifestDoc,
     SegmentRef,
-    load_json,
     parse_claim,
     parse_dataset_doc,
     parse_manifest,
+    whole_aggregates,
 )
+from hds_s3.format.log import LogState, follow, load_whole
+from hds_s3.format.records import document_format, parse_head, parse_name, parse_record
 from hds_s3.index import segments
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
@@ -78,7 +88,21 @@ KINDS: tuple[FindingKind, ...] = ("damage", "pending", "garbage", "note")
 _THREADS = 8
 _NOT_CHECKED = (layout.DATAVIEWS_PREFIX, layout.DATAVIEW_NAMES_PREFIX)
 # Damage a concurrent writer can fake by changing a dataset between the listing and the reads.
-_RACY = frozenset({"document-missing", "manifest-missing", "segment-missing", "segment-size"})
+_RACY = frozenset(
+    {
+        "document-missing",
+        "manifest-missing",
+        "segment-missing",
+        "segment-size",
+        "record-missing",
+        "record-mismatch",
+        "name-index",
+        "head-aggregates",
+        "document-corrupt",
+    }
+)
+#: Keys of a format-2 dataset's own documents (besides its head), by :func:`layout.parse_key` kind.
+_META_KINDS = frozenset({"log", "checkpoint", "record", "name", "stats"})
 _SHOWN_PER_KIND = 20
 
 
@@ -272,9 +296,11 @@ class _DatasetState:
 
     doc: DatasetDoc | None = None
     doc_etag: str | None = None
+    log: LogState | None = None  # format 2: the head and the entries after it
     unreadable: bool = False  # its document or a manifest it refers to cannot be read
     claims: list[str] = field(default_factory=list)  # keys of readable claims pointing at it
-    keys: list[str] = field(default_factory=list)  # listed objects under its prefix (not the doc)
+    keys: list[str] = field(default_factory=list)  # listed manifests and segments under its prefix
+    meta: list[str] = field(default_factory=list)  # format 2: its log, checkpoints, records, names, stats
 
 
 class StoreScan:
@@ -306,6 +332,7 @@ class StoreScan:
         self.claim_etags: dict[str, str] = {}
         self.claims_readable = True
         self.marker_ok = True
+        self.store_format: int | None = None
         self.findings: list[Finding] = []
         self.versions = 0
         self._segment_bound: dict[str, float] = {}  # segment -> earliest manifest listing it
@@ -395,6 +422,9 @@ class StoreScan:
                 self.datasets[parts.dataset_id].keys.append(key)
                 if parts.kind == "manifest":
                     manifest_keys.append(key)
+            elif parts.kind in _META_KINDS:
+                assert parts.dataset_id is not None
+                self.datasets[parts.dataset_id].meta.append(key)
         self._check_marker()
         self._read_claims(claim_keys)
         self._read_docs(doc_ids)
@@ -440,12 +470,19 @@ class StoreScan:
             data, etag = b"", None
         changed = etag != state.doc_etag
         if changed:
-            state.doc, state.doc_etag, state.unreadable = None, etag, False
+            state.doc, state.doc_etag, state.log, state.unreadable = None, etag, None, False
             if etag is not None:
                 try:
-                    state.doc = parse_dataset_doc(data, key)
+                    state.doc, state.log = load_dataset(self.store, dataset_id, data, etag, key)
                 except CorruptObjectError:
                     state.unreadable = True
+            prefix = layout.dataset_prefix(dataset_id)
+            listed = [info.key for info in self.store.list(prefix)]
+            self.objects.update({info.key: info for info in self.store.list(prefix)})
+            state.keys = [
+                k for k in listed if (p := layout.parse_key(k)) and p.kind in ("manifest", "segment")
+            ]
+            state.meta = [k for k in listed if (p := layout.parse_key(k)) and p.kind in _META_KINDS]
         for claim_key in list(state.claims):
             try:
                 claim = parse_claim(self.store.get(claim_key)[0], claim_key)
@@ -470,21 +507,12 @@ class StoreScan:
             return
         try:
             data, _ = self.store.get(layout.STORE_MARKER)
-            raw = load_json(data, layout.STORE_MARKER)
-            version = raw.get("format_version") if isinstance(raw, dict) else None
+            self.store_format = marker_format(data, layout.STORE_MARKER)
         except NotFoundError:
             return
-        except CorruptObjectError:
-            version = "unreadable"
-        if version != layout.FORMAT_VERSION:
+        except CorruptObjectError as exc:
             self.marker_ok = False
-            self._add(
-                "damage",
-                "marker-corrupt",
-                layout.STORE_MARKER,
-                f"{layout.STORE_MARKER}: the store marker names format {version!r}, this hds_s3 reads "
-                f"{layout.FORMAT_VERSION}; upgrade hds_s3, or restore the marker",
-            )
+            self._add("damage", "marker-corrupt", layout.STORE_MARKER, str(exc))
 
     def _read_claims(self, keys: list[str]) -> None:
         for key, got in self._read_all(keys).items():
@@ -517,12 +545,12 @@ class StoreScan:
                 continue  # removed since the listing
             data, etag = got
             try:
-                doc = parse_dataset_doc(data, key)
+                doc, log = load_dataset(self.store, keys[key], data, etag, key)
             except CorruptObjectError as exc:
                 state.unreadable = True
                 self._add("damage", "document-corrupt", key, str(exc), dataset_id=keys[key])
                 continue
-            state.doc, state.doc_etag = doc, etag
+            state.doc, state.doc_etag, state.log = doc, etag, log
 
     def _read_manifests(self, keys: list[str]) -> None:
         for key, got in self._read_all(keys).items():
@@ -580,7 +608,7 @@ class StoreScan:
                             objects=(key,),
                         )
                 return
-            for key in state.keys:
+            for key in (*state.keys, *state.meta):
                 self._garbage("leftover", key, dataset_id, f"{key}: left over from a removed dataset")
             return
         if doc.id != dataset_id:
@@ -594,7 +622,7 @@ class StoreScan:
             )
             return
         if doc.deleted:
-            keys = (*state.keys, doc_key)
+            keys = (*state.keys, *state.meta, doc_key)
             release = tuple(state.claims)
             self._add(
                 "pending",
@@ -630,7 +658,7 @@ class StoreScan:
         if not live_claims and not state.claims:
             if not self.claims_readable:
                 return  # an unreadable claim may be the one naming it
-            keys = (*state.keys, doc_key)
+            keys = (*state.keys, *state.meta, doc_key)
             self._add(
                 "garbage",
                 "orphan-dataset",
@@ -639,11 +667,15 @@ class StoreScan:
                 f"create); {len(keys)} objects",
                 dataset_id=dataset_id,
                 objects=keys,
-                size=sum(sizes.values()) + self._size(doc_key),
-                written=_latest([self.doc_written(doc), *(self.written(k) for k in state.keys)]),
+                size=sum(sizes.values()) + sum(self._size(k) for k in state.meta) + self._size(doc_key),
+                written=_latest(
+                    [self.doc_written(doc), *(self.written(k) for k in (*state.keys, *state.meta))]
+                ),
             )
             return
         self._check_tree(doc)
+        if state.log is not None:
+            self._check_log(doc, state.log, state)
         self._check_frames(doc, state, deep)
         self._classify_objects(doc, state, prefix)
 
@@ -706,6 +738,126 @@ class StoreScan:
                     break
                 seen.add(cur.id)
                 cur = by_id.get(cur.parent) if cur.parent else None
+
+    def _check_log(self, doc: DatasetDoc, log: LogState, state: _DatasetState) -> None:
+        """Format 2: what is materialised (records, names, head) agrees with the folded log."""
+        dataset_id, head = doc.id, log.head
+        where = f"dataset {doc.name!r}"
+        if log.pending:
+            first = log.pending[0].seq
+            self._add(
+                "pending",
+                "unmaterialised-entry",
+                layout.log_key(dataset_id, first),
+                f"{where}: {len(log.pending)} log entries from {first} on are committed but not yet "
+                "materialised; the next write, or fsck(repair=True), completes them",
+                dataset_id=dataset_id,
+            )
+        doc_key = layout.dataset_doc_key(dataset_id)
+        kids = {v.id: len(doc.children(v.id)) for v in doc.versions}
+        counted = {v.id: replace(v, depth=doc.depth(v.id), children=kids[v.id]) for v in doc.versions}
+        for ver in doc.versions:
+            if (ver.depth, ver.children) != (counted[ver.id].depth, counted[ver.id].children):
+                self._add(
+                    "damage",
+                    "record-mismatch",
+                    layout.record_key(dataset_id, ver.id),
+                    f"{where}: version {ver.name!r} records depth {ver.depth} and {ver.children} children; "
+                    f"the tree gives {counted[ver.id].depth} and {counted[ver.id].children}",
+                    dataset_id=dataset_id,
+                )
+        if whole_aggregates(counted) != log.agg:
+            self._add(
+                "damage",
+                "head-aggregates",
+                doc_key,
+                f"{doc_key}: the aggregates of {where} (versions, roots, drafts, branching, latest "
+                "published) disagree with its tree; snapshots and the current version would be decided "
+                "wrongly",
+                dataset_id=dataset_id,
+            )
+        done = head.seq  # entries up to here are materialised: their records and names must say so
+        live = {v.id: v for v in doc.versions}
+        record_keys = {layout.record_key(dataset_id, vid): vid for vid in live}
+        listed = {k for k in state.meta if (p := layout.parse_key(k)) is not None and p.kind == "record"}
+        got = self._read_all(sorted(listed | set(record_keys)))
+        for key, read in got.items():
+            vid = record_keys.get(key)
+            if isinstance(read, HdsError):
+                gone = live.get(vid) if vid is not None else None
+                if gone is not None and gone.seq <= done:
+                    self._add(
+                        "damage",
+                        "record-missing",
+                        key,
+                        f"{key}: the record of version {gone.name!r} of {where} is missing",
+                        dataset_id=dataset_id,
+                    )
+                continue
+            try:
+                record, seq = parse_record(read[0], key)
+                keyed = layout.parse_key(key)
+                if record is not None and keyed is not None and record.id != keyed.version_id:
+                    raise CorruptObjectError(f"{key}: the record is of version {record.id}; it is damaged")
+            except CorruptObjectError as exc:
+                self._add("damage", "record-corrupt", key, str(exc), dataset_id=dataset_id)
+                continue
+            if seq > log.seq:
+                continue  # written by a commit after this scan read the log
+            if vid is None:
+                self._garbage("removed-record", key, dataset_id, f"{key}: the record of a removed version")
+                continue
+            ver = live[vid]
+            if record != ver and ver.seq <= done:
+                self._add(
+                    "damage",
+                    "record-mismatch",
+                    key,
+                    f"{key}: the record of version {ver.name!r} of {where} disagrees with the log "
+                    f"(it is of entry {seq}, the log's is {ver.seq})",
+                    dataset_id=dataset_id,
+                )
+        name_keys = {layout.version_name_key(dataset_id, v.name): v for v in live.values()}
+        listed = {k for k in state.meta if (p := layout.parse_key(k)) is not None and p.kind == "name"}
+        for key, read in self._read_all(sorted(listed | set(name_keys))).items():
+            holder = name_keys.get(key)
+            entry = None
+            if not isinstance(read, HdsError):
+                try:
+                    entry = parse_name(read[0], key)
+                except CorruptObjectError as exc:
+                    self._add("damage", "name-index", key, str(exc), dataset_id=dataset_id)
+                    continue
+                if entry.seq > log.seq:
+                    continue  # written after this scan read the log
+            if holder is None:
+                self._garbage("freed-name", key, dataset_id, f"{key}: a version name no version holds")
+            elif (entry is None or entry.version_id != holder.id) and holder.seq <= done:
+                self._add(
+                    "damage",
+                    "name-index",
+                    key,
+                    f"{key}: the version-name index does not give {holder.name!r} to version {holder.id} of "
+                    f"{where}; opening it by name fails",
+                    dataset_id=dataset_id,
+                )
+        for key in state.meta:
+            parts = layout.parse_key(key)
+            assert parts is not None
+            if parts.kind == "checkpoint" and parts.seq != head.checkpoint:
+                self._garbage(
+                    "superseded-checkpoint", key, dataset_id, f"{key}: a checkpoint of {where} no head uses"
+                )
+            elif parts.kind == "log" and head.checkpoint is not None and (parts.seq or 0) <= head.checkpoint:
+                self._garbage(
+                    "folded-entry", key, dataset_id, f"{key}: a log entry of {where} folded into a checkpoint"
+                )
+            elif parts.kind == "stats":
+                owner = live.get(parts.version_id or "")
+                if owner is None or owner.is_draft:
+                    self._garbage(
+                        "unreferenced-stats", key, dataset_id, f"{key}: statistics of no published version"
+                    )
 
     def _check_frames(self, doc: DatasetDoc, state: _DatasetState, deep: bool) -> None:
         checked: set[str] = set()
@@ -856,6 +1008,48 @@ class StoreScan:
         )
 
 
+def load_dataset(
+    store: ObjectStore, dataset_id: str, data: bytes, etag: str, key: str
+) -> tuple[DatasetDoc, LogState | None]:
+    """A dataset's whole tree from its document: format 1 as it is, format 2 folded from its log.
+
+    Raises:
+        CorruptObjectError: the document, a checkpoint or a log entry is damaged or missing.
+        StorageError: the store failed.
+    """
+    if document_format(data, key) == layout.LEGACY_STORE_FORMAT:
+        return parse_dataset_doc(data, key), None
+    head = parse_head(data, key)
+    if head.id != dataset_id:
+        return replace(
+            DatasetDoc(id=head.id, name=head.name, created=head.created, updated=head.updated)
+        ), None
+    log = follow(store, dataset_id, head, etag)
+    return load_whole(store, log), log
+
+
+def live_keys(doc: DatasetDoc, log: LogState | None) -> set[str]:
+    """The keys a dataset's tree refers to now, besides manifests and segments (format 2).
+
+    Its records, version names and statistics of its live versions, its newest checkpoint and the
+    log entries after it. Nothing for a dataset of format 1.
+    """
+    if log is None:
+        return set()
+    keys = {layout.dataset_doc_key(doc.id)}
+    for ver in doc.versions:
+        keys.add(layout.record_key(doc.id, ver.id))
+        keys.add(layout.version_name_key(doc.id, ver.name))
+        if not ver.is_draft:
+            keys.add(layout.stats_key(doc.id, ver.id))
+    ckpt = log.head.checkpoint
+    if ckpt is not None:
+        keys.add(layout.checkpoint_key(doc.id, ckpt))
+    first = 0 if ckpt is None else ckpt + 1
+    keys.update(layout.log_key(doc.id, seq) for seq in range(first, log.seq + 1))
+    return keys
+
+
 def _ids_held_twice(store: ObjectStore, refs: Sequence[SegmentRef]) -> int:
     """How many ids occur in more than one of ``refs`` (unreadable segments count none)."""
     columns = []
@@ -917,6 +1111,11 @@ def _repair(catalog: Catalog, scan: StoreScan, finding: Finding) -> Finding:
         claim = scan.claims[finding.key]
         gone = DatasetDoc(id=finding.dataset_id, name=claim.name, created=0, updated=0)
         catalog.release_name(gone)
+    elif finding.code == "unmaterialised-entry":
+        assert finding.dataset_id is not None
+        log = scan.datasets[finding.dataset_id].log
+        assert log is not None
+        catch_up(store, log)  # what the next commit would do first
     elif finding.code == "deleted-version":
         assert finding.dataset_id is not None
         vid = finding.key.rstrip("/").rsplit("/", 1)[1]
@@ -931,7 +1130,7 @@ def _repair(catalog: Catalog, scan: StoreScan, finding: Finding) -> Finding:
 
 
 def _still_there(store: ObjectStore, key: str, finding: Finding) -> bool:
-    if finding.code == "marker-missing":
+    if finding.code in ("marker-missing", "unmaterialised-entry"):
         return False
     if key.startswith(layout.DATASET_CLAIMS_PREFIX):
         try:

@@ -44,14 +44,24 @@ from typing import Any
 from hds_s3.client import Client, resolve
 from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError, ValidationError
 from hds_s3.format import layout
-from hds_s3.format.docs import parse_claim, parse_dataset_doc, parse_manifest
+from hds_s3.format.docs import parse_claim, parse_manifest
 from hds_s3.store.base import ObjectStore
-from hds_s3.tools.fsck import Finding, StoreScan
+from hds_s3.tools.fsck import Finding, StoreScan, live_keys, load_dataset
 
 #: Default grace period: garbage younger than this is kept.
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
 
-_REMOVABLE = ("orphan-dataset", "unreferenced-manifest", "unreferenced-segment", "leftover")
+_REMOVABLE = (
+    "orphan-dataset",
+    "unreferenced-manifest",
+    "unreferenced-segment",
+    "leftover",
+    "folded-entry",
+    "superseded-checkpoint",
+    "removed-record",
+    "freed-name",
+    "unreferenced-stats",
+)
 _THREADS = 8
 _SHOWN = 20
 
@@ -186,12 +196,12 @@ def _referenced_now(store: ObjectStore, scan: StoreScan, dataset_id: str) -> tup
     key = layout.dataset_doc_key(dataset_id)
     try:
         data, etag = store.get(key)
-        doc = parse_dataset_doc(data, key)
+        doc, log = load_dataset(store, dataset_id, data, etag, key)
     except (NotFoundError, CorruptObjectError):
         return None
     if doc.deleted:
         return None
-    keys: set[str] = set()
+    keys: set[str] = live_keys(doc, log)
     for ver in doc.versions:
         mkey = ver.frames.get("manifest")
         if not mkey:
@@ -341,7 +351,7 @@ def gc(
 def _rank(key: str) -> int:
     parts = layout.parse_key(key)
     kind = parts.kind if parts is not None else ""
-    return {"segment": 0, "manifest": 1, "dataset": 2}.get(kind, 0)
+    return {"segment": 0, "manifest": 1, "dataset": 2}.get(kind, 1)
 
 
 def _remove(store: ObjectStore, items: list[GcItem]) -> list[GcItem]:
