@@ -29,6 +29,7 @@ from hds_s3.errors import (
     ValidationError,
 )
 from hds_s3.format import layout, tree
+from hds_s3.format.catalog import upgrade_needed
 from hds_s3.format.commit import current_user, store_stats
 from hds_s3.format.docs import VersionEntry, now_ms
 from hds_s3.format.txn import TreeView, Txn
@@ -699,6 +700,8 @@ class DatasetVersion:
                 child_comment=child_comment,
                 child_metadata=cmeta,
                 draft_id=pinned,
+                stats=stats,
+                base=base,
             ),
             "create snapshot",
         )
@@ -797,6 +800,15 @@ class DatasetVersion:
         return copy.deepcopy(stats) if stats is not None else None
 
     @property
+    def published_counts(self) -> dict[str, int] | None:
+        """Frames, annotated frames and ROIs of a published version, kept with it; None when not kept.
+
+        Its whole statistics are :meth:`get_stats`; these few numbers come with the version itself,
+        so a listing of many versions shows them without a read per version.
+        """
+        return dict(self._entry.counts) if self._entry.counts is not None else None
+
+    @property
     def created_by(self) -> str:
         """Who created this version (``HDS_USER`` or the OS user of the process; "" when not recorded)."""
         return self._entry.created_by
@@ -874,7 +886,9 @@ class DatasetVersion:
         base = self._entry.frames.get("manifest")
         stats = self._frames.stats(self._entry)
         user = current_user()
-        self._update(lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user), "publish")
+        self._update(
+            lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=stats, base=base), "publish"
+        )
         self._after_publication(stats if self._entry.frames.get("manifest") == base else None)
         return self
 
@@ -1006,6 +1020,16 @@ class DatasetVersion:
     def _frames(self) -> FrameIndex:
         return self._client.frames
 
+    def _require_writable(self, action: str) -> None:
+        """Refuse a write before anything is written when the store is of format 1.
+
+        Raises:
+            UpgradeRequiredError: naming ``hds upgrade``.
+        """
+        if self._doc.format_version != layout.STORE_FORMAT:
+            where = f"{action} in version {self.name!r} of {self.dataset_name!r}"
+            raise upgrade_needed(self._client.store, where)
+
     def _commit_segments(self, refs: Sequence[Any], what: str) -> None:
         self._doc = self._frames.append(self.dataset_id, self.id, refs, what=f"{what} in {self.name!r}")
         self._entry = _entry_of(self._doc, self.id)
@@ -1031,6 +1055,7 @@ class DatasetVersion:
             StorageError: the store failed; what was committed before stays.
         """
         tree.require_draft(self.reload()._doc, self._entry, "add frames to")
+        self._require_writable("add frames")
         failed: list[FailedFrame] = []
         bar = _progress(show_progress, f"add_frames {self.dataset_name}/{self.name}")
         pending: list[Any] = []
@@ -1069,6 +1094,7 @@ class DatasetVersion:
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "update frames in")
+        self._require_writable("update frames")
         checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
         for item in frames:
             if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
@@ -1149,6 +1175,7 @@ class DatasetVersion:
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "delete frames from")
+        self._require_writable("delete frames")
         ids = ingest.frame_ids(frames)
         if not ids:
             return

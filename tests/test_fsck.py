@@ -12,7 +12,7 @@ import pytest
 from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame
 from hds_s3.errors import StorageError
 from hds_s3.format import layout, tree
-from hds_s3.format.commit import create_dataset
+from hds_s3.format.commit import create_dataset, write_checkpoint
 from hds_s3.format.docs import (
     DatasetClaim,
     DatasetDoc,
@@ -25,9 +25,10 @@ from hds_s3.format.docs import (
 from hds_s3.format.log import LazyTree
 from hds_s3.format.records import Checkpoint, dump_checkpoint, dump_head
 from hds_s3.index import segments
-from hds_s3.store import LocalStore, MemoryStore, ObjectStore
+from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore
 from hds_s3.store.base import ObjectInfo
 from hds_s3.tools.fsck import FsckReport, fsck
+from hds_s3.tools.gc import gc
 
 
 @pytest.fixture
@@ -524,3 +525,116 @@ def test_a_deep_check_catches_a_manifest_that_claims_disjoint_segments_falsely(c
     report = fsck(client, deep=True)
     assert only(report, "damage") == ["manifest-disjoint"]
     assert "3 ids occur in more than one" in report.damage[0].message
+
+
+# ---------------------------------------------------------------------------- format 2: log and records
+
+
+def _cars(c: Client) -> LazyTree:
+    view = c.catalog.get("cars")
+    assert isinstance(view, LazyTree)
+    return view
+
+
+def test_entries_folded_into_a_newer_checkpoint_and_older_checkpoints_are_garbage_gc_removes(
+    client: Client,
+) -> None:
+    child = build(client)
+    dataset_id = child.dataset_id
+    first = write_checkpoint(client.store, dataset_id)
+    child.set_comment("after the first checkpoint")
+    second = write_checkpoint(client.store, dataset_id)
+    assert first is not None and second is not None and second > first
+    report = fsck(client)
+    assert report.ok and not report.pending
+    folded = {f.key for f in report.garbage if f.code == "folded-entry"}
+    assert folded == {layout.log_key(dataset_id, seq) for seq in range(second + 1)}
+    assert [f.key for f in report.garbage if f.code == "superseded-checkpoint"] == [
+        layout.checkpoint_key(dataset_id, first)
+    ]
+    gc(client, grace_seconds=0, dry_run=False)
+    after = fsck(Client(client.store))
+    assert after.ok and not {"folded-entry", "superseded-checkpoint"} & set(only(after, "garbage"))
+    # the tree reads from the checkpoint alone, and commits go on after it
+    assert [v.name for v in Dataset.get("cars", client=Client(client.store)).get_versions()] == [
+        "v1",
+        "Current",
+    ]
+    DatasetVersion.create_snapshot(dataset_name="cars", publish_name="v2", client=Client(client.store))
+    assert fsck(Client(client.store)).ok
+
+
+def test_an_entry_left_unmaterialised_is_pending_reads_see_it_and_repair_completes_it(client: Client) -> None:
+    build(client)
+    dataset_id = _cars(client).id
+    upto = _requests_until_entry(client)
+    store = FaultyStore(client.store, fail_at=None, mode="before")
+    target = DatasetVersion.get_current(dataset_name="cars", client=Client(store))  # type: ignore[arg-type]
+    store.fail_at = store.count + upto + 1  # the first write after the entry's: the writer stops there
+    target.set_comment("third")  # committed; materialising it failed, which is logged, not raised
+    report = fsck(Client(client.store))
+    assert report.ok and only(report, "pending") == ["unmaterialised-entry"], report.summary()
+    assert DatasetVersion.get_current(dataset_name="cars", client=Client(client.store)).comment == "third"
+    repaired = fsck(Client(client.store), repair=True)
+    assert [f.repaired for f in repaired.pending] == [True]
+    after = fsck(Client(client.store))
+    assert after.ok and not after.pending
+    assert json.loads(client.store.get(layout.dataset_doc_key(dataset_id))[0])["seq"] == _cars(client).seq
+
+
+def _requests_until_entry(client: Client) -> int:
+    """How many requests a set_comment of the current draft makes, up to the put of its log entry."""
+    counter = FaultyStore(MemoryStore(), fail_at=None)
+    for info in client.store.list(""):
+        counter.inner.put(info.key, client.store.get(info.key)[0])
+    ver = DatasetVersion.get_current(dataset_name="cars", client=Client(counter))  # type: ignore[arg-type]
+    start = counter.count
+    ver.set_comment("count")
+    ops = counter.log[start:]
+    return next(i + 1 for i, (op, key) in enumerate(ops) if op == "put" and "/log/" in key)
+
+
+def _edit_head(c: Client, edit: Callable[[dict[str, Any]], None]) -> None:
+    key = layout.dataset_doc_key(_cars(c).id)
+    data, etag = c.store.get(key)
+    raw = json.loads(data)
+    edit(raw)
+    c.store.put(key, json.dumps(raw).encode(), if_match=etag)
+
+
+@pytest.mark.parametrize(
+    "code, damage",
+    [
+        ("head-aggregates", lambda c: _edit_head(c, lambda raw: raw["agg"].update(roots=3))),
+        ("head-aggregates", lambda c: _edit_head(c, lambda raw: raw["agg"].update(drafts={}))),
+        (
+            "record-missing",
+            lambda c: c.store.delete(layout.record_key(_cars(c).id, _cars(c).draft_ids()[0])),
+        ),
+        (
+            "name-index",
+            lambda c: c.store.delete(layout.version_name_key(_cars(c).id, "v1")),
+        ),
+        (
+            "record-corrupt",
+            lambda c: c.store.put(layout.record_key(_cars(c).id, _cars(c).draft_ids()[0]), b"{]"),
+        ),
+    ],
+)
+def test_each_damage_of_the_materialised_tree_is_reported(
+    client: Client, code: str, damage: Callable[[Client], None]
+) -> None:
+    build(client)
+    damage(client)
+    report = fsck(client)
+    assert code in only(report, "damage"), report.summary()
+    other = doc_of(client, "other").id
+    assert all(f.dataset_id != other for f in report.damage)
+
+
+def test_statistics_of_no_published_version_are_garbage(client: Client) -> None:
+    child = build(client)
+    stray = layout.stats_key(child.dataset_id, child.id)  # a draft's: none should exist
+    client.store.put(stray, b'{"format_version": 2, "kind": "stats", "stats": {"frames": 1}}')
+    report = fsck(client)
+    assert report.ok and [f.key for f in report.garbage if f.code == "unreferenced-stats"] == [stray]

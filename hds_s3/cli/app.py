@@ -605,7 +605,10 @@ def frame_count(v: DatasetVersion) -> int:
     Raises:
         CorruptObjectError: a segment is missing or damaged.
     """
-    stored = v.stored_stats  # as read with the version: no read per version of a large tree
+    counts = v.published_counts  # kept with the version: no read per version of a large tree
+    if counts is not None and isinstance(counts.get("frames"), int):
+        return int(counts["frames"])
+    stored = v.stored_stats
     if stored is not None and isinstance(stored.get("frames"), int):
         return int(stored["frames"])
     return v.get_frame_count()
@@ -2303,7 +2306,7 @@ def upgrade_command(env: Env, dry_run: bool, yes: bool) -> None:
 
     plan = upgrade(env.client, dry_run=True)
     report = plan
-    if not dry_run and (plan.converted or plan.marker[0] != plan.marker[1]):
+    if not dry_run:
         if plan.converted:
             confirm(yes, f"convert {plural(len(plan.converted), 'dataset')} of {plan.store} to format 2")
         bar = _progress(env, "upgrade", total=len(plan.converted) + plan.already, unit="dataset")
@@ -2314,7 +2317,8 @@ def upgrade_command(env: Env, dry_run: bool, yes: bool) -> None:
     emit(env, report.to_dict(), lambda: _cli_words(report.summary()))
     if report.problems:
         raise CommandError(
-            f"{plural(len(report.problems), 'dataset')} not converted; see the report", kind="UpgradeIncomplete"
+            f"{plural(len(report.problems), 'dataset')} not converted; see the report",
+            kind="UpgradeIncomplete",
         )
 
 

@@ -60,7 +60,8 @@ class VersionEntry:
     Format 2 keeps each version in a record of its own and adds what a commit needs to answer the
     tree's rules without reading the other versions: ``depth`` (ancestors), ``children`` (how many
     direct children), ``seq`` (the log entry that last changed it), and who created and published
-    it. ``stats`` is stored apart in format 2 (None in a record).
+    it. ``stats`` is stored apart in format 2 (None in a record); ``counts`` keeps the few numbers a
+    listing shows (frames, annotated, ROIs) of a published version, set by its publication.
     """
 
     id: str
@@ -79,6 +80,7 @@ class VersionEntry:
     seq: int = 0
     created_by: str = ""
     published_by: str | None = None
+    counts: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -277,8 +277,17 @@ def record_from(raw: object, key: str) -> VersionEntry:
         seq=f.count("seq", default=0),
         created_by=f.text("created_by", default=""),
         published_by=f.text("published_by", optional=True),
+        counts=_counts(f),
         extra=_extra(raw, _RECORD_FIELDS | {"format_version", "kind", "dataset_id", "removed"}),
     )
+
+
+def _counts(f: _Fields) -> dict[str, int] | None:
+    counts = f.obj("counts", optional=True)
+    if counts is None:
+        return None
+    check = _Fields(counts, f.key, f.what)
+    return {name: check.count(name) for name in counts}
 
 
 def record_to(entry: VersionEntry) -> dict[str, Any]:
@@ -300,6 +309,7 @@ def record_to(entry: VersionEntry) -> dict[str, Any]:
         seq=entry.seq,
         created_by=entry.created_by,
         published_by=entry.published_by,
+        counts=entry.counts,
     )
     return out
 
@@ -621,8 +631,9 @@ def parse_stored(key: str, data: bytes) -> object | None:
     if parts is None or parts.kind == "segment":
         return None
     if key == STORE_MARKER:
-        return load_json(data, key)
-    parsers = {
+        marker: object = load_json(data, key)
+        return marker
+    parsers: dict[str, Callable[[bytes, str], object]] = {
         "claim": parse_claim,
         "manifest": parse_manifest,
         "log": parse_entry,

@@ -147,12 +147,33 @@ def add_version(
     return new
 
 
-def publish(t: Txn, version_id: str, *, now: int, user: str = "") -> VersionEntry:
+#: The statistics a version's record keeps (the rest are stored apart).
+COUNTED = ("frames", "annotated", "rois")
+
+
+def _counted(ver: VersionEntry, stats: dict[str, Any] | None, base: str | None) -> dict[str, int] | None:
+    """The counts of ``stats`` if counted from the frames ``ver`` holds (its pointer is ``base``)."""
+    if stats is None or ver.frames.get("manifest") != base:
+        return None
+    return {k: int(stats[k]) for k in COUNTED if isinstance(stats.get(k), int)}
+
+
+def publish(
+    t: Txn,
+    version_id: str,
+    *,
+    now: int,
+    user: str = "",
+    stats: dict[str, Any] | None = None,
+    base: str | None = None,
+) -> VersionEntry:
     """Publish a draft: from now on it never changes and may have children; return it.
 
     The publication freezes the frame index the draft points at when this commit lands; its
     statistics are a function of that index, stored right after (by the publisher, or by whoever
     meets a published version without them), so a publish never waits for frame writers to stop.
+    ``stats`` counted from the index ``base``: when the draft still points there, the record keeps
+    their :data:`COUNTED` numbers.
 
     Raises:
         NotFoundError: no such version.
@@ -161,7 +182,9 @@ def publish(t: Txn, version_id: str, *, now: int, user: str = "") -> VersionEntr
     ver = entry(t, version_id)
     if not ver.is_draft:
         raise InvalidStateError(f"version {ver.name!r} of dataset {t.name!r} is already published")
-    published = replace(ver, status=PUBLISHED, published=now, published_by=user)
+    published = replace(
+        ver, status=PUBLISHED, published=now, published_by=user, counts=_counted(ver, stats, base)
+    )
     t.put(published)
     return published
 
@@ -219,6 +242,8 @@ def snapshot(
     child_comment: str | None = None,
     child_metadata: dict[str, Any] | None = None,
     draft_id: str | None = None,
+    stats: dict[str, Any] | None = None,
+    base: str | None = None,
 ) -> tuple[VersionEntry, VersionEntry]:
     """Publish the only draft under a snapshot name (keeping its id) and add a draft child after it.
 
@@ -263,6 +288,7 @@ def snapshot(
         status=PUBLISHED,
         published=now,
         published_by=user,
+        counts=_counted(draft, stats, base),
         comment=draft.comment if publish_comment is None else publish_comment,
         metadata=draft.metadata if publish_metadata is None else dict(publish_metadata),
         children=draft.children + 1,

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError
 from hds_s3.format import layout, tree
-from hds_s3.format.catalog import Catalog
+from hds_s3.format.catalog import Catalog, upgrade_needed
 from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget
 from hds_s3.format.docs import (
     ManifestDoc,
@@ -433,6 +433,8 @@ class FrameIndex:
             if attempt:
                 time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
             doc = self.catalog.get(dataset_id=dataset_id)
+            if doc.format_version != layout.STORE_FORMAT:
+                raise upgrade_needed(self.store, what)
             found = doc.version(version_id)
             if found is None:
                 raise NotFoundError(f"dataset {doc.name!r} has no version with id {version_id}")

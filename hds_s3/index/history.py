@@ -75,9 +75,7 @@ def _may_touch(own: Sequence[Any], frame_id: str) -> bool:
     return False
 
 
-def frame_history(
-    frames: FrameIndex, doc: TreeView, entry: VersionEntry, frame_id: str
-) -> list[FrameChange]:
+def frame_history(frames: FrameIndex, doc: TreeView, entry: VersionEntry, frame_id: str) -> list[FrameChange]:
     """The versions from the root to ``entry`` in which ``frame_id`` changed, oldest first.
 
     Raises:

@@ -41,6 +41,7 @@ from hds_s3.format.records import (
     dump_record,
     dump_stats,
 )
+from hds_s3.format.tree import COUNTED
 from hds_s3.store.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,12 @@ class UpgradeReport:
         return "\n".join(lines)
 
 
+def _counts(stats: dict[str, Any] | None) -> dict[str, int] | None:
+    if stats is None:
+        return None
+    return {k: stats[k] for k in COUNTED if isinstance(stats.get(k), int) and not isinstance(stats[k], bool)}
+
+
 def convert_dataset(store: ObjectStore, doc: DatasetDoc, etag: str) -> int:
     """Convert one dataset of format 1 (its document ``doc``, read with ``etag``); return objects written.
 
@@ -123,7 +130,7 @@ def convert_dataset(store: ObjectStore, doc: DatasetDoc, etag: str) -> int:
                 written += 1
             except ConflictError:
                 pass  # written by an earlier run: the same statistics
-    records = tuple(replace(v, stats=None, seq=0) for v in doc.versions)
+    records = tuple(replace(v, stats=None, seq=0, counts=_counts(v.stats)) for v in doc.versions)
     agg = whole_aggregates({v.id: v for v in records})
     head = Head(
         id=doc.id,
