@@ -2,20 +2,25 @@
 
 For each tree size (10, 1,000 and 5,000 versions by default) and shape (a chain; a tree of 50
 branches), a dataset is built on a local folder as a long history would leave it (published versions
-carrying statistics of about 2.4 KB, as a version with 60 labels has), then one cycle runs against
-it through a byte-counting store:
+carrying statistics of about 2.4 KB, as a version with 60 labels has; built as one format-1 document
+and converted by the upgrade, which writes every version's record and name and a checkpoint), then
+one cycle runs against it through a byte-counting store:
 
 - ``create``: create a child of a published version;
 - ``add``: add one frame to it;
 - ``publish``: publish it (statistics included);
 - ``open``: open another version by name and read its statistics, in a fresh client.
 
-Each is shown with its time and the *metadata* bytes it read and wrote (dataset documents, name
-claims, the store marker; manifests and segments aside), and as ratios to the smallest tree.
+Each is shown with its time and the *metadata* bytes it read and wrote (heads, log entries,
+version records and names, statistics, checkpoints, name claims, the store marker; manifests and
+segments aside), and as ratios to the smallest tree. A checkpoint (the whole tree folded into one
+object) is written once every ``checkpoint_interval(versions)`` commits; its cost, divided by that
+interval, is shown as the share each commit carries.
 
 Then ``--writers 1,4,8`` processes, each adding one frame at a time to its own draft of one dataset
 for ``--seconds``, give the commit rate (commits/s over all writers, ratio to one writer) and how
-many calls failed after their retry budget.
+many calls failed after their retry budget; ``--starve 16 --starve-seconds 60`` runs that many
+writers for that long and reports the share of calls that failed and the slowest call.
 
     python bench/tree_bench.py                       # 10 / 1,000 / 5,000 versions, 1/4/8 writers
     python bench/tree_bench.py --sizes 10,200 --writers 1,2 --seconds 3      # a quick look
@@ -33,17 +38,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame
 from hds_s3.errors import HdsError
 from hds_s3.format import layout
-from hds_s3.format.commit import read_dataset_doc
-from hds_s3.format.docs import PUBLISHED, VersionEntry, dump_dataset_doc
-from hds_s3.store import LocalStore
+from hds_s3.format.catalog import marker_bytes
+from hds_s3.format.commit import checkpoint_interval, write_checkpoint
+from hds_s3.format.docs import PUBLISHED, DatasetClaim, DatasetDoc, VersionEntry, dump_claim, dump_dataset_doc
+from hds_s3.store import LocalStore, MemoryStore
 from hds_s3.store.base import ObjectInfo, ObjectStore
+from hds_s3.tools.upgrade import upgrade
 
 STATS = {
     "frames": 1000,
@@ -110,10 +116,13 @@ class MetaCounter:
 
 
 def build(folder: Path, versions: int, shape: str) -> None:
-    """Dataset ``t`` with ``versions`` published versions named ``v0..``: a chain, or 50 branches."""
-    client = Client(LocalStore(folder))
-    ds = Dataset.create(dataset_name="t", client=client)
-    doc, etag = read_dataset_doc(client.store, ds.id)
+    """Dataset ``t`` with ``versions`` published versions named ``v0..``: a chain, or 50 branches.
+
+    Written in memory as a format-1 document, converted by the upgrade, then laid out as the local
+    folder store keeps objects (one file per key).
+    """
+    store = MemoryStore()
+    store.put(layout.STORE_MARKER, marker_bytes(layout.LEGACY_STORE_FORMAT))
     ids = [layout.new_id() for _ in range(versions)]
     entries = []
     for i in range(versions):
@@ -135,9 +144,32 @@ def build(folder: Path, versions: int, shape: str) -> None:
                 stats=STATS,
             )
         )
-    client.store.put(
-        layout.dataset_doc_key(ds.id), dump_dataset_doc(replace(doc, versions=tuple(entries))), if_match=etag
-    )
+    dataset_id = layout.new_id()
+    doc = DatasetDoc(id=dataset_id, name="t", created=1_000, updated=3_000, versions=tuple(entries))
+    store.put(layout.dataset_doc_key(dataset_id), dump_dataset_doc(doc))
+    store.put(layout.dataset_claim_key("t"), dump_claim(DatasetClaim(name="t", dataset_id=dataset_id)))
+    upgrade(Client(store))
+    for info in store.list(""):
+        path = folder.joinpath(*info.key.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get(info.key)[0])
+
+
+def checkpoint_cost(folder: Path, versions: int) -> dict[str, float]:
+    """Write one checkpoint of ``t`` (what every ``checkpoint_interval`` commits do) and measure it."""
+    counter = MetaCounter(LocalStore(folder))
+    dataset_id = Dataset.get("t", client=Client(counter)).id
+    counter.reset()
+    started = time.perf_counter()
+    write_checkpoint(counter, dataset_id)
+    seconds = time.perf_counter() - started
+    interval = checkpoint_interval(versions)
+    return {
+        "seconds": seconds,
+        "meta_read": counter.read["metadata"],
+        "meta_written": counter.written["metadata"],
+        "interval": interval,
+    }
 
 
 def cycle(folder: Path, versions: int, rep: int) -> dict[str, dict[str, float]]:
@@ -179,6 +211,7 @@ def writer(folder: str, draft_id: str, seconds: float, ready: Any, go: Any, resu
     client = Client(LocalStore(folder))
     version = DatasetVersion.get_version(dataset_name="w", version_id=draft_id, client=client)
     landed = failed = 0
+    slowest = 0.0
     ready.put(draft_id)
     go.wait()
     end = time.monotonic() + seconds
@@ -186,12 +219,14 @@ def writer(folder: str, draft_id: str, seconds: float, ready: Any, go: Any, resu
     while time.monotonic() < end:
         i += 1
         frame = SingleFrame(source=f"s3://bucket/{draft_id}/{i}.jpg", width=10, height=10)
+        started = time.monotonic()
         try:
             version.add_frames([frame])
             landed += 1
         except HdsError:  # ConflictError once its retry budget ran out
             failed += 1
-    results.put((landed, failed))
+        slowest = max(slowest, time.monotonic() - started)
+    results.put((landed, failed, slowest))
 
 
 def commit_rate(workdir: Path, writers: int, seconds: float) -> dict[str, float]:
@@ -223,6 +258,8 @@ def commit_rate(workdir: Path, writers: int, seconds: float) -> dict[str, float]
         "commits_per_s": landed / seconds,
         "failed": failed,
         "failed_share": failed / max(1, landed + failed),
+        "slowest_call_s": max(g[2] for g in got),
+        "fewest_commits_of_a_writer": min(g[0] for g in got),
     }
 
 
@@ -233,6 +270,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3, help="cycles per size (median; default 3)")
     p.add_argument("--writers", default="1,4,8", help="writer counts for the commit rate (default 1,4,8)")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds each writer count runs (default 10)")
+    p.add_argument("--starve", type=int, default=0, help="writers of the starvation run (default: none)")
+    p.add_argument("--starve-seconds", type=float, default=60.0, help="seconds of the starvation run")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     opts = p.parse_args()
     sizes = [int(s) for s in opts.sizes.split(",")]
@@ -266,18 +305,38 @@ def main() -> int:
                     f"{n:>9} {'cycle':>8} {statistics.median(total):>9.3f} "
                     f"{statistics.median(total) / base['cycle']:>6.1f}x"
                 )
+                ck = checkpoint_cost(folder, n)
+                results["cycles"][f"{shape}-{n}-checkpoint"] = ck
+                per = ck["interval"]
+                print(
+                    f"{n:>9} {'ckpt':>8} {ck['seconds']:>9.3f} {'':>7} {ck['meta_read'] / 1024:>13.1f} "
+                    f"{ck['meta_written'] / 1024:>16.1f}   once per {per} commits: "
+                    f"{1000 * ck['seconds'] / per:.2f} ms, "
+                    f"{(ck['meta_read'] + ck['meta_written']) / per / 1024:.1f} KB a commit"
+                )
         print(
             f"\n(h) commit rate: writers adding one frame at a time to their own drafts, {opts.seconds:.0f} s"
         )
-        print(f"{'writers':>8} {'commits/s':>10} {'ratio':>7} {'failed':>7}")
+        print(f"{'writers':>8} {'commits/s':>10} {'ratio':>7} {'failed':>7} {'slowest call s':>15}")
         one = 0.0
-        for w in (int(x) for x in opts.writers.split(",")):
+        counts = [int(x) for x in opts.writers.split(",") if x]
+        for w in counts:
             rate = commit_rate(work, w, opts.seconds)
             results["rates"].append(rate)
             one = one or rate["commits_per_s"] or 1.0
             print(
                 f"{w:>8} {rate['commits_per_s']:>10.1f} {rate['commits_per_s'] / one:>6.2f}x "
-                f"{rate['failed']:>7d} ({100 * rate['failed_share']:.1f} %)"
+                f"{rate['failed']:>7d} ({100 * rate['failed_share']:.1f} %) {rate['slowest_call_s']:>8.2f}"
+            )
+        if opts.starve:
+            rate = commit_rate(work, opts.starve, opts.starve_seconds)
+            results["starve"] = rate
+            print(
+                f"\n(h) starvation: {opts.starve} writers for {opts.starve_seconds:.0f} s: "
+                f"{rate['commits_per_s']:.1f} commits/s, {rate['failed']} calls failed "
+                f"({100 * rate['failed_share']:.2f} %, target < 1 %), slowest call "
+                f"{rate['slowest_call_s']:.1f} s, fewest commits of one writer "
+                f"{rate['fewest_commits_of_a_writer']}"
             )
     if opts.json:
         opts.json.write_text(json.dumps(results, indent=1))

@@ -32,6 +32,7 @@ from hds_s3.format import layout, tree
 from hds_s3.format.catalog import upgrade_needed
 from hds_s3.format.commit import current_user, store_stats
 from hds_s3.format.docs import VersionEntry, now_ms
+from hds_s3.format.log import LazyTree, history
 from hds_s3.format.txn import TreeView, Txn
 from hds_s3.index import ingest, segments
 from hds_s3.index.diff import FrameDiff, diff_segments
@@ -426,6 +427,35 @@ class Dataset:
         clean = check_metadata(f"dataset {self.name!r}", metadata)
         self._commit(lambda t: t.set_dataset(metadata=clean), "set metadata")
         return True
+
+    def get_history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the newest changes of this dataset's tree, newest first: who did what, and when.
+
+        Each is ``{"seq", "time" (epoch ms), "user", "what", "versions": [names created or
+        changed], "removed": [ids]}``. The history goes back as far as the log is kept (``gc`` removes
+        entries a checkpoint folded once they are older than its grace period). A store of format 1
+        has no history: ``[]``.
+
+        Raises:
+            ValidationError: ``limit`` is not a positive integer.
+            CorruptObjectError: a log entry is damaged.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"get_history: limit must be a positive integer, got {limit!r}")
+        view = self.reload()._doc
+        if not isinstance(view, LazyTree):
+            return []
+        return [
+            {
+                "seq": e.seq,
+                "time": e.time,
+                "user": e.user,
+                "what": e.what,
+                "versions": [v.name for v in e.versions],
+                "removed": list(e.removed),
+            }
+            for e in history(self._client.store, view.state, limit)
+        ]
 
     def format_tree(self) -> str:
         """Render the version tree as text, one version a line, children indented under parents.

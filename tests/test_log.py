@@ -185,3 +185,28 @@ def test_a_commit_and_opening_a_version_cost_the_same_in_a_large_tree(size: int)
     assert large[0] <= small[0] * 1.5 + 512, (small, large)
     assert large[1] <= small[1] * 1.5 + 512, (small, large)
     assert large[2] <= small[2] * 1.5 + 512, (small, large)
+
+
+def test_each_commit_records_who_made_it_and_the_history_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = Client(MemoryStore())
+    monkeypatch.setenv("HDS_USER", "ada")
+    draft = DatasetVersion.create_new_dataset("who", client=c)
+    monkeypatch.setenv("HDS_USER", "grace")
+    draft.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_name="who", version_name="next", parent_version_ids=draft.id, client=c
+    )
+    assert (draft.created_by, draft.published_by) == ("ada", "grace")
+    assert (child.created_by, child.published_by) == ("grace", None)
+    again = DatasetVersion.get_version("who", version_name="Current", client=Client(c.store))
+    assert (again.created_by, again.published_by) == ("ada", "grace")
+    history = Dataset.get("who", client=c).get_history()
+    assert [(h["user"], sorted(h["versions"])) for h in history] == [
+        ("grace", ["Current", "next"]),  # the parent's record counts its new child
+        ("grace", ["Current"]),
+        ("ada", ["Current"]),
+    ]
+    assert "publish" in history[1]["what"] and history[0]["seq"] > history[1]["seq"]
+    assert len(Dataset.get("who", client=c).get_history(limit=1)) == 1
+    with pytest.raises(HdsError, match="limit"):
+        Dataset.get("who", client=c).get_history(limit=0)

@@ -596,6 +596,8 @@ def version_info(v: DatasetVersion, names: Mapping[str, str] | None = None) -> d
         "tags": v.tags,
         "created": v.created,
         "published": v.published,
+        "created_by": v.created_by or None,
+        "published_by": v.published_by,
     }
 
 
@@ -770,6 +772,24 @@ def datasets_show(env: Env, dataset_name: str | None, dataset_id: str | None) ->
     emit(env, info, text)
 
 
+@datasets.command("history")
+@dataset_options
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Changes shown.")
+@pass_env
+def datasets_history(env: Env, dataset_name: str | None, dataset_id: str | None, limit: int) -> None:
+    """Show who changed a dataset's tree, and how: its newest commits, newest first."""
+    ds = get_dataset(env, dataset_name, dataset_id)
+    changes = ds.get_history(limit)
+
+    def text() -> str:
+        if not changes:
+            return f"no history kept for {ds.name!r}"
+        rows = [(c["seq"], _when(c["time"]), c["user"] or None, c["what"]) for c in changes]
+        return _table(rows, ["SEQ", "WHEN", "WHO", "WHAT"])
+
+    emit(env, changes, text)
+
+
 @datasets.command("delete")
 @dataset_options
 @click.option("--all-versions", is_flag=True, help="Also delete draft versions that hold frames.")
@@ -839,15 +859,15 @@ def versions_list(
             v.status,
             names.get(v.parent_id or ""),
             _when(v.created),
+            (v.published_by if v.is_published else v.created_by) or None,
             "*" if v.id == head_id else "",
         )
         for v in shown
     ]
 
     def text() -> str:
-        table = (
-            _table(rows, ["NAME", "ID", "STATUS", "PARENT", "CREATED", "CURRENT"]) if rows else "no versions"
-        )
+        header = ["NAME", "ID", "STATUS", "PARENT", "CREATED", "BY", "CURRENT"]
+        table = _table(rows, header) if rows else "no versions"
         which = f"{head.name!r}" if head is not None else "none"
         return f"{table}\n\ncurrent: {which}; {CURRENT_RULE}"
 
@@ -916,6 +936,8 @@ def versions_tree(env: Env, dataset_name: str | None, dataset_id: str | None, id
                 "parent": v.parent_id,
                 "root": v.parent_id not in known,
                 "children": [c.id for c in kids.get(v.id, [])],
+                "created_by": v.created_by or None,
+                "published_by": v.published_by,
             }
         )
         stack.extend(reversed(kids.get(v.id, [])))

@@ -445,3 +445,23 @@ def _initial_head(dataset_id: str, now: Head, first: LogEntry) -> Head:
     """The head after entry 0 (the dataset's creation), from the head's constant fields."""
     base = Head(id=dataset_id, name=now.name, created=now.created, updated=now.created, seq=-1)
     return apply_to_head(base, first)
+
+
+def history(store: ObjectStore, state: LogState, limit: int) -> list[LogEntry]:
+    """The newest ``limit`` log entries of a dataset, newest first, as far back as they are kept.
+
+    Entries folded into a checkpoint may have been removed by gc; the history stops there.
+
+    Raises:
+        CorruptObjectError: an entry is damaged.
+        StorageError: the store failed.
+    """
+    out = list(reversed(state.pending))[:limit]
+    seq = state.head.seq
+    while len(out) < limit and seq >= 0:
+        try:
+            out.append(read_entry(store, state.head.id, seq))
+        except NotFoundError:
+            break
+        seq -= 1
+    return out

@@ -392,6 +392,8 @@ def version_summary(version: DatasetVersion) -> dict[str, Any]:
         "parent": version.parent_id,
         "created": version.created,
         "published": version.published,
+        "created_by": version.created_by or None,
+        "published_by": version.published_by,
         "comment": version.comment,
         "tags": version.tags,
     }
