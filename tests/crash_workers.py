@@ -182,9 +182,10 @@ class Transition:
 
 
 class LateSegments:
-    """A deliberately broken store wrapper: it holds segment writes back until after the next
-    dataset-document write, inverting docs/design.md invariant 1 (segments before the document listing
-    them). The crash sweep must catch this (see ``test_the_sweep_catches_a_broken_protocol``)."""
+    """A deliberately broken store wrapper: it holds segment writes back until after the next commit
+    (the create of a log entry), inverting docs/design.md invariant 1 (segments before the entry
+    that refers to them). The crash sweep must catch this (see
+    ``test_the_sweep_catches_a_broken_protocol``)."""
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
@@ -214,7 +215,7 @@ class LateSegments:
             self.held.append((key, data))
             return content_etag(data)
         etag = self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
-        if key.endswith("/dataset.json"):
+        if "/log/" in key:
             for held_key, held_data in self.held:
                 self.inner.put(held_key, held_data, if_none_match=True)
             self.held.clear()

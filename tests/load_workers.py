@@ -112,9 +112,10 @@ def read_log(path: str) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
 class CountingStore:
     """An ObjectStore that forwards every call and counts requests and lost preconditions.
 
-    ``cas_lost``: compare-and-swap PUTs (``if_match``) that lost, each of which makes
-    :func:`hds_s3.format.commit.update_dataset_doc` re-read and retry; ``create_lost``: create-only PUTs
-    that found the key taken; ``manifest_deletes``: manifests removed, which (outside
+    ``cas_lost``: compare-and-swap PUTs (``if_match``) that lost (a record or head another writer
+    moved forward first); ``create_lost``: create-only PUTs that found the key taken (a log entry
+    another writer created first, each of which makes :func:`hds_s3.format.commit.commit` re-read
+    and retry); ``manifest_deletes``: manifests removed, which (outside
     ``delete_version``) happens only when :meth:`FrameIndex.commit_pointer` lost its base pointer
     and rebuilds on the new one.
     """

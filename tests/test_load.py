@@ -34,8 +34,8 @@ Any other outcome fails the test, except one known misreport tolerated while ``D
 is set: a call that reads a draft which another worker's acknowledged ``delete_version`` removes
 meanwhile gets ``CorruptObjectError`` where ``NotFoundError`` is meant.
 
-The test prints, per operation, the outcomes, the lost compare-and-swaps (each one a retry of
-``commit.update_dataset_doc``) and the frame-pointer rebuilds (a manifest written and dropped by
+The test prints, per operation, the outcomes, the lost log entries (each one a retry of
+``commit.commit``) and the frame-pointer rebuilds (a manifest written and dropped by
 ``FrameIndex.commit_pointer`` after another writer moved the pointer). ``test_checker_catches``
 doctors the log and the store of a small run to show that each check can fail.
 """

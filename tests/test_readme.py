@@ -39,9 +39,7 @@ def python_blocks() -> list[str]:
 
 
 def cli_tour_blocks() -> list[str]:
-    blocks = re.findall(
-        r"```bash\n(.*?)```", _section("## A five-minute CLI tour"), re.S
-    )
+    blocks = re.findall(r"```bash\n(.*?)```", _section("## A five-minute CLI tour"), re.S)
     assert len(blocks) >= 4
     return blocks
 
