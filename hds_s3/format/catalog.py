@@ -304,10 +304,12 @@ class Catalog:
         *,
         what: str,
         budget: RetryBudget = DEFAULT_BUDGET,
+        view: TreeView | None = None,
     ) -> tuple[R, TreeView]:
         """Apply a change to a dataset's tree as one log entry (see :mod:`hds_s3.format.commit`).
 
-        Returns what ``change`` returned and the dataset as the commit left it.
+        Returns what ``change`` returned and the dataset as the commit left it. ``view``: the
+        dataset as the caller just read it, tried first (saves reading it again).
 
         Raises:
             NotFoundError: the dataset is gone.
@@ -317,7 +319,8 @@ class Catalog:
             HdsError: whatever ``change`` raises.
         """
         try:
-            result, done = commit(self.store, dataset_id, change, what=what, budget=budget)
+            lazy = view if isinstance(view, LazyTree) else None
+            result, done = commit(self.store, dataset_id, change, what=what, budget=budget, view=lazy)
         except UpgradeRequiredError:
             raise upgrade_needed(self.store, what) from None
         return result, done.view

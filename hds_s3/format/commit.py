@@ -248,13 +248,16 @@ def commit(
     *,
     what: str,
     budget: RetryBudget = DEFAULT_BUDGET,
+    view: LazyTree | None = None,
 ) -> tuple[R, Commit]:
     """Apply ``change`` to the newest state of a format-2 dataset as one log entry.
 
     ``change`` receives a :class:`~hds_s3.format.txn.Txn` over the newest state and records what
     it changes (or raises when a requirement fails); it runs again, on the newer state, each time
     another writer's entry lands first, so its requirements are checked against what is really
-    there. Returns what ``change`` returned and the :class:`Commit`.
+    there. Returns what ``change`` returned and the :class:`Commit`. ``view``: the dataset as the
+    caller just read it, tried first instead of a new read (if it is stale, its entry number is
+    taken already and the next attempt reads the newest state).
 
     Raises:
         NotFoundError: the dataset does not exist or was deleted.
@@ -275,7 +278,10 @@ def commit(
         if attempt:
             time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
         try:
-            state = read_state(store, dataset_id)
+            if attempt == 0 and view is not None and not view.state.pending and view.id == dataset_id:
+                state: LogState | DatasetDoc = view.state
+            else:
+                state, view = read_state(store, dataset_id), None
         except NotFoundError:
             raise NotFoundError(f"dataset {dataset_id} does not exist in {store.url}") from None
         if isinstance(state, DatasetDoc):
@@ -289,7 +295,7 @@ def commit(
         state = catch_up(store, state)
         if state.head.deleted:
             raise NotFoundError(f"dataset {state.head.name!r} ({dataset_id}) was deleted")
-        view = LazyTree(store, state)
+        view = view if view is not None and view.state is state else LazyTree(store, state)
         txn = Txn(view)
         result = change(txn)
         if not txn.changed:

@@ -459,7 +459,7 @@ class FrameIndex:
                 tree.set_frames(t, version_id, frames, allow_published=allow_published)
 
             try:
-                _, view = self.catalog.commit(dataset_id, change, what=what, budget=budget)
+                _, view = self.catalog.commit(dataset_id, change, what=what, budget=budget, view=doc)
                 return view
             except _PointerMoved:
                 log.debug("retry: %s: the frames of version %s moved meanwhile; rebuilding", what, version_id)
