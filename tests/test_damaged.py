@@ -123,6 +123,16 @@ def _segment_replaced(table: pa.Table, fix_manifest: bool) -> Callable[[World], 
     return damage
 
 
+def _foreign_manifest(w: World) -> str:
+    """Point ``dmg``'s record at the manifest of dataset ``fine`` (which reads would otherwise serve)."""
+    fine = w.client.catalog.get("fine").head()
+    assert fine is not None
+    raw = json.loads(w.client.store.get(w.record_key)[0])
+    raw["frames"]["manifest"] = fine.frames["manifest"]
+    w.client.store.put(w.record_key, json.dumps(raw).encode())
+    return w.record_key
+
+
 def _bad_ref_size(w: World) -> str:
     raw = json.loads(w.client.store.get(w.manifest_key)[0])
     raw["segments"][0]["size"] = "many"
@@ -178,6 +188,7 @@ CASES = [
         "record",
     ),
     Case("name-truncated", _truncate(_NAME, 10), "name-index", "record"),
+    Case("record-names-another-datasets-manifest", _foreign_manifest, "record-corrupt", "record"),
     Case("document-not-an-object", _json_edit(_DOC, lambda r: [r]), "document-corrupt", "dataset"),
     Case("claim-truncated", _truncate(_CLAIM, 10), "claim-corrupt", "dataset"),
     Case(

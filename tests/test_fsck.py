@@ -251,7 +251,7 @@ DAMAGE: list[tuple[str, Callable[[Client], None], bool]] = [
     ("draft-parent", _draft_parent, False),
     ("manifest-missing", lambda c: c.store.delete(_current_manifest(c, "cars")), False),
     ("manifest-corrupt", lambda c: c.store.put(_current_manifest(c, "cars"), b'{"segments": ['), False),
-    ("manifest-foreign", _manifest_elsewhere, False),
+    ("document-corrupt", _manifest_elsewhere, False),  # a record may only name its dataset's manifests
     ("segment-missing", lambda c: c.store.delete(_segment_of(c, "cars")), False),
     (
         "segment-size",

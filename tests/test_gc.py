@@ -368,3 +368,35 @@ def test_the_report_is_json_ready_and_counts_pending_work() -> None:
     data = json.loads(json.dumps(report.to_dict()))
     assert data["dry_run"] is True and data["pending"] == 1
     assert "fsck(repair=True)" in report.summary()
+
+
+def test_a_dataset_fsck_finds_damaged_is_left_whole_for_its_repair() -> None:
+    """A record pointing at another dataset's manifest: nothing of the dataset goes, not even garbage."""
+    c = Client(MemoryStore())
+    child = busy_dataset(c)
+    DatasetVersion.create_new_dataset("other", client=c).add_frames([frame(9)])
+    other = c.catalog.get("other").head()
+    assert other is not None
+    stray = uncommitted_segment(c, child)  # garbage of the damaged dataset
+    key = layout.record_key(child.dataset_id, child.id)
+    raw = json.loads(c.store.get(key)[0])
+    raw["frames"]["manifest"] = other.frames["manifest"]
+    c.store.put(key, json.dumps(raw).encode())
+    before = {k for k in keys(c.store) if child.dataset_id in k}
+    report = gc(c, grace_seconds=0, dry_run=False)
+    assert {k for k in keys(c.store) if child.dataset_id in k} == before and stray in before
+    assert any(i.key == stray and "damaged" in i.reason for i in report.kept)
+    assert report.damage >= 1 and "record-corrupt" in fsck(c).codes("damage")
+
+
+def test_a_store_of_format_1_is_refused_until_it_is_upgraded() -> None:
+    from hds_s3 import UpgradeRequiredError
+    from hds_s3.format.catalog import marker_bytes
+
+    c = Client(MemoryStore())
+    busy_dataset(c)
+    c.store.put(layout.STORE_MARKER, marker_bytes(layout.LEGACY_STORE_FORMAT))
+    before = keys(c.store)
+    with pytest.raises(UpgradeRequiredError, match="hds upgrade"):
+        gc(c, grace_seconds=0, dry_run=False)
+    assert keys(c.store) == before

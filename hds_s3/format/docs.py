@@ -297,17 +297,18 @@ def _dump(obj: Any, **known: Any) -> dict[str, Any]:
 
 
 def _entry_from(raw: dict[str, Any], key: str) -> VersionEntry:
+    """A version of a format-1 document, its fields type-checked as a format-2 record's are."""
+    from hds_s3.format.records import record_from  # the same checks (records imports this module)
+
     if not isinstance(raw, dict):
         raise CorruptObjectError(f"{key}: a version entry is not an object ({raw!r:.80})")
-    known, extra = _split(VersionEntry, raw)
-    try:
-        known["tags"] = tuple(known.get("tags", ()))
-        entry = VersionEntry(**known, extra=extra)
-    except TypeError as exc:
-        raise CorruptObjectError(f"{key}: a version entry is malformed ({exc})") from exc
-    if entry.status not in STATUSES:
-        raise CorruptObjectError(f"{key}: version {entry.id} has unknown status {entry.status!r}")
-    return entry
+    stats = raw.get("stats")
+    if stats is not None and not isinstance(stats, dict):
+        raise CorruptObjectError(
+            f"{key}: the dataset document is malformed: a version's stats is {stats!r:.80}"
+        )
+    entry = record_from({k: v for k, v in raw.items() if k != "stats"}, key)
+    return replace(entry, stats=stats)
 
 
 def _entry_to(entry: VersionEntry) -> dict[str, Any]:

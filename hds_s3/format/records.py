@@ -30,7 +30,7 @@ from typing import Any
 
 from hds_s3.errors import CorruptObjectError
 from hds_s3.format.docs import STATUSES, Aggregates, DatasetDoc, VersionEntry, load_json
-from hds_s3.format.layout import STORE_FORMAT
+from hds_s3.format.layout import STORE_FORMAT, parse_key
 
 #: The dataset fields a log entry may change (the name and creation time never change).
 DATASET_FIELDS = ("description", "project", "tags", "metadata", "deleted")
@@ -258,6 +258,11 @@ def record_from(raw: object, key: str) -> VersionEntry:
     manifest = frames.get("manifest")
     if manifest is not None and not isinstance(manifest, str):
         raise f.fail("frames.manifest", manifest, "a string")
+    if manifest is not None:
+        own = parse_key(key)
+        parts = parse_key(manifest)
+        if parts is None or parts.kind != "manifest" or own is None or parts.dataset_id != own.dataset_id:
+            raise f.fail("frames.manifest", manifest, "the key of a frame manifest of this dataset")
     published = raw.get("published")
     if published is not None and (not isinstance(published, int) or isinstance(published, bool)):
         raise f.fail("published", published, "a time in milliseconds or null")

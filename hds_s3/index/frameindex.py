@@ -108,6 +108,12 @@ class FrameIndex:
                 f"{key}: the frame manifest of version {entry.name!r} is missing{FSCK_ADVICE}"
             ) from None
         doc = parse_manifest(data, key)
+        parts = layout.parse_key(key)
+        if parts is None or parts.dataset_id != doc.dataset_id:
+            raise CorruptObjectError(
+                f"{key}: the frame manifest of version {entry.name!r} says it belongs to dataset "
+                f"{doc.dataset_id}, not to the one its key names{FSCK_ADVICE}"
+            )
         with self._lock:
             self._manifests[key] = doc
             while len(self._manifests) > 256:

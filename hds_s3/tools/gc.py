@@ -23,10 +23,12 @@ The rules that make removing safe while others read and write:
 3. **Re-read before removing.** Right before removing anything of a dataset, gc reads its document
    (and the manifests it now refers to, and for an unclaimed dataset its name claim) again and
    keeps whatever became referenced, or whose dataset changed, since the scan.
-4. A dataset with an unreadable document or manifest, and orphan documents while any name claim is
-   unreadable, are left alone: what they refer to cannot be known. A store whose marker names
-   another format is refused whole. Name claims are never removed (a released claim is the state
-   "this name is free"; there is no conditional delete to remove one safely).
+4. A dataset fsck finds any damage in (an unreadable document, record or manifest; a record naming
+   another dataset's manifest), and orphan documents while any name claim is unreadable, are left
+   alone: what they refer to cannot be known. A store whose marker names another format is refused
+   whole, and so is a store of format 1 (convert it with ``hds upgrade`` first). Name claims are
+   never removed (a released claim is the state "this name is free"; there is no conditional
+   delete to remove one safely).
 
 Segments go first, then manifests, then documents, so an interrupted gc leaves only garbage.
 """
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hds_s3.client import Client, resolve
-from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError, ValidationError
+from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError, UpgradeRequiredError, ValidationError
 from hds_s3.format import layout
 from hds_s3.format.docs import parse_claim, parse_manifest
 from hds_s3.store.base import ObjectStore
@@ -263,6 +265,7 @@ def gc(
         ValidationError: ``grace_seconds`` is negative or not a finite number.
         CorruptObjectError: the store marker names a format this hds_s3 does not know (gc would
             not know what such a store refers to, so it removes nothing).
+        UpgradeRequiredError: the store is of format 1.
         StorageError: the store failed while scanning (removals that fail are reported in
             ``failed`` instead).
     """
@@ -282,6 +285,12 @@ def gc(
             f"{store.url}: {layout.STORE_MARKER} names a format this hds_s3 does not know; gc removes "
             "nothing from such a store (upgrade hds_s3)"
         )
+    if scan.store_format == layout.LEGACY_STORE_FORMAT:
+        raise UpgradeRequiredError(
+            f"{store.url} is a store of format {layout.LEGACY_STORE_FORMAT}: gc removes nothing from it; "
+            "convert it with `hds upgrade` first"
+        )
+    damaged = {f.dataset_id for f in scan.findings if f.kind == "damage" and f.dataset_id is not None}
     kept: list[GcItem] = []
     candidates: dict[str, list[GcItem]] = defaultdict(list)
     for finding in scan.findings:
@@ -291,7 +300,9 @@ def gc(
         dataset_id = finding.dataset_id
         assert dataset_id is not None
         state = scan.datasets[dataset_id]
-        if grace_seconds == 0:
+        if dataset_id in damaged:
+            kept += _kept(items, "its dataset is damaged: what it refers to cannot be judged (see hds fsck)")
+        elif grace_seconds == 0:
             candidates[dataset_id] += items  # no grace: age does not matter
         elif finding.written is None:
             kept += _kept(items, "age unknown (the store reports no last-modified time)")
