@@ -30,7 +30,8 @@ import pyarrow as pa
 
 from hds_s3 import Client, Dataset, DatasetVersion
 from hds_s3.errors import ConflictError, NotFoundError
-from hds_s3.format.docs import DatasetDoc, VersionEntry
+from hds_s3.format.docs import VersionEntry
+from hds_s3.format.txn import TreeView
 from hds_s3.index.segments import FRAME_COLUMNS
 from hds_s3.model.frames import SingleFrame
 from hds_s3.store import open_store
@@ -179,11 +180,11 @@ class CountingStore:
 # ---------------------------------------------------------------------------- choosing a call
 
 
-def _published_leaves(doc: DatasetDoc) -> list[VersionEntry]:
+def _published_leaves(doc: TreeView) -> list[VersionEntry]:
     return [v for v in doc.versions if not v.is_draft and not doc.children(v.id)]
 
 
-def choose(rng: random.Random, doc: DatasetDoc, kind: str) -> tuple[str, dict[str, Any]]:
+def choose(rng: random.Random, doc: TreeView, kind: str) -> tuple[str, dict[str, Any]]:
     """Pick the next call on a dataset from its document as just read: ``(op, arguments)``.
 
     Arguments: ``version`` (the version the call is on), ``parent`` (for create_version).
@@ -224,7 +225,7 @@ def choose(rng: random.Random, doc: DatasetDoc, kind: str) -> tuple[str, dict[st
 # ---------------------------------------------------------------------------- making a call
 
 
-def _version(doc: DatasetDoc, version_id: str, client: Client) -> DatasetVersion:
+def _version(doc: TreeView, version_id: str, client: Client) -> DatasetVersion:
     entry = doc.version(version_id)
     if entry is None:  # pragma: no cover - choose() only names versions of this document
         raise NotFoundError(f"version {version_id} vanished from the document just read")
@@ -232,7 +233,7 @@ def _version(doc: DatasetDoc, version_id: str, client: Client) -> DatasetVersion
 
 
 def perform(
-    client: Client, doc: DatasetDoc, me: int, n: int, op: str, args: dict[str, Any]
+    client: Client, doc: TreeView, me: int, n: int, op: str, args: dict[str, Any]
 ) -> dict[str, Any]:
     """Make one call; return what the log needs of its result (the call raises on failure).
 

@@ -60,7 +60,8 @@ from load_workers import CHAIN, FRAME_OPS, TREE
 
 from hds_s3 import Client, Dataset, DatasetVersion
 from hds_s3.errors import HdsError, NotFoundError
-from hds_s3.format.docs import DatasetDoc, parse_manifest
+from hds_s3.format.docs import parse_manifest
+from hds_s3.format.txn import TreeView
 
 pytestmark = pytest.mark.slow  # load runs: many processes for minutes
 
@@ -197,7 +198,7 @@ def _show(rec: dict[str, Any]) -> str:
     return json.dumps({k: rec[k] for k in keep if k in rec})[:400]
 
 
-def _check_tree(v: Verdict, doc: DatasetDoc, recs: list[dict[str, Any]], initial: list[str]) -> None:
+def _check_tree(v: Verdict, doc: TreeView, recs: list[dict[str, Any]], initial: list[str]) -> None:
     """Check 4: a well-formed forest holding exactly the versions the acknowledged calls leave."""
     where = f"dataset {doc.name!r}"
     by_id = {e.id: e for e in doc.versions}
@@ -255,7 +256,7 @@ def _check_tree(v: Verdict, doc: DatasetDoc, recs: list[dict[str, Any]], initial
             v.add(f"{where}: {_show(r)}: the new draft's parent is {child.parent}")
 
 
-def _check_objects(v: Verdict, run: LoadRun, doc: DatasetDoc) -> list[int]:
+def _check_objects(v: Verdict, run: LoadRun, doc: TreeView) -> list[int]:
     """Check 3: every manifest a version points at, and every segment it lists, exists as recorded.
 
     Returns the number of segments each version's manifest lists.
@@ -287,7 +288,7 @@ def _check_objects(v: Verdict, run: LoadRun, doc: DatasetDoc) -> list[int]:
     return counts
 
 
-def _check_content(v: Verdict, run: LoadRun, doc: DatasetDoc, recs: list[dict[str, Any]]) -> None:
+def _check_content(v: Verdict, run: LoadRun, doc: TreeView, recs: list[dict[str, Any]]) -> None:
     """Checks 1 and 2 for every version of one dataset, parents first."""
     writes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in recs:
@@ -345,8 +346,9 @@ def _check_content(v: Verdict, run: LoadRun, doc: DatasetDoc, recs: list[dict[st
                     f"{where}: reads differently ({table.num_rows} frames) from right after "
                     f"{_show(pub)} ({pub['rows']} frames)"
                 )
-            if e.stats is None or e.stats.get("frames") != table.num_rows:
-                v.add(f"{where}: stored statistics {e.stats} do not count its {table.num_rows} frames")
+            stored = doc.stats_of(e.id)
+            if stored is None or stored.get("frames") != table.num_rows:
+                v.add(f"{where}: stored statistics {stored} do not count its {table.num_rows} frames")
 
 
 def _fsck(v: Verdict, client: Client) -> None:

@@ -24,6 +24,7 @@ from hds_s3.errors import (
     AlreadyExistsError,
     ConflictError,
     CorruptObjectError,
+    HdsError,
     NotFoundError,
     StorageError,
     UpgradeRequiredError,
@@ -40,7 +41,7 @@ from hds_s3.format.docs import (
     now_ms,
     parse_claim,
 )
-from hds_s3.format.log import LazyTree, read_state
+from hds_s3.format.log import LazyTree, read_head, read_state
 from hds_s3.format.tree import DEFAULT_VERSION_NAME
 from hds_s3.format.txn import TreeView, Txn
 from hds_s3.model.names import check_id, check_name
@@ -337,6 +338,15 @@ class Catalog:
         """
         _, view = self.commit(dataset_id, change, what=f"delete dataset {dataset_id}")
         self.release_name(view)
+        try:
+            head, _ = read_head(self.store, dataset_id)
+        except HdsError:
+            head = None
+        if head is None or not head.deleted:
+            # the deletion is committed but its head lags: removing the log now would leave readers
+            # nothing to see it by; the next create of the name, fsck --repair or gc completes it
+            log.warning("dataset %s deleted; its objects are left for fsck --repair or gc", dataset_id)
+            return view
         self.remove_objects(layout.dataset_prefix(dataset_id), last=layout.dataset_doc_key(dataset_id))
         return view
 

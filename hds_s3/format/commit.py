@@ -30,7 +30,16 @@ from typing import Any, TypeVar
 from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError, StorageError
 from hds_s3.format import layout
 from hds_s3.format.docs import Aggregates, DatasetDoc, VersionEntry, now_ms
-from hds_s3.format.log import LazyTree, LogState, follow, load_whole, read_entry, read_head, read_state
+from hds_s3.format.log import (
+    LazyTree,
+    LogState,
+    StaleView,
+    follow,
+    load_whole,
+    read_entry,
+    read_head,
+    read_state,
+)
 from hds_s3.format.records import (
     Checkpoint,
     Head,
@@ -278,7 +287,7 @@ def commit(
         if attempt:
             time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
         try:
-            if attempt == 0 and view is not None and not view.state.pending and view.id == dataset_id:
+            if view is not None and not view.state.pending and view.id == dataset_id:
                 state: LogState | DatasetDoc = view.state
             else:
                 state, view = read_state(store, dataset_id), None
@@ -295,11 +304,21 @@ def commit(
         state = catch_up(store, state)
         if state.head.deleted:
             raise NotFoundError(f"dataset {state.head.name!r} ({dataset_id}) was deleted")
-        view = view if view is not None and view.state is state else LazyTree(store, state)
-        txn = Txn(view)
-        result = change(txn)
+        current = view if view is not None and view.state is state else LazyTree(store, state)
+        view = None  # the next attempt, if any, reads the newer state
+        txn = Txn(current)
+        current.strict = True  # one state for every rule of this attempt
+        try:
+            result = change(txn)
+        except StaleView:
+            log.debug(
+                "retry: %s read a record newer than entry %d of dataset %s", what, state.seq, dataset_id
+            )
+            continue
+        finally:
+            current.strict = False
         if not txn.changed:
-            return result, Commit(view)
+            return result, Commit(current)
         seq = state.seq + 1
         entry = _entry_of(txn, seq=seq, txn_id=txn_id, user=user, what=what)
         results[seq] = result
@@ -320,7 +339,7 @@ def commit(
             if not landed:
                 raise
         try:
-            head, _ = materialise(store, state, entry, view)
+            head, _ = materialise(store, state, entry, current)
             _checkpoint_if_due(store, head)
         except HdsError as exc:  # the commit stands; a later writer or reader completes the rest
             log.warning(

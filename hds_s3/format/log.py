@@ -163,17 +163,26 @@ def read_state(store: ObjectStore, dataset_id: str) -> LogState | DatasetDoc:
     return follow(store, dataset_id, head, etag_or_data)
 
 
+class StaleView(Exception):
+    """Internal: a strict view met a record or name written after its log position (retry newer)."""
+
+
 class LazyTree:
     """A format-2 dataset as of one log position; version records are read when first asked for.
 
     Opening a version reads the head, looks past it for new entries (usually one GET that finds
     nothing) and reads that version's record: a few small objects, whatever the tree's size.
     :meth:`whole` reads the newest checkpoint and the entries after it, once.
+
+    A reader takes a record or name entry newer than the view as it finds it. A *strict* view (the
+    one a commit decides on) raises :class:`StaleView` instead, so that every rule of one commit
+    is checked against one state: the commit then starts over on the newer one.
     """
 
-    def __init__(self, store: ObjectStore, state: LogState) -> None:
+    def __init__(self, store: ObjectStore, state: LogState, *, strict: bool = False) -> None:
         self.store = store
         self.state = state
+        self.strict = strict
         head = state.folded_head()
         self._head = head
         self._overlay: dict[str, VersionEntry | None] = {}
@@ -267,6 +276,8 @@ class LazyTree:
         with self._lock:
             cached = self._records.get(version_id)
         if cached is not None:
+            if self.strict and cached[1] > self.seq:
+                raise StaleView(version_id)
             return cached
         key = layout.record_key(self.id, version_id)
         try:
@@ -277,6 +288,8 @@ class LazyTree:
             ver, seq = parse_record(data, key)
             if ver is not None and ver.id != version_id:
                 raise CorruptObjectError(f"{key}: the record is of version {ver.id}; it is damaged")
+            if self.strict and seq > self.seq:
+                raise StaleView(key)
             found = (ver, seq, etag)
         with self._lock:
             self._records[version_id] = found
@@ -314,7 +327,10 @@ class LazyTree:
                 data, _ = self.store.get(key)
             except NotFoundError:
                 return None
-            vid = parse_name(data, key).version_id
+            entry = parse_name(data, key)
+            if self.strict and entry.seq > self.seq:
+                raise StaleView(key)
+            vid = entry.version_id
         if vid is None:
             return None
         ver = self.version(vid)

@@ -1020,11 +1020,14 @@ def load_dataset(
     if document_format(data, key) == layout.LEGACY_STORE_FORMAT:
         return parse_dataset_doc(data, key), None
     head = parse_head(data, key)
+    shell = DatasetDoc(
+        id=head.id, name=head.name, created=head.created, updated=head.updated, deleted=head.deleted
+    )
     if head.id != dataset_id:
-        return replace(
-            DatasetDoc(id=head.id, name=head.name, created=head.created, updated=head.updated)
-        ), None
+        return shell, None
     log = follow(store, dataset_id, head, etag)
+    if head.deleted:
+        return shell, log  # its objects are being removed: nothing of its tree is read any more
     return load_whole(store, log), log
 
 
