@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, ValidationError
 from hds_s3.format import layout
+from hds_s3.format.docs import dumps_with_digest
 from hds_s3.store import MemoryStore
 
 
@@ -23,10 +24,11 @@ def _doc_key(client: Client, name: str) -> str:
 
 
 def _edit(client: Client, key: str, edit: object) -> None:
+    """Change a document as another (newer) hds_s3 would write it: its digest written anew."""
     data, etag = client.store.get(key)
     raw = json.loads(data)
     edit(raw)  # type: ignore[operator]
-    client.store.put(key, json.dumps(raw).encode(), if_match=etag)
+    client.store.put(key, dumps_with_digest(raw), if_match=etag)
 
 
 def test_fields_written_by_a_newer_client_survive_our_writes(client: Client) -> None:
@@ -70,7 +72,14 @@ def test_a_damaged_document_names_its_key_and_other_datasets_keep_working(
     Dataset.create(dataset_name="fine", client=client)
     key = _doc_key(client, "broken")
     data, etag = client.store.get(key)
-    client.store.put(key, damage(json.loads(data)), if_match=etag)  # type: ignore[operator]
+    damaged = damage(json.loads(data))  # type: ignore[operator]
+    try:
+        raw = json.loads(damaged)
+    except ValueError:
+        raw = None
+    if isinstance(raw, dict):  # as a faulty writer would leave it: wrong, with a matching digest
+        damaged = dumps_with_digest(raw)
+    client.store.put(key, damaged, if_match=etag)
     with pytest.raises(CorruptObjectError, match=message) as info:
         Dataset.get(dataset_name="broken", client=client)
     assert key in str(info.value)
@@ -173,3 +182,19 @@ def test_a_manifest_claiming_disjoint_segments_it_cannot_have_is_corruption(
     raw.update(segments=segments, disjoint=disjoint)
     with pytest.raises(CorruptObjectError, match=message):
         parse_manifest(json.dumps(raw).encode(), "m.json")
+
+
+def test_a_document_changed_by_hand_is_refused_as_damaged_not_served(client: Client) -> None:
+    draft = DatasetVersion.create_new_dataset(dataset_name="h", client=client)
+    draft.add_frames([])
+    key = layout.record_key(draft.dataset_id, draft.id)
+    raw = json.loads(client.store.get(key)[0])
+    raw["comment"] = "edited by hand"  # valid JSON, valid fields: only the digest tells
+    client.store.put(key, json.dumps(raw).encode())
+    with pytest.raises(CorruptObjectError, match="digest") as info:
+        DatasetVersion.get_version("h", version_id=draft.id, client=Client(client.store))
+    assert key in str(info.value)
+    del raw["digest"]
+    client.store.put(key, json.dumps(raw).encode())
+    with pytest.raises(CorruptObjectError, match="digest"):  # format-2 documents always carry one
+        DatasetVersion.get_version("h", version_id=draft.id, client=Client(client.store))

@@ -19,6 +19,7 @@ from hds_s3.format.docs import (
     VersionEntry,
     dump_claim,
     dump_manifest,
+    dumps_with_digest,
     now_ms,
     parse_manifest,
 )
@@ -599,7 +600,7 @@ def _edit_head(c: Client, edit: Callable[[dict[str, Any]], None]) -> None:
     data, etag = c.store.get(key)
     raw = json.loads(data)
     edit(raw)
-    c.store.put(key, json.dumps(raw).encode(), if_match=etag)
+    c.store.put(key, dumps_with_digest(raw), if_match=etag)  # as a faulty writer would leave it
 
 
 @pytest.mark.parametrize(

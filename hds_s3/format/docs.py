@@ -7,6 +7,7 @@ and written back unchanged, so an older client never drops what a newer one wrot
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -270,10 +271,52 @@ def load_json(data: bytes, key: str) -> Any:
     return raw
 
 
+#: The field holding a document's digest: the SHA-256 (first 32 hex digits) of the document's
+#: canonical JSON without it. A document read whose digest does not match was changed by hand or
+#: damaged, and is refused as such instead of being served.
+DIGEST = "digest"
+
+
+def _digest_of(obj: Mapping[str, Any]) -> str:
+    canon = json.dumps(
+        {k: v for k, v in obj.items() if k != DIGEST},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def dumps_with_digest(obj: Mapping[str, Any]) -> bytes:
+    """Serialise a document (UTF-8 JSON) with its :data:`DIGEST`."""
+    out = {k: v for k, v in obj.items() if k != DIGEST}
+    out[DIGEST] = _digest_of(out)
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check_digest(raw: Mapping[str, Any], key: str, *, required: bool) -> None:
+    """Refuse a parsed document whose digest is missing (when ``required``) or does not match.
+
+    Documents written before digests existed have none; their kinds pass ``required=False``.
+
+    Raises:
+        CorruptObjectError: naming ``key``.
+    """
+    digest = raw.get(DIGEST)
+    if digest is None and not required:
+        return
+    if not isinstance(digest, str) or digest != _digest_of(raw):
+        raise CorruptObjectError(
+            f"{key}: its content does not match its digest: it was changed by hand or damaged "
+            "(hds fsck tells what else is)"
+        )
+
+
 def _load(data: bytes, key: str) -> dict[str, Any]:
     raw = load_json(data, key)
     if not isinstance(raw, dict):
         raise CorruptObjectError(f"{key}: expected a JSON object, found {type(raw).__name__}")
+    check_digest(raw, key, required=False)
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
         raise CorruptObjectError(
@@ -286,7 +329,7 @@ def _load(data: bytes, key: str) -> dict[str, Any]:
 def _split(cls: type, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     names = {f.name for f in fields(cls)} - {"extra"}
     known = {k: v for k, v in raw.items() if k in names}
-    extra = {k: v for k, v in raw.items() if k not in names}
+    extra = {k: v for k, v in raw.items() if k not in names and k != DIGEST}
     return known, extra
 
 
@@ -404,7 +447,7 @@ def dump_claim(claim: DatasetClaim) -> bytes:
         dataset_id=claim.dataset_id,
         txn=claim.txn,
     )
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps_with_digest(out)
 
 
 @dataclass(frozen=True)
@@ -536,7 +579,7 @@ def dump_manifest(doc: ManifestDoc) -> bytes:
         disjoint=doc.disjoint,
         segments=segments,
     )
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps_with_digest(out)
 
 
 def whole_aggregates(versions: Mapping[str, VersionEntry]) -> Aggregates:

@@ -23,13 +23,21 @@ field readers use is type-checked when parsed, so a damaged object raises
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from hds_s3.errors import CorruptObjectError
-from hds_s3.format.docs import STATUSES, Aggregates, DatasetDoc, VersionEntry, load_json
+from hds_s3.format.docs import (
+    DIGEST,
+    STATUSES,
+    Aggregates,
+    DatasetDoc,
+    VersionEntry,
+    check_digest,
+    dumps_with_digest,
+    load_json,
+)
 from hds_s3.format.layout import STORE_FORMAT, parse_key
 
 #: The dataset fields a log entry may change (the name and creation time never change).
@@ -182,15 +190,16 @@ def _object(data: bytes, key: str, kind: str) -> dict[str, Any]:
         )
     if raw.get("kind") != kind:
         raise CorruptObjectError(f"{key}: expected a {kind} document, found kind {raw.get('kind')!r}")
+    check_digest(raw, key, required=True)
     return raw
 
 
 def _extra(raw: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in raw.items() if k not in known}
+    return {k: v for k, v in raw.items() if k not in known and k != DIGEST}
 
 
 def _dumps(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps_with_digest(obj)
 
 
 # ------------------------------------------------------------------------------------- aggregates

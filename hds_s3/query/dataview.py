@@ -92,7 +92,7 @@ from hds_s3.errors import (
     ValidationError,
 )
 from hds_s3.format import layout
-from hds_s3.format.docs import VersionEntry, now_ms
+from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_digest, load_json, now_ms
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
@@ -1908,7 +1908,7 @@ def _flag(what: str, value: object) -> bool:
 
 
 def _dump(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return dumps_with_digest(doc)
 
 
 def _load(client: Client, dataview_id: str) -> tuple[dict[str, Any], str]:
@@ -1917,12 +1917,11 @@ def _load(client: Client, dataview_id: str) -> tuple[dict[str, Any], str]:
         data, etag = client.store.get(key)
     except NotFoundError:
         raise DataViewNotFoundError(f"no DataView with id {dataview_id} in {client.url}") from None
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptObjectError(f"{key}: not JSON ({exc})") from exc
+    doc = load_json(data, key)  # refuses any depth and any number a write would not make
     if not isinstance(doc, dict) or doc.get("kind") != DATAVIEW_FORMAT or doc.get("id") != dataview_id:
         raise CorruptObjectError(f"{key}: not a DataView document of this id")
+    check_digest(doc, key, required=False)
+    doc.pop(DIGEST, None)
     if doc.get("format_version") != layout.FORMAT_VERSION:
         raise CorruptObjectError(
             f"{key}: DataView format {doc.get('format_version')!r} is not one this hds_s3 reads; "

@@ -38,7 +38,7 @@ Codes, by kind: damage ``marker-missing``, ``marker-corrupt``, ``claim-corrupt``
 ``version-duplicate``, ``parent-missing``, ``cycle``, ``draft-parent``, ``manifest-missing``,
 ``manifest-corrupt``, ``manifest-foreign``, ``manifest-disjoint`` (deep), ``segment-missing``,
 ``segment-size``, ``segment-foreign``, ``segment-corrupt``, ``record-missing``, ``record-mismatch``,
-``record-corrupt``, ``name-index``, ``head-aggregates``; pending ``deleted-dataset``,
+``record-corrupt``, ``name-index``, ``head-aggregates``, ``stats-corrupt``; pending ``deleted-dataset``,
 ``stale-claim``, ``deleted-version``, ``unmaterialised-entry``; garbage ``orphan-dataset``,
 ``unreferenced-manifest``, ``unreferenced-segment``, ``leftover``, ``folded-entry``,
 ``superseded-checkpoint``, ``removed-record``, ``freed-name``, ``unreferenced-stats``; note
@@ -78,7 +78,7 @@ from hds_s3.format.docs import (
     whole_aggregates,
 )
 from hds_s3.format.log import LogState, follow, load_whole
-from hds_s3.format.records import document_format, parse_head, parse_name, parse_record
+from hds_s3.format.records import document_format, parse_head, parse_name, parse_record, parse_stats
 from hds_s3.index import segments
 from hds_s3.store.base import ObjectInfo, ObjectStore
 
@@ -858,6 +858,13 @@ class StoreScan:
                     self._garbage(
                         "unreferenced-stats", key, dataset_id, f"{key}: statistics of no published version"
                     )
+                    continue
+                try:
+                    parse_stats(self.store.get(key)[0], key)
+                except NotFoundError:
+                    continue  # removed since the listing
+                except CorruptObjectError as exc:
+                    self._add("damage", "stats-corrupt", key, str(exc), dataset_id=dataset_id)
 
     def _check_frames(self, doc: DatasetDoc, state: _DatasetState, deep: bool) -> None:
         checked: set[str] = set()
