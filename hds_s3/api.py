@@ -449,6 +449,22 @@ class Dataset:
         return hash(self.id)
 
 
+def _plain_id(value: object) -> bool:
+    """True for a frame id that can be looked up as it is (non-empty text UTF-8 can encode).
+
+    Anything else is normalised first, which says what is wrong with it.
+    """
+    if not isinstance(value, str) or not value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class DatasetVersion:
     """One version of a dataset: Draft (editable) or Published (read-only, may have children)."""
 
@@ -1041,7 +1057,7 @@ class DatasetVersion:
         tree.require_draft(self.reload()._doc, self._entry, "update frames in")
         checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
         for item in frames:
-            if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
+            if isinstance(item, Mapping) and _plain_id(item.get("id")):
                 checked.append((item, item))  # validated by add_frames, column-wise
                 continue
             try:

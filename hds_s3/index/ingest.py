@@ -29,6 +29,8 @@ from hds_s3.model.frames import (
     hash_id,
     to_frame_dict,
 )
+from hds_s3.model.limits import check_frame_input
+from hds_s3.model.names import preview
 
 Frame = SingleFrame | FrameGroup
 
@@ -40,9 +42,16 @@ class FailedFrame:
     frame: Any
     reason: str
 
+    def __repr__(self) -> str:
+        """The frame shortened (it may be huge or nested without end), and the reason."""
+        return f"FailedFrame(frame={preview(self.frame)}, reason={self.reason!r})"
+
 
 def normalize(frame: object) -> dict[str, Any]:
     """Return the canonical, validated dict of a frame object or frame dict.
+
+    A frame dict past a limit (:mod:`hds_s3.model.limits`) is refused before it is read, so a huge
+    or deeply nested one costs a bounded walk, not copies of it.
 
     Raises:
         ValidationError: naming the frame and the field.
@@ -50,6 +59,7 @@ def normalize(frame: object) -> dict[str, Any]:
     if isinstance(frame, (SingleFrame, FrameGroup)):
         return to_frame_dict(frame)
     if isinstance(frame, Mapping):
+        check_frame_input(frame)
         return to_frame_dict(frame_from_dict(frame))
     raise ValidationError(
         f"cannot store a {type(frame).__name__} as a frame; give a SingleFrame, a FrameGroup or a frame dict"
