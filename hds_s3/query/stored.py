@@ -14,6 +14,7 @@ from typing import Any
 from hds_s3.client import Client
 from hds_s3.errors import ValidationError
 from hds_s3.format import layout
+from hds_s3.model.names import preview
 
 
 def view_ids(client: Client) -> list[str]:
@@ -41,7 +42,7 @@ def name_filter(name_pattern: str | None) -> re.Pattern[str] | None:
     try:
         return re.compile(name_pattern)
     except re.error as exc:
-        raise ValidationError(f"name pattern {name_pattern!r} is not a valid regex: {exc}") from exc
+        raise ValidationError(f"name pattern {preview(name_pattern)} is not a valid regex: {exc}") from exc
 
 
 def matches(doc: Mapping[str, Any], pattern: re.Pattern[str] | None, tags: Sequence[str]) -> bool:
