@@ -1508,7 +1508,9 @@ def frames_add(
     prints its JSON Schema ('hds frames schema --arrow' the Parquet columns). A frame has sources
     (each with an id and a uri), rois, meta and an optional id. A frame of one source may give the
     source's fields (uri, content_type, width, height, timestamp, preview, masks) at the top level
-    instead: its source id is then "default". Two frames (each is one line in the file):
+    instead: its source id is then "default". A key that is no field is refused, naming it ('meta'
+    may also be spelled 'metadata', a ROI's 'labels' 'label'). A line is at most 8 MiB, a frame 4 MiB
+    of JSON. Two frames (each is one line in the file):
 
     \b
     {"uri": "s3://bucket/street/0001.jpg", "width": 1920, "height": 1080,
