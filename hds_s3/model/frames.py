@@ -1268,10 +1268,6 @@ def _sources_of(data: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
             f"{where} has no sources; give a uri (one source) or "
             'sources: [{"id": ..., "uri": ...}, ...] (see hds frames schema)'
         )
-    if len(sources) > MAX_SOURCES:
-        raise ValidationError(
-            f"{where}: sources: {len(sources):,} of them; a frame has at most {MAX_SOURCES}"
-        )
     for i, src in enumerate(sources):
         if not isinstance(src, Mapping):
             raise ValidationError(
@@ -1298,8 +1294,6 @@ def _rois_of(data: Mapping[str, Any], where: str) -> list[Annotation]:
         return []
     if not isinstance(rois, list):
         raise ValidationError(f"{where}: rois must be a list, got {type(rois).__name__}")
-    if len(rois) > MAX_ROIS:
-        raise ValidationError(f"{where}: rois: {len(rois):,} of them; a frame has at most {MAX_ROIS:,}")
     return [Annotation.from_dict(roi, where=f"{where}: rois[{i}]") for i, roi in enumerate(rois)]
 
 
@@ -1386,7 +1380,8 @@ def frame_from_dict(data: Mapping[str, Any]) -> Frame:
     Raises:
         ValidationError: ``data`` is not a frame dict (not a dict, an unknown key, no sources, a
             source without uri, a source without id among several, both ``uri`` and ``sources``,
-            two sources with one id, more sources or ROIs than a frame may have).
+            two sources with one id). The limits are checked by :func:`to_frame_dict`, so a frame
+            stored before a limit was set still reads.
     """
     fields, where = _frame_fields(data)
     sources = _sources_of(fields, where)
