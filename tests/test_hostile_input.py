@@ -340,3 +340,24 @@ def test_a_view_file_nested_too_deep_is_a_usage_error(store: str, tmp_path: Path
     view.write_text(deep_text(100_000), encoding="utf-8")
     result = run(store, "query", "count", "--view", str(view))
     assert result.exit_code == 2 and "the JSON nests too deep to read" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["count", "--frame-query", "(" * 1_000 + "meta.city:x" + ")" * 1_000], "more than 64 levels deep"),
+        (["count", "--frame-query", "NOT " * 2_000 + "meta.city:x"], "more than 64 levels deep"),
+        (["count", "--roi-query", "+" * 3_000 + "car"], "more than 64 levels deep"),
+        (["count", "--frame-query", 'meta.city:"\ud800"'], "lone surrogate"),
+        (["head", "--projection", "sources.²"], "is not a list position"),
+    ],
+    ids=["1000 groups", "2000 NOTs", "3000 +", "a lone surrogate", "a superscript position"],
+)
+def test_hds_query_reports_a_hostile_query_in_one_line_with_the_caret(
+    store: str, args: list[str], says: str
+) -> None:
+    result = run(store, "query", *args[:1], "-d", "d", *args[1:])
+    assert result.exit_code in (1, 2) and says in result.stderr, result.stderr
+    assert all(len(line) < 400 for line in result.stderr.splitlines()), (
+        "the query is not cut around the caret"
+    )
