@@ -19,8 +19,12 @@ failures instead); a builtin exception (``RecursionError``, ``ValueError``, ``Ov
 hostile JSON Lines (deep, huge numbers, long lines, bytes that are not UTF-8) and must report each bad
 line by its number, never fail with an unexpected error.
 
+The version API (``get_single_frame``, ``delete_frames``, ``get_frames_table``, ``set_masks_labels``,
+``get_version``, ``create_version``, metadata, comments, tags, ``add_frames`` itself) gets hostile
+arguments too: a call that raises leaves the store as it was.
+
 Budget: ``HDS_FUZZ_EXAMPLES`` examples per test if set, else 200 in the ``full`` Hypothesis profile
-(what CI runs) and 40 in ``quick`` (see ``tests/budget.py``); five tests, so 1,000 examples in CI. The
+(what CI runs) and 40 in ``quick`` (see ``tests/budget.py``); six tests, so 1,200 examples in CI. The
 examples run are printed at the end of the module (``pytest -s``).
 """
 
@@ -567,6 +571,48 @@ def test_hostile_dataview_arguments(
     attempt("to_dict", lambda: view.to_dict(projection=reading.get("projection")))
     counted, count = attempt("get_count", view.get_count)
     assert not counted or isinstance(count, int)
+
+
+# ---------------------------------------------------------------------------- the version API
+
+
+def keyed(value: Any) -> dict[Any, list[str]]:
+    """``{value: ["x"]}``, or ``{}`` when the value cannot be a key (unhashable, or too deep to hash)."""
+    try:
+        return {value: ["x"]}
+    except (TypeError, RecursionError):
+        return {}
+
+
+VERSION_CALLS: dict[str, Callable[[Client, DatasetVersion, Any], object]] = {
+    "get_single_frame": lambda c, d, v: d.get_single_frame(frame_id=v),
+    "get_frame_history": lambda c, d, v: d.get_frame_history(v),
+    "delete_frames": lambda c, d, v: d.delete_frames([v]),
+    "get_frames_table": lambda c, d, v: d.get_frames_table(columns=v),
+    "set_masks_labels": lambda c, d, v: d.set_masks_labels({(1, 2, 3): v}),
+    "set_masks_labels(value)": lambda c, d, v: d.set_masks_labels(keyed(v)),
+    "get_version": lambda c, d, v: DatasetVersion.get_version(dataset_name="fuzz", version_name=v, client=c),
+    "create_version": lambda c, d, v: DatasetVersion.create_version(
+        dataset_name="fuzz", version_name="child", parent_version_names=v, client=c
+    ),
+    "set_comment": lambda c, d, v: d.set_comment(v),
+    "add_tags": lambda c, d, v: d.add_tags(v),
+    "set_metadata": lambda c, d, v: d.set_metadata({"k": v}),
+    "update_metadata": lambda c, d, v: d.update_metadata({"k": v}),
+    "add_frames": lambda c, d, v: d.add_frames(v),
+}
+
+
+@FUZZ
+@given(call=st.sampled_from(sorted(VERSION_CALLS)), value=hostile)
+def test_hostile_arguments_to_the_version_api(call: str, value: Any) -> None:
+    """Each call succeeds or raises an HdsError, and one that raises leaves the store as it was."""
+    client, draft = fresh_draft()
+    before = {i.key: i.etag for i in client.store.list("")}
+    ok, _ = attempt(call, lambda: VERSION_CALLS[call](client, draft, value))
+    if not ok:
+        assert {i.key: i.etag for i in client.store.list("")} == before, f"{call} failed and wrote"
+    check_readable(client, draft)
 
 
 def test_the_base_frames_are_valid_and_every_path_reaches_into_them() -> None:

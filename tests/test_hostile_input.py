@@ -361,3 +361,82 @@ def test_hds_query_reports_a_hostile_query_in_one_line_with_the_caret(
     assert all(len(line) < 400 for line in result.stderr.splitlines()), (
         "the query is not cut around the caret"
     )
+
+
+# ---------------------------------------------------------------------------- the version API
+
+
+def published_and_draft() -> tuple[Client, DatasetVersion]:
+    c = Client(MemoryStore())
+    DatasetVersion.create_new_dataset("p", client=c).add_frames([frame("a")])
+    DatasetVersion.create_snapshot(dataset_name="p", publish_name="v1", client=c)
+    return c, DatasetVersion.get_current(dataset_name="p", client=c)
+
+
+VERSION_CALLS: dict[str, tuple[Callable[[Client, DatasetVersion], object], str]] = {
+    "get_single_frame(a list 5,000 deep)": (
+        lambda c, d: d.get_single_frame(frame_id=nest(5_000)),
+        "get_single_frame needs a frame id (a non-empty string), got [[...]]",
+    ),
+    "get_frame_history(5,000 digits)": (
+        lambda c, d: d.get_frame_history(10**5000),  # type: ignore[arg-type]
+        "got <an integer of about 5,000 digits>",
+    ),
+    "delete_frames(an id holding a lone surrogate)": (
+        lambda c, d: d.delete_frames(["a\ud800"]),
+        "frame id 'a\\ud800' is not valid Unicode",
+    ),
+    "get_frames_table(columns=5)": (
+        lambda c, d: d.get_frames_table(columns=5),  # type: ignore[arg-type]
+        "columns must be a list of column names, got 5",
+    ),
+    "set_masks_labels(labels that are a number)": (
+        lambda c, d: d.set_masks_labels({(1, 2, 3): 5}),  # type: ignore[dict-item]
+        "mask value (1, 2, 3): labels must be strings, got 5",
+    ),
+    "set_masks_labels(a label holding a lone surrogate)": (
+        lambda c, d: d.set_masks_labels({(1, 2, 3): ["\ud800"]}),
+        "mask value (1, 2, 3): label '\\ud800' is not valid Unicode",
+    ),
+    "set_masks_labels(a value of 5,000 digits)": (
+        lambda c, d: d.set_masks_labels({10**5000: ["x"]}),  # type: ignore[dict-item]
+        "mask value <an integer of about 5,000 digits> is not an (r, g, b) tuple",
+    ),
+    "get_version(a version name that is a list)": (
+        lambda c, d: DatasetVersion.get_version(dataset_name="p", version_name=["v1"], client=c),  # type: ignore[arg-type]
+        "a version name is a string, got list",
+    ),
+    "create_version(a parent that is a number)": (
+        lambda c, d: DatasetVersion.create_version(
+            dataset_name="p",
+            version_name="x",
+            parent_version_names=5,
+            client=c,  # type: ignore[arg-type]
+        ),
+        "parent version names are strings, got 5",
+    ),
+    "set_comment(a list 5,000 deep)": (
+        lambda c, d: d.set_comment(nest(5_000)),  # type: ignore[arg-type]
+        "comment must be a string, got list: [[...]]",
+    ),
+    "add_frames(a number)": (
+        lambda c, d: d.add_frames(5),  # type: ignore[arg-type]
+        "frames are given as a list (or any iterable) of frames, got a int",
+    ),
+    "add_frames(one frame dict)": (
+        lambda c, d: d.add_frames(frame("one")),
+        "give [frame] for one frame",
+    ),
+}
+
+
+@pytest.mark.parametrize(("call", "says"), VERSION_CALLS.values(), ids=VERSION_CALLS.keys())
+def test_a_hostile_version_argument_is_a_validation_error_and_nothing_is_written(
+    call: Callable[[Client, DatasetVersion], object], says: str
+) -> None:
+    c, d = published_and_draft()
+    before = {i.key: i.etag for i in c.store.list("")}
+    with pytest.raises(ValidationError) as caught:
+        call(c, d)
+    assert says in str(caught.value), str(caught.value)
+    assert {i.key: i.etag for i in c.store.list("")} == before

@@ -30,7 +30,7 @@ from hds_s3.model.frames import (
     to_frame_dict,
 )
 from hds_s3.model.limits import check_frame_input
-from hds_s3.model.names import preview
+from hds_s3.model.names import check_utf8, preview
 
 Frame = SingleFrame | FrameGroup
 
@@ -85,6 +85,7 @@ def write_segments(
     GIL), so at most two converted batches are held at a time. Segments are yielded in input order.
 
     Raises:
+        ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number).
         StorageError: the store failed; segments already yielded are intact.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
@@ -124,6 +125,11 @@ def _converted(
     tables: list[pa.Table] = []
     positions: list[int] = []
     seen = 0  # frames of the current segment consumed so far
+    if not isinstance(frames, Iterable) or isinstance(frames, (str, bytes, Mapping)):
+        raise ValidationError(
+            f"frames are given as a list (or any iterable) of frames, got a {type(frames).__name__}: "
+            f"{preview(frames)}; give [frame] for one frame"
+        )
     source = iter(frames)
     while True:
         # The collector is paused while a batch is built, converted and released: its objects live
@@ -223,7 +229,7 @@ def frame_ids(frames: Iterable[object]) -> list[str]:
         if isinstance(item, str):
             if not item:
                 raise ValidationError("an empty frame id was given")
-            ids.append(item)
+            ids.append(check_utf8("frame id", item))
         else:
             ids.append(normalize(item)["id"])
     return ids
