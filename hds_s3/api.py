@@ -38,7 +38,16 @@ from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.model.names import check_id, check_metadata, check_name, check_tags, check_utf8, preview
+from hds_s3.model.names import (
+    check_id,
+    check_metadata,
+    check_name,
+    check_pattern,
+    check_tag_filter,
+    check_tags,
+    check_utf8,
+    preview,
+)
 
 #: Levels of :meth:`Dataset.format_tree` that are indented (deeper ones say their depth).
 TREE_INDENT_LEVELS = 24
@@ -219,10 +228,11 @@ class Dataset:
         A tag written ``-x`` excludes datasets tagged ``x``.
 
         Raises:
-            ValidationError: the pattern is not a valid regex.
+            ValidationError: the pattern is not a valid regex, or ``tags`` are not tags.
         """
         c = resolve(client)
-        return [cls(doc, c) for doc in c.catalog.list(name_pattern, list(tags or []))]
+        check_pattern(name_pattern)
+        return [cls(doc, c) for doc in c.catalog.list(name_pattern, check_tag_filter(tags))]
 
     @classmethod
     def delete(
@@ -322,6 +332,9 @@ class Dataset:
         Raises:
             ValidationError: both filters set.
         """
+        for flag in (only_published, only_draft):
+            if not isinstance(flag, int):  # bool is an int; so is 0 or 1 given for it
+                raise ValidationError(f"only_published and only_draft are True or False, got {preview(flag)}")
         if only_published and only_draft:
             raise ValidationError("only_published and only_draft cannot both be set")
         self.reload()

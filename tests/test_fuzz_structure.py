@@ -49,7 +49,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hds_s3 import Client, DatasetVersion, DataView, HdsError, RoiQuery
+from hds_s3 import Client, Dataset, DatasetVersion, DataView, HdsError, RoiQuery
 from hds_s3.cli.app import cli
 from hds_s3.index.ingest import normalize
 from hds_s3.model.frames import frame_from_dict, to_frame_dict
@@ -600,6 +600,11 @@ VERSION_CALLS: dict[str, Callable[[Client, DatasetVersion, Any], object]] = {
     "set_metadata": lambda c, d, v: d.set_metadata({"k": v}),
     "update_metadata": lambda c, d, v: d.update_metadata({"k": v}),
     "add_frames": lambda c, d, v: d.add_frames(v),
+    "list_datasets(name_pattern)": lambda c, d, v: Dataset.list_datasets(name_pattern=v, client=c),
+    "list_datasets(tags)": lambda c, d, v: Dataset.list_datasets(tags=v, client=c),
+    "list_dataviews(name_pattern)": lambda c, d, v: DataView.list_dataviews(name_pattern=v, client=c),
+    "list_dataviews(tags)": lambda c, d, v: DataView.list_dataviews(tags=v, client=c),
+    "get_versions": lambda c, d, v: Dataset.get("fuzz", client=c).get_versions(only_published=v),
 }
 
 

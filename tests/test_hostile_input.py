@@ -427,6 +427,26 @@ VERSION_CALLS: dict[str, tuple[Callable[[Client, DatasetVersion], object], str]]
         lambda c, d: d.add_frames(frame("one")),
         "give [frame] for one frame",
     ),
+    "list_datasets(a pattern nested 5,000 deep)": (
+        lambda c, d: Dataset.list_datasets(name_pattern="(" * 5_000 + ")" * 5_000, client=c),
+        "is not a valid regex: it nests too deep or is too large to compile",
+    ),
+    "list_datasets(tags that are a number)": (
+        lambda c, d: Dataset.list_datasets(tags=5, client=c),  # type: ignore[arg-type]
+        "tags to filter on are a tag or a list of tags, got 5",
+    ),
+    "list_dataviews(a pattern that is a list)": (
+        lambda c, d: DataView.list_dataviews(name_pattern=["x"], client=c),  # type: ignore[arg-type]
+        "a name pattern is a regular expression (a string), got list",
+    ),
+    "list_dataviews(tags that are a list of lists)": (
+        lambda c, d: DataView.list_dataviews(tags=[["x"]], client=c),  # type: ignore[list-item]
+        "tags to filter on are a tag or a list of tags",
+    ),
+    "get_versions(an array)": (
+        lambda c, d: Dataset.get("p", client=c).get_versions(only_published=np.array([1, 2])),  # type: ignore[arg-type]
+        "only_published and only_draft are True or False",
+    ),
 }
 
 

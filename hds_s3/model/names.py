@@ -190,6 +190,46 @@ def check_tags(tags: Iterable[str] | str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def check_pattern(name_pattern: object) -> re.Pattern[str] | None:
+    """The compiled name filter of a listing (``None`` or ``""``: no filter).
+
+    Raises:
+        ValidationError: not a string, or not a regular expression Python compiles (a syntax
+            error, or one nested too deep or too large for its compiler).
+    """
+    if name_pattern is None or (isinstance(name_pattern, str) and not name_pattern):
+        return None
+    if not isinstance(name_pattern, str):
+        raise ValidationError(
+            f"a name pattern is a regular expression (a string), got {type(name_pattern).__name__}: "
+            f"{preview(name_pattern)}"
+        )
+    try:
+        return re.compile(name_pattern)
+    except (re.error, RecursionError, OverflowError, ValueError) as exc:
+        problem = str(exc) if isinstance(exc, re.error) else "it nests too deep or is too large to compile"
+        raise ValidationError(
+            f"name pattern {preview(name_pattern)} is not a valid regex: {problem}"
+        ) from None
+
+
+def check_tag_filter(tags: object) -> list[str]:
+    """The tags a listing filters on, as a list (``None``: none; one string: that tag).
+
+    Raises:
+        ValidationError: neither a string nor an iterable of strings.
+    """
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    if isinstance(tags, Iterable) and not isinstance(tags, (bytes, Mapping)):
+        items = list(tags)
+        if all(isinstance(t, str) for t in items):
+            return items
+    raise ValidationError(f"tags to filter on are a tag or a list of tags, got {preview(tags)}")
+
+
 #: The deepest nesting of dicts and lists accepted in metadata (the top-level dict is depth 1).
 #: The same limit holds wherever metadata is written and read, so what is accepted stays readable.
 MAX_METADATA_DEPTH = 32

@@ -95,7 +95,7 @@ from hds_s3.format import layout
 from hds_s3.format.docs import DatasetDoc, VersionEntry, load_json, now_ms
 from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.model.names import check_id, check_name, check_tags, preview
+from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
 from hds_s3.query import stored, viewstats
 
@@ -1799,7 +1799,7 @@ class DataView:
         """
         c = resolve(client)
         pattern = stored.name_filter(name_pattern)
-        wanted = [tags] if isinstance(tags, str) else list(tags or ())
+        wanted = check_tag_filter(tags)
         views = []
         for vid in stored.view_ids(c):
             try:
