@@ -40,7 +40,16 @@ from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.model.names import check_id, check_metadata, check_name, check_tags, check_utf8
+from hds_s3.model.names import (
+    check_id,
+    check_metadata,
+    check_name,
+    check_pattern,
+    check_tag_filter,
+    check_tags,
+    check_utf8,
+    preview,
+)
 
 #: Levels of :meth:`Dataset.format_tree` that are indented (deeper ones say their depth).
 TREE_INDENT_LEVELS = 24
@@ -63,7 +72,9 @@ def _text(where: str, field: str, value: object, *, optional: bool = True) -> st
     if value is None and optional:
         return ""
     if not isinstance(value, str):
-        raise ValidationError(f"{where}: {field} must be a string, got {type(value).__name__}: {value!r}")
+        raise ValidationError(
+            f"{where}: {field} must be a string, got {type(value).__name__}: {preview(value)}"
+        )
     return check_utf8(f"{where}: {field}", value)
 
 
@@ -87,13 +98,17 @@ def _find_version(doc: TreeView | Txn, version_name: str | None, version_id: str
         return found
     if version_name is None:
         raise ValidationError("give version_name or version_id")
+    if not isinstance(version_name, str):
+        raise ValidationError(
+            f"a version name is a string, got {type(version_name).__name__}: {preview(version_name)}"
+        )
     found = doc.version_named(version_name)
     if found is None:
         versions = doc.whole().versions
         names = ", ".join(repr(v.name) for v in versions[:_NAMES_SHOWN]) or "none"
         more = f" and {len(versions) - _NAMES_SHOWN} more" if len(versions) > _NAMES_SHOWN else ""
         raise NotFoundError(
-            f"dataset {doc.name!r} has no version named {version_name!r} (it has: {names}{more})"
+            f"dataset {doc.name!r} has no version named {preview(version_name)} (it has: {names}{more})"
         )
     return found
 
@@ -111,7 +126,7 @@ def _check_rgb(value: object) -> list[int]:
         or len(value) != 3
         or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value)
     ):
-        raise ValidationError(f"mask value {value!r} is not an (r, g, b) tuple of integers 0..255")
+        raise ValidationError(f"mask value {preview(value)} is not an (r, g, b) tuple of integers 0..255")
     return list(value)
 
 
@@ -222,10 +237,11 @@ class Dataset:
         A tag written ``-x`` excludes datasets tagged ``x``.
 
         Raises:
-            ValidationError: the pattern is not a valid regex.
+            ValidationError: the pattern is not a valid regex, or ``tags`` are not tags.
         """
         c = resolve(client)
-        return [cls(doc, c) for doc in c.catalog.list(name_pattern, list(tags or []))]
+        check_pattern(name_pattern)
+        return [cls(doc, c) for doc in c.catalog.list(name_pattern, check_tag_filter(tags))]
 
     @classmethod
     def delete(
@@ -328,6 +344,9 @@ class Dataset:
         Raises:
             ValidationError: both filters set.
         """
+        for flag in (only_published, only_draft):
+            if not isinstance(flag, int):  # bool is an int; so is 0 or 1 given for it
+                raise ValidationError(f"only_published and only_draft are True or False, got {preview(flag)}")
         if only_published and only_draft:
             raise ValidationError("only_published and only_draft cannot both be set")
         self.reload()
@@ -487,6 +506,22 @@ class Dataset:
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+def _plain_id(value: object) -> bool:
+    """True for a frame id that can be looked up as it is (non-empty text UTF-8 can encode).
+
+    Anything else is normalised first, which says what is wrong with it.
+    """
+    if not isinstance(value, str) or not value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class DatasetVersion:
@@ -1082,6 +1117,8 @@ class DatasetVersion:
         Raises:
             InvalidStateError: the version is published (nothing is written), or was published while
                 the frames were written (those not yet committed are not in it).
+            ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number);
+                nothing is written.
             StorageError: the store failed; what was committed before stays.
         """
         tree.require_draft(self.reload()._doc, self._entry, "add frames to")
@@ -1127,7 +1164,7 @@ class DatasetVersion:
         self._require_writable("update frames")
         checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
         for item in frames:
-            if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
+            if isinstance(item, Mapping) and _plain_id(item.get("id")):
                 checked.append((item, item))  # validated by add_frames, column-wise
                 continue
             try:
@@ -1201,7 +1238,7 @@ class DatasetVersion:
 
         Raises:
             InvalidStateError: the version is published.
-            ValidationError: an item is not a frame or an id.
+            ValidationError: an item is not a frame or an id (or is an id UTF-8 cannot encode).
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "delete frames from")
@@ -1239,7 +1276,7 @@ class DatasetVersion:
             )
         if not isinstance(frame_id, str) or not frame_id:
             raise ValidationError(
-                f"get_single_frame needs a frame id (a non-empty string), got {frame_id!r}; "
+                f"get_single_frame needs a frame id (a non-empty string), got {preview(frame_id)}; "
                 "hds_s3.model.frames.frame_id(frame) gives the id of a frame object"
             )
         row = version._frames.lookup(version._entry, frame_id)
@@ -1275,9 +1312,15 @@ class DatasetVersion:
         ``"rois.list.element.labels"`` reads only that part of a nested column.
 
         Raises:
-            ValidationError: a column is not in the frame index.
+            ValidationError: ``columns`` is not a list of names, or a column is not in the frame index.
             CorruptObjectError: a segment is missing or damaged.
         """
+        if columns is not None and (
+            isinstance(columns, str)
+            or not isinstance(columns, Sequence)
+            or not all(isinstance(c, str) for c in columns)
+        ):
+            raise ValidationError(f"columns must be a list of column names, got {preview(columns)}")
         return self._frames.effective(self._entry, columns)
 
     def get_stats(self) -> dict[str, Any]:
@@ -1335,7 +1378,7 @@ class DatasetVersion:
         """
         if not isinstance(frame_id, str) or not frame_id:
             raise ValidationError(
-                f"get_frame_history needs a frame id (a non-empty string), got {frame_id!r}"
+                f"get_frame_history needs a frame id (a non-empty string), got {preview(frame_id)}"
             )
         return frame_history(self._frames, self._doc, self._entry, frame_id)
 
@@ -1475,15 +1518,26 @@ class DatasetVersion:
 
         Raises:
             InvalidStateError: the version is published.
-            ValidationError: a value that is not an (r, g, b) tuple, or a label that is not a string.
+            ValidationError: a value that is not an (r, g, b) tuple, or a label that is not a string
+                (or holds a lone surrogate).
         """
         if not isinstance(masks_labels, Mapping):
             raise ValidationError("set_masks_labels takes a dict {(r, g, b): [labels]}")
         entries = []
         for value, labels in masks_labels.items():
-            names = [labels] if isinstance(labels, str) else list(labels)
-            if not all(isinstance(n, str) for n in names):
-                raise ValidationError(f"mask value {value!r}: labels must be strings, got {labels!r}")
+            names = (
+                [labels]
+                if isinstance(labels, str)
+                else list(labels)
+                if isinstance(labels, Iterable)
+                else None
+            )
+            if names is None or not all(isinstance(n, str) for n in names):
+                raise ValidationError(
+                    f"mask value {preview(value)}: labels must be strings, got {preview(labels)}"
+                )
+            for name in names:
+                check_utf8(f"mask value {preview(value)}: label", name)
             entries.append({"value": _check_rgb(value), "labels": names})
 
         self._update(
@@ -1520,10 +1574,15 @@ def _one_parent(names: Sequence[str] | str | None, ids: Sequence[str] | str | No
     for kind, value in (("name", names), ("id", ids)):
         if value is None:
             continue
-        values = [value] if isinstance(value, str) else list(value)
+        values = (
+            [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else [value]
+        )
+        if not all(isinstance(v, str) for v in values):
+            raise ValidationError(f"parent version {kind}s are strings, got {preview(value)}")
         if len(values) > 1:
             raise ValidationError(
-                f"a version has exactly one parent; got {len(values)} parent version {kind}s {values!r}"
+                f"a version has exactly one parent; got {len(values)} parent version {kind}s "
+                f"{preview(values)}"
             )
         if values:
             return kind, values[0]

@@ -232,9 +232,7 @@ def _version(doc: TreeView, version_id: str, client: Client) -> DatasetVersion:
     return DatasetVersion(doc, entry, client)
 
 
-def perform(
-    client: Client, doc: TreeView, me: int, n: int, op: str, args: dict[str, Any]
-) -> dict[str, Any]:
+def perform(client: Client, doc: TreeView, me: int, n: int, op: str, args: dict[str, Any]) -> dict[str, Any]:
     """Make one call; return what the log needs of its result (the call raises on failure).
 
     A frame call's ``args["ids"]`` are the frames it writes (all owned by ``me``).

@@ -126,7 +126,10 @@ def roi(draw: st.DrawFn, source_ids: list[str]) -> dict[str, Any]:
     if draw(st.booleans()):
         del out[draw(st.sampled_from(["id", "confidence", "meta", "mask", "sources"]))]
     if draw(st.integers(0, 20)) == 0:
-        out["label"] = out.pop("labels")  # the reference's key name: not ours
+        out["label"] = out.pop("labels")  # the reference's key name: an alias of ours
+    if draw(st.integers(0, 12)) == 0:  # another spelling, a read-only field, or no field at all
+        key = draw(st.sampled_from(["metadata", "label_num", "box2d_xywh", "area", "lables", "meta"]))
+        out[key] = draw(st.one_of(metas, st.just([1, 2, 3, 4]), st.integers(0, 3)))
     return out
 
 
@@ -136,6 +139,7 @@ def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
         st.one_of(
             st.just(["default"]),
             st.lists(st.sampled_from(["front", "rear", "top", ""]), min_size=1, max_size=3, unique=True),
+            st.lists(st.sampled_from(["front", "rear"]), min_size=2, max_size=3),  # ids may repeat
         )
     )
     sources = []
@@ -160,6 +164,8 @@ def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
             del source[
                 draw(st.sampled_from(["content_type", "width", "timestamp", "meta", "preview", "masks"]))
             ]
+        if draw(st.integers(0, 12)) == 0:  # no source field (the frame's spelling of meta is not one)
+            source[draw(st.sampled_from(["widht", "metadata", "source_meta"]))] = draw(metas)
         sources.append(source)
     out: dict[str, Any] = {
         "id": draw(st.one_of(st.none(), names, st.just("x" * 300))),
@@ -172,6 +178,8 @@ def frame_dict(draw: st.DrawFn) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         del out[draw(st.sampled_from(["id", "context_id", "timestamp", "rois", "meta", "meta_blob"]))]
+    if draw(st.integers(0, 12)) == 0:  # another spelling, a DataView's field, or no field at all
+        out[draw(st.sampled_from(["metadata", "dataset", "junk", "widht"]))] = draw(metas)
     return out
 
 
@@ -353,6 +361,51 @@ def test_only_the_row_arrow_would_refuse_leaves_the_fast_path(bad: dict[str, Any
     assert left == [3] and positions == [0, 1, 2, 4, 5, 6, 7]
     assert slow_row(bad) is None  # the per-frame path refuses it, naming the field
     assert _agree(frames) == 7
+
+
+def _renamed(frame: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    frame[new] = frame.pop(old)
+    return frame
+
+
+def _two_sources_named(i: int, sid: str) -> dict[str, Any]:
+    frame = _coco(i)
+    frame["sources"].append({**frame["sources"][0], "id": sid, "uri": f"s3://b/{i}-2.jpg"})
+    frame["sources"][0]["id"] = "front"
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("odd", "taken", "stored"),
+    [
+        pytest.param(_renamed(_coco(3), "meta", "metadata"), False, True, id="metadata-for-meta"),
+        pytest.param(_with(3, dataset={"id": "x"}), False, True, id="a-dataviews-dataset"),
+        pytest.param(_with(3, widht=3), False, False, id="no-frame-field"),
+        pytest.param(_with(3, source={"metadata": {"a": 1}}), False, False, id="no-source-field"),
+        pytest.param(
+            _with(3, rois=[{"labels": ["car"], "box2d_xywh": [1, 2, 3, 4]}]),
+            False,
+            False,
+            id="a-shape-argument",
+        ),
+        pytest.param(
+            _with(3, rois=[{"label": ["car"], "type": "label"}]), False, True, id="label-for-labels"
+        ),
+        pytest.param(_two_sources_named(3, "front"), False, False, id="two-sources-one-id"),
+        pytest.param(_two_sources_named(3, "rear"), True, True, id="two-sources"),
+    ],
+)
+def test_other_spellings_and_keys_that_are_no_field_leave_the_fast_path(
+    odd: dict[str, Any], taken: bool, stored: bool
+) -> None:
+    """Such a frame goes to the per-frame path, which reads the other spellings and refuses the rest."""
+    frames = [_coco(i) for i in range(3)] + [odd] + [_coco(i) for i in range(4, 8)]
+    _, positions, left = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert (3 in positions, left) == (taken, [] if taken else [3])
+    assert (slow_row(odd) is not None) == stored
+    _agree(frames)
 
 
 def test_the_largest_sizes_and_times_stay_on_the_fast_path() -> None:

@@ -129,6 +129,15 @@ REFUSED = {
     "a mask binding with another key": _roi(mask={"id": "00", "value": [1, 2, 3], "alpha": 1}),
     "a mask value out of range": _roi(mask={"id": "00", "value": [1, 2, 300]}),
     "non-numeric coordinates": _roi(poly=["0", 0, 4, 0, 4, 3, 0, 3]),
+    "an unknown frame key": _frame(widht=3),
+    "an unknown source key": _frame(source={"widht": 3}),
+    "an unknown preview key": _frame(source={"preview": {"uri": "p.jpg", "size": 3}}),
+    "an unknown mask key": _frame(source={"masks": [{"id": "00", "uri": "m.png", "alpha": True}]}),
+    "a ROI in add_annotation's words": _frame(rois=[{"labels": ["car"], "box2d_xywh": [0, 0, 4, 3]}]),
+    "an unknown ROI key": _roi(area=12),
+    "meta under two spellings": _frame(meta={"a": 1}, metadata={"b": 2}),
+    "labels under two spellings": _roi(label=["bus"]),
+    "more ROIs than a frame may have": _frame(rois=[{"labels": ["car"]}] * 10_001),
 }
 
 
@@ -142,7 +151,22 @@ def test_what_the_library_refuses_the_schema_refuses(bad: dict[str, Any]) -> Non
 def test_the_shorthand_is_part_of_the_schema() -> None:
     assert errors(FRAME, {"uri": "s3://b/1.jpg", "width": 3, "meta": {"city": "x"}}) == []
     assert errors(FRAME, {"sources": [{"uri": "s3://b/1.jpg"}]}) == []
-    assert errors(FRAME, {"uri": "s3://b/1.jpg", "source_meta": {"unknown": "keys are ignored"}}) == []
+    unknown = {"uri": "s3://b/1.jpg", "source_meta": {"unknown": "keys are refused"}}
+    assert errors(FRAME, unknown) != []
+    with pytest.raises(HdsError, match="unknown key 'source_meta'"):
+        normalize(unknown)
+
+
+def test_the_other_spellings_are_part_of_the_schema() -> None:
+    """``metadata`` for meta, ``label`` for labels, and what a DataView adds to what it returns."""
+    spelled = {
+        "uri": "s3://b/1.jpg",
+        "metadata": {"city": "x"},
+        "dataset": {"id": "0" * 32, "name": "d"},
+        "rois": [{"label": ["car"], "metadata": {"k": 1}, "label_num": 3}],
+    }
+    assert errors(FRAME, spelled) == []
+    assert normalize(spelled)["meta"] == {"city": "x"}
 
 
 def _arrow_type(arrow: pa.DataType) -> str:

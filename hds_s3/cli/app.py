@@ -70,6 +70,7 @@ from hds_s3.errors import (
     StorageError,
     ValidationError,
 )
+from hds_s3.model.limits import MAX_FRAME_BYTES, parse_json
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -86,6 +87,10 @@ CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_
 
 #: Frames read and checked at a time by ``frames add`` (bounded memory).
 BATCH_ROWS = 4096
+
+#: The longest line of JSON Lines ``frames add`` reads, in bytes: twice a frame's limit, room for
+#: spacing and escapes; a longer line is skipped unread and reported.
+MAX_LINE_BYTES = 2 * MAX_FRAME_BYTES
 
 _PROVENANCE = ("saved", "saved_in_version", "updated_in_version")
 _DERIVED = ("labels", "roi_count", "meta_str", "meta_num")
@@ -383,11 +388,9 @@ def _json_object(value: str, what: str) -> dict[str, Any]:
                 f"cannot read {source!r}: {exc.strerror or exc}", param_hint=what
             ) from None
     try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{source} is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})", param_hint=what
-        ) from None
+        data = parse_json(value)
+    except ValidationError as exc:
+        raise click.BadParameter(f"{source}: {exc}", param_hint=what) from None
     if not isinstance(data, dict):
         raise click.BadParameter(
             f"{source} must be a JSON object, got {type(data).__name__}", param_hint=what
@@ -1230,7 +1233,18 @@ def _format_of(path: str, given: str | None) -> str:
 
 
 def _unjson(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else ({} if value is None else value)
+    """A meta column's JSON text as a value (None: ``{}``).
+
+    Raises:
+        ValidationError: the text is not JSON hds_s3 can read, or longer than a line may be.
+    """
+    if not isinstance(value, str):
+        return {} if value is None else value
+    if len(value) > MAX_LINE_BYTES:
+        raise ValidationError(
+            f"a text of {len(value):,} characters; a frame is at most {MAX_FRAME_BYTES:,} bytes"
+        )
+    return parse_json(value)
 
 
 def _from_parquet_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -1268,27 +1282,32 @@ def _records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | BadRec
     """
     name = Path(path).name
     if fmt == "jsonl":
-        with open(path, encoding="utf-8", errors="strict") as handle:
+        with open(path, "rb") as handle:  # read as bytes: a line that is not UTF-8 is one bad record
             lineno = 0
             while True:
+                raw = handle.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
                 lineno += 1
-                try:
-                    line = handle.readline()
-                except UnicodeDecodeError as exc:
-                    yield (
-                        f"{name} line {lineno}",
-                        BadRecord(f"{name} line {lineno}", f"not UTF-8 ({exc.reason})"),
-                    )
-                    return
-                if not line:
-                    return
-                if not line.strip():
-                    continue
                 where = f"{name} line {lineno}"
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):  # skip the rest of the line, unread
+                        raw = handle.readline(MAX_LINE_BYTES)
+                    reason = (
+                        f"longer than {MAX_LINE_BYTES:,} bytes, so not read; a frame is at most "
+                        f"{MAX_FRAME_BYTES:,} bytes (4 MiB) of JSON"
+                    )
+                    yield where, BadRecord(where, reason)
+                    continue
+                if not raw.strip():
+                    continue
                 try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield where, BadRecord(where, f"not valid JSON (column {exc.colno}: {exc.msg})")
+                    data = parse_json(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    yield where, BadRecord(where, f"not UTF-8 (byte {exc.start + 1}: {exc.reason})")
+                    continue
+                except ValidationError as exc:
+                    yield where, BadRecord(where, str(exc))
                     continue
                 if not isinstance(data, dict):
                     yield where, BadRecord(where, f"a frame is a JSON object, got {type(data).__name__}")
@@ -1307,8 +1326,8 @@ def _records(path: str, fmt: str) -> Iterator[tuple[str, dict[str, Any] | BadRec
                     where = f"{name} row {rowno}"
                     try:
                         yield where, _strip(_from_parquet_row(row))
-                    except json.JSONDecodeError as exc:
-                        yield where, BadRecord(where, f"a meta column is not JSON text ({exc.msg})")
+                    except ValidationError as exc:
+                        yield where, BadRecord(where, f"a meta column is not JSON text ({exc})")
         except (pa.ArrowException, ValueError) as exc:
             raise ValidationError(f"{name}: not a readable Parquet file ({_one_line(str(exc))})") from None
 
@@ -1514,7 +1533,9 @@ def frames_add(
     prints its JSON Schema ('hds frames schema --arrow' the Parquet columns). A frame has sources
     (each with an id and a uri), rois, meta and an optional id. A frame of one source may give the
     source's fields (uri, content_type, width, height, timestamp, preview, masks) at the top level
-    instead: its source id is then "default". Two frames (each is one line in the file):
+    instead: its source id is then "default". A key that is no field is refused, naming it ('meta'
+    may also be spelled 'metadata', a ROI's 'labels' 'label'). A line is at most 8 MiB, a frame 4 MiB
+    of JSON. Two frames (each is one line in the file):
 
     \b
     {"uri": "s3://bucket/street/0001.jpg", "width": 1920, "height": 1080,
@@ -1540,8 +1561,9 @@ def frames_add(
         more = checked.bad_count - 1
         others = f" (and {plural(more, 'more invalid record')})" if more else ""
         raise CommandError(
-            f"{bad[0].where}: {bad[0].reason}{others}; nothing was added: fix the input, "
-            "or add the valid frames with --skip-invalid",
+            f"{bad[0].where}: {bad[0].reason}{others}; nothing was added to dataset "
+            f"{v.dataset_name!r}, version {v.name!r}: fix the input, or add the valid frames with "
+            "--skip-invalid",
             kind="ValidationError",
         )
     if checked.bad_count and not good:
@@ -1833,13 +1855,13 @@ def load_view_file(path: str) -> dict[str, Any]:
         click.BadParameter: not readable, not JSON, or not that shape.
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json(Path(path).read_bytes())
     except OSError as exc:
         raise click.BadParameter(
             f"cannot read {path!r}: {exc.strerror or exc}", param_hint="--view"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"{path} is not valid JSON ({exc})", param_hint="--view") from None
+    except ValidationError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--view") from None
     if isinstance(data, list):
         data = {"queries": data}
     if not isinstance(data, dict):

@@ -44,7 +44,8 @@ from hds_s3.index.segments import (
     flatten_meta,
 )
 from hds_s3.model.frames import expand_shorthand
-from hds_s3.model.names import MAX_METADATA_DEPTH
+from hds_s3.model.limits import MAX_FRAME_BYTES, MAX_ROIS, MAX_SOURCES
+from hds_s3.model.names import MAX_METADATA_DEPTH, MAX_STRING_BYTES
 
 _TOP_KEYS = frozenset({"id", "context_id", "timestamp", "sources", "rois", "meta", "meta_blob"})
 _SOURCE_KEYS = frozenset(
@@ -117,6 +118,13 @@ class _Metas:
 
     def __init__(self) -> None:
         self.good: set[str] = set()
+        self.spent = 0  # bytes of metadata JSON written for the current frame
+
+    def charge(self, raw: bytes) -> None:
+        """Count a metadata text of the current frame; raise _Slow past a string's or a frame's limit."""
+        self.spent += len(raw)
+        if len(raw) > MAX_STRING_BYTES or self.spent > MAX_FRAME_BYTES:
+            raise _Slow
 
     def text(self, value: object) -> str | None:
         """The JSON of a metadata value (None for None and {}); raises _Slow for what is not plain.
@@ -130,6 +138,8 @@ class _Metas:
             raise _Slow
         if not value:
             return None
+        if _too_big(value):
+            raise _Slow
         if not self.good.issuperset(value):
             for key in value:
                 if type(key) is not str or not key or "." in key or "$" in key:
@@ -138,16 +148,37 @@ class _Metas:
         if not _PLAIN.issuperset(map(type, value.values())):
             _check_keys(value, 1)  # nested dicts and lists (or values of other types): walk them
         try:
-            return orjson.dumps(value, option=JSON_OPTIONS).decode()
+            raw = orjson.dumps(value, option=JSON_OPTIONS)
         except TypeError:  # an integer beyond 64 bits, text UTF-8 cannot encode
             raise _Slow from None
+        self.charge(raw)  # a text past the limit may be in it; the frame may be too large
+        return raw.decode()
 
 
-def _check_keys(value: object, depth: int) -> None:
+_is_str = str.__instancecheck__
+#: The most entries a metadata dict on the fast path may have: more cannot fit in a text of
+#: MAX_STRING_BYTES (each takes at least 6 bytes of JSON: ``"k":0,``).
+_MAX_ENTRIES = MAX_STRING_BYTES // 6
+
+
+def _too_big(value: dict[Any, Any]) -> bool:
+    """True when a metadata dict may write more than MAX_STRING_BYTES of JSON.
+
+    Such a dict is left to the per-frame path, which refuses it after a bounded walk. This is
+    checked before the dict is written: orjson reserves several times a text's size for its
+    escapes, so one huge text would cost hundreds of megabytes. Nested containers are measured by
+    :func:`_check_keys`.
+    """
+    return len(value) > _MAX_ENTRIES or sum(map(len, filter(_is_str, value.values()))) > MAX_STRING_BYTES
+
+
+def _check_keys(value: object, depth: int, room: int = MAX_STRING_BYTES) -> int:
     """Raise _Slow unless every key is a plain name and every value plain JSON (finite floats).
 
-    Nesting deeper than ``MAX_METADATA_DEPTH`` is left to the per-frame path too (which refuses it),
-    so the recursion here stays shallow.
+    Returns ``room`` less the characters of the keys and texts seen (a lower bound of the JSON's
+    size); raises _Slow when that passes ``MAX_STRING_BYTES`` too. Nesting deeper than
+    ``MAX_METADATA_DEPTH`` is left to the per-frame path (which refuses it), so the recursion here
+    stays shallow.
     """
     if depth > MAX_METADATA_DEPTH:
         raise _Slow
@@ -155,21 +186,27 @@ def _check_keys(value: object, depth: int) -> None:
         for key, item in value.items():
             if type(key) is not str or not key or "." in key or "$" in key:
                 raise _Slow
-            _check_value(item, depth)
+            room = _check_value(item, depth, room - len(key) - 4)
     else:
         for item in value:  # type: ignore[attr-defined]
-            _check_value(item, depth)
+            room = _check_value(item, depth, room - 1)
+    return room
 
 
-def _check_value(item: object, depth: int) -> None:
+def _check_value(item: object, depth: int, room: int) -> int:
     kind = type(item)
     if kind is dict or kind is list:
-        _check_keys(item, depth + 1)
+        room = _check_keys(item, depth + 1, room)
     elif kind is float:
         if not -_FLOAT_MAX <= item <= _FLOAT_MAX:  # type: ignore[operator]  # NaN compares false
             raise _Slow
-    elif kind is not str and kind is not int and kind is not bool and item is not None:
+    elif kind is str:
+        room -= len(item)  # type: ignore[arg-type]
+    elif kind is not int and kind is not bool and item is not None:
         raise _Slow
+    if room < 0:
+        raise _Slow
+    return room
 
 
 class _Pairs:
@@ -215,6 +252,7 @@ def _convert(
     expanded: list[Any] | None = None  # a copy of frames with the shorthand spelled out, when needed
     for i, d in enumerate(frames):
         n_src, n_roi = len(src_meta), len(roi_meta)
+        metas_.spent = 0
         try:
             if type(d) is not dict:
                 raise _Slow
@@ -229,6 +267,8 @@ def _convert(
                 sources = d["sources"]
             if type(sources) is not list or not sources:
                 raise _Slow
+            if len(sources) > MAX_SOURCES:
+                raise _Slow
             sids = set()
             for s in sources:
                 if type(s) is not dict or not source_ok(s) or s.get("masks") or s.get("preview") is not None:
@@ -239,6 +279,8 @@ def _convert(
                 sids.add(s.get("id"))
                 m = s.get("meta")
                 add_src(None if m is None else text(m))
+            if len(sids) != len(sources):  # two sources share an id
+                raise _Slow
             for r in d.get("rois") or ():
                 # ROI types and masks are checked on the converted columns (_invalid_rows)
                 if type(r) is not dict or not roi_ok(r):
@@ -249,8 +291,16 @@ def _convert(
                 m = r.get("meta")
                 if m is None:
                     add_roi(None)
-                elif type(m) is dict and m and good.issuperset(m) and plain(map(type, m.values())):
-                    add_roi(dumps(m, option=JSON_OPTIONS).decode())  # the common case, inline
+                elif (
+                    type(m) is dict
+                    and m
+                    and good.issuperset(m)
+                    and plain(map(type, m.values()))
+                    and not _too_big(m)
+                ):
+                    raw = dumps(m, option=JSON_OPTIONS)  # the common case, inline
+                    metas_.charge(raw)
+                    add_roi(raw.decode())
                 else:
                     add_roi(text(m))
             meta = d.get("meta")
@@ -313,7 +363,7 @@ def _convert(
         )
         return table, [keep[r] for r in rows], sorted(slow + sorted(refused) + [keep[r] for r in left])
     taken = ok
-    bad = _invalid_rows(table) | _non_finite(table, chosen)
+    bad = _invalid_rows(table) | _non_finite(table, chosen) | _may_be_too_large(table)
     if bad.any():
         slow = slow + [taken[j] for j in np.flatnonzero(bad)]
         taken = [i for i, b in zip(taken, bad.tolist(), strict=True) if not b]
@@ -330,7 +380,7 @@ def _arrow_may_refuse(d: dict[str, Any]) -> bool:
     """
     try:
         json.dumps(d, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return True
     for roi in d.get("rois") or ():
         mask = roi.get("mask")
@@ -521,6 +571,66 @@ def _blank(texts: pa.Array) -> np.ndarray:
     """
     empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)
     return _np(pc.or_(empty, pc.invert(pc.utf8_is_printable(texts))), False).astype(bool)
+
+
+#: Bytes of JSON a frame, a source and a ROI take beyond their texts and numbers (keys, punctuation,
+#: null, and numbers of at most 20 digits): more than they ever take.
+_FRAME_FIXED, _SOURCE_FIXED, _ROI_FIXED = 400, 200, 200
+#: Bytes of JSON a coordinate may take (``-1.2345678901234567e-308,``).
+_NUMBER_CHARS = 25
+
+
+def _may_be_too_large(table: pa.Table) -> np.ndarray:
+    """True for each row that may pass a limit of :mod:`hds_s3.model.limits` (the per-frame path decides).
+
+    That is more sources or ROIs than a frame may have, a text longer than a string may be (a URI,
+    a context id, a content type; a metadata text, which may hold one), or an upper bound of the
+    frame's JSON size over the limit: every text counted six times (the most JSON escaping makes of
+    a byte), metadata texts twice (Python's JSON writes a float at most two characters longer than
+    orjson's, and no float in fewer than three), and every coordinate as 25 characters.
+    """
+    rows = table.num_rows
+    bad = np.zeros(rows, dtype=bool)
+    bound = np.full(rows, _FRAME_FIXED, dtype=np.float64)
+
+    def sizes(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        return _np(pc.binary_length(texts), 0).astype(np.float64)
+
+    def per_row(lists: pa.ListArray, values: np.ndarray) -> np.ndarray:
+        return _sums(lists, values, rows)
+
+    for column, factor in (("id", 6), ("context_id", 6), ("meta", 2), ("meta_blob", 2)):
+        size = sizes(table.column(column))
+        bad |= size > MAX_STRING_BYTES
+        bound += factor * size
+    sources = table.column("sources").combine_chunks()
+    src = sources.values
+    bad |= _np(pc.list_value_length(sources), 0) > MAX_SOURCES
+    text = sizes(src.field("id")) + sizes(src.field("uri")) + sizes(src.field("content_type"))
+    meta = sizes(src.field("meta"))
+    bad |= per_row(sources, ((text > MAX_STRING_BYTES) | (meta > MAX_STRING_BYTES)).astype(np.float64)) > 0
+    bound += per_row(sources, 6 * text + 2 * meta + _SOURCE_FIXED)
+    rois = table.column("rois").combine_chunks()
+    roi = rois.values
+    bad |= _np(pc.list_value_length(rois), 0) > MAX_ROIS
+    if len(roi):
+        meta = sizes(roi.field("meta"))
+        bad |= per_row(rois, (meta > MAX_STRING_BYTES).astype(np.float64)) > 0
+        own = 6 * (sizes(roi.field("id")) + sizes(roi.field("type"))) + 2 * meta + _ROI_FIXED
+        own += _NUMBER_CHARS * _np(pc.list_value_length(roi.field("poly")), 0)
+        for names in (roi.field("labels"), roi.field("sources")):
+            flat = pc.list_flatten(names)
+            own += _sums(names, 6 * sizes(flat) + 3, len(roi))
+        bound += per_row(rois, own)
+    return bad | (bound > MAX_FRAME_BYTES)
+
+
+def _sums(lists: pa.ListArray, values: np.ndarray, count: int) -> np.ndarray:
+    """The sums of ``values`` (one per element of ``lists``) per list, for ``count`` lists."""
+    if not len(values):
+        return np.zeros(count)
+    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    return np.bincount(parents, weights=values, minlength=count)
 
 
 def _invalid_rows(table: pa.Table) -> np.ndarray:

@@ -29,6 +29,8 @@ from hds_s3.model.frames import (
     hash_id,
     to_frame_dict,
 )
+from hds_s3.model.limits import check_frame_input
+from hds_s3.model.names import check_utf8, preview
 
 Frame = SingleFrame | FrameGroup
 
@@ -40,9 +42,16 @@ class FailedFrame:
     frame: Any
     reason: str
 
+    def __repr__(self) -> str:
+        """The frame shortened (it may be huge or nested without end), and the reason."""
+        return f"FailedFrame(frame={preview(self.frame)}, reason={self.reason!r})"
+
 
 def normalize(frame: object) -> dict[str, Any]:
     """Return the canonical, validated dict of a frame object or frame dict.
+
+    A frame dict past a limit (:mod:`hds_s3.model.limits`) is refused before it is read, so a huge
+    or deeply nested one costs a bounded walk, not copies of it.
 
     Raises:
         ValidationError: naming the frame and the field.
@@ -50,6 +59,7 @@ def normalize(frame: object) -> dict[str, Any]:
     if isinstance(frame, (SingleFrame, FrameGroup)):
         return to_frame_dict(frame)
     if isinstance(frame, Mapping):
+        check_frame_input(frame)
         return to_frame_dict(frame_from_dict(frame))
     raise ValidationError(
         f"cannot store a {type(frame).__name__} as a frame; give a SingleFrame, a FrameGroup or a frame dict"
@@ -75,6 +85,7 @@ def write_segments(
     GIL), so at most two converted batches are held at a time. Segments are yielded in input order.
 
     Raises:
+        ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number).
         StorageError: the store failed; segments already yielded are intact.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
@@ -114,6 +125,11 @@ def _converted(
     tables: list[pa.Table] = []
     positions: list[int] = []
     seen = 0  # frames of the current segment consumed so far
+    if not isinstance(frames, Iterable) or isinstance(frames, (str, bytes, Mapping)):
+        raise ValidationError(
+            f"frames are given as a list (or any iterable) of frames, got a {type(frames).__name__}: "
+            f"{preview(frames)}; give [frame] for one frame"
+        )
     source = iter(frames)
     while True:
         # The collector is paused while a batch is built, converted and released: its objects live
@@ -213,7 +229,7 @@ def frame_ids(frames: Iterable[object]) -> list[str]:
         if isinstance(item, str):
             if not item:
                 raise ValidationError("an empty frame id was given")
-            ids.append(item)
+            ids.append(check_utf8("frame id", item))
         else:
             ids.append(normalize(item)["id"])
     return ids

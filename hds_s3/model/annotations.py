@@ -31,6 +31,7 @@ it is reserved: it may only appear between two non-empty parts of a ``poly2d``, 
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import uuid
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeGuard
 
 from hds_s3.errors import ValidationError
-from hds_s3.model.names import check_metadata, check_name
+from hds_s3.model.names import SizeBudget, check_metadata, check_name, copy_json, preview
 
 POLY_SEPARATOR = -999999999.0
 """Separator between the parts of a complex ``poly2d`` (the value the reference uses)."""
@@ -59,6 +60,96 @@ ANNOTATION_TYPES = (
 """Every value :attr:`Annotation.type` may take."""
 
 _NO_GEOMETRY = ("mask", "label")
+
+ROI_KEYS = ("id", "labels", "type", "poly", "confidence", "sources", "meta", "mask")
+"""The fields of a ROI dict (see :meth:`Annotation.from_dict` for the aliases it also takes)."""
+ROI_ALIASES = {"label": "labels", "metadata": "meta"}
+"""Other spellings of ROI fields: the reference's ``label`` and the ``metadata`` of ``add_annotation``."""
+ROI_READ_ONLY = ("label_num",)
+"""Fields a DataView adds to the ROIs it returns; ignored when a ROI dict is read."""
+
+#: The shape arguments of ``add_annotation``, which a ROI dict spells as ``type`` and ``poly``.
+_SHAPE_ARGUMENTS = {
+    "poly2d_xy": "poly2d",
+    "poly3d_xyz": "poly3d",
+    "points2d_xy": "points2d",
+    "points3d_xyz": "points3d",
+    "box2d_xywh": "box2d",
+    "box3d_xyzwhxyzwh": "box3d",
+    "ellipse2d_xyrrt": "ellipse2d",
+    "mask_rgb": "mask",
+    "frame_class": "label",
+}
+
+
+def strict_keys(
+    where: str,
+    data: Mapping[Any, Any],
+    what: str,
+    known: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+    ignored: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Return ``data`` as a dict of its known keys, aliases spelled out, ignored keys left out.
+
+    Args:
+        where: Names the frame and the field in messages (``"frame 'f1': rois[2]"``).
+        data: The dict as given.
+        what: What the dict is, for the message (``"a ROI"``).
+        known: Its fields.
+        aliases: Other spellings of fields (``{"metadata": "meta"}``).
+        ignored: Fields taken and dropped (read-only fields of the form hds_s3 writes).
+
+    Raises:
+        ValidationError: naming ``where``: a key that is none of those (with the field it may have
+            meant), or a field given under two spellings.
+    """
+    aliases = aliases or {}
+    out: dict[str, Any] = {}
+    unknown: list[object] = []
+    for key, value in data.items():
+        if isinstance(key, str) and key in ignored:
+            continue
+        name = aliases.get(key, key) if isinstance(key, str) else key
+        if not isinstance(name, str) or name not in known:
+            unknown.append(key)
+            continue
+        if name in out:
+            other = next(k for k in data if k != key and aliases.get(k, k) == name)
+            _fail(where, name, f"given twice, as {other!r} and {key!r}; give one")
+        out[name] = value
+    if unknown:
+        problems = "; ".join(_unknown(key, data[key], known, aliases) for key in unknown[:3])
+        more = f" (and {len(unknown) - 3} more)" if len(unknown) > 3 else ""
+        spelled = ", ".join(known)
+        raise ValidationError(f"{where}: {problems}{more}; {what} has the fields {spelled}")
+    return out
+
+
+def _unknown(key: object, value: object, known: Sequence[str], aliases: Mapping[str, str]) -> str:
+    """``unknown key 'widht' (did you mean 'width'?)``, or how to spell an ``add_annotation`` shape."""
+    text = f"unknown key {preview(key, 40)}"
+    if not isinstance(key, str):
+        return text
+    kind = _SHAPE_ARGUMENTS.get(key)
+    if kind is not None and "type" in known:
+        example = ""
+        if key == "box2d_xywh":
+            items = _as_list(value)
+            if items is not None and len(items) == 4 and all(_is_real(v) for v in items):
+                try:
+                    x, y, w, h = (float(v) for v in items)
+                except OverflowError:
+                    pass
+                else:
+                    corners = [x, y, x + w, y, x + w, y + h, x, y + h]
+                    example = f"; this one is {{'type': 'box2d', 'poly': {corners}}}"
+        return (
+            f"{text}: that is an argument of add_annotation, not a ROI field; a ROI dict gives its "
+            f"shape as type {kind!r} and poly (the stored form, see hds frames schema){example}"
+        )
+    close = difflib.get_close_matches(key, [*known, *aliases], n=1)
+    return f"{text} (did you mean {close[0]!r}?)" if close else text
 
 
 @dataclass
@@ -127,31 +218,45 @@ class Annotation:
         return roi_to_dict(self, "annotation")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Annotation:
-        """Build an annotation from its stored form (also accepts the reference's ``label`` key).
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "ROI") -> Annotation:
+        """Build an annotation from its stored form (:data:`ROI_KEYS`).
 
-        Nothing is validated; the dict is deep-copied.
+        The dict is strict: a key that is not a ROI field is refused, naming it. Two other spellings
+        are taken (:data:`ROI_ALIASES`): the reference's ``label`` for ``labels`` and ``metadata``
+        (``add_annotation``'s name) for ``meta``; ``label_num``, which a DataView adds to the ROIs it
+        returns, is ignored. The shape arguments of ``add_annotation`` (``box2d_xywh``, ...) are not
+        ROI fields: a ROI dict gives its ``type`` and ``poly`` (a box as its 4 corners), and the
+        message says so. Nothing else is validated; the dict is copied (without recursion).
+
+        Args:
+            data: The ROI dict.
+            where: Names the frame and the ROI in messages (``"frame 'f1': rois[2]"``).
 
         Raises:
-            ValidationError: ``data`` is not a mapping.
+            ValidationError: ``data`` is not a mapping, has an unknown key, or gives a field twice
+                (``labels`` and ``label``).
         """
         if not isinstance(data, Mapping):
-            raise ValidationError(f"an ROI must be a dict, got {type(data).__name__}: {data!r}")
-        labels = data.get("labels", data.get("label"))
-        poly = data.get("poly")
-        kind = data.get("type") or ("poly2d" if poly else "label")
+            raise ValidationError(
+                f"{where}: a ROI must be a dict, got {type(data).__name__}: {preview(data)}"
+            )
+        data = strict_keys(where, data, "a ROI", ROI_KEYS, ROI_ALIASES, ROI_READ_ONLY)
+        labels = data.get("labels")
+        items = _copy_list(data.get("poly"))
+        kind = data.get("type")
+        if kind is None or (isinstance(kind, str) and not kind):
+            kind = "poly2d" if isinstance(items, list) and items else "label"
         sources = data.get("sources")
-        items = _copy_list(poly)
         meta: Any = data.get("meta")
         return cls(
             id=data.get("id"),
             labels=[labels] if isinstance(labels, str) else _copy_list(labels),
-            poly=[float(v) if _is_real(v) else v for v in items] if isinstance(items, list) else items,
+            poly=[_as_float(v) for v in items] if isinstance(items, list) else items,  # type: ignore[misc]
             type=kind,
             confidence=data.get("confidence"),
             sources=[sources] if isinstance(sources, str) else _copy_list(sources),
-            metadata=deepcopy(meta) if meta is not None else {},
-            mask=deepcopy(data["mask"]) if data.get("mask") is not None else None,
+            metadata=copy_json(meta) if meta is not None else {},
+            mask=copy_json(data["mask"]) if data.get("mask") is not None else None,
         )
 
 
@@ -172,6 +277,16 @@ def _fail(where: str, what: str, problem: str) -> NoReturn:
 
 def _is_real(value: object) -> TypeGuard[numbers.Real]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_float(value: object) -> object:
+    """A real number as a float; anything else (and a number too large for a float) as it is."""
+    if not _is_real(value):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return value
 
 
 def _is_int(value: object) -> TypeGuard[numbers.Integral]:
@@ -197,23 +312,33 @@ def _nested(value: object) -> list[Any] | None:
     return out
 
 
-def _number(where: str, what: str, value: object) -> float:
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (not a real number, infinite, NaN, or too large)."""
     if not _is_real(value):
-        _fail(where, what, f"{value!r} is not a number")
-    number = float(value)
-    if not math.isfinite(number):
-        _fail(where, what, f"{number} is not a finite number")
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _number(where: str, what: str, value: object) -> float:
+    number = _finite(value)
+    if number is None:
+        problem = "is not a finite number" if _is_real(value) else "is not a number"
+        _fail(where, what, f"{preview(value)} {problem}")
     if number == POLY_SEPARATOR:
-        _fail(where, what, f"{value!r} is the reserved complex-polygon separator")
+        _fail(where, what, f"{preview(value)} is the reserved complex-polygon separator")
     return number
 
 
 def _numbers(where: str, what: str, values: object, count: int | None = None) -> list[float]:
     items = _as_list(values)
     if items is None:
-        _fail(where, what, f"expected a list of numbers, got {type(values).__name__}: {values!r}")
+        _fail(where, what, f"expected a list of numbers, got {type(values).__name__}: {preview(values)}")
     if count is not None and len(items) != count:
-        _fail(where, what, f"expected exactly {count} numbers, got {len(items)}: {items!r}")
+        _fail(where, what, f"expected exactly {count} numbers, got {len(items)}: {preview(items)}")
     return [_number(where, f"{what}[{i}]", v) for i, v in enumerate(items)]
 
 
@@ -221,7 +346,7 @@ def _points(where: str, what: str, values: object, dim: int) -> list[float]:
     """Flat coordinates from a flat list or a list of ``dim``-tuples; non-empty, length % dim == 0."""
     items = _nested(values)
     if items is None:
-        _fail(where, what, f"expected a list of coordinates, got {type(values).__name__}: {values!r}")
+        _fail(where, what, f"expected a list of coordinates, got {type(values).__name__}: {preview(values)}")
     if not items:
         _fail(where, what, "is empty")
     flat: list[float] = []
@@ -260,7 +385,7 @@ def _labels(where: str, what: str, labels: object) -> list[str]:
         return []
     items = [labels] if isinstance(labels, str) else _as_list(labels)
     if items is None:
-        _fail(where, what, f"expected a list of strings, got {type(labels).__name__}: {labels!r}")
+        _fail(where, what, f"expected a list of strings, got {type(labels).__name__}: {preview(labels)}")
     return [_name(where, f"{what}[{i}]", "label", label) for i, label in enumerate(items)]
 
 
@@ -270,24 +395,24 @@ def _name(where: str, what: str, kind: str, value: object) -> str:
     except ValidationError as exc:
         _fail(where, what, str(exc))
     except UnicodeError:  # a lone surrogate: not encodable as UTF-8
-        _fail(where, what, f"{kind} name {value!r} is not valid Unicode text")
+        _fail(where, what, f"{kind} name {preview(value)} is not valid Unicode text")
 
 
 def _confidence(where: str, what: str, value: object) -> float | None:
     if value is None:
         return None
-    if not _is_real(value) or not math.isfinite(float(value)):
-        _fail(where, what, f"{value!r} is not a finite number")
-    number = float(value)
+    number = _finite(value)
+    if number is None:
+        _fail(where, what, f"{preview(value)} is not a finite number")
     if not 0.0 <= number <= 1.0:
-        _fail(where, what, f"{value!r} is outside 0..1")
+        _fail(where, what, f"{preview(value)} is outside 0..1")
     return number
 
 
 def _rgb(where: str, what: str, value: object) -> list[int]:
     items = _as_list(value)
     if items is None or len(items) != 3 or not all(_is_int(v) and 0 <= int(v) <= 255 for v in items):
-        _fail(where, what, f"expected [r, g, b] with integers in 0..255, got {value!r}")
+        _fail(where, what, f"expected [r, g, b] with integers in 0..255, got {preview(value)}")
     return [int(v) for v in items]
 
 
@@ -372,7 +497,7 @@ def make_annotations(
     if box3d_xyzwhxyzwh is not None:
         box3d = _numbers(where, "box3d_xyzwhxyzwh", box3d_xyzwhxyzwh, 10)
         if min(box3d[3], box3d[4], box3d[8], box3d[9]) < 0:
-            _fail(where, "box3d_xyzwhxyzwh", f"widths and heights must be >= 0, got {box3d}")
+            _fail(where, "box3d_xyzwhxyzwh", f"widths and heights must be >= 0, got {preview(box3d)}")
         shapes.append(("box3d", box3d))
     mask: dict[str, Any] | None = None
     if mask_rgb is not None:
@@ -455,12 +580,14 @@ def _check_poly(where: str, kind: str, poly: list[float]) -> None:
             _fail(where, "poly", f"box has a negative width or height: {poly}")
 
 
-def roi_to_dict(roi: Annotation, where: str) -> dict[str, Any]:
+def roi_to_dict(roi: Annotation, where: str, *, budget: SizeBudget | None = None) -> dict[str, Any]:
     """Validate one ROI on its own and return its stored form (a fresh, JSON-clean dict).
 
     Args:
         roi: The annotation.
         where: Names the frame and the ROI in error messages (e.g. ``"frame 'a.jpg': rois[2]"``).
+        budget: The frame's size budget, charged with the ROI's metadata (see
+            :func:`~hds_s3.model.names.check_metadata`).
 
     Raises:
         ValidationError: naming ``where`` and the field: an unknown type, labels that are not
@@ -470,8 +597,8 @@ def roi_to_dict(roi: Annotation, where: str) -> dict[str, Any]:
     """
     if not isinstance(roi, Annotation):
         _fail(where, "roi", f"expected an Annotation, got {type(roi).__name__}")
-    if roi.type not in ANNOTATION_TYPES:
-        _fail(where, "type", f"{roi.type!r} is not one of {', '.join(ANNOTATION_TYPES)}")
+    if not isinstance(roi.type, str) or roi.type not in ANNOTATION_TYPES:
+        _fail(where, "type", f"{preview(roi.type)} is not one of {', '.join(ANNOTATION_TYPES)}")
     if roi.id is not None:
         _name(where, "id", "annotation id", roi.id)
     if not isinstance(roi.labels, list):
@@ -484,7 +611,7 @@ def roi_to_dict(roi: Annotation, where: str) -> dict[str, Any]:
         _fail(where, "poly", f"expected a list of numbers, got {type(roi.poly).__name__}")
     poly: list[float] = []
     for i, value in enumerate(items):
-        if value == POLY_SEPARATOR and _is_real(value):
+        if _is_real(value) and value == POLY_SEPARATOR:
             poly.append(POLY_SEPARATOR)
         else:
             poly.append(_number(where, f"poly[{i}]", value))
@@ -492,12 +619,12 @@ def roi_to_dict(roi: Annotation, where: str) -> dict[str, Any]:
     confidence = _confidence(where, "confidence", roi.confidence)
     sources = _as_list(roi.sources)
     if sources is None or not all(isinstance(s, str) for s in sources):
-        _fail(where, "sources", f"expected a list of source ids (strings), got {roi.sources!r}")
-    meta = check_metadata(f"{where}: meta", roi.metadata)
+        _fail(where, "sources", f"expected a list of source ids (strings), got {preview(roi.sources)}")
+    meta = check_metadata(f"{where}: meta", roi.metadata, budget=budget)
     mask: dict[str, Any] | None = None
     if roi.mask is not None:
         if not isinstance(roi.mask, Mapping) or set(roi.mask) != {"id", "value"}:
-            _fail(where, "mask", f'expected {{"id": mask id, "value": [r, g, b]}}, got {roi.mask!r}')
+            _fail(where, "mask", f'expected {{"id": mask id, "value": [r, g, b]}}, got {preview(roi.mask)}')
         mask = {
             "id": _name(where, "mask.id", "mask id", roi.mask["id"]),
             "value": _rgb(where, "mask.value", roi.mask["value"]),

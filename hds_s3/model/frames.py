@@ -78,14 +78,40 @@ from hds_s3.model.annotations import (
     make_annotations,
     pop_annotation,
     roi_to_dict,
+    strict_keys,
 )
-from hds_s3.model.names import check_metadata, check_utf8, copy_json
+from hds_s3.model.limits import MAX_FRAME_BYTES, MAX_ROIS, MAX_SOURCES, frame_budget, frame_label, too_big
+from hds_s3.model.names import SizeBudget, check_metadata, check_text, check_utf8, copy_json, preview
 
 DEFAULT_SOURCE_ID = "default"
 """Source id of a :class:`SingleFrame` (as in the reference's legacy SDK)."""
 
 SHORTHAND_SOURCE_KEYS = ("uri", "content_type", "width", "height", "timestamp", "preview", "masks")
 """The source fields a one-source frame dict may give at its top level (see :func:`expand_shorthand`)."""
+
+FRAME_KEYS = (
+    "id",
+    "context_id",
+    "timestamp",
+    "sources",
+    "rois",
+    "meta",
+    "meta_blob",
+    "saved",
+    "saved_in_version",
+    "updated_in_version",
+)
+"""The fields of a frame dict (the last three are provenance: kept when read, replaced when written)."""
+FRAME_ALIASES = {"metadata": "meta"}
+"""Other spellings of frame fields: ``metadata``, as ``SingleFrame(metadata=)`` calls it, is ``meta``."""
+FRAME_READ_ONLY = ("dataset",)
+"""Fields a DataView adds to the frames it returns; ignored when a frame dict is read."""
+SOURCE_KEYS = ("id", "uri", "content_type", "width", "height", "timestamp", "meta", "preview", "masks")
+"""The fields of a source dict."""
+PREVIEW_KEYS = ("uri", "content_type", "width", "height", "timestamp")
+"""The fields of a source's preview dict."""
+MASK_KEYS = ("id", "uri", "content_type", "width", "height", "timestamp")
+"""The fields of a mask dict (in a source's ``masks``)."""
 
 Coordinates = Iterable[Any]
 """Shape input: a flat list of numbers, a list of tuples, or (``poly2d_xy``) a list of parts."""
@@ -153,74 +179,95 @@ def _dimension(where: str, what: str, value: object) -> int | None:
     if _is_int(value) and int(value) > 0:
         if int(value) <= MAX_DIMENSION:
             return int(value)
-        _fail(where, what, f"must be a positive int, at most {MAX_DIMENSION} (32 bits), got {value!r}")
-    _fail(where, what, f"must be a positive int, got {value!r}")
+        _fail(where, what, f"must be a positive int, at most {MAX_DIMENSION} (32 bits), got {preview(value)}")
+    _fail(where, what, f"must be a positive int, got {preview(value)}")
 
 
 def _timestamp(where: str, what: str, value: object) -> int:
     if _is_int(value) and int(value) >= 0:
         if int(value) <= MAX_TIMESTAMP:
             return int(value)
-        _fail(where, what, f"must be an int >= 0, at most {MAX_TIMESTAMP} (64 bits of ms), got {value!r}")
-    _fail(where, what, f"must be an int >= 0 (milliseconds), got {value!r}")
+        _fail(
+            where, what, f"must be an int >= 0, at most {MAX_TIMESTAMP} (64 bits of ms), got {preview(value)}"
+        )
+    _fail(where, what, f"must be an int >= 0 (milliseconds), got {preview(value)}")
 
 
 def _uri(where: str, what: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        _fail(where, what, f"needs a non-empty URI, got {value!r}")
-    return check_utf8(f"{where}: {what}", value)
+        _fail(where, what, f"needs a non-empty URI, got {preview(value)}")
+    return check_text(f"{where}: {what}", value)
 
 
-# Fields of a canonical frame dict that hold no text of their own: numbers, or metadata that
-# check_metadata checked whole.
-_NOT_TEXT = frozenset({"meta", "meta_blob", "poly", "width", "height", "timestamp", "confidence", "saved"})
-
-
-def _encode_all(value: object) -> None:
-    """Encode every string of a canonical frame dict as UTF-8 (skipping ``_NOT_TEXT`` fields)."""
-    if isinstance(value, str):
-        value.encode("utf-8")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_TEXT and item is not None:
-                _encode_all(item)
-    elif isinstance(value, list):
-        for item in value:
-            _encode_all(item)
+def _json_size(value: object) -> int:
+    """The size of ``value`` as compact JSON in UTF-8 (its strings are known to encode)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def _check_utf8_fields(where: str, value: object, what: str) -> None:
-    """Find the string :func:`_encode_all` failed on and raise naming its field."""
-    if isinstance(value, str):
-        check_utf8(f"{where}: {what}", value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_TEXT:
-                _check_utf8_fields(where, item, f"{what}.{key}" if what else str(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_utf8_fields(where, item, f"{what}[{i}]")
+    """Find a string UTF-8 cannot encode in a canonical frame dict and raise naming its field.
+
+    Metadata was checked whole when it was copied, so its fields are skipped.
+    """
+    stack: list[tuple[object, str]] = [(value, what)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            check_utf8(f"{where}: {path}", item)
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items() if k not in _META)
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
 
 
-def _check_utf8(where: str, out: dict[str, Any]) -> None:
-    """Check that every string of a canonical frame dict can be written as UTF-8.
+_META = frozenset({"meta", "meta_blob"})
+
+
+def _check_size(where: str, out: dict[str, Any]) -> None:
+    """Check that every string of a canonical frame dict encodes as UTF-8 and the frame's size.
 
     Raises:
-        ValidationError: naming the frame and the field holding a lone surrogate.
+        ValidationError: naming the frame and the field holding a lone surrogate, or, for a frame
+            over :data:`~hds_s3.model.limits.MAX_FRAME_BYTES`, its largest field.
     """
     try:
-        _encode_all(out)
+        size = _json_size(out)
     except UnicodeEncodeError:
         _check_utf8_fields(where, out, "")
         raise  # pragma: no cover - the walk above raises first
+    if size > MAX_FRAME_BYTES:
+        _fail(where, _largest_field(out), too_big(size))
+
+
+def _largest_field(out: dict[str, Any]) -> str:
+    """The path of the field that makes a frame large.
+
+    That is its largest field, then that field's largest part while the part holds most of it
+    (``rois[3].meta``).
+    """
+    path = ""
+    node: Any = out
+    for _ in range(4):
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        if not items:
+            break
+        sizes = [(_json_size(value), key) for key, value in items]
+        size, key = max(sizes, key=lambda pair: pair[0])
+        if path and 2 * size <= sum(s for s, _ in sizes):
+            break  # no part holds most of it: the field itself is the answer
+        path = (f"{path}.{key}" if path else str(key)) if isinstance(node, dict) else f"{path}[{key}]"
+        node = node[key]
+        if not isinstance(node, (dict, list)):
+            break
+    return path
 
 
 def _content_type(where: str, what: str, explicit: object, uri: str) -> str | None:
     if explicit is None:
         return guess_content_type(uri)
     if not isinstance(explicit, str) or not explicit:
-        _fail(where, what, f"must be a non-empty string, got {explicit!r}")
-    return explicit
+        _fail(where, what, f"must be a non-empty string, got {preview(explicit)}")
+    return check_text(f"{where}: {what}", explicit)
 
 
 def hash_id(sources: list[tuple[str, str]], timestamp: int) -> str:
@@ -235,13 +282,13 @@ def _describe(frame: object) -> str:
     """``frame '<id>'`` or ``frame '<first source URI>'`` for error messages."""
     explicit = getattr(frame, "id", None)
     if isinstance(explicit, str) and explicit:
-        return f"frame {explicit!r}"
+        return f"frame {preview(explicit, 256)}"
     first = frame
     if isinstance(frame, FrameGroup):
         first = next(iter(frame.values()), None)
     uri = getattr(first, "source", None)
     if isinstance(uri, str) and uri:
-        return f"frame {uri!r}"
+        return f"frame {preview(uri, 256)}"
     return "frame <no source>"
 
 
@@ -682,18 +729,22 @@ class SingleFrame(_Provenance):
     def from_dict(cls, data: Mapping[str, Any]) -> SingleFrame:
         """Read a one-source frame dict (its source id is kept in :attr:`source_id`).
 
+        The dict is as strict as for :func:`frame_from_dict`.
+
         Raises:
-            ValidationError: ``data`` is not a frame dict or has several sources (use
-                :func:`frame_from_dict` or :meth:`FrameGroup.from_dict`).
+            ValidationError: ``data`` is not a frame dict (see :func:`frame_from_dict`) or has several
+                sources (use :func:`frame_from_dict` or :meth:`FrameGroup.from_dict`).
         """
-        data = expand_shorthand(data)
-        sources = _sources_of(data)
+        fields, where = _frame_fields(data)
+        return cls._read(fields, where)
+
+    @classmethod
+    def _read(cls, data: dict[str, Any], where: str) -> SingleFrame:
+        sources = _sources_of(data, where)
         if len(sources) != 1:
-            raise ValidationError(
-                f"frame {data.get('id')!r} has {len(sources)} sources; read it with frame_from_dict"
-            )
-        frame = _member_from_dict(sources[0])
-        frame.annotations = [Annotation.from_dict(r) for r in _rois_of(data)]
+            raise ValidationError(f"{where} has {len(sources)} sources; read it with frame_from_dict")
+        frame = _member_from_dict(sources[0], where, "sources[0]")
+        frame.annotations = _rois_of(data, where)
         _read_frame_fields(frame, data)
         return frame
 
@@ -874,19 +925,30 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
     def from_dict(cls, data: Mapping[str, Any]) -> FrameGroup:
         """Read a frame dict as a group (one member per source, even for a single source).
 
+        The dict is as strict as for :func:`frame_from_dict`.
+
         Raises:
-            ValidationError: ``data`` is not a frame dict, or two sources share an id.
+            ValidationError: ``data`` is not a frame dict (see :func:`frame_from_dict`), or two sources
+                share an id.
         """
-        data = expand_shorthand(data)
+        fields, where = _frame_fields(data)
+        return cls._read(fields, where)
+
+    @classmethod
+    def _read(cls, data: dict[str, Any], where: str) -> FrameGroup:
         group = cls()
-        for src in _sources_of(data):
+        for i, src in enumerate(_sources_of(data, where)):
             if src["id"] in group:
-                raise ValidationError(f"frame {data.get('id')!r}: two sources have the id {src['id']!r}")
-            group[src["id"]] = _member_from_dict(src)
-        for raw in _rois_of(data):
-            roi = Annotation.from_dict(raw)
-            if len(roi.sources) == 1 and roi.sources[0] in group:
-                member = group[roi.sources[0]]
+                raise ValidationError(
+                    f"{where}: sources[{i}].id: two sources have the id {preview(src['id'])}; "
+                    "source ids are unique in a frame"
+                )
+            group[src["id"]] = _member_from_dict(src, where, f"sources[{i}]")
+        for roi in _rois_of(data, where):
+            bound = roi.sources
+            single = isinstance(bound, list) and len(bound) == 1 and isinstance(bound[0], str)
+            if single and bound[0] in group:
+                member = group[bound[0]]
                 roi.sources = []
                 member.annotations.append(roi)
             else:
@@ -922,9 +984,11 @@ def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
         raise ValidationError(f"expected a SingleFrame or FrameGroup, got {type(frame).__name__}")
     if not frame:
         _fail(where, "sources", "the FrameGroup has no member; a frame needs at least one source")
+    if len(frame) > MAX_SOURCES:
+        _fail(where, "sources", f"{len(frame):,} members; a frame has at most {MAX_SOURCES} sources")
     out = []
     for key, member in frame.items():
-        prefix = f"members[{key!r}]"
+        prefix = f"members[{preview(key, 40)}]"
         _name(where, prefix, "source", key)
         if not isinstance(member, SingleFrame):
             _fail(where, prefix, f"expected a SingleFrame, got {type(member).__name__}")
@@ -932,8 +996,8 @@ def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
             ("id", member.id),
             ("context_id", member._context_id),
             ("timestamp", member._timestamp),
-            ("metadata", member.metadata or None),
-            ("meta_blob", member.meta_blob or None),
+            ("metadata", _given(member.metadata)),
+            ("meta_blob", _given(member.meta_blob)),
         ):
             if value is not None:
                 _fail(
@@ -944,6 +1008,11 @@ def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
                 )
         out.append((key, member, prefix + "."))
     return out
+
+
+def _given(metadata: object) -> object:
+    """Metadata as set on a frame object, ``None`` when it is not (None or an empty dict)."""
+    return None if metadata is None or (isinstance(metadata, Mapping) and not metadata) else metadata
 
 
 def _frame_timestamp(frame: Frame, where: str) -> int:
@@ -1001,13 +1070,19 @@ def _mask_dict(where: str, what: str, mask: object) -> dict[str, Any]:
     }
 
 
-def _source_dict(where: str, source_id: str, member: SingleFrame, prefix: str) -> dict[str, Any]:
+def _source_dict(
+    where: str, source_id: str, member: SingleFrame, prefix: str, budget: SizeBudget
+) -> dict[str, Any]:
     uri = _uri(where, f"{prefix}source", member.source)
     masks = [_mask_dict(where, f"{prefix}masks[{i}]", m) for i, m in enumerate(member.masks)]
     seen: set[str] = set()
     for mask in masks:
         if mask["id"] in seen:
-            _fail(where, f"{prefix}masks", f"two masks have the id {mask['id']!r}; mask ids must be unique")
+            _fail(
+                where,
+                f"{prefix}masks",
+                f"two masks have the id {preview(mask['id'])}; mask ids must be unique",
+            )
         seen.add(mask["id"])
     return {
         "id": source_id,
@@ -1016,24 +1091,32 @@ def _source_dict(where: str, source_id: str, member: SingleFrame, prefix: str) -
         "width": _dimension(where, f"{prefix}width", member.width),
         "height": _dimension(where, f"{prefix}height", member.height),
         "timestamp": _timestamp(where, f"{prefix}source_timestamp", member.source_timestamp),
-        "meta": check_metadata(f"{where}: {prefix}source_meta", member.source_meta),
+        "meta": check_metadata(f"{where}: {prefix}source_meta", member.source_meta, budget=budget),
         "preview": _preview_dict(where, f"{prefix}preview", member.preview),
         "masks": masks,
     }
 
 
-def _roi_dicts(frame: Frame, where: str, members: list[tuple[str, SingleFrame, str]]) -> list[dict[str, Any]]:
+def _roi_dicts(
+    frame: Frame, where: str, members: list[tuple[str, SingleFrame, str]], budget: SizeBudget
+) -> list[dict[str, Any]]:
+    count = sum(len(member.annotations) for _, member, _ in members)
+    if isinstance(frame, FrameGroup):
+        count += len(frame.annotations)
+    if count > MAX_ROIS:
+        _fail(where, "rois", f"{count:,} ROIs; a frame has at most {MAX_ROIS:,}")
     entries: list[tuple[str, dict[str, Any]]] = []  # (field, roi dict with its final sources)
     for key, member, prefix in members:
         for i, roi in enumerate(member.annotations):
             field = f"{prefix}rois[{i}]"
-            roi_dict = roi_to_dict(roi, f"{where}: {field}")
+            roi_dict = roi_to_dict(roi, f"{where}: {field}", budget=budget)
             if isinstance(frame, FrameGroup) and not roi_dict["sources"]:
                 roi_dict["sources"] = [key]
             entries.append((field, roi_dict))
     if isinstance(frame, FrameGroup):
         entries += [
-            (f"rois[{i}]", roi_to_dict(roi, f"{where}: rois[{i}]")) for i, roi in enumerate(frame.annotations)
+            (f"rois[{i}]", roi_to_dict(roi, f"{where}: rois[{i}]", budget=budget))
+            for i, roi in enumerate(frame.annotations)
         ]
         singles = [[key] for key, _, _ in members]
         entries = [e for key in singles for e in entries if e[1]["sources"] == key] + [
@@ -1044,7 +1127,10 @@ def _roi_dicts(frame: Frame, where: str, members: list[tuple[str, SingleFrame, s
         bound = roi_dict["sources"]
         for source in bound:
             if source not in masks:
-                _fail(where, f"{field}.sources", f"no source {source!r} in the frame; sources: {list(masks)}")
+                known = list(masks)
+                _fail(
+                    where, f"{field}.sources", f"no source {preview(source)} in the frame; sources: {known}"
+                )
         if len(set(bound)) != len(bound):
             _fail(where, f"{field}.sources", f"lists a source twice: {bound}")
         if roi_dict["mask"] is not None:
@@ -1059,7 +1145,7 @@ def _roi_dicts(frame: Frame, where: str, members: list[tuple[str, SingleFrame, s
                 _fail(
                     where,
                     f"{field}.mask.id",
-                    f"{roi_dict['mask']['id']!r} is not a mask of "
+                    f"{preview(roi_dict['mask']['id'])} is not a mask of "
                     f"{bound or 'the frame'}; masks: {sorted(available)}",
                 )
     return [roi_dict for _, roi_dict in entries]
@@ -1075,29 +1161,30 @@ def to_frame_dict(frame: Frame) -> dict[str, Any]:
     """
     where = _describe(frame)
     members = _members(frame, where)
-    sources = [_source_dict(where, key, member, prefix) for key, member, prefix in members]
+    budget = frame_budget()  # metadata far over the frame's size is refused before it is all copied
+    sources = [_source_dict(where, key, member, prefix, budget) for key, member, prefix in members]
     timestamp = _frame_timestamp(frame, where)
     context_id = frame.context_id
     if not isinstance(context_id, str) or not context_id:
-        _fail(where, "context_id", f"must be a non-empty string, got {context_id!r}")
+        _fail(where, "context_id", f"must be a non-empty string, got {preview(context_id)}")
     out: dict[str, Any] = {
         "id": _name(where, "id", "frame id", frame.id)
         if frame.id is not None
         else hash_id([(s["id"], s["uri"]) for s in sources], timestamp),
-        "context_id": context_id,
+        "context_id": check_text(f"{where}: context_id", context_id),
         "timestamp": timestamp,
         "sources": sources,
-        "rois": _roi_dicts(frame, where, members),
-        "meta": check_metadata(f"{where}: metadata", frame.metadata),
-        "meta_blob": check_metadata(f"{where}: meta_blob", frame.meta_blob),
+        "rois": _roi_dicts(frame, where, members, budget),
+        "meta": check_metadata(f"{where}: metadata", frame.metadata, budget=budget),
+        "meta_blob": check_metadata(f"{where}: meta_blob", frame.meta_blob, budget=budget),
     }
+    _check_size(where, out)  # provenance does not count: a stored frame reads back within the limit
     if frame.saved is not None:
         out["saved"] = _timestamp(where, "saved", frame.saved)
     for attr in ("saved_in_version", "updated_in_version"):
         value = getattr(frame, attr)
         if value is not None:
             out[attr] = _name(where, attr, "version id", value)
-    _check_utf8(where, out)
     return out
 
 
@@ -1111,7 +1198,9 @@ def validate(frame: Frame) -> None:
             strings); metadata that is not JSON or has ``$``/``.`` in a key (frame, source, ROI meta and
             meta_blob); width/height that are not positive ints; a timestamp that is not an int >= 0;
             duplicate mask ids; a ROI bound to a source or mask the frame does not have; a mask binding
-            on a frame without masks; frame-level fields set on a group member.
+            on a frame without masks; frame-level fields set on a group member; a frame past a limit
+            of :mod:`hds_s3.model.limits` (more than 4 MiB of JSON, 256 sources, 10,000 ROIs, a
+            string over 1 MiB, metadata nested deeper than 32 levels).
     """
     to_frame_dict(frame)
 
@@ -1136,7 +1225,7 @@ def expand_shorthand(data: Mapping[str, Any]) -> Mapping[str, Any]:
     if "uri" in data:
         if sources is not None:
             raise ValidationError(
-                f"frame {data.get('id')!r} has both a top-level uri and sources; give uri (one source, "
+                f"{frame_label(data)} has both a top-level uri and sources; give uri (one source, "
                 'id "default") or sources (each with an id and a uri), not both'
             )
         source: dict[str, Any] = {"id": DEFAULT_SOURCE_ID}
@@ -1153,40 +1242,67 @@ def expand_shorthand(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def _sources_of(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _frame_fields(data: object) -> tuple[dict[str, Any], str]:
+    """A frame dict's fields, and ``frame '<id>'`` for messages.
+
+    Aliases are spelled out, ignored fields left out and the shorthand expanded.
+
+    Raises:
+        ValidationError: ``data`` is not a dict, has a key that is no frame field, gives a field
+            twice, or has both ``uri`` and ``sources``.
+    """
     if not isinstance(data, Mapping):
-        raise ValidationError(f"a frame dict must be a dict, got {type(data).__name__}")
+        raise ValidationError(f"a frame dict must be a dict, got {type(data).__name__}: {preview(data)}")
+    where = frame_label(data)
+    known: tuple[str, ...] = FRAME_KEYS
+    if "uri" in data:
+        known = (*FRAME_KEYS, *(k for k in SHORTHAND_SOURCE_KEYS if k not in FRAME_KEYS))
+    fields = strict_keys(where, data, "a frame", known, FRAME_ALIASES, FRAME_READ_ONLY)
+    return dict(expand_shorthand(fields)), where
+
+
+def _sources_of(data: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
     sources = data.get("sources")
     if not isinstance(sources, list) or not sources:
         raise ValidationError(
-            f"frame {data.get('id')!r} has no sources; give a uri (one source) or "
+            f"{where} has no sources; give a uri (one source) or "
             'sources: [{"id": ..., "uri": ...}, ...] (see hds frames schema)'
         )
     for i, src in enumerate(sources):
         if not isinstance(src, Mapping):
             raise ValidationError(
-                f"frame {data.get('id')!r}: sources[{i}] must be a dict with an id and a uri, got {src!r}"
+                f"{where}: sources[{i}] must be a dict with an id and a uri, got {preview(src)}"
             )
         if "uri" not in src:
-            raise ValidationError(f"frame {data.get('id')!r}: sources[{i}] has no uri: {src!r}")
+            raise ValidationError(f"{where}: sources[{i}] has no uri: {preview(src)}")
         if "id" not in src:
             raise ValidationError(
-                f"frame {data.get('id')!r}: sources[{i}] has no id; a frame of several sources names "
-                f'each (e.g. "front", "rear"), only a lone source may leave it out: {src!r}'
+                f"{where}: sources[{i}] has no id; a frame of several sources names "
+                f'each (e.g. "front", "rear"), only a lone source may leave it out: {preview(src)}'
+            )
+        if not isinstance(src["id"], str):
+            raise ValidationError(
+                f"{where}: sources[{i}].id: a source id is a name (text), got "
+                f"{type(src['id']).__name__}: {preview(src['id'])}"
             )
     return sources
 
 
-def _rois_of(data: Mapping[str, Any]) -> list[Any]:
+def _rois_of(data: Mapping[str, Any], where: str) -> list[Annotation]:
     rois = data.get("rois")
     if rois is None:
         return []
     if not isinstance(rois, list):
-        raise ValidationError(f"frame {data.get('id')!r}: rois must be a list, got {type(rois).__name__}")
-    return rois
+        raise ValidationError(f"{where}: rois must be a list, got {type(rois).__name__}")
+    return [Annotation.from_dict(roi, where=f"{where}: rois[{i}]") for i, roi in enumerate(rois)]
 
 
-def _member_from_dict(src: Mapping[str, Any]) -> SingleFrame:
+def _or_zero(value: object) -> object:
+    return 0 if value is None else value
+
+
+def _member_from_dict(given: Mapping[str, Any], where: str, field: str) -> SingleFrame:
+    src = strict_keys(f"{where}: {field}", given, "a source", SOURCE_KEYS)
     frame = SingleFrame(
         source=src["uri"],
         width=src.get("width"),
@@ -1194,23 +1310,28 @@ def _member_from_dict(src: Mapping[str, Any]) -> SingleFrame:
         content_type=src.get("content_type"),
         source_meta=_copy_meta(src.get("meta")),
         source_id=src["id"],
-        source_timestamp=src.get("timestamp") or 0,
+        source_timestamp=_or_zero(src.get("timestamp")),  # type: ignore[arg-type]  # checked later
     )
-    preview = src.get("preview")
-    masks = src.get("masks") or []
-    if preview is not None and not (isinstance(preview, Mapping) and "uri" in preview):
-        raise ValidationError(f"source {src['id']!r}: a preview needs a uri, got {preview!r}")
+    preview_ = src.get("preview")
+    masks = src.get("masks")
+    if preview_ is not None:
+        if not (isinstance(preview_, Mapping) and "uri" in preview_):
+            raise ValidationError(f"{where}: {field}.preview: a preview needs a uri, got {preview(preview_)}")
+        preview_ = strict_keys(f"{where}: {field}.preview", preview_, "a preview", PREVIEW_KEYS)
+    if masks is None:
+        masks = []
     if not isinstance(masks, list) or not all(
         isinstance(m, Mapping) and "id" in m and "uri" in m for m in masks
     ):
-        raise ValidationError(f"source {src['id']!r}: masks must be a list of {{id, uri}} dicts: {masks!r}")
-    if preview is not None:
+        raise ValidationError(f"{where}: {field}.masks must be a list of {{id, uri}} dicts: {preview(masks)}")
+    masks = [strict_keys(f"{where}: {field}.masks[{i}]", m, "a mask", MASK_KEYS) for i, m in enumerate(masks)]
+    if preview_ is not None:
         frame.preview = Preview(
-            uri=preview["uri"],
-            content_type=preview.get("content_type"),
-            width=preview.get("width"),
-            height=preview.get("height"),
-            timestamp=preview.get("timestamp") or 0,
+            uri=preview_["uri"],
+            content_type=preview_.get("content_type"),
+            width=preview_.get("width"),
+            height=preview_.get("height"),
+            timestamp=_or_zero(preview_.get("timestamp")),  # type: ignore[arg-type]
         )
     frame.masks = [
         Mask(
@@ -1219,7 +1340,7 @@ def _member_from_dict(src: Mapping[str, Any]) -> SingleFrame:
             content_type=m.get("content_type"),
             width=m.get("width"),
             height=m.get("height"),
-            timestamp=m.get("timestamp") or 0,
+            timestamp=_or_zero(m.get("timestamp")),  # type: ignore[arg-type]
         )
         for m in masks
     ]
@@ -1243,22 +1364,30 @@ def _read_frame_fields(frame: Frame, data: Mapping[str, Any]) -> None:
 
 
 def frame_from_dict(data: Mapping[str, Any]) -> Frame:
-    """Read a canonical frame dict back into a frame object.
+    """Read a frame dict into a frame object.
 
     One source with id ``"default"`` gives a :class:`SingleFrame`, anything else a
     :class:`FrameGroup`. The single-source shorthand is accepted (:func:`expand_shorthand`).
     Provenance (``saved``, ...) is kept. Nothing is shared with ``data``; only the structure is
     checked (:func:`validate` checks the rest).
 
+    The dict is strict: a key that is not a field (:data:`FRAME_KEYS`, :data:`SOURCE_KEYS`,
+    :data:`PREVIEW_KEYS`, :data:`MASK_KEYS`, :data:`~hds_s3.model.annotations.ROI_KEYS`) is refused,
+    naming it and the field it may have meant. Other spellings the reference uses are taken
+    (``metadata`` for a frame's or a ROI's ``meta``, ``label`` for ``labels``), and the fields a
+    DataView adds to what it returns (``dataset``, a ROI's ``label_num``) are ignored.
+
     Raises:
-        ValidationError: ``data`` is not a frame dict (no sources, a source without uri, a source
-            without id among several, both ``uri`` and ``sources``).
+        ValidationError: ``data`` is not a frame dict (not a dict, an unknown key, no sources, a
+            source without uri, a source without id among several, both ``uri`` and ``sources``,
+            two sources with one id). The limits are checked by :func:`to_frame_dict`, so a frame
+            stored before a limit was set still reads.
     """
-    data = expand_shorthand(data)
-    sources = _sources_of(data)
+    fields, where = _frame_fields(data)
+    sources = _sources_of(fields, where)
     if len(sources) == 1 and sources[0]["id"] == DEFAULT_SOURCE_ID:
-        return SingleFrame.from_dict(data)
-    return FrameGroup.from_dict(data)
+        return SingleFrame._read(fields, where)
+    return FrameGroup._read(fields, where)
 
 
 from_frame_dict = frame_from_dict

@@ -96,7 +96,7 @@ from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_di
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
-from hds_s3.model.names import check_id, check_name, check_tags
+from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
 from hds_s3.query import stored, viewstats
 
@@ -133,12 +133,13 @@ class IterationOrder(str, Enum):
 
 
 def _order(value: object) -> IterationOrder:
-    try:
-        return IterationOrder(value.value if isinstance(value, IterationOrder) else value)
-    except ValueError:
-        raise ValidationError(
-            f"iteration order must be IterationOrder.sequential or 'random', got {value!r}"
-        ) from None
+    if isinstance(value, IterationOrder):
+        return value
+    if isinstance(value, str) and value in {o.value for o in IterationOrder}:
+        return IterationOrder(value)
+    raise ValidationError(
+        f"iteration order must be IterationOrder.sequential or 'random', got {preview(value)}"
+    )
 
 
 # ---------------------------------------------------------------------------- rules
@@ -173,14 +174,23 @@ class RoiQuery:
         """Describe one ROI rule; it is checked when used (:meth:`rule`).
 
         Raises:
-            ValidationError: ``label`` is neither a string nor a list of strings.
+            ValidationError: ``label`` is neither a string nor a list of strings, or a range is not
+                a pair.
         """
         if isinstance(label, str):
             lab: str | tuple[str, ...] = label
         elif isinstance(label, Sequence) and not isinstance(label, bytes):
             lab = tuple(label)
         else:
-            raise ValidationError(f"RoiQuery label must be a label, a list of labels or a query: {label!r}")
+            raise ValidationError(
+                f"RoiQuery label must be a label, a list of labels or a query: {preview(label)}"
+            )
+        for what, given in (("count_range", count_range), ("conf_range", conf_range)):
+            if given is not None and (isinstance(given, (str, bytes)) or not isinstance(given, Sequence)):
+                raise ValidationError(
+                    f"RoiQuery {what} must be a pair [min, max] (None or -1 = unbounded), "
+                    f"got {preview(given)}"
+                )
         object.__setattr__(self, "label", lab)
         object.__setattr__(self, "must_not", must_not)
         object.__setattr__(self, "count_range", None if count_range is None else tuple(count_range))
@@ -217,7 +227,7 @@ class RoiQuery:
             ValidationError: not a ROI rule.
         """
         if not isinstance(data, Mapping) or "label" not in data:
-            raise ValidationError(f"not a stored ROI rule: {data!r}")
+            raise ValidationError(f"not a stored ROI rule: {preview(data)}")
         return cls(data["label"], bool(data.get("must_not")), data.get("count_range"), data.get("conf_range"))
 
 
@@ -293,7 +303,7 @@ class DataViewQuery:
                 filter_by_roi=str(data.get("filter_by_roi") or "label_rules"),
             )
         except (KeyError, TypeError) as exc:
-            raise ValidationError(f"not a stored DataView rule ({exc}): {data!r}") from None
+            raise ValidationError(f"not a stored DataView rule ({exc}): {preview(data)}") from None
         out.filter  # noqa: B018 - compile now: a bad stored rule fails on load
         return out
 
@@ -344,33 +354,40 @@ class MappingRule:
                 version_name=data.get("version_name"),
             )
         except (KeyError, TypeError) as exc:
-            raise ValidationError(f"not a stored mapping rule ({exc}): {data!r}") from None
+            raise ValidationError(f"not a stored mapping rule ({exc}): {preview(data)}") from None
 
 
 def _labels(value: object) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)) or not items:
-        raise ValidationError(f"from_labels must be a label or a non-empty list of labels, got {value!r}")
+        raise ValidationError(
+            f"from_labels must be a label or a non-empty list of labels, got {preview(value)}"
+        )
     return tuple(check_name("label", x) for x in items)
 
 
 def _weight(value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(f"weight must be a positive number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number) or number <= 0:
+        raise ValidationError(f"weight must be a positive finite number, got {preview(value)}")
+    return number
+
+
+#: The largest count, position or clip length a DataView takes (a 64-bit int, as numpy and JSON hold it).
+MAX_COUNT = 2**63 - 1
 
 
 def _positive_int(what: str, value: object, *, zero: bool = False) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+    if isinstance(value, bool) or not isinstance(value, int) or not (0 if zero else 1) <= value <= MAX_COUNT:
         least = "0" if zero else "1"
-        raise ValidationError(f"{what} must be a whole number >= {least} or None, got {value!r}")
+        raise ValidationError(
+            f"{what} must be a whole number from {least} to 2**63 - 1, or None, got {preview(value)}"
+        )
     return int(value)
 
 
@@ -543,7 +560,7 @@ def _env_int(name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise ValidationError(f"environment variable {name}={raw!r} is not a whole number") from None
+        raise ValidationError(f"environment variable {name}={preview(raw)} is not a whole number") from None
 
 
 def detect_shards() -> tuple[int, int]:
@@ -580,7 +597,8 @@ def _shards(num_workers: int | None, worker_index: int | None) -> tuple[int, int
         return detect_shards()
     if num_workers is None or worker_index is None:
         raise ValidationError(
-            f"give both num_workers and worker_index (got {num_workers!r} and {worker_index!r}), "
+            "give both num_workers and worker_index (got "
+            f"{preview(num_workers)} and {preview(worker_index)}), "
             "or neither to detect them"
         )
     if (
@@ -589,7 +607,7 @@ def _shards(num_workers: int | None, worker_index: int | None) -> tuple[int, int
         or not 1 <= num_workers <= MAX_SHARDS
     ):
         raise ValidationError(
-            f"num_workers must be a whole number from 1 to {MAX_SHARDS:,}, got {num_workers!r}"
+            f"num_workers must be a whole number from 1 to {MAX_SHARDS:,}, got {preview(num_workers)}"
         )
     if (
         isinstance(worker_index, bool)
@@ -597,7 +615,7 @@ def _shards(num_workers: int | None, worker_index: int | None) -> tuple[int, int
         or not 0 <= worker_index < MAX_SHARDS
     ):
         raise ValidationError(
-            f"worker_index must be a whole number from 0 to {MAX_SHARDS - 1:,}, got {worker_index!r}"
+            f"worker_index must be a whole number from 0 to {MAX_SHARDS - 1:,}, got {preview(worker_index)}"
         )
     return num_workers, worker_index % num_workers
 
@@ -663,12 +681,17 @@ def _projection_tree(projection: Sequence[str] | str | None) -> dict[str, Any] |
     """
     if projection is None:
         return None
+    if not isinstance(projection, (str, list, tuple)):
+        raise ValidationError(
+            "projection is a dot path or a list of them (such as ['id', 'rois.labels']), "
+            f"got {preview(projection)}"
+        )
     paths = [projection] if isinstance(projection, str) else list(projection)
     tree: dict[str, Any] = {}
     for path in paths:
         if not isinstance(path, str) or any(not p.strip() for p in path.split(".")):
             raise ValidationError(
-                f"projection paths are dot paths such as 'id' or 'dataset.id', got {path!r}"
+                f"projection paths are dot paths such as 'id' or 'dataset.id', got {preview(path)}"
             )
         parts = path.split(".")
         if "*" in parts:
@@ -676,12 +699,13 @@ def _projection_tree(projection: Sequence[str] | str | None) -> dict[str, Any] |
         for part in parts[1:]:
             if part.isdigit() and not _is_index(part):
                 raise ValidationError(
-                    f"projection {path[:80]!r}: {part[:20]!r} is not a list position (ASCII digits, at "
+                    f"projection {preview(path[:80])}: {preview(part[:20])} "
+                    "is not a list position (ASCII digits, at "
                     f"most {_INDEX_DIGITS} of them)"
                 )
         if parts[0] not in _FRAME_FIELDS and parts[0] != "dataset":
             known = ", ".join(sorted(_FRAME_FIELDS | {"dataset"}))
-            raise ValidationError(f"projection {path!r} names no frame field; fields: {known}")
+            raise ValidationError(f"projection {preview(path)} names no frame field; fields: {known}")
         node: dict[str, Any] | None = tree
         for part in parts[:-1]:
             assert node is not None
@@ -867,7 +891,7 @@ class DataView:
         """
         self._name = None if name is None else check_name("dataview", name)
         if description is not None and not isinstance(description, str):
-            raise ValidationError(f"DataView description must be a string, got {description!r}")
+            raise ValidationError(f"DataView description must be a string, got {preview(description)}")
         self._description = description or ""
         self._tags = check_tags(tags)
         self._order = _order(iteration_order)
@@ -936,7 +960,7 @@ class DataView:
     def _require_draft(self, what: str) -> None:
         if self._status == PUBLISHED:
             raise InvalidStateError(
-                f"cannot {what} DataView {self._name!r} ({self._id}): it is published and read-only; "
+                f"cannot {what} DataView {preview(self._name)} ({self._id}): it is published and read-only; "
                 "make a new DataView and add its get_queries() to it"
             )
 
@@ -954,6 +978,16 @@ class DataView:
         what: str,
     ) -> tuple[str, str, str | None, str | None]:
         """(dataset id | '*', version id | '*', dataset name, version name), read from the store."""
+        for name, given in (
+            ("dataset_name", dataset_name),
+            ("dataset_id", dataset_id),
+            ("version_name", version_name),
+            ("version_id", version_id),
+        ):
+            if given is not None and not isinstance(given, str):
+                raise ValidationError(
+                    f"{what}: {name} must be a string, got {type(given).__name__}: {preview(given)}"
+                )
         if dataset_name is not None and dataset_id is not None:
             raise ValidationError(f"{what}: give dataset_name or dataset_id, not both")
         if version_name is not None and version_id is not None:
@@ -963,7 +997,8 @@ class DataView:
         if ds_sel is None or ds_sel == WILDCARD:
             if ver_sel not in (None, WILDCARD):
                 raise ValidationError(
-                    f"{what}: version {ver_sel!r} needs its dataset; name the dataset, or use '*' for both"
+                    f"{what}: version {preview(ver_sel)} needs its "
+                    "dataset; name the dataset, or use '*' for both"
                 )
             return WILDCARD, WILDCARD, None, None
         catalog = self.client.catalog
@@ -977,18 +1012,21 @@ class DataView:
         if version_id is not None:
             entry = doc.version(check_id("version", version_id))
             if entry is None:
-                raise NotFoundError(f"{what}: dataset {doc.name!r} has no version with id {version_id}")
+                raise NotFoundError(
+                    f"{what}: dataset {preview(doc.name)} has no version with id {version_id}"
+                )
         elif version_name is not None:
             entry = doc.version_named(version_name)
             if entry is None:
                 names = ", ".join(repr(v.name) for v in doc.versions) or "none"
                 raise NotFoundError(
-                    f"{what}: dataset {doc.name!r} has no version named {version_name!r} (it has: {names})"
+                    f"{what}: dataset {preview(doc.name)} has no version "
+                    f"named {preview(version_name)} (it has: {names})"
                 )
         else:
             entry = doc.head()
             if entry is None:
-                raise NotFoundError(f"{what}: dataset {doc.name!r} has no versions")
+                raise NotFoundError(f"{what}: dataset {preview(doc.name)} has no versions")
         return doc.id, entry.id, doc.name, entry.name
 
     def add_query(
@@ -1026,7 +1064,7 @@ class DataView:
             if not isinstance(query_, DataViewQuery):
                 raise ValidationError(
                     f"add_query takes a DataViewQuery (from get_queries()) or keyword arguments, "
-                    f"got {query_!r}; name the dataset with dataset_name="
+                    f"got {preview(query_)}; name the dataset with dataset_name="
                 )
             rule = DataViewQuery.from_dict(query_.to_dict())
         else:
@@ -1070,7 +1108,9 @@ class DataView:
         """
         self._require_draft("add a query to")
         if isinstance(roi_queries, RoiQuery) or not all(isinstance(r, RoiQuery) for r in roi_queries):
-            raise ValidationError(f"roi_queries must be a list of DataView.RoiQuery, got {roi_queries!r}")
+            raise ValidationError(
+                f"roi_queries must be a list of DataView.RoiQuery, got {preview(roi_queries)}"
+            )
         rule = self._rule(
             "add_multi_query",
             dataset_name,
@@ -1100,6 +1140,10 @@ class DataView:
         weight: object,
         filter_by_roi: str | None,
     ) -> DataViewQuery:
+        if filter_by_roi is not None and not isinstance(filter_by_roi, str):
+            raise ValidationError(
+                f"{what}: filter_by_roi must be a string such as 'label_rules', got {preview(filter_by_roi)}"
+            )
         rule = DataViewQuery(
             dataset_id=WILDCARD,
             version_id=WILDCARD,
@@ -1188,10 +1232,12 @@ class DataView:
         """
         self._require_draft("set the labels of")
         if not isinstance(labels, Mapping):
-            raise ValidationError(f"set_labels takes a dict {{label: int}}, got {labels!r}")
+            raise ValidationError(f"set_labels takes a dict {{label: int}}, got {preview(labels)}")
         for key, value in labels.items():
             if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"set_labels takes {{label: int}}; got {key!r}: {value!r}")
+                raise ValidationError(
+                    f"set_labels takes {{label: int}}; got {preview(key)}: {preview(value)}"
+                )
         self._labels = dict(labels)
 
     def get_labels(self) -> dict[str, int]:
@@ -1262,7 +1308,8 @@ class DataView:
             ValidationError: ``n`` is not a whole number >= 0.
         """
         value = _positive_int("initial iteration", n, zero=True)
-        assert value is not None
+        if value is None:
+            raise ValidationError("initial iteration must be a whole number >= 0, got None")
         self._initial_iteration = value
         self._current_iteration = value
 
@@ -1281,7 +1328,7 @@ class DataView:
     def _pairs(self) -> list[list[_Pair]]:
         """For each rule, the (dataset, version) pairs it reads (wildcards expanded over the pool)."""
         if not self._queries:
-            raise ValidationError(f"DataView {self._name!r} has no queries; add one with add_query()")
+            raise ValidationError(f"DataView {preview(self._name)} has no queries; add one with add_query()")
         pool: list[tuple[str, str]] = []
         for q in self._queries:
             if (
@@ -1292,7 +1339,8 @@ class DataView:
                 pool.append((q.dataset_id, q.version_id))
         if not pool:
             raise ValidationError(
-                f"cannot fetch the contents of DataView {self._name!r}: no concrete (dataset, version) in "
+                "cannot fetch the contents of DataView "
+                f"{preview(self._name)}: no concrete (dataset, version) in "
                 "its queries; '*' selects among the pairs the view names, so name at least one"
             )
         docs: dict[str, TreeView] = {}
@@ -1303,13 +1351,14 @@ class DataView:
                     docs[ds] = self.client.catalog.get(dataset_id=ds)
                 except NotFoundError:
                     raise NotFoundError(
-                        f"DataView {self._name!r}: dataset {ds} was deleted; remove its queries"
+                        f"DataView {preview(self._name)}: dataset {ds} was deleted; remove its queries"
                     ) from None
             doc = docs[ds]
             entry = doc.version(ver)
             if entry is None:
                 raise NotFoundError(
-                    f"DataView {self._name!r}: version {ver} of dataset {doc.name!r} was deleted; "
+                    f"DataView {preview(self._name)}: version {ver} "
+                    f"of dataset {preview(doc.name)} was deleted; "
                     "remove its queries"
                 )
             resolved[(ds, ver)] = _Pair(ds, ver, doc.name, entry.name, entry)
@@ -1547,7 +1596,7 @@ class DataView:
     def _one_pass(self, tree: dict[str, Any] | None) -> DataViewIterator:
         if self._infinite and self._limit is None:
             raise ValidationError(
-                f"DataView {self._name!r} iterates forever (infinite, no limit); set "
+                f"DataView {preview(self._name)} iterates forever (infinite, no limit); set "
                 "maximum_number_of_frames or iterate it with get_iterator()"
             )
         matched = self._match(_columns_for(tree), order=True)
@@ -1598,7 +1647,7 @@ class DataView:
     def _check_storable(self) -> None:
         if not any(q.dataset_id != WILDCARD and q.version_id != WILDCARD for q in self._queries):
             raise ValidationError(
-                f"cannot store DataView {self._name!r}: no concrete (dataset, version) in its queries"
+                f"cannot store DataView {preview(self._name)}: no concrete (dataset, version) in its queries"
             )
 
     def store(self) -> str:
@@ -1641,14 +1690,15 @@ class DataView:
                 current, _ = _load(self.client, self._id)
             except DataViewNotFoundError:
                 raise ConflictError(
-                    f"DataView {self._name!r} ({self._id}) was deleted from the store"
+                    f"DataView {preview(self._name)} ({self._id}) was deleted from the store"
                 ) from None
             if current.get("status") == PUBLISHED:
                 raise InvalidStateError(
-                    f"DataView {self._name!r} ({self._id}) was published meanwhile; it is read-only"
+                    f"DataView {preview(self._name)} ({self._id}) was published meanwhile; it is read-only"
                 ) from None
             raise ConflictError(
-                f"DataView {self._name!r} ({self._id}) was changed by someone else since it was loaded; "
+                f"DataView {preview(self._name)} ({self._id}) was "
+                "changed by someone else since it was loaded; "
                 "load it again with DataView.get() and re-apply the change"
             ) from None
 
@@ -1670,7 +1720,7 @@ class DataView:
             ValidationError: the view names no concrete (dataset, version).
         """
         if self._status == PUBLISHED:
-            raise InvalidStateError(f"DataView {self._name!r} ({self._id}) is published already")
+            raise InvalidStateError(f"DataView {preview(self._name)} ({self._id}) is published already")
         self.store()
         published = now_ms()
         doc = self._document()
@@ -1714,13 +1764,13 @@ class DataView:
             if doc.get("name") == dataview_name:
                 found.append((doc, etag))
         if not found:
-            raise DataViewNotFoundError(f"no DataView named {dataview_name!r} in {c.url}")
+            raise DataViewNotFoundError(f"no DataView named {preview(dataview_name)} in {c.url}")
         found.sort(
             key=lambda d: (d[0].get("created_ns") or (d[0].get("created") or 0) * 1_000_000, d[0]["id"])
         )
         if len(found) > 1:
             warnings.warn(
-                f"{len(found)} DataViews are named {dataview_name!r}; loading the most recent "
+                f"{len(found)} DataViews are named {preview(dataview_name)}; loading the most recent "
                 f"({found[-1][0]['id']}); load by dataview_id to pick another",
                 UserWarning,
                 stacklevel=2,
@@ -1750,7 +1800,7 @@ class DataView:
         """
         c = resolve(client)
         pattern = stored.name_filter(name_pattern)
-        wanted = [tags] if isinstance(tags, str) else list(tags or ())
+        wanted = check_tag_filter(tags)
         views = []
         for vid in stored.view_ids(c):
             try:
@@ -1782,7 +1832,8 @@ class DataView:
         """
         if self._id is None:
             raise InvalidStateError(
-                f"DataView {self._name!r} is not stored; set its name and call store() instead of rename()"
+                f"DataView {preview(self._name)} is not stored; "
+                "set its name and call store() instead of rename()"
             )
         self._require_draft("rename")
         new = check_name("dataview", name)
@@ -1811,7 +1862,9 @@ class DataView:
             StorageError: the store failed (the view may then still be listed; delete it again).
         """
         if self._id is None:
-            raise InvalidStateError(f"DataView {self._name!r} is not stored; there is nothing to delete")
+            raise InvalidStateError(
+                f"DataView {preview(self._name)} is not stored; there is nothing to delete"
+            )
         stored.delete_view(self.client, self._id, self._name)
         self._id, self._etag, self._status, self._published = None, None, DRAFT, None
 
@@ -1903,7 +1956,7 @@ DataView.IterationOrder = IterationOrder
 
 def _flag(what: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValidationError(f"{what} must be True or False, got {value!r}")
+        raise ValidationError(f"{what} must be True or False, got {preview(value)}")
     return value
 
 
@@ -1917,14 +1970,14 @@ def _load(client: Client, dataview_id: str) -> tuple[dict[str, Any], str]:
         data, etag = client.store.get(key)
     except NotFoundError:
         raise DataViewNotFoundError(f"no DataView with id {dataview_id} in {client.url}") from None
-    doc = load_json(data, key)  # refuses any depth and any number a write would not make
+    doc = load_json(data, key)  # CorruptObjectError for what is not JSON hds_s3 writes
     if not isinstance(doc, dict) or doc.get("kind") != DATAVIEW_FORMAT or doc.get("id") != dataview_id:
         raise CorruptObjectError(f"{key}: not a DataView document of this id")
     check_digest(doc, key, required=False)
     doc.pop(DIGEST, None)
     if doc.get("format_version") != layout.FORMAT_VERSION:
         raise CorruptObjectError(
-            f"{key}: DataView format {doc.get('format_version')!r} is not one this hds_s3 reads; "
+            f"{key}: DataView format {preview(doc.get('format_version'))} is not one this hds_s3 reads; "
             "upgrade hds_s3"
         )
     return doc, etag

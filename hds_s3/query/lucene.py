@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -61,6 +62,7 @@ import pyarrow.compute as pc
 
 from hds_s3.errors import ValidationError
 from hds_s3.index import segments
+from hds_s3.model.names import check_utf8, preview
 
 Scope = Literal["frame", "roi", "source"]
 FilterByRoi = Literal["label_rules", "disabled", "no_rois"]
@@ -223,13 +225,28 @@ def _meta_maps(test: Test) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- parsing
 
 
+#: Characters of a query shown on either side of the caret.
+_CARET_WINDOW = 60
+#: Categories of the characters shown as ``?`` under which the caret would not line up (control
+#: characters, line breaks) or that no terminal prints (lone surrogates).
+_UNSHOWN = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
 def _caret(text: str, pos: int) -> str:
+    """The query (around ``pos`` when it is long) on one line and a caret under ``pos``."""
     pos = max(0, min(pos, len(text)))
-    return f"\n    {text}\n    {' ' * pos}^"
+    start, end = max(0, pos - _CARET_WINDOW), min(len(text), pos + _CARET_WINDOW)
+    shown = "".join("?" if unicodedata.category(c) in _UNSHOWN else c for c in text[start:end])
+    offset = pos - start
+    if start:
+        shown, offset = "..." + shown, offset + 3
+    if end < len(text):
+        shown += "..."
+    return f"\n    {shown}\n    {' ' * offset}^"
 
 
 def _fail(what: str, text: str, pos: int, problem: str) -> ValidationError:
-    return ValidationError(f"{what} {text!r}: {problem} (at position {pos}){_caret(text, pos)}")
+    return ValidationError(f"{what} {preview(text)}: {problem} (at position {pos}){_caret(text, pos)}")
 
 
 def _single_quotes(text: str) -> str:
@@ -281,7 +298,7 @@ def parse(
 
     what = what or f"{scope} query"
     if not isinstance(text, str):
-        raise ValidationError(f"{what} must be a string, got {type(text).__name__}: {text!r}")
+        raise ValidationError(f"{what} must be a string, got {type(text).__name__}: {preview(text)}")
     if not text.strip():
         raise ValidationError(f"{what} is empty; give a query such as meta.city:\"bremen\" or '*'")
     if len(text) > MAX_QUERY_CHARS:
@@ -289,6 +306,12 @@ def parse(
             f"{what} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}: split it into "
             "several rules (a DataView ORs its queries) or match on a metadata field instead"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _fail(
+            what, text, exc.start, "a lone surrogate, which is no text (UTF-8 cannot encode it)"
+        ) from None
     source = _single_quotes(text)
     try:
         with _PARSE_LOCK:
@@ -486,7 +509,9 @@ class _Compiler:
 
         if isinstance(item, t.SearchField):
             if fld is not None:
-                raise self.error(item, f"field {item.name!r} is nested inside field {fld.written!r}")
+                raise self.error(
+                    item, f"field {preview(item.name)} is nested inside field {preview(fld.written)}"
+                )
             return self.node(item.expr, self.field(item))
         if isinstance(item, (t.Group, t.FieldGroup)):
             return self.node(item.expr, fld)
@@ -540,7 +565,8 @@ class _Compiler:
         found = resolve_field(name, self.scope)
         if found is None:
             raise self.error(
-                item, f"unknown field {name!r} in a {self.scope} query; fields: {_FIELDS_HELP[self.scope]}"
+                item,
+                f"unknown field {preview(name)} in a {self.scope} query; fields: {_FIELDS_HELP[self.scope]}",
             )
         return found
 
@@ -567,11 +593,15 @@ class _Compiler:
             regex = _wildcard_regex(raw)
             if regex is not None:
                 if fld.kind == "num":
-                    raise self.error(item, f"field {fld.written!r} holds numbers; wildcards apply to strings")
+                    raise self.error(
+                        item, f"field {preview(fld.written)} holds numbers; wildcards apply to strings"
+                    )
                 return Leaf(fld, Wildcard(regex))
             value = _unescape(raw)
         if fld.kind == "num" and _number(value) is None and not (fld.name == "timestamp" and _is_date(value)):
-            raise self.error(item, f"field {fld.written!r} holds numbers; {value!r} is not a number")
+            raise self.error(
+                item, f"field {preview(fld.written)} holds numbers; {preview(value)} is not a number"
+            )
         return Leaf(fld, Equals(value))
 
     def bound(self, item: Any, fld: Field) -> Bound | None:
@@ -593,7 +623,9 @@ class _Compiler:
         if _is_date(text):
             return Bound(text, "date")
         if fld.kind == "num":
-            raise self.error(item, f"field {fld.written!r} holds numbers; range bound {text!r} is not one")
+            raise self.error(
+                item, f"field {preview(fld.written)} holds numbers; range bound {preview(text)} is not one"
+            )
         return Bound(text, "str")
 
     def range(self, item: Any, fld: Field | None, low: Any, high: Any, inc_low: bool, inc_high: bool) -> Node:
@@ -610,7 +642,9 @@ class _Compiler:
                 item, f"range bounds {low} and {high} are of different types ({', '.join(kinds)})"
             )
         if fld.kind == "num" and kinds == {"date"} and fld.name != "timestamp":
-            raise self.error(item, f"field {fld.written!r} holds numbers; date bounds apply to timestamp")
+            raise self.error(
+                item, f"field {preview(fld.written)} holds numbers; date bounds apply to timestamp"
+            )
         return Leaf(fld, Between(lo, hi))
 
 
@@ -756,7 +790,7 @@ class Frames:
     def _column(self, name: str) -> ArrowValues:
         if name not in self.table.column_names:
             raise ValidationError(
-                f"the frame table has no column {name!r}; read it with the query's columns "
+                f"the frame table has no column {preview(name)}; read it with the query's columns "
                 f"(Query.columns), got {self.table.column_names}"
             )
         column: ArrowValues = self.table.column(name)
@@ -773,7 +807,7 @@ class Frames:
             def get(name: str, flat: ArrowValues = flat, names: set[str] = names) -> ArrowValues:
                 if name not in names:
                     raise ValidationError(
-                        f"the {column} of this version have no field {name!r} (written by an older "
+                        f"the {column} of this version have no field {preview(name)} (written by an older "
                         f"hds_s3?); {level} metadata cannot be searched in it"
                     )
                 return pc.struct_field(flat, name)
@@ -901,21 +935,23 @@ def _check_range(what: str, value: object, integer: bool) -> Span | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValidationError(f"{what} must be a pair [min, max] (None or -1 = unbounded), got {value!r}")
+        raise ValidationError(
+            f"{what} must be a pair [min, max] (None or -1 = unbounded), got {preview(value)}"
+        )
     out: list[float | None] = []
     for end in value:
         if end is None or (not isinstance(end, bool) and isinstance(end, (int, float)) and end == -1):
             out.append(None)
             continue
         if isinstance(end, bool) or not isinstance(end, (int, float)) or end != end:
-            raise ValidationError(f"{what} must hold numbers (None or -1 = unbounded), got {value!r}")
+            raise ValidationError(f"{what} must hold numbers (None or -1 = unbounded), got {preview(value)}")
         if integer and not float(end).is_integer():
-            raise ValidationError(f"{what} counts ROIs: whole numbers only, got {value!r}")
+            raise ValidationError(f"{what} counts ROIs: whole numbers only, got {preview(value)}")
         if end < 0:
-            raise ValidationError(f"{what} cannot be negative (only -1 = unbounded), got {value!r}")
+            raise ValidationError(f"{what} cannot be negative (only -1 = unbounded), got {preview(value)}")
         out.append(float(end))
     if out[0] is not None and out[1] is not None and out[0] > out[1]:
-        raise ValidationError(f"{what} {value!r}: min is above max")
+        raise ValidationError(f"{what} {preview(value)}: min is above max")
     return out[0], out[1]
 
 
@@ -1024,13 +1060,17 @@ def label_rule(
     elif isinstance(label, Sequence) and not isinstance(label, bytes):
         labels = list(label)
         if not labels or not all(isinstance(x, str) and x for x in labels):
-            raise ValidationError(f"{what}: a list of labels must hold non-empty strings, got {label!r}")
+            raise ValidationError(
+                f"{what}: a list of labels must hold non-empty strings, got {preview(label)}"
+            )
+        for x in labels:
+            check_utf8(f"{what}: label", x)
         fld = Field("roi", "strlist", "labels", written="label")
         query = Query(text=repr(labels), scope="roi", root=_and([Leaf(fld, Equals(x)) for x in labels]))
     else:
-        raise ValidationError(f"{what}: give a label, a list of labels or a query, got {label!r}")
+        raise ValidationError(f"{what}: give a label, a list of labels or a query, got {preview(label)}")
     if not isinstance(must_not, bool):
-        raise ValidationError(f"{what}: must_not must be True or False, got {must_not!r}")
+        raise ValidationError(f"{what}: must_not must be True or False, got {preview(must_not)}")
     return LabelRule(
         query=query,
         count_range=_check_range(f"{what} count_range", count_range, integer=True),
@@ -1105,9 +1145,20 @@ def make_filter(
         ValidationError: a bad query, or ROI rules combined with ``filter_by_roi`` ``disabled`` /
             ``no_rois``, or an unknown mode.
     """
+    if filter_by_roi is not None and not isinstance(filter_by_roi, str):
+        raise ValidationError(
+            f"filter_by_roi must be one of {', '.join(FILTER_BY_ROI_MODES)}, got {preview(filter_by_roi)}"
+        )
+    for what, given in (("frame_query", frame_query), ("source_query", source_query)):
+        if given is not None and not isinstance(given, (str, Query)):
+            raise ValidationError(
+                f"{what} must be a query string, got {type(given).__name__}: {preview(given)}"
+            )
     mode = filter_by_roi or "label_rules"
     if mode not in FILTER_BY_ROI_MODES:
-        raise ValidationError(f"filter_by_roi must be one of {', '.join(FILTER_BY_ROI_MODES)}, got {mode!r}")
+        raise ValidationError(
+            f"filter_by_roi must be one of {', '.join(FILTER_BY_ROI_MODES)}, got {preview(mode)}"
+        )
     rules = list(label_rules)
     if roi_query is not None:
         rule = label_rule(roi_query)
@@ -1115,7 +1166,7 @@ def make_filter(
             rules.append(rule)
     if rules and mode != "label_rules":
         raise ValidationError(
-            f"ROI rules are only applied with filter_by_roi='label_rules'; got filter_by_roi={mode!r} "
+            f"ROI rules are only applied with filter_by_roi='label_rules'; got filter_by_roi={preview(mode)} "
             "and ROI rules: drop one of them"
         )
     fq = parse(frame_query, "frame", what="frame_query") if isinstance(frame_query, str) else frame_query
@@ -1138,7 +1189,9 @@ def frame_mask(table: pa.Table, flt: FrameFilter | Query) -> np.ndarray:
     frames = Frames(table)
     if isinstance(flt, Query):
         if flt.scope != "frame":
-            raise ValidationError(f"{flt.text!r} is a {flt.scope} query; give a frame query or a FrameFilter")
+            raise ValidationError(
+                f"{preview(flt.text)} is a {flt.scope} query; give a frame query or a FrameFilter"
+            )
         return evaluate(flt.root, frames.rows, frames)
     return flt.mask(frames)
 
@@ -1178,12 +1231,16 @@ def element_mask(query: Query, elements: pa.Array | pa.ChunkedArray) -> np.ndarr
         ValidationError: a frame query, or an element struct without a field the query reads.
     """
     if query.scope == "frame":
-        raise ValidationError(f"{query.text!r} is a frame query; element_mask takes roi or source queries")
+        raise ValidationError(
+            f"{preview(query.text)} is a frame query; element_mask takes roi or source queries"
+        )
     names = {elements.type.field(i).name for i in range(elements.type.num_fields)}
 
     def get(name: str) -> ArrowValues:
         if name not in names:
-            raise ValidationError(f"the elements have no field {name!r} that {query.text!r} reads")
+            raise ValidationError(
+                f"the elements have no field {preview(name)} that {preview(query.text)} reads"
+            )
         return pc.struct_field(elements, name)
 
     return evaluate(query.root, _Rows(len(elements), get, query.scope))

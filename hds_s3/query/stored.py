@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hds_s3.client import Client
-from hds_s3.errors import ValidationError
 from hds_s3.format import layout
+from hds_s3.model.names import check_pattern
 
 
 def view_ids(client: Client) -> list[str]:
@@ -36,12 +36,7 @@ def name_filter(name_pattern: str | None) -> re.Pattern[str] | None:
     Raises:
         ValidationError: not a valid regular expression.
     """
-    if not name_pattern:
-        return None
-    try:
-        return re.compile(name_pattern)
-    except re.error as exc:
-        raise ValidationError(f"name pattern {name_pattern!r} is not a valid regex: {exc}") from exc
+    return check_pattern(name_pattern)
 
 
 def matches(doc: Mapping[str, Any], pattern: re.Pattern[str] | None, tags: Sequence[str]) -> bool:

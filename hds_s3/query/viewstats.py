@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hds_s3.errors import ValidationError
+from hds_s3.model.names import preview
 
 _SOURCE_FIELDS = ("id", "uri", "content_type", "width", "height", "timestamp")
 _ROI_FIELDS = ("id", "type", "confidence")
@@ -55,7 +56,8 @@ def property_names(properties: object) -> list[str]:
     if isinstance(properties, (list, tuple)) and all(isinstance(p, str) for p in properties):
         return list(properties)
     raise ValidationError(
-        f"properties must be a property name or a list of them (such as ['meta.city']), got {properties!r}"
+        "properties must be a property name or a list of them "
+        f"(such as ['meta.city']), got {preview(properties)}"
     )
 
 
@@ -75,7 +77,7 @@ def columns_for(properties: Sequence[str]) -> set[str]:
 
 def _column_of(name: object) -> str:
     if not isinstance(name, str) or not name:
-        raise ValidationError(f"a property is a non-empty string such as 'meta.city', got {name!r}")
+        raise ValidationError(f"a property is a non-empty string such as 'meta.city', got {preview(name)}")
     head, _, rest = name.partition(".")
     if head == "meta" and rest:
         return "meta_str"
@@ -86,7 +88,7 @@ def _column_of(name: object) -> str:
     if name in _FRAME_FIELDS:
         return name
     raise ValidationError(
-        f"property {name!r} is not one get_stats() counts; use meta.<path>, "
+        f"property {preview(name)} is not one get_stats() counts; use meta.<path>, "
         f"sources.<{'|'.join(_SOURCE_FIELDS)}>, rois.<{'|'.join(_ROI_FIELDS)}> or "
         f"{' or '.join(_FRAME_FIELDS)}"
     )

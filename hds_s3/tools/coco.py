@@ -128,7 +128,8 @@ def load_coco(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         NotFoundError: there is no such file (also a ``FileNotFoundError``).
         ValidationError: it is not JSON, or not a JSON object (the message names the file, line and
-            column).
+            column), or it is JSON Python's parser cannot read (nested too deep, an integer of
+            thousands of digits).
         StorageError: it cannot be read.
     """
     from hds_s3.errors import NotFoundError
@@ -147,6 +148,12 @@ def load_coco(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except UnicodeDecodeError as exc:
         raise ValidationError(f"{name}: not UTF-8 text ({exc}); a COCO file is JSON") from None
+    except RecursionError:
+        raise ValidationError(f"{name}: the JSON nests too deep to read; fix the file") from None
+    except ValueError:  # an integer of 4,300+ digits, which Python refuses to convert
+        raise ValidationError(
+            f"{name}: holds an integer of more than 4,300 digits, which no COCO field is; fix the file"
+        ) from None
     except OSError as exc:
         raise StorageError(f"cannot read COCO file {name!r}: {exc}") from exc
     if not isinstance(data, dict):

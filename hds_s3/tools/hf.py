@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hds_s3.errors import ValidationError
+from hds_s3.model.limits import parse_json
 from hds_s3.tools import exchange
 from hds_s3.tools.coco import FrameSource
 
@@ -254,9 +255,9 @@ def hf_to_frames(dataset: Any) -> list[dict[str, Any]]:
         source_id = row["source_id"] or "default"
         frame["sources"].append({"id": source_id, "uri": uri, "width": row["width"], "height": row["height"]})
         try:
-            meta = json.loads(row.get("meta") or "{}")
-        except json.JSONDecodeError:
-            problems.add(what, "meta is not JSON text")
+            meta = parse_json(row.get("meta") or "{}")
+        except ValidationError as exc:
+            problems.add(what, f"meta is not JSON text hds_s3 reads ({exc})")
             continue
         frame["meta"] = meta if isinstance(meta, dict) else {}
         for obj in row["objects"] or ():
