@@ -128,6 +128,11 @@ def test_version_tree(ro: Ui) -> None:
     by_name = {v["name"]: v for v in tree["versions"]}
     assert by_name["v1"]["status"] == "published" and by_name["v1"]["parent"] is None
     assert by_name["Current"]["status"] == "draft" and by_name["Current"]["parent"] == ro.v1
+    # who did what: the users the commits recorded
+    v1 = ro.version(ro.v1)
+    assert by_name["v1"]["created_by"] == v1.created_by and v1.created_by
+    assert by_name["v1"]["published_by"] == v1.published_by and v1.published_by
+    assert by_name["Current"]["published_by"] is None
     assert ro.get(f"/api/datasets/{'0' * 32}", code=404)["type"] == "NotFoundError"
 
 
