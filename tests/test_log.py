@@ -210,3 +210,67 @@ def test_each_commit_records_who_made_it_and_the_history_shows_it(monkeypatch: p
     assert len(Dataset.get("who", client=c).get_history(limit=1)) == 1
     with pytest.raises(HdsError, match="limit"):
         Dataset.get("who", client=c).get_history(limit=0)
+
+
+class _Unmaterialised:
+    """A store that fails every write after a log entry's: a commit lands its entry, then stops."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.broken = False
+
+    def put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
+        if self.broken:
+            from hds_s3.errors import StorageError
+
+            raise StorageError(f"injected: {key}")
+        etag = self.inner.put(key, data, if_none_match=if_none_match, if_match=if_match)
+        self.broken = "/log/" in key
+        return etag
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_writer_catching_up_materialises_what_other_writers_left_meanwhile() -> None:
+    """Entries left unmaterialised appear while a writer catches up: it materialises them all first."""
+    inner = MemoryStore()
+    draft = DatasetVersion.create_new_dataset("d", client=Client(inner))
+    crashing = _Unmaterialised(inner)
+    left = DatasetVersion.get_version("d", version_id=draft.id, client=Client(crashing))  # type: ignore[arg-type]
+    left.set_comment("one")  # entry 1 lands, its record and the head stay behind
+    fired = []
+
+    class LeaveAnother:
+        """Before the catching-up writer's first record write, others commit twice; the second stops."""
+
+        def __init__(self, store: ObjectStore) -> None:
+            self.inner = store
+            self.url = store.url
+
+        def put(self, key: str, data: bytes, **kw: Any) -> str:
+            if not fired and "/tree/" in key:
+                fired.append(key)
+                healthy = DatasetVersion.get_version("d", version_id=draft.id, client=Client(inner))
+                healthy.add_tags(["x"])  # catches up entry 1, commits and materialises entry 2
+                crashing.broken = False
+                left.set_comment("two")  # entry 3 lands, unmaterialised
+            return self.inner.put(key, data, **kw)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    writer = DatasetVersion.get_version(
+        "d",
+        version_id=draft.id,
+        client=Client(LeaveAnother(inner)),  # type: ignore[arg-type]
+    )
+    writer.set_metadata({"mine": 1})
+    assert fired
+    state = read_state(inner, draft.dataset_id)
+    # the writer found the head past what it caught up, and entry 3 pending: it materialised that
+    # too before its own entry 4, and then its own
+    assert isinstance(state, LogState) and not state.pending and state.head.seq == 4
+    again = DatasetVersion.get_version("d", version_id=draft.id, client=Client(inner))
+    assert again.comment == "two" and again.get_metadata() == {"mine": 1} and again.tags == ["x"]

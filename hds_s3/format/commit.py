@@ -63,6 +63,9 @@ log = logging.getLogger("hds_s3")
 
 R = TypeVar("R")
 
+#: Rounds of :func:`catch_up` (each materialises what it found pending, then looks again).
+MAX_CATCH_UP = 100
+
 #: A checkpoint is written once the log has this many entries after the newest one ...
 CHECKPOINT_MIN = 100
 #: ... or an eighth of the number of versions, if that is more (so writing it, which costs the whole
@@ -193,6 +196,8 @@ def advance_head(store: ObjectStore, head: Head, etag: str, entry: LogEntry) -> 
         StorageError, CorruptObjectError, ConflictError: left for a later writer to complete.
     """
     key = layout.dataset_doc_key(head.id)
+    if head.seq < entry.seq - 1:  # the head read is older than the state materialised: read it again
+        head, etag = _reread_head(store, head.id)
     for _ in range(100):
         if head.seq >= entry.seq:
             return head, etag
@@ -224,22 +229,26 @@ def _reread_head(store: ObjectStore, dataset_id: str) -> tuple[Head, str]:
 def catch_up(store: ObjectStore, state: LogState) -> LogState:
     """Materialise every pending entry of ``state``; return a state with nothing pending.
 
-    The state returned may be newer than ``state`` when other writers moved the head further.
+    The state returned may be newer than ``state`` when other writers moved the head further (their
+    entries are materialised too, so none is left pending).
 
     Raises:
         StorageError, CorruptObjectError, ConflictError: the store failed; nothing is lost, a
             later writer completes it.
     """
-    if not state.pending:
-        return state
-    head, etag = state.head, state.head_etag
-    for entry in state.pending:
-        if head.seq >= entry.seq:
-            continue
-        head, etag = materialise(store, LogState(head, etag, ()), entry)
-    if head.seq > state.seq:
-        return follow(store, head.id, head, etag)
-    return LogState(head, etag, ())
+    for _ in range(MAX_CATCH_UP):
+        if not state.pending:
+            return state
+        head, etag = state.head, state.head_etag
+        for entry in state.pending:
+            if head.seq >= entry.seq:
+                continue
+            head, etag = materialise(store, LogState(head, etag, ()), entry)
+        state = follow(store, head.id, head, etag) if head.seq > state.seq else LogState(head, etag, ())
+    raise ConflictError(
+        f"{layout.log_prefix(state.head.id)}: other writers kept adding entries while this one caught up; "
+        "try again"
+    )
 
 
 @dataclass
