@@ -32,7 +32,7 @@ from hds_s3.errors import (
 )
 from hds_s3.format import layout, tree
 from hds_s3.format.docs import DatasetDoc, VersionEntry, now_ms
-from hds_s3.index import ingest, segments
+from hds_s3.index import arrowin, ingest, segments
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
@@ -993,23 +993,31 @@ class DatasetVersion:
         ``frames`` may be any iterable (a generator of millions is fine): frames are validated one
         by one and streamed into Parquet segments of ``segment_rows`` frames, committed every
         ``commit_every`` segments and at the end, so an interrupted call keeps what it committed.
-        Returns the frames that failed validation, each with the reason (a FrameGroup fails whole).
+        ``frames`` may also be Arrow: a ``pyarrow.Table``, record batches (a ``RecordBatchReader``
+        or any iterable of them), a pandas ``DataFrame`` or the path or URL of a Parquet file, in
+        the columns of :data:`hds_s3.index.arrowin.INPUT_SCHEMA`; those are converted and checked
+        column by column. Returns the frames that failed validation, each with the reason (a
+        FrameGroup fails whole; a failed Arrow row is given as its frame dict).
 
         Raises:
+            ValidationError: Arrow input whose columns are not frame columns (nothing of it is
+                committed).
             InvalidStateError: the version is published (nothing is written), or was published while
                 the frames were written (those not yet committed are not in it).
             StorageError: the store failed; what was committed before stays.
         """
         tree.require_draft(self.reload()._doc, self._entry, "add frames to")
         failed: list[FailedFrame] = []
+        batches, rest = arrowin.peek(frames)
         bar = _progress(show_progress, f"add_frames {self.dataset_name}/{self.name}")
         pending: list[Any] = []
         try:
-            written = ingest.write_segments(
+            write = ingest.write_segments if batches is None else arrowin.write_segments
+            written = write(
                 self._frames,
                 self.dataset_id,
                 self.id,
-                frames,
+                rest if batches is None else batches,  # type: ignore[arg-type]
                 failed,
                 now=now_ms(),
                 segment_rows=segment_rows,
@@ -1033,14 +1041,22 @@ class DatasetVersion:
         """Replace frames that exist in this draft (metadata and ROIs are replaced whole).
 
         Returns the frames that failed: invalid ones, and ones whose id is not in the version.
+        ``frames`` may also be Arrow input, as for :meth:`add_frames` (every row needs its ``id``).
 
         Raises:
+            ValidationError: Arrow input whose columns are not frame columns.
             InvalidStateError: the version is published.
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "update frames in")
+        batches, rest = arrowin.peek(frames)
+        if batches is not None:
+            rejected, refs, ids = arrowin.write_updates(
+                self._frames, self.dataset_id, self._entry, batches, now=now_ms(), segment_rows=SEGMENT_ROWS
+            )
+            return self._commit_updates(rejected, refs, ids)
         checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
-        for item in frames:
+        for item in rest:
             if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]:
                 checked.append((item, item))  # validated by add_frames, column-wise
                 continue
@@ -1077,6 +1093,12 @@ class DatasetVersion:
         failed.extend(invalid)
         refused = {id(f.frame) for f in invalid}
         updated = {k["id"]: k for k in known if id(k) not in refused}
+        return self._commit_updates(failed, written, updated)
+
+    def _commit_updates(
+        self, failed: list[FailedFrame], written: Sequence[Any], updated: Mapping[str, object]
+    ) -> list[FailedFrame]:
+        """Commit the segments ``update_frames`` wrote for the frames ``updated`` (id -> frame)."""
         if not written:
             return failed
         vanished: list[str] = []
