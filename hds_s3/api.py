@@ -1187,13 +1187,31 @@ class DatasetVersion:
     def iter_frames(self, batch_size: int = 1024) -> Iterator[SingleFrame | FrameGroup]:
         """Yield this version's frames (SingleFrame or FrameGroup), reading ``batch_size`` rows at a time.
 
+        Streams as :meth:`iter_batches`: the version is never held whole.
+
         Raises:
             CorruptObjectError: a segment is missing or damaged.
         """
-        table = self.get_frames_table()
-        for batch in table.to_batches(max_chunksize=batch_size):
+        for batch in self.iter_batches(batch_size=batch_size):
             for row in batch.to_pylist():
                 yield frame_from_dict(segments.row_to_frame(row))
+
+    def iter_batches(
+        self, columns: Sequence[str] | None = None, batch_size: int = 16384
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield this version's effective frames as Arrow record batches of at most ``batch_size`` rows.
+
+        The same rows and columns as :meth:`get_frames_table` (``columns``, plus ``id``), in the same
+        order, read one row group at a time (the next one is fetched meanwhile): memory stays
+        bounded whatever the version's size, and each batch costs the same.
+
+        Raises:
+            ValidationError: a column is not in the frame index, or ``batch_size`` is not positive.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValidationError(f"iter_batches: batch_size must be a positive int, got {batch_size!r}")
+        return self._frames.scan(self._entry).batches(columns, batch_size)
 
     def get_frame_count(self) -> int:
         """Return the number of frames in this version (reads only the id columns).

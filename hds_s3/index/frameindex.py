@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +45,9 @@ from hds_s3.format.docs import (
 )
 from hds_s3.index import segments
 from hds_s3.store.base import ObjectStore
+
+if TYPE_CHECKING:
+    from hds_s3.index.scan import Scan
 
 #: Rows per segment written by one ``add_frames`` batch.
 SEGMENT_ROWS = 100_000
@@ -153,13 +156,21 @@ class FrameIndex:
             ValidationError: a column is not in the frame index.
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
-        from hds_s3.index.scan import Scan  # the scan reads through this index
-
         try:
-            return Scan(self, entry).table(columns)[0]
+            return self.scan(entry).table(columns)[0]
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
+
+    def scan(self, entry: VersionEntry) -> Scan:
+        """A :class:`hds_s3.index.scan.Scan` of the version's live rows (streamed, or in any order).
+
+        Raises:
+            CorruptObjectError: the manifest is missing or damaged.
+        """
+        from hds_s3.index.scan import Scan
+
+        return Scan(self, entry)
 
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
         """Return the effective row of one frame (as a canonical frame dict), or None.
