@@ -124,7 +124,7 @@ def matching_ids(table: pa.Table) -> list[str]:
 
 
 class System:
-    """One system on one store: ingest, child, reads, query, writers. Versions are numbered 0 (root)..depth."""
+    """One system on one store: ingest, child, reads, query, writers; versions 0 (the root) to depth."""
 
     name = ""
 
@@ -327,7 +327,10 @@ class Lance(System):
 
     def two_writers(self, depth: int, batches: list[pa.Table]) -> int:
         before = self.dataset().count_rows()
-        run_two(lambda i, b: self.lance.write_dataset(b, self.uri, mode="append", storage_options=self.options), batches)
+        run_two(
+            lambda i, b: self.lance.write_dataset(b, self.uri, mode="append", storage_options=self.options),
+            batches,
+        )
         after = self.dataset().count_rows()
         return sum(1 for b in batches) if after - before == sum(b.num_rows for b in batches) else 0
 
@@ -385,20 +388,29 @@ class Delta(System):
     def two_writers(self, depth: int, batches: list[pa.Table]) -> int:
         before = self.table().to_pyarrow_dataset().count_rows()
         run_two(
-            lambda i, b: self.deltalake.write_deltalake(self.uri, b, mode="append", storage_options=self.options),
+            lambda i, b: self.deltalake.write_deltalake(
+                self.uri, b, mode="append", storage_options=self.options
+            ),
             batches,
         )
         after = self.table().to_pyarrow_dataset().count_rows()
         return len(batches) if after - before == sum(b.num_rows for b in batches) else 0
 
 
-SYSTEM_CLASSES: dict[str, type[System]] = {"pyarrow": RawPyarrow, "hds_s3": Hds, "lance": Lance, "delta": Delta}
+SYSTEM_CLASSES: dict[str, type[System]] = {
+    "pyarrow": RawPyarrow,
+    "hds_s3": Hds,
+    "lance": Lance,
+    "delta": Delta,
+}
 
 
 # ---------------------------------------------------------------------------------------------- one store
 
 
-def run_store(name: str, spec: dict[str, Any], server_pid: int | None, opts: argparse.Namespace) -> dict[str, Any]:
+def run_store(
+    name: str, spec: dict[str, Any], server_pid: int | None, opts: argparse.Namespace
+) -> dict[str, Any]:
     n, depth, seed = opts.frames, opts.depth, opts.seed
     k = max(1, n // 100)
     meter = Meter(spec["kind"] == "local")
@@ -442,7 +454,10 @@ def run_store(name: str, spec: dict[str, Any], server_pid: int | None, opts: arg
                 answers.append(ids)
             out[s]["query"] = median_of(figs)
             out[s]["query_count"] = len(answers[0])
-            writers = [frames_table(list(range(next_index + i * k, next_index + (i + 1) * k)), seed) for i in range(2)]
+            writers = [
+                frames_table(list(range(next_index + i * k, next_index + (i + 1) * k)), seed)
+                for i in range(2)
+            ]
             fig, landed = meter(lambda system=system, writers=writers: system.two_writers(depth, writers))
             out[s]["two_writers"] = {**fig, "landed": landed}
         counts = {s: out[s]["query_count"] for s in systems}
@@ -486,7 +501,7 @@ def table_rows(results: dict[str, dict[str, Any]], systems: list[str]) -> list[l
         cells = [label]
         for s in systems:
             parts = []
-            for store, res in results.items():
+            for res in results.values():
                 value = figure(res[s], key, field)
                 base = figure(res["pyarrow"], key, field) if "pyarrow" in res else None
                 if field in ("read", "written"):
@@ -518,7 +533,9 @@ def table_rows(results: dict[str, dict[str, Any]], systems: list[str]) -> list[l
 
 def print_table(results: dict[str, dict[str, Any]], systems: list[str], opts: argparse.Namespace) -> None:
     stores_ = " / ".join(results)
-    print(f"\npeers: N={opts.frames:,}, depth {opts.depth}, median of {opts.reps} reads; each cell: {stores_}")
+    print(
+        f"\npeers: N={opts.frames:,}, depth {opts.depth}, median of {opts.reps} reads; each cell: {stores_}"
+    )
     print("ratios are to raw pyarrow in the same run on the same store; MB are absolute\n")
     header = ["figure", *systems]
     lines = table_rows(results, systems)
@@ -573,8 +590,14 @@ def main(argv: list[str] | None = None) -> int:
         if opts.json:
             opts.json.write_text(
                 json.dumps(
-                    {"frames": opts.frames, "depth": opts.depth, "reps": opts.reps, "systems": opts.systems,
-                     "results": results, "machine": {"cpus": os.cpu_count()}},
+                    {
+                        "frames": opts.frames,
+                        "depth": opts.depth,
+                        "reps": opts.reps,
+                        "systems": opts.systems,
+                        "results": results,
+                        "machine": {"cpus": os.cpu_count()},
+                    },
                     indent=1,
                 )
             )

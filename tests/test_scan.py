@@ -65,6 +65,11 @@ class Recording:
         self.inner.delete(key)
 
 
+def noise(i: int) -> str:
+    """256 characters that compress poorly (so segments are mostly frame data, not footer)."""
+    return hashlib.sha256(str(i).encode()).hexdigest() * 4
+
+
 def frame(i: int, variant: int = 0) -> dict[str, Any]:
     return {
         "id": f"f{i:05d}",
@@ -73,7 +78,12 @@ def frame(i: int, variant: int = 0) -> dict[str, Any]:
             {"labels": [f"label-{(i + r + variant) % 7}"], "type": "box2d", "poly": [0, 0, 9, 0, 9, 9, 0, 9]}
             for r in range(i % 4)
         ],
-        "meta": {"city": f"city-{i % 5}", "n": i, "variant": variant, "text": hashlib.sha256(str(i).encode()).hexdigest() * 4},
+        "meta": {
+            "city": f"city-{i % 5}",
+            "n": i,
+            "variant": variant,
+            "text": hashlib.sha256(str(i).encode()).hexdigest() * 4,
+        },
     }
 
 
