@@ -52,7 +52,7 @@ MAX_GAP = 256 * 1024
 WHOLE_SHARE = 0.8
 #: Rows handed back at a time by :meth:`Scan.rows_at`; the spool holds at most one bucket decoded.
 BUCKET_ROWS = 16384
-#: Estimated bytes above which :meth:`Scan.rows_at` spools to temporary files instead of memory.
+#: Bytes of rows :meth:`Scan.rows_at` holds in memory before it spools them to temporary files.
 SPOOL_MEMORY = 64 * 1024 * 1024
 #: At most this many buckets (files) in one spool; buckets grow instead.
 MAX_BUCKETS = 256
@@ -360,7 +360,7 @@ class Scan:
         size = max(BUCKET_ROWS, math.ceil(n / MAX_BUCKETS))
         buckets = math.ceil(n / size)
         order = np.lexsort((row, segment))
-        with _Spool(buckets, self._estimate(cols, n) > SPOOL_MEMORY) as spool:
+        with _Spool(buckets, self._estimate(cols, n) > SPOOL_MEMORY) as spool:  # or once it holds more
             by_segment = np.split(order, np.flatnonzero(np.diff(segment[order])) + 1)
             for positions in by_segment:
                 seg = self.segments[int(segment[positions[0]])]
@@ -400,8 +400,19 @@ class _Spool:
 
     def __init__(self, buckets: int, on_disk: bool) -> None:
         self._memory: list[list[pa.Table]] = [[] for _ in range(buckets)]
-        self._dir = tempfile.TemporaryDirectory(prefix="hds-spool-") if on_disk else None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self._held = 0
+        if on_disk:
+            self._to_disk()
+
+    def _to_disk(self) -> None:
+        """Move to files: what is held in memory so far is written out."""
+        self._dir = tempfile.TemporaryDirectory(prefix="hds-spool-")
+        held, self._memory = self._memory, [[] for _ in self._memory]
+        for bucket, pieces in enumerate(held):
+            for piece in pieces:
+                self._write(bucket, piece)
 
     def __enter__(self) -> _Spool:
         return self
@@ -431,11 +442,18 @@ class _Spool:
             piece = table.slice(int(start), int(stop - start))
             if self._dir is None:
                 self._memory[b].append(piece)
-                continue
-            writer = self._writers.get(b)
-            if writer is None:
-                writer = self._writers[b] = pa.ipc.new_stream(str(self._path(b)), piece.schema)
-            writer.write_table(piece)
+            else:
+                self._write(b, piece)
+        if self._dir is None:
+            self._held += table.nbytes
+            if self._held > SPOOL_MEMORY:
+                self._to_disk()
+
+    def _write(self, bucket: int, piece: pa.Table) -> None:
+        writer = self._writers.get(bucket)
+        if writer is None:
+            writer = self._writers[bucket] = pa.ipc.new_stream(str(self._path(bucket)), piece.schema)
+        writer.write_table(piece)
 
     def take(self, bucket: int) -> pa.Table | None:
         """The bucket's rows in output order (and forget them), without ``_pos``."""

@@ -110,6 +110,8 @@ PUBLISHED = "published"
 WILDCARD = "*"
 
 _BLOCK_PICKS = 4096
+#: Rows turned into Python dicts at a time (few: the dicts of a frame are many small objects).
+_DICT_ROWS = 256
 #: Picks gathered before their frames are read (at least the matched frames: one pass each).
 _CHUNK_PICKS = 65536
 _TABLE_CACHE = 8
@@ -1466,7 +1468,13 @@ class DataView:
     ) -> Iterator[dict[str, Any]]:
         rules = [r for r in self._mapping if r.applies(pair.dataset_id, pair.version_id)]
         for batch in batches:
-            for row in batch.to_pylist():
+            yield from self._batch_dicts(pair, batch, tree, rules)
+
+    def _batch_dicts(
+        self, pair: _Pair, batch: pa.RecordBatch, tree: dict[str, Any] | None, rules: Sequence[MappingRule]
+    ) -> Iterator[dict[str, Any]]:
+        for start in range(0, batch.num_rows, _DICT_ROWS):
+            for row in batch.slice(start, _DICT_ROWS).to_pylist():
                 data = _frame_dict(row)
                 for roi in data.get("rois", ()):
                     roi["labels"] = _map_labels(list(roi.get("labels") or []), rules)
