@@ -62,6 +62,8 @@ from hds_s3.model.frames import guess_content_type, hash_id
 
 #: Rows converted at a time (a batch larger than this is sliced).
 BATCH_ROWS = 32768
+#: Batches converted at once.
+CONVERT_THREADS = 2
 
 _META = "meta (JSON text, struct or map)"
 _SOURCE_IN = pa.struct(
@@ -739,12 +741,37 @@ def _tables(
     positions: list[int] = []
     held = 0  # input rows of the current segment
     seen = 0
-    for big in batches:
-        start = 0
-        while start < big.num_rows:
-            batch = big.slice(start, min(BATCH_ROWS, segment_rows - held))
-            start += batch.num_rows
-            table, where = convert_batch(batch, failed, version_id=version_id, now=now)
+
+    def slices() -> Iterator[pa.RecordBatch]:
+        cut = 0  # input rows handed out for the current segment
+        for big in batches:
+            start = 0
+            while start < big.num_rows:
+                batch = big.slice(start, min(BATCH_ROWS, segment_rows - cut))
+                start += batch.num_rows
+                cut = (cut + batch.num_rows) % segment_rows
+                yield batch
+
+    def work(batch: pa.RecordBatch) -> tuple[pa.Table, list[int], list[FailedFrame]]:
+        mine: list[FailedFrame] = []
+        table, where = convert_batch(batch, mine, version_id=version_id, now=now)
+        return table, where, mine
+
+    # Two batches are converted at a time: Arrow compute releases the GIL, so they share the cores.
+    with ThreadPoolExecutor(max_workers=CONVERT_THREADS, thread_name_prefix="hds-convert") as pool:
+        inflight: list[tuple[pa.RecordBatch, Future[tuple[pa.Table, list[int], list[FailedFrame]]]]] = []
+        source = slices()
+        while True:
+            while len(inflight) < CONVERT_THREADS:
+                batch = next(source, None)
+                if batch is None:
+                    break
+                inflight.append((batch, pool.submit(work, batch)))
+            if not inflight:
+                break
+            batch, future = inflight.pop(0)
+            table, where, mine = future.result()
+            failed.extend(mine)
             if keep is not None:
                 table, where = keep(table, where, batch)
             if progress is not None:

@@ -36,6 +36,8 @@ _ESCAPES = (
     ("\b", "\\b"),
     ("\f", "\\f"),
 )
+#: Any character JSON escapes (a column without one needs no replacing at all).
+_NEEDS_ESCAPE = '[\\\\"\\x00-\\x1f]'
 #: Control characters that JSON writes as ``\\u00XX`` (left to the per-frame path, which does that).
 _OTHER_CONTROL = "[\\x00-\\x07\\x0b\\x0e-\\x1f]"
 
@@ -72,19 +74,24 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def quote(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """JSON string literals of a string column (null stays null), and the rows left to Python."""
     out = texts
-    for raw, escaped in _ESCAPES:
-        out = pc.replace_substring(out, raw, escaped)
-    bad = _mask(pc.match_substring_regex(texts, _OTHER_CONTROL))
+    if len(texts) and pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py():
+        for raw, escaped in _ESCAPES:
+            out = pc.replace_substring(out, raw, escaped)
+        bad = _mask(pc.match_substring_regex(texts, _OTHER_CONTROL))
+    else:
+        bad = np.zeros(len(texts), dtype=bool)
     return pc.binary_join_element_wise('"', out, '"', ""), bad
 
 
 def _float_text(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """JSON numbers of a float column, as Python writes them (``3.0`` keeps its ``.0``)."""
     doubles = values.cast(pa.float64())
-    bad = ~_mask(pc.is_finite(doubles)) & _mask(doubles.is_valid())
+    finite = pc.is_finite(doubles)
+    bad = ~_mask(finite) & _mask(doubles.is_valid())
     text = doubles.cast(pa.string())
-    plain_int = pc.invert(pc.match_substring_regex(text, "[.eEn]"))
-    text = pc.if_else(plain_int, pc.binary_join_element_wise(text, ".0", ""), text)
+    # Arrow writes whole numbers without a point ("3"), as Python does not below 1e16 ("3.0")
+    whole = pc.and_(pc.equal(pc.floor(doubles), doubles), pc.less(pc.abs(doubles), 1e16))
+    text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
     return text, bad
 
 

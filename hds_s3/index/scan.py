@@ -50,6 +50,8 @@ FETCH_THREADS = 8
 MAX_GAP = 256 * 1024
 #: When the chunks needed are at least this share of a segment, the segment is fetched whole.
 WHOLE_SHARE = 0.8
+#: Row groups read (and their dead rows dropped) by one work item of :meth:`Scan.table`.
+GROUPS_PER_READ = 2
 #: Rows handed back at a time by :meth:`Scan.rows_at`; the spool holds at most one bucket decoded.
 BUCKET_ROWS = 16384
 #: Bytes of rows :meth:`Scan.rows_at` holds in memory before it spools them to temporary files.
@@ -302,18 +304,25 @@ class Scan:
         cols, schema = self._columns(columns)
         frames = self._frames()
         self._probe()
-        threads = len(frames) <= 2
+        plans = self._map(self._plan, frames)
+        # work items of a few row groups each: reading and dropping dead rows (a filter, which
+        # costs about what decoding does) run in parallel within a segment, not only across them
+        items = [
+            (seg, groups[i : i + GROUPS_PER_READ])
+            for seg, groups in zip(frames, plans, strict=True)
+            for i in range(0, len(groups), GROUPS_PER_READ)
+        ]
 
-        def one(seg: _Segment) -> tuple[pa.Table, np.ndarray]:
-            groups = self._plan(seg)
-            if not groups:
-                return schema.empty_table(), np.zeros(0, np.int64)
-            return self._live(seg, self.read(seg, groups, cols, threads), groups)
+        def one(item: tuple[_Segment, list[int]]) -> tuple[pa.Table, np.ndarray]:
+            seg, groups = item
+            return self._live(seg, self.read(seg, groups, cols, True), groups)
 
-        parts = self._map(one, frames)
+        parts = self._map(one, items)
         tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
-        numbers = [np.full(len(r), s.number, np.int64) for s, (_, r) in zip(frames, parts, strict=True)]
+        numbers = [
+            np.full(len(r), seg.number, np.int64) for (seg, _), (_, r) in zip(items, parts, strict=True)
+        ]
         rows = [r for _, r in parts]
         return (
             table,
