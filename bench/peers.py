@@ -518,7 +518,7 @@ def table_rows(results: dict[str, dict[str, Any]], systems: list[str]) -> list[l
     for s in systems:
         landed.append(" / ".join(str(res[s]["two_writers"]["landed"]) for res in results.values()))
     lines.append(landed)
-    seconds = ["(raw pyarrow: ingest, read child, tip, in s)"]
+    seconds = ["seconds: ingest, read the child, read the tip"]
     for s in systems:
         seconds.append(
             " / ".join(
