@@ -415,6 +415,11 @@ class _Matched:
         return len(self.frame_pair)
 
 
+def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The given rows (ascending, unique) of a table; the table itself when they are all of them."""
+    return table if len(rows) == table.num_rows else table.take(pa.array(rows))
+
+
 def _clips(frames: np.ndarray, context: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut a sequentially sorted frame list into clips of ``length`` consecutive frames of one context.
 
@@ -1402,31 +1407,33 @@ class DataView:
         rank = np.arange(len(frame_row), dtype=np.int64)
         context = np.zeros(len(frame_row), dtype=np.int64)
         if order and len(frame_row):
+            # sort indices only (no sorted copy of the keys); a pair matched whole is not copied
             keys = pa.concat_tables(
                 [
-                    tables[i]
-                    .select(["context_id", "timestamp", "id"])
-                    .take(pa.array(unique[i]))
-                    .append_column("_pair", pa.array(np.full(len(unique[i]), i, dtype=np.int64)))
+                    _rows(tables[i].select(["context_id", "timestamp", "id"]), unique[i]).append_column(
+                        "_pair", pa.array(np.full(len(unique[i]), i, dtype=np.int64))
+                    )
                     for i in range(len(pairs))
                 ]
-            ).append_column("_n", pa.array(np.arange(len(frame_row), dtype=np.int64)))
-            ordered = keys.sort_by(
-                [
+            )
+            sorted_n = pc.sort_indices(
+                keys,
+                sort_keys=[
                     ("context_id", "ascending"),
                     ("timestamp", "ascending"),
                     ("id", "ascending"),
                     ("_pair", "ascending"),
-                ]
-            )
-            sorted_n = ordered.column("_n").to_numpy()
+                ],
+            ).to_numpy()
             rank = np.empty(len(frame_row), dtype=np.int64)
             rank[sorted_n] = np.arange(len(frame_row), dtype=np.int64)
             frame_pair, frame_row = frame_pair[sorted_n], frame_row[sorted_n]
-            encoded = pc.dictionary_encode(ordered.column("context_id").combine_chunks())
-            context = np.asarray(
+            encoded = pc.dictionary_encode(keys.column("context_id").combine_chunks())
+            codes = np.asarray(
                 pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
             )
+            context = codes[sorted_n]
+            del keys, encoded, codes
         rules: list[np.ndarray] = []
         for h in hits:
             members = [offsets[i] + np.searchsorted(unique[i], h[i]) for i in range(len(pairs)) if len(h[i])]
