@@ -215,3 +215,20 @@ def test_a_dataview_pass_reads_each_frame_once_in_its_order(client: Client, reco
     assert again == seen  # the same seeded order
     sizes = {r.key: r.size for r in client.frames.refs(child._entry)}
     assert sum(recording.read[k] for k in sizes) <= 2.5 * sum(sizes.values())
+
+
+def test_the_index_file_holds_the_versions_rows(client: Client) -> None:
+    import fsspec
+    import pyarrow.parquet as pq
+
+    child, live = chain(client)
+    fs = fsspec.filesystem("hds", store=client)
+    url = f"hds://chain@{child.name}/index.parquet"
+    with fs.open(url) as handle:
+        read = pq.read_table(handle)
+    whole = child.get_frames_table(columns=ALL)
+    assert read.column_names == ALL
+    assert read.to_pylist() == whole.to_pylist()
+    assert fs.info(url)["size"] == len(fs.cat(url))
+    assert set(read.column("id").to_pylist()) == live
+    assert fs.frame(f"hds://chain@{child.name}/f00150")["meta"]["variant"] == 2
