@@ -136,6 +136,7 @@ class Scan:
         refs = manifest.segments if manifest is not None else ()
         self.disjoint = manifest.disjoint if manifest is not None else 0
         self.segments = [_Segment(i, r) for i, r in enumerate(refs)]
+        self._ids: dict[int, pa.Table] = {}  # id columns read for the probe, by segment number
         self._probe_ids: pa.Array | None = None
         self._probe_last: np.ndarray | None = None
 
@@ -160,6 +161,11 @@ class Scan:
         """Read row groups of a segment, fetching only the column chunks of ``columns`` (parallel GETs)."""
         meta = self._meta(seg)
         cols = ["id"] if seg.ref.kind == "deletes" else list(columns)
+        known = self._ids.get(seg.number)
+        if cols == ["id"] and known is not None and seg.starts is not None:  # read for the probe
+            return pa.concat_tables(
+                [known.slice(int(seg.starts[g]), int(seg.starts[g + 1] - seg.starts[g])) for g in groups]
+            )
 
         def run() -> pa.Table:
             paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
@@ -211,6 +217,7 @@ class Scan:
         if self._probe_ids is None or self._probe_last is None:
             later = self.segments[max(1, self.disjoint) :]
             tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"], False), later)
+            self._ids = {s.number: t for s, t in zip(later, tables, strict=True)}
             ids = [t.column("id") for t in tables]
             numbers = [
                 np.full(t.num_rows, s.number, dtype=np.int64) for s, t in zip(later, tables, strict=True)
