@@ -137,6 +137,7 @@ class Scan:
         self.disjoint = manifest.disjoint if manifest is not None else 0
         self.segments = [_Segment(i, r) for i, r in enumerate(refs)]
         self._ids: dict[int, pa.Table] = {}  # id columns read for the probe, by segment number
+        self._whole: dict[int, bytes] = {}  # segments fetched whole for the read under way
         self._probe_ids: pa.Array | None = None
         self._probe_last: np.ndarray | None = None
 
@@ -168,27 +169,14 @@ class Scan:
             )
 
         def run() -> pa.Table:
-            paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
-            leaves = _leaves(paths, tuple(cols))
-            ranges = []
-            for g in groups:
-                group = meta.row_group(g)
-                for leaf in leaves:
-                    chunk = group.column(leaf)
-                    start = (
-                        chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-                    )
-                    ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
-            needed = sum(b - a for a, b in ranges)
-            if not ranges:
-                parts: dict[int, bytes] = {}
-            elif needed >= WHOLE_SHARE * seg.ref.size:
-                data = self.index.store.get_range(seg.ref.key, 0, seg.ref.size)
-                if len(data) != seg.ref.size:
-                    raise CorruptObjectError(
-                        f"{seg.ref.key}: {len(data)} bytes stored, the manifest recorded {seg.ref.size}"
-                    )
-                parts = {0: data}
+            ranges = self._ranges(seg, groups, cols)
+            whole = self._whole.get(seg.number)
+            if whole is not None:
+                parts: dict[int, bytes] = {0: whole}
+            elif not ranges:
+                parts = {}
+            elif sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
+                parts = {0: self._fetch_whole(seg)}
             else:
                 ranges.sort()
                 _, starts, ends = merge_offset_ranges(
@@ -209,6 +197,31 @@ class Scan:
 
         table: pa.Table = self.index._guarded(seg.ref, run)
         return table
+
+    def _ranges(self, seg: _Segment, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:
+        """Byte ranges of the column chunks of ``cols`` in these row groups (from the footer)."""
+        meta = self._meta(seg)
+        paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
+        leaves = _leaves(paths, tuple(cols))
+        ranges = []
+        for g in groups:
+            group = meta.row_group(g)
+            for leaf in leaves:
+                chunk = group.column(leaf)
+                start = chunk.data_page_offset
+                if chunk.has_dictionary_page:
+                    start = chunk.dictionary_page_offset
+                ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
+        return ranges
+
+    def _fetch_whole(self, seg: _Segment) -> bytes:
+        """The whole segment in one request (when most of it is needed anyway)."""
+        data = self.index.store.get_range(seg.ref.key, 0, seg.ref.size)
+        if len(data) != seg.ref.size:
+            raise CorruptObjectError(
+                f"{seg.ref.key}: {len(data)} bytes stored, the manifest recorded {seg.ref.size}"
+            )
+        return data
 
     # ------------------------------------------------------------------ which rows are dead
 
@@ -312,6 +325,13 @@ class Scan:
         frames = self._frames()
         self._probe()
         plans = self._map(self._plan, frames)
+        whole = [
+            seg
+            for seg, groups in zip(frames, plans, strict=True)
+            if groups and sum(b - a for a, b in self._ranges(seg, groups, cols)) >= WHOLE_SHARE * seg.ref.size
+        ]
+        fetched = self._map(lambda seg: self.index._guarded(seg.ref, lambda: self._fetch_whole(seg)), whole)
+        self._whole = {seg.number: data for seg, data in zip(whole, fetched, strict=True)}
         # work items of a few row groups each: reading and dropping dead rows (a filter, which
         # costs about what decoding does) run in parallel within a segment, not only across them
         items = [
@@ -324,7 +344,10 @@ class Scan:
             seg, groups = item
             return self._live(seg, self.read(seg, groups, cols, True), groups)
 
-        parts = self._map(one, items)
+        try:
+            parts = self._map(one, items)
+        finally:
+            self._whole = {}
         tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         numbers = [
