@@ -1000,8 +1000,8 @@ class DatasetVersion:
         FrameGroup fails whole; a failed Arrow row is given as its frame dict).
 
         Raises:
-            ValidationError: Arrow input whose columns are not frame columns (nothing of it is
-                committed).
+            ValidationError: Arrow input whose columns are not frame columns (a table, reader,
+                DataFrame or Parquet file has one schema: it is refused before anything is written).
             InvalidStateError: the version is published (nothing is written), or was published while
                 the frames were written (those not yet committed are not in it).
             StorageError: the store failed; what was committed before stays.
@@ -1211,6 +1211,7 @@ class DatasetVersion:
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValidationError(f"iter_batches: batch_size must be a positive int, got {batch_size!r}")
+        segments.projected_schema(tuple(columns) if columns is not None else segments.FRAME_COLUMNS)
         return self._frames.scan(self._entry).batches(columns, batch_size)
 
     def get_frame_count(self) -> int:
