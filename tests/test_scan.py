@@ -66,8 +66,8 @@ class Recording:
 
 
 def noise(i: int) -> str:
-    """256 characters that compress poorly (so segments are mostly frame data, not footer)."""
-    return hashlib.sha256(str(i).encode()).hexdigest() * 4
+    """768 characters that compress poorly: segments of a few MB (smaller ones are fetched whole)."""
+    return "".join(hashlib.sha256(f"{i}-{k}".encode()).hexdigest() for k in range(12))
 
 
 def frame(i: int, variant: int = 0) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def frame(i: int, variant: int = 0) -> dict[str, Any]:
             "city": f"city-{i % 5}",
             "n": i,
             "variant": variant,
-            "text": hashlib.sha256(str(i).encode()).hexdigest() * 4,
+            "text": noise(i),
         },
     }
 

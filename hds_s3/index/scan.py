@@ -50,6 +50,8 @@ FETCH_THREADS = 8
 MAX_GAP = 256 * 1024
 #: When the chunks needed are at least this share of a segment, the segment is fetched whole.
 WHOLE_SHARE = 0.8
+#: A segment this small is fetched whole (one request: its footer comes with it).
+SMALL_BYTES = 1024 * 1024
 #: Row groups read (and their dead rows dropped) by one work item of :meth:`Scan.table`.
 GROUPS_PER_READ = 2
 #: Rows handed back at a time by :meth:`Scan.rows_at`; the spool holds at most one bucket decoded.
@@ -145,7 +147,14 @@ class Scan:
 
     def _meta(self, seg: _Segment) -> pq.FileMetaData:
         if seg.meta is None:
-            meta = self.index._guarded(seg.ref, lambda: self.index._footer(seg.ref))
+            data = self._whole.get(seg.number)
+            if data is not None and seg.ref.key not in self.index._footers:
+                meta = self.index._guarded(seg.ref, lambda: pq.ParquetFile(pa.BufferReader(data)).metadata)
+                fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
+                if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
+                    raise CorruptObjectError(f"{seg.ref.key}: not an hds_s3 segment (format {fmt!r})")
+            else:
+                meta = self.index._guarded(seg.ref, lambda: self.index._footer(seg.ref))
             schema = meta.schema.to_arrow_schema()
             expected = segments.DELETES_SCHEMA if seg.ref.kind == "deletes" else segments.FRAME_SCHEMA
             if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
@@ -214,6 +223,12 @@ class Scan:
                 ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
         return ranges
 
+    def _prefetch(self, wanted: Sequence[_Segment]) -> None:
+        """Fetch these segments whole (one request each, in parallel), for the call under way."""
+        wanted = [s for s in wanted if s.number not in self._whole]
+        fetched = self._map(lambda seg: self.index._guarded(seg.ref, lambda: self._fetch_whole(seg)), wanted)
+        self._whole.update({seg.number: data for seg, data in zip(wanted, fetched, strict=True)})
+
     def _fetch_whole(self, seg: _Segment) -> bytes:
         """The whole segment in one request (when most of it is needed anyway)."""
         data = self.index.store.get_range(seg.ref.key, 0, seg.ref.size)
@@ -229,6 +244,7 @@ class Scan:
         """The ids of the segments that can kill rows, each with the last segment holding it."""
         if self._probe_ids is None or self._probe_last is None:
             later = self.segments[max(1, self.disjoint) :]
+            self._prefetch([s for s in later if s.ref.size <= SMALL_BYTES])
             tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"], False), later)
             self._ids = {s.number: t for s, t in zip(later, tables, strict=True)}
             ids = [t.column("id") for t in tables]
@@ -323,15 +339,30 @@ class Scan:
         """
         cols, schema = self._columns(columns)
         frames = self._frames()
+        try:
+            return self._table(cols, schema, frames)
+        finally:
+            self._whole = {}
+
+    def _table(
+        self, cols: list[str], schema: pa.Schema, frames: list[_Segment]
+    ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         self._probe()
+        # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
+        # whole: one request for its footer and data. One that may be dead entirely is not.
+        bulk = {"sources", "rois"} & {c.split(".")[0] for c in cols}
+        self._prefetch(
+            [s for s in frames if (bulk or s.ref.size <= SMALL_BYTES) and not self._may_all_die(s)]
+        )
         plans = self._map(self._plan, frames)
-        whole = [
-            seg
-            for seg, groups in zip(frames, plans, strict=True)
-            if groups and sum(b - a for a, b in self._ranges(seg, groups, cols)) >= WHOLE_SHARE * seg.ref.size
-        ]
-        fetched = self._map(lambda seg: self.index._guarded(seg.ref, lambda: self._fetch_whole(seg)), whole)
-        self._whole = {seg.number: data for seg, data in zip(whole, fetched, strict=True)}
+        self._prefetch(
+            [
+                seg
+                for seg, groups in zip(frames, plans, strict=True)
+                if groups
+                and sum(b - a for a, b in self._ranges(seg, groups, cols)) >= WHOLE_SHARE * seg.ref.size
+            ]
+        )
         # work items of a few row groups each: reading and dropping dead rows (a filter, which
         # costs about what decoding does) run in parallel within a segment, not only across them
         items = [
@@ -344,10 +375,7 @@ class Scan:
             seg, groups = item
             return self._live(seg, self.read(seg, groups, cols, True), groups)
 
-        try:
-            parts = self._map(one, items)
-        finally:
-            self._whole = {}
+        parts = self._map(one, items)
         tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         numbers = [
@@ -368,6 +396,8 @@ class Scan:
         The next row group is fetched while the caller works on the current one.
         """
         cols, schema = self._columns(columns)
+        self._probe()
+        self._whole = {}  # streamed: a row group at a time, never a whole segment
         work = [(seg, g) for seg in self._frames() for g in self._plan(seg)]
         if not work:
             return
@@ -396,6 +426,8 @@ class Scan:
         n = len(segment)
         if n == 0:
             return
+        self._probe()
+        self._whole = {}
         size = max(BUCKET_ROWS, math.ceil(n / MAX_BUCKETS))
         buckets = math.ceil(n / size)
         order = np.lexsort((row, segment))
