@@ -350,7 +350,7 @@ class Scan:
         self._probe()
         # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
         # whole: one request for its footer and data. One that may be dead entirely is not.
-        bulk = {"sources", "rois"} & {c.split(".")[0] for c in cols}
+        bulk = {"sources", "rois"} & set(cols)  # whole columns (a path inside one reads a part)
         self._prefetch(
             [s for s in frames if (bulk or s.ref.size <= SMALL_BYTES) and not self._may_all_die(s)]
         )
