@@ -1428,12 +1428,14 @@ class DataView:
             rank = np.empty(len(frame_row), dtype=np.int64)
             rank[sorted_n] = np.arange(len(frame_row), dtype=np.int64)
             frame_pair, frame_row = frame_pair[sorted_n], frame_row[sorted_n]
-            encoded = pc.dictionary_encode(keys.column("context_id").combine_chunks())
-            codes = np.asarray(
-                pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
-            )
-            context = codes[sorted_n]
-            del keys, encoded, codes
+            if (self._clip_length or 1) > 1:  # contexts only cut clips
+                encoded = pc.dictionary_encode(keys.column("context_id").combine_chunks())
+                codes = np.asarray(
+                    pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+                )
+                context = codes[sorted_n]
+                del encoded, codes
+            del keys
         rules: list[np.ndarray] = []
         for h in hits:
             members = [offsets[i] + np.searchsorted(unique[i], h[i]) for i in range(len(pairs)) if len(h[i])]
