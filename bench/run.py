@@ -884,6 +884,10 @@ def source_fingerprint() -> dict[str, str]:
 
 
 def main() -> int:
+    if "--peers" in sys.argv[1:]:
+        import peers
+
+        return peers.main([a for a in sys.argv[1:] if a != "--peers"])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=1_000_000, help="frames in the dataset (default 1,000,000)")
     p.add_argument("--stores", default="local,moto_server", help="comma list of: local, moto_server")

@@ -34,7 +34,7 @@ from hds_s3.format.commit import current_user, store_stats
 from hds_s3.format.docs import VersionEntry, now_ms
 from hds_s3.format.log import LazyTree, history
 from hds_s3.format.txn import TreeView, Txn
-from hds_s3.index import ingest, segments
+from hds_s3.index import arrowin, ingest, segments
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
@@ -1112,9 +1112,15 @@ class DatasetVersion:
         ``frames`` may be any iterable (a generator of millions is fine): frames are validated one
         by one and streamed into Parquet segments of ``segment_rows`` frames, committed every
         ``commit_every`` segments and at the end, so an interrupted call keeps what it committed.
-        Returns the frames that failed validation, each with the reason (a FrameGroup fails whole).
+        ``frames`` may also be Arrow: a ``pyarrow.Table``, record batches (a ``RecordBatchReader``
+        or any iterable of them), a pandas ``DataFrame`` or the path or URL of a Parquet file, in
+        the columns of :data:`hds_s3.index.arrowin.INPUT_SCHEMA`; those are converted and checked
+        column by column. Returns the frames that failed validation, each with the reason (a
+        FrameGroup fails whole; a failed Arrow row is given as its frame dict).
 
         Raises:
+            ValidationError: Arrow input whose columns are not frame columns (a table, reader,
+                DataFrame or Parquet file has one schema: it is refused before anything is written).
             InvalidStateError: the version is published (nothing is written), or was published while
                 the frames were written (those not yet committed are not in it).
             ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number);
@@ -1124,14 +1130,16 @@ class DatasetVersion:
         tree.require_draft(self.reload()._doc, self._entry, "add frames to")
         self._require_writable("add frames")
         failed: list[FailedFrame] = []
+        batches, rest = arrowin.peek(frames)
         bar = _progress(show_progress, f"add_frames {self.dataset_name}/{self.name}")
         pending: list[Any] = []
         try:
-            written = ingest.write_segments(
+            write = ingest.write_segments if batches is None else arrowin.write_segments
+            written = write(
                 self._frames,
                 self.dataset_id,
                 self.id,
-                frames,
+                rest if batches is None else batches,  # type: ignore[arg-type]
                 failed,
                 now=now_ms(),
                 segment_rows=segment_rows,
@@ -1155,15 +1163,23 @@ class DatasetVersion:
         """Replace frames that exist in this draft (metadata and ROIs are replaced whole).
 
         Returns the frames that failed: invalid ones, and ones whose id is not in the version.
+        ``frames`` may also be Arrow input, as for :meth:`add_frames` (every row needs its ``id``).
 
         Raises:
+            ValidationError: Arrow input whose columns are not frame columns.
             InvalidStateError: the version is published.
             StorageError: the store failed.
         """
         tree.require_draft(self.reload()._doc, self._entry, "update frames in")
         self._require_writable("update frames")
+        batches, rest = arrowin.peek(frames)
+        if batches is not None:
+            rejected, refs, ids = arrowin.write_updates(
+                self._frames, self.dataset_id, self._entry, batches, now=now_ms(), segment_rows=SEGMENT_ROWS
+            )
+            return self._commit_updates(rejected, refs, ids)
         checked: list[tuple[object, Mapping[str, Any] | str]] = []  # (frame, its dict or why it failed)
-        for item in frames:
+        for item in rest:
             if isinstance(item, Mapping) and _plain_id(item.get("id")):
                 checked.append((item, item))  # validated by add_frames, column-wise
                 continue
@@ -1200,6 +1216,12 @@ class DatasetVersion:
         failed.extend(invalid)
         refused = {id(f.frame) for f in invalid}
         updated = {k["id"]: k for k in known if id(k) not in refused}
+        return self._commit_updates(failed, written, updated)
+
+    def _commit_updates(
+        self, failed: list[FailedFrame], written: Sequence[Any], updated: Mapping[str, object]
+    ) -> list[FailedFrame]:
+        """Commit the segments ``update_frames`` wrote for the frames ``updated`` (id -> frame)."""
         if not written:
             return failed
         vanished: list[str] = []
@@ -1289,13 +1311,32 @@ class DatasetVersion:
     def iter_frames(self, batch_size: int = 1024) -> Iterator[SingleFrame | FrameGroup]:
         """Yield this version's frames (SingleFrame or FrameGroup), reading ``batch_size`` rows at a time.
 
+        Streams as :meth:`iter_batches`: the version is never held whole.
+
         Raises:
             CorruptObjectError: a segment is missing or damaged.
         """
-        table = self.get_frames_table()
-        for batch in table.to_batches(max_chunksize=batch_size):
+        for batch in self.iter_batches(batch_size=batch_size):
             for row in batch.to_pylist():
                 yield frame_from_dict(segments.row_to_frame(row))
+
+    def iter_batches(
+        self, columns: Sequence[str] | None = None, batch_size: int = 16384
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield this version's effective frames as Arrow record batches of at most ``batch_size`` rows.
+
+        The same rows and columns as :meth:`get_frames_table` (``columns``, plus ``id``), in the same
+        order, read one row group at a time (the next one is fetched meanwhile): memory stays
+        bounded whatever the version's size, and each batch costs the same.
+
+        Raises:
+            ValidationError: a column is not in the frame index, or ``batch_size`` is not positive.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValidationError(f"iter_batches: batch_size must be a positive int, got {batch_size!r}")
+        segments.projected_schema(tuple(columns) if columns is not None else segments.FRAME_COLUMNS)
+        return self._frames.scan(self._entry).batches(columns, batch_size)
 
     def get_frame_count(self) -> int:
         """Return the number of frames in this version (reads only the id columns).

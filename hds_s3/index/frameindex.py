@@ -24,13 +24,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError
+from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError, StorageError
 from hds_s3.format import layout, tree
 from hds_s3.format.catalog import Catalog, upgrade_needed
 from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget
@@ -45,6 +45,9 @@ from hds_s3.format.docs import (
 from hds_s3.format.txn import TreeView, Txn
 from hds_s3.index import segments
 from hds_s3.store.base import ObjectStore
+
+if TYPE_CHECKING:
+    from hds_s3.index.scan import Scan
 
 #: Rows per segment written by one ``add_frames`` batch.
 SEGMENT_ROWS = 100_000
@@ -150,58 +153,30 @@ class FrameIndex:
     def effective(self, entry: VersionEntry, columns: Sequence[str] | None = None) -> pa.Table:
         """Return the version's effective frames as one Arrow table (``columns`` always include ``id``).
 
-        A column may also be a Parquet column path that reads part of a nested column, such as
+        Only the column chunks of ``columns`` are fetched, and nothing but the ``id`` column of a
+        segment whose rows are all dead (see :class:`hds_s3.index.scan.Scan`). A column may also be
+        a Parquet column path that reads part of a nested column, such as
         ``"rois.list.element.labels"`` (see :func:`hds_s3.index.segments.projected_schema`).
 
         Raises:
             ValidationError: a column is not in the frame index.
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
-        manifest = self.manifest(entry)
-        refs = manifest.segments if manifest is not None else ()
-        columns = list(columns) if columns is not None else list(segments.FRAME_COLUMNS)
-        if "id" not in columns:
-            columns = ["id", *columns]
-        schema = segments.projected_schema(tuple(columns))
-        if not refs:
-            return schema.empty_table()
-        disjoint = manifest.disjoint if manifest is not None else 0
         try:
-            if disjoint < 2:
-                with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-                    tables = list(pool.map(lambda r: self.read_segment(r, columns), refs))
-                return segments.merge([(r.kind, t) for r, t in zip(refs, tables, strict=True)], schema)
-            return self._effective_on_disjoint(refs, disjoint, columns, schema)
+            return self.scan(entry).table(columns)[0]
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
 
-    def _effective_on_disjoint(
-        self, refs: Sequence[SegmentRef], disjoint: int, columns: list[str], schema: pa.Schema
-    ) -> pa.Table:
-        """Merge segments whose first ``disjoint`` hold no id twice (see ``ManifestDoc.disjoint``).
+    def scan(self, entry: VersionEntry) -> Scan:
+        """A :class:`hds_s3.index.scan.Scan` of the version's live rows (streamed, or in any order).
 
-        A row of those segments is dead exactly when a later segment holds its id, and the later
-        segments are the (small) deltas: they are read first, then each large segment is read and
-        filtered against their ids in the same worker thread, so decoding and filtering overlap.
-        The rows come in the same order as :func:`hds_s3.index.segments.merge` gives them.
+        Raises:
+            CorruptObjectError: the manifest is missing or damaged.
         """
-        head, tail = refs[:disjoint], refs[disjoint:]
-        with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-            tail_tables = list(pool.map(lambda r: self.read_segment(r, columns), tail))
-            later = [t.column("id") for t in tail_tables if t.num_rows]
-            probe = pa.chunked_array([c for col in later for c in col.chunks], pa.string()).combine_chunks()
+        from hds_s3.index.scan import Scan
 
-            def live_rows(ref: SegmentRef) -> pa.Table:
-                table = self.read_segment(ref, columns)
-                if len(probe) == 0 or table.num_rows == 0:
-                    return table
-                dead = pc.is_in(table.column("id"), value_set=probe)
-                return table if not pc.any(dead).as_py() else table.filter(pc.invert(dead))
-
-            head_tables = list(pool.map(live_rows, head))
-        merged_tail = segments.merge([(r.kind, t) for r, t in zip(tail, tail_tables, strict=True)], schema)
-        return pa.concat_tables([*(t.select(schema.names) for t in head_tables), merged_tail])
+        return Scan(self, entry)
 
     def lookup(self, entry: VersionEntry, frame_id: str) -> dict[str, Any] | None:
         """Return the effective row of one frame (as a canonical frame dict), or None.
@@ -296,6 +271,8 @@ class FrameIndex:
             return read()
         except CorruptObjectError:
             raise
+        except StorageError:
+            raise  # the store failed (a retry may succeed): not damage
         except NotFoundError:
             raise CorruptObjectError(
                 f"{ref.key}: a segment listed by a manifest is missing{FSCK_ADVICE}"

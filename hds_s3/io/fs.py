@@ -37,16 +37,16 @@ The filesystem is read-only: writing raises :class:`PermissionError`. Anything m
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import errno
 import io
+import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.spec import AbstractFileSystem
@@ -56,6 +56,7 @@ from hds_s3.errors import NotFoundError, ValidationError
 from hds_s3.format.docs import VersionEntry
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments
+from hds_s3.index.frameindex import FrameIndex
 from hds_s3.io.sources import DEFAULT_CACHE_BYTES, SourceFetcher, StorageOptions
 from hds_s3.store.base import ObjectStore
 
@@ -100,42 +101,61 @@ class _Path:
 
 @dataclass
 class _Index:
-    """One version's effective frames, and what is derived from them on demand."""
+    """One version's index file and frame ids, made on demand without holding the version.
+
+    ``index.parquet`` is written batch by batch (:meth:`hds_s3.index.scan.Scan.batches`) to a
+    temporary file, which reads are then served from; frames are looked up by id in the store.
+    """
 
     manifest: str | None
-    table: pa.Table
+    frames: FrameIndex
+    entry: VersionEntry
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _parquet: bytes | None = None
+    _file: str | None = None
+    _folder: Any = None
     _sorted: list[str] | None = None
-    _rows: list[int] | None = None
 
-    def parquet(self) -> bytes:
+    def parquet(self) -> str:
+        """The path of the temporary file holding ``index.parquet`` (removed with this object)."""
         with self.lock:
-            if self._parquet is None:
-                sink = io.BytesIO()
-                pq.write_table(self.table, sink)
-                self._parquet = sink.getvalue()
-            return self._parquet
+            if self._file is None:
+                folder = tempfile.TemporaryDirectory(prefix="hds-index-")
+                path = os.path.join(folder.name, INDEX_NAME)
+                schema = segments.FRAME_SCHEMA.remove_metadata()
+                with pq.ParquetWriter(path, schema) as writer:
+                    for batch in self.frames.scan(self.entry).batches(segments.FRAME_SCHEMA.names):
+                        writer.write_batch(batch.replace_schema_metadata(None))
+                self._folder, self._file = folder, path
+            return str(self._file)
 
-    def _order(self) -> tuple[list[str], list[int]]:
-        with self.lock:
-            if self._sorted is None or self._rows is None:
-                ids = self.table.column("id")
-                order = pc.sort_indices(ids)
-                self._sorted = pc.take(ids, order).to_pylist()
-                self._rows = order.to_pylist()
-            return self._sorted, self._rows
+    def size(self) -> int:
+        return os.path.getsize(self.parquet())
 
     def ids(self) -> list[str]:
-        return self._order()[0]
+        with self.lock:
+            if self._sorted is None:
+                ids = self.frames.effective(self.entry, ["id"]).column("id")
+                self._sorted = pc.take(ids, pc.sort_indices(ids)).to_pylist()
+            return self._sorted
 
     def frame(self, frame_id: str) -> dict[str, Any] | None:
-        ids, rows = self._order()
-        at = bisect.bisect_left(ids, frame_id)
-        if at == len(ids) or ids[at] != frame_id:
-            return None
-        row = self.table.select(list(segments.FRAME_COLUMNS)).slice(rows[at], 1).to_pylist()[0]
-        return segments.row_to_frame(row)
+        return self.frames.lookup(self.entry, frame_id)
+
+
+class _IndexFile(io.FileIO):
+    """``index.parquet`` of one version, read-only and seekable (a file on local disk)."""
+
+    def __init__(self, fs: HdsFileSystem, path: str, local: str) -> None:
+        super().__init__(local, "r")
+        self.fs = fs
+        self.path = path
+        self.size = os.path.getsize(local)
+
+    def write(self, data: Any) -> int:
+        _read_only("write", self.path)
+
+    def truncate(self, size: int | None = None) -> int:
+        _read_only("truncate", self.path)
 
 
 class _ReadOnlyFile(io.BytesIO):
@@ -272,8 +292,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             cached = self._indexes.get(key)
         if cached is not None and (not entry.is_draft or cached.manifest == manifest):
             return cached
-        columns = [f.name for f in segments.FRAME_SCHEMA]
-        index = _Index(manifest, client.frames.effective(entry, columns))
+        index = _Index(manifest, client.frames, entry)
         with self._lock:
             self._indexes[key] = index
         return index
@@ -321,8 +340,8 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             return self._version_info(p.path, doc, entry)
         if len(p.parts) == 1 and p.parts[0] == INDEX_NAME:
             client, doc, entry = self._version(p)
-            data = self._index(client, doc, entry).parquet()
-            return {"name": p.path, "type": "file", "size": len(data)}
+            size = self._index(client, doc, entry).size()
+            return {"name": p.path, "type": "file", "size": size}
         if len(p.parts) == 1:
             _, frame = self._frame(p)
             return self._frame_info(p.path, frame)
@@ -387,7 +406,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         elif not p.parts:
             client, doc, entry = self._version(p)
             index = self._index(client, doc, entry)
-            entries = [{"name": f"{p.path}/{INDEX_NAME}", "type": "file", "size": len(index.parquet())}]
+            entries = [{"name": f"{p.path}/{INDEX_NAME}", "type": "file", "size": index.size()}]
             entries += [
                 {"name": f"{p.path}/{quote_name(fid)}", "type": "directory", "size": 0, "frame_id": fid}
                 for fid in index.ids()
@@ -409,7 +428,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         autocommit: bool = True,
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> _ReadOnlyFile:
+    ) -> _ReadOnlyFile | _IndexFile:
         """Open a file for reading (``index.parquet`` or a source).
 
         Raises:
@@ -426,7 +445,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise IsADirectoryError(errno.EISDIR, f"hds://{p.path} is a directory; list it with ls()")
         if len(p.parts) == 1:
             client, doc, entry = self._version(p)
-            return _ReadOnlyFile(self, p.path, self._index(client, doc, entry).parquet())
+            return _IndexFile(self, p.path, self._index(client, doc, entry).parquet())
         if len(p.parts) == 2:
             src = self._source(p)
             return _ReadOnlyFile(self, p.path, self.fetcher.fetch(src["uri"]))
@@ -439,7 +458,7 @@ class HdsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             IsADirectoryError, FileNotFoundError, StorageError: as :meth:`_open`.
         """
         with self._open(path) as f:
-            data = f.getvalue()
+            data: bytes = f.read()
         return data[start:end] if start is not None or end is not None else data
 
     def frame(self, path: str) -> dict[str, Any]:

@@ -111,7 +111,10 @@ PUBLISHED = "published"
 WILDCARD = "*"
 
 _BLOCK_PICKS = 4096
-_BATCH_FRAMES = 256
+#: Rows turned into Python dicts at a time (few: the dicts of a frame are many small objects).
+_DICT_ROWS = 256
+#: Picks gathered before their frames are read (at least the matched frames: one pass each).
+_CHUNK_PICKS = 65536
 _TABLE_CACHE = 8
 _FRAME_FIELDS = frozenset(segments.FRAME_COLUMNS)
 _SORT_COLUMNS = ("context_id", "timestamp")
@@ -418,6 +421,7 @@ class _Matched:
 
     pairs: list[_Pair]
     tables: list[pa.Table]
+    locations: list[tuple[Any, np.ndarray, np.ndarray]]  # per pair: its scan, segment and row of each row
     frame_pair: np.ndarray
     frame_row: np.ndarray
     context: np.ndarray
@@ -427,6 +431,11 @@ class _Matched:
     @property
     def size(self) -> int:
         return len(self.frame_pair)
+
+
+def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The given rows (ascending, unique) of a table; the table itself when they are all of them."""
+    return table if len(rows) == table.num_rows else table.take(pa.array(rows))
 
 
 def _clips(frames: np.ndarray, context: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -826,26 +835,50 @@ class DataViewIterator(Iterator[dict[str, Any]]):
         if start >= end:
             return
         view = self._view
+        chunk = max(matched.size, _CHUNK_PICKS)  # picks read in one pass over the versions
+        frames: list[np.ndarray] = []
+        places: list[np.ndarray] = []
+        held = 0
+        covered = start  # the sequence position every pick before which was yielded or skipped
         pos = 0
-        for frames, picks in plan.blocks(matched):
-            n = len(frames)
+        for block, picks in plan.blocks(matched):
+            n = len(block)
             if pos + n <= start:
                 pos += n
                 continue
             positions = pos + np.arange(n, dtype=np.int64)
             keep = (positions >= start) & (positions < end) & (picks % self.num_workers == self.worker_index)
             kept = np.flatnonzero(keep)
-            last_position = min(pos + n, end)
-            for first in range(0, len(kept), _BATCH_FRAMES):
-                chunk = kept[first : first + _BATCH_FRAMES]
-                batch = view._materialize(matched, frames[chunk], tree)
-                for j, data in zip(chunk, batch, strict=True):
-                    self._advance(int(positions[j]) + 1)
-                    yield data
-            self._advance(int(last_position))
+            frames.append(block[kept])
+            places.append(positions[kept])
+            held += len(kept)
             pos += n
+            if held >= chunk or pos >= end:
+                yield from self._flush(view, matched, frames, places, tree)
+                frames, places, held = [], [], 0
+            if not held:
+                covered = int(min(pos, end))
+                self._advance(covered)
             if pos >= end:
                 return
+        yield from self._flush(view, matched, frames, places, tree)
+        self._advance(int(min(pos, end)))
+
+    def _flush(
+        self,
+        view: DataView,
+        matched: _Matched,
+        frames: list[np.ndarray],
+        places: list[np.ndarray],
+        tree: dict[str, Any] | None,
+    ) -> Iterator[dict[str, Any]]:
+        if not frames:
+            return
+        order = np.concatenate(frames)
+        positions = np.concatenate(places)
+        for at, data in zip(positions.tolist(), view._stream(matched, order, tree), strict=True):
+            self._advance(at + 1)
+            yield data
 
     def _advance(self, position: int) -> None:
         if position > self._position:
@@ -911,7 +944,7 @@ class DataView:
         self._extra: dict[str, Any] = {}
         self._initial_iteration = 0
         self._current_iteration = 0
-        self._tables: dict[tuple[str, str], tuple[frozenset[str], pa.Table]] = {}
+        self._tables: dict[tuple[str, str], tuple[frozenset[str], pa.Table, Any]] = {}
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------- properties
@@ -1373,8 +1406,8 @@ class DataView:
             out.append([resolved[k] for k in keys])
         return out
 
-    def _table(self, pair: _Pair, columns: set[str]) -> pa.Table:
-        """The pair's effective frames with at least ``columns``.
+    def _table(self, pair: _Pair, columns: set[str]) -> tuple[pa.Table, Any]:
+        """The pair's effective frames with at least ``columns``, and ``(scan, segment, row)`` of each row.
 
         Cached per manifest: a manifest and its segments never change.
         """
@@ -1382,14 +1415,15 @@ class DataView:
         with self._lock:
             cached = self._tables.get(key)
         if cached is not None and columns <= cached[0]:
-            return cached[1]
+            return cached[1], cached[2]
         wanted = columns | (cached[0] if cached is not None else set())
-        table = self.client.frames.effective(pair.entry, sorted(wanted))
+        scan = self.client.frames.scan(pair.entry)
+        table, segment, row = scan.table(sorted(wanted))
         with self._lock:
-            self._tables[key] = (frozenset(table.column_names), table)
+            self._tables[key] = (frozenset(table.column_names), table, (scan, segment, row))
             while len(self._tables) > _TABLE_CACHE:
                 self._tables.pop(next(iter(self._tables)))
-        return table
+        return table, (scan, segment, row)
 
     def _match(self, output: set[str], *, order: bool) -> _Matched:
         """Evaluate every rule over its pairs (vectorised) and index the distinct matching frames."""
@@ -1403,7 +1437,8 @@ class DataView:
         for q, group in zip(self._queries, per_rule, strict=True):
             for p in group:
                 needs[pairs.index(p)] |= q.filter.columns
-        tables = [self._table(p, needs[i]) for i, p in enumerate(pairs)]
+        read = [self._table(p, needs[i]) for i, p in enumerate(pairs)]
+        tables = [t for t, _ in read]
         prepared = [query.Frames(t) for t in tables]
         hits: list[list[np.ndarray]] = []  # per rule, per pair: matching rows
         for q, group in zip(self._queries, per_rule, strict=True):
@@ -1422,31 +1457,35 @@ class DataView:
         rank = np.arange(len(frame_row), dtype=np.int64)
         context = np.zeros(len(frame_row), dtype=np.int64)
         if order and len(frame_row):
+            # sort indices only (no sorted copy of the keys); a pair matched whole is not copied
             keys = pa.concat_tables(
                 [
-                    tables[i]
-                    .select(["context_id", "timestamp", "id"])
-                    .take(pa.array(unique[i]))
-                    .append_column("_pair", pa.array(np.full(len(unique[i]), i, dtype=np.int64)))
+                    _rows(tables[i].select(["context_id", "timestamp", "id"]), unique[i]).append_column(
+                        "_pair", pa.array(np.full(len(unique[i]), i, dtype=np.int64))
+                    )
                     for i in range(len(pairs))
                 ]
-            ).append_column("_n", pa.array(np.arange(len(frame_row), dtype=np.int64)))
-            ordered = keys.sort_by(
-                [
+            )
+            sorted_n = pc.sort_indices(
+                keys,
+                sort_keys=[
                     ("context_id", "ascending"),
                     ("timestamp", "ascending"),
                     ("id", "ascending"),
                     ("_pair", "ascending"),
-                ]
-            )
-            sorted_n = ordered.column("_n").to_numpy()
+                ],
+            ).to_numpy()
             rank = np.empty(len(frame_row), dtype=np.int64)
             rank[sorted_n] = np.arange(len(frame_row), dtype=np.int64)
             frame_pair, frame_row = frame_pair[sorted_n], frame_row[sorted_n]
-            encoded = pc.dictionary_encode(ordered.column("context_id").combine_chunks())
-            context = np.asarray(
-                pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
-            )
+            if (self._clip_length or 1) > 1:  # contexts only cut clips
+                encoded = pc.dictionary_encode(keys.column("context_id").combine_chunks())
+                codes = np.asarray(
+                    pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+                )
+                context = codes[sorted_n]
+                del encoded, codes
+            del keys
         rules: list[np.ndarray] = []
         for h in hits:
             members = [offsets[i] + np.searchsorted(unique[i], h[i]) for i in range(len(pairs)) if len(h[i])]
@@ -1455,6 +1494,7 @@ class DataView:
         return _Matched(
             pairs=pairs,
             tables=tables,
+            locations=[loc for _, loc in read],
             frame_pair=frame_pair,
             frame_row=frame_row,
             context=context,
@@ -1462,31 +1502,44 @@ class DataView:
             rule_counts=[len(r) for r in rules],
         )
 
-    def _materialize(
+    def _stream(
         self, matched: _Matched, frames: np.ndarray, tree: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """Build the output dicts of some frames (one Arrow ``take`` per pair)."""
-        out: list[dict[str, Any] | None] = [None] * len(frames)
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the output dicts of ``frames`` (matched frame numbers, repeats allowed), in order.
+
+        Each pair's rows are read in one pass over the row groups that hold them, only the output
+        columns (:meth:`hds_s3.index.scan.Scan.rows_at`), and handed back in this order: each frame
+        costs the same whatever the version's size, and memory is bounded.
+        """
         pair_of = matched.frame_pair[frames]
+        names = [c for c in segments.FRAME_COLUMNS if c in _columns_for(tree)]
+        streams: dict[int, Iterator[dict[str, Any]]] = {}
         for p in np.unique(pair_of):
-            where = np.flatnonzero(pair_of == p)
-            pair = matched.pairs[int(p)]
-            table = matched.tables[int(p)]
-            names = [
-                c
-                for c in table.column_names
-                if c in _FRAME_FIELDS and (tree is None or c in tree or c == "id")
-            ]
-            rows = table.select(names).take(pa.array(matched.frame_row[frames[where]])).to_pylist()
-            rules = [r for r in self._mapping if r.applies(pair.dataset_id, pair.version_id)]
-            for j, row in zip(where, rows, strict=True):
+            rows = matched.frame_row[frames[pair_of == p]]
+            scan, segment, row = matched.locations[int(p)]
+            batches = scan.rows_at(segment[rows], row[rows], names)
+            streams[int(p)] = self._dicts(matched.pairs[int(p)], batches, tree)
+        for p in pair_of.tolist():
+            yield next(streams[p])
+
+    def _dicts(
+        self, pair: _Pair, batches: Iterator[pa.RecordBatch], tree: dict[str, Any] | None
+    ) -> Iterator[dict[str, Any]]:
+        rules = [r for r in self._mapping if r.applies(pair.dataset_id, pair.version_id)]
+        for batch in batches:
+            yield from self._batch_dicts(pair, batch, tree, rules)
+
+    def _batch_dicts(
+        self, pair: _Pair, batch: pa.RecordBatch, tree: dict[str, Any] | None, rules: Sequence[MappingRule]
+    ) -> Iterator[dict[str, Any]]:
+        for start in range(0, batch.num_rows, _DICT_ROWS):
+            for row in batch.slice(start, _DICT_ROWS).to_pylist():
                 data = _frame_dict(row)
                 for roi in data.get("rois", ()):
                     roi["labels"] = _map_labels(list(roi.get("labels") or []), rules)
                     roi["label_num"] = _label_num(roi["labels"], self._labels)
                 data["dataset"] = pair.info
-                out[int(j)] = data if tree is None else _select(data, tree)
-        return [d for d in out if d is not None]
+                yield data if tree is None else _select(data, tree)
 
     # --------------------------------------------------------------- reading
 
@@ -1580,7 +1633,7 @@ class DataView:
         """
         tree = _projection_tree(projection)
         shards = _shards(num_workers, worker_index)
-        matched = self._match(_columns_for(tree), order=True)
+        matched = self._match(set(), order=True)
         self._current_iteration = self._initial_iteration
         return DataViewIterator(self, matched, self._plan(), tree, self._initial_iteration, shards)
 
@@ -1599,7 +1652,7 @@ class DataView:
                 f"DataView {preview(self._name)} iterates forever (infinite, no limit); set "
                 "maximum_number_of_frames or iterate it with get_iterator()"
             )
-        matched = self._match(_columns_for(tree), order=True)
+        matched = self._match(set(), order=True)
         return DataViewIterator(self, matched, self._plan(), tree, 0, (1, 0), track=False)
 
     def to_list(self) -> list[SingleFrame | FrameGroup]:

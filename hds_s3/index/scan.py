@@ -1,0 +1,545 @@
+"""Reading a version's live rows at the physical limit: only the column chunks needed, streamed.
+
+A version's effective frames are its manifest's segments applied in order (docs/design.md,
+invariant 2): a row is dead when a later segment holds its id. :class:`Scan` knows which rows are
+dead without reading the segments whole: it reads the ``id`` column of the segments that can kill
+rows (all but the first, or only the deltas after the leading disjoint segments of a manifest),
+and keeps, for each of those ids, the last segment holding it (the *probe*). Each row group of a
+segment is then read with only the columns asked for (ranged reads of their column chunks, fetched
+in parallel and coalesced when close), and its dead rows are dropped as it is read. A segment that
+the probe may kill entirely has its ``id`` column read first; when every row is dead, nothing else
+of it is read.
+
+Three ways out, all in the order :func:`hds_s3.index.segments.merge` gives:
+
+- :meth:`Scan.table`: the live rows as one table (``get_frames_table``), with their locations;
+- :meth:`Scan.batches`: record batches, one row group at a time (``iter_batches``, ``iter_frames``,
+  ``hds://.../index.parquet``): memory is bounded by a few row groups, whatever the version's size;
+- :meth:`Scan.rows_at`: given rows (by location) in any order, with repeats: the rows are read in
+  storage order, one pass, and handed back in the order asked for through a spool of buckets
+  (in memory when small, else Arrow IPC files in a temporary folder), so each row costs the same
+  whatever the version's size (DataView iteration).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.utils import merge_offset_ranges
+
+from hds_s3.errors import CorruptObjectError
+from hds_s3.format.docs import SegmentRef, VersionEntry
+from hds_s3.index import segments
+from hds_s3.index.frameindex import FrameIndex
+
+#: Requests in flight for one read.
+FETCH_THREADS = 8
+#: Column chunks closer than this are fetched with one request.
+MAX_GAP = 256 * 1024
+#: When the chunks needed are at least this share of a segment, the segment is fetched whole.
+WHOLE_SHARE = 0.8
+#: A segment this small is fetched whole (one request: its footer comes with it).
+SMALL_BYTES = 1024 * 1024
+#: Row groups read (and their dead rows dropped) by one work item of :meth:`Scan.table`.
+GROUPS_PER_READ = 2
+#: Rows handed back at a time by :meth:`Scan.rows_at`; the spool holds at most one bucket decoded.
+BUCKET_ROWS = 16384
+#: Bytes of rows :meth:`Scan.rows_at` holds in memory before it spools them to temporary files.
+SPOOL_MEMORY = 64 * 1024 * 1024
+#: At most this many buckets (files) in one spool; buckets grow instead.
+MAX_BUCKETS = 256
+
+
+@cache
+def _leaves(schema_key: tuple[str, ...], columns: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of the Parquet leaf columns (paths in ``schema_key``) that ``columns`` read."""
+    return tuple(
+        i for i, path in enumerate(schema_key) if any(path == c or path.startswith(c + ".") for c in columns)
+    )
+
+
+class _Parts(io.RawIOBase):
+    """A read-only file of which some byte ranges were fetched; other reads go to the store."""
+
+    def __init__(self, index: FrameIndex, ref: SegmentRef, parts: dict[int, bytes]) -> None:
+        super().__init__()
+        self._index, self._ref, self._pos = index, ref, 0
+        self._starts = sorted(parts)
+        self._parts = parts
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._ref.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self._ref.size - self._pos))
+        if want == 0:
+            return 0
+        at = int(np.searchsorted(self._starts, self._pos, side="right")) - 1
+        chunk = b""
+        if at >= 0:
+            start = self._starts[at]
+            part = self._parts[start]
+            if self._pos + want <= start + len(part):
+                chunk = part[self._pos - start : self._pos - start + want]
+        if not chunk:
+            chunk = self._index.store.get_range(self._ref.key, self._pos, want)
+        view[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+
+@dataclass
+class _Segment:
+    """One segment of the scan: its place in the manifest and what is known of its rows."""
+
+    number: int
+    ref: SegmentRef
+    meta: pq.FileMetaData | None = None
+    starts: np.ndarray | None = None  # first row of each row group, and the row count at the end
+    keep: np.ndarray | None = None  # per row: alive (None: not known before reading)
+
+
+class Scan:
+    """The live rows of one version (see the module docstring).
+
+    Raises (from every method that reads):
+        CorruptObjectError: a manifest or segment is missing or damaged.
+        ValidationError: a column is not in the frame index.
+    """
+
+    def __init__(self, index: FrameIndex, entry: VersionEntry) -> None:
+        self.index = index
+        self.entry = entry
+        manifest = index.manifest(entry)
+        refs = manifest.segments if manifest is not None else ()
+        self.disjoint = manifest.disjoint if manifest is not None else 0
+        self.segments = [_Segment(i, r) for i, r in enumerate(refs)]
+        self._ids: dict[int, pa.Table] = {}  # id columns read for the probe, by segment number
+        self._whole: dict[int, bytes] = {}  # segments fetched whole for the read under way
+        self._probe_ids: pa.Array | None = None
+        self._probe_last: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ reading a segment
+
+    def _meta(self, seg: _Segment) -> pq.FileMetaData:
+        if seg.meta is None:
+            data = self._whole.get(seg.number)
+            if data is not None and seg.ref.key not in self.index._footers:
+                meta = self.index._guarded(seg.ref, lambda: pq.ParquetFile(pa.BufferReader(data)).metadata)
+                fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
+                if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
+                    raise CorruptObjectError(f"{seg.ref.key}: not an hds_s3 segment (format {fmt!r})")
+            else:
+                meta = self.index._guarded(seg.ref, lambda: self.index._footer(seg.ref))
+            schema = meta.schema.to_arrow_schema()
+            expected = segments.DELETES_SCHEMA if seg.ref.kind == "deletes" else segments.FRAME_SCHEMA
+            if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
+                raise CorruptObjectError(
+                    f"{seg.ref.key}: its columns ({', '.join(schema.names)}) are not those of a "
+                    f"{seg.ref.kind} segment"
+                )
+            rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            seg.starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
+            seg.meta = meta
+        return seg.meta
+
+    def read(self, seg: _Segment, groups: Sequence[int], columns: Sequence[str], threads: bool) -> pa.Table:
+        """Read row groups of a segment, fetching only the column chunks of ``columns`` (parallel GETs)."""
+        meta = self._meta(seg)
+        cols = ["id"] if seg.ref.kind == "deletes" else list(columns)
+        known = self._ids.get(seg.number)
+        if cols == ["id"] and known is not None and seg.starts is not None:  # read for the probe
+            return pa.concat_tables(
+                [known.slice(int(seg.starts[g]), int(seg.starts[g + 1] - seg.starts[g])) for g in groups]
+            )
+
+        def run() -> pa.Table:
+            ranges = self._ranges(seg, groups, cols)
+            whole = self._whole.get(seg.number)
+            if whole is not None:
+                parts: dict[int, bytes] = {0: whole}
+            elif not ranges:
+                parts = {}
+            elif sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
+                parts = {0: self._fetch_whole(seg)}
+            else:
+                ranges.sort()
+                _, starts, ends = merge_offset_ranges(
+                    [""] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges], max_gap=MAX_GAP
+                )
+
+                def fetch(span: tuple[int, int]) -> bytes:
+                    return self.index.store.get_range(seg.ref.key, span[0], span[1] - span[0])
+
+                if len(starts) > 1:
+                    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(starts))) as pool:
+                        blobs = list(pool.map(fetch, zip(starts, ends, strict=True)))
+                else:
+                    blobs = [fetch((starts[0], ends[0]))]
+                parts = dict(zip(starts, blobs, strict=True))
+            file = pq.ParquetFile(_Parts(self.index, seg.ref, parts), metadata=meta)
+            return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
+
+        table: pa.Table = self.index._guarded(seg.ref, run)
+        return table
+
+    def _ranges(self, seg: _Segment, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:
+        """Byte ranges of the column chunks of ``cols`` in these row groups (from the footer)."""
+        meta = self._meta(seg)
+        paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
+        leaves = _leaves(paths, tuple(cols))
+        ranges = []
+        for g in groups:
+            group = meta.row_group(g)
+            for leaf in leaves:
+                chunk = group.column(leaf)
+                start = chunk.data_page_offset
+                if chunk.has_dictionary_page:
+                    start = chunk.dictionary_page_offset
+                ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
+        return ranges
+
+    def _prefetch(self, wanted: Sequence[_Segment]) -> None:
+        """Fetch these segments whole (one request each, in parallel), for the call under way."""
+        wanted = [s for s in wanted if s.number not in self._whole]
+        fetched = self._map(lambda seg: self.index._guarded(seg.ref, lambda: self._fetch_whole(seg)), wanted)
+        self._whole.update({seg.number: data for seg, data in zip(wanted, fetched, strict=True)})
+
+    def _fetch_whole(self, seg: _Segment) -> bytes:
+        """The whole segment in one request (when most of it is needed anyway)."""
+        data = self.index.store.get_range(seg.ref.key, 0, seg.ref.size)
+        if len(data) != seg.ref.size:
+            raise CorruptObjectError(
+                f"{seg.ref.key}: {len(data)} bytes stored, the manifest recorded {seg.ref.size}"
+            )
+        return data
+
+    # ------------------------------------------------------------------ which rows are dead
+
+    def _probe(self) -> tuple[pa.Array, np.ndarray]:
+        """The ids of the segments that can kill rows, each with the last segment holding it."""
+        if self._probe_ids is None or self._probe_last is None:
+            later = self.segments[max(1, self.disjoint) :]
+            self._prefetch([s for s in later if s.ref.size <= SMALL_BYTES])
+            tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"], False), later)
+            self._ids = {s.number: t for s, t in zip(later, tables, strict=True)}
+            ids = [t.column("id") for t in tables]
+            numbers = [
+                np.full(t.num_rows, s.number, dtype=np.int64) for s, t in zip(later, tables, strict=True)
+            ]
+            if not later or not sum(len(i) for i in ids):
+                self._probe_ids, self._probe_last = pa.array([], pa.string()), np.zeros(0, np.int64)
+            else:
+                table = pa.table(
+                    {
+                        "id": pa.chunked_array([c for col in ids for c in col.chunks], pa.string()),
+                        "n": pa.array(np.concatenate(numbers)),
+                    }
+                )
+                last = table.group_by("id", use_threads=False).aggregate([("n", "max")])
+                self._probe_ids = last.column("id").combine_chunks()
+                self._probe_last = last.column("n_max").to_numpy()
+        return self._probe_ids, self._probe_last
+
+    def _all_groups(self, seg: _Segment) -> list[int]:
+        return list(range(self._meta(seg).num_row_groups))
+
+    def dead(self, seg: _Segment, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Which of these rows of ``seg`` a later segment replaces or deletes."""
+        probe, last = self._probe()
+        if len(probe) == 0 or len(ids) == 0:
+            return np.zeros(len(ids), dtype=bool)
+        where = pc.index_in(ids, value_set=probe)
+        found = np.asarray(where.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        at = pc.fill_null(where, 0).to_numpy(zero_copy_only=False)
+        out: np.ndarray = found & (last[at] > seg.number)
+        return out
+
+    def _may_all_die(self, seg: _Segment) -> bool:
+        """Whether later segments hold as many ids in this segment's id range as it has rows."""
+        probe, last = self._probe()
+        ref = seg.ref
+        if len(probe) < ref.rows or ref.min_id is None or ref.max_id is None:
+            return False
+        inside = pc.and_(pc.greater_equal(probe, ref.min_id), pc.less_equal(probe, ref.max_id))
+        later = np.asarray(inside.to_numpy(zero_copy_only=False), dtype=bool) & (last > seg.number)
+        return int(later.sum()) >= ref.rows
+
+    def _plan(self, seg: _Segment) -> list[int]:
+        """The row groups of ``seg`` that hold a live row (all, unless it may die entirely)."""
+        groups = self._all_groups(seg)
+        if seg.keep is None and self._may_all_die(seg):
+            ids = self.read(seg, groups, ["id"], False).column("id")
+            seg.keep = ~self.dead(seg, ids)
+        if seg.keep is None:
+            return groups
+        assert seg.starts is not None
+        live: Any = np.add.reduceat(seg.keep.astype(np.int64), seg.starts[:-1]) if len(seg.keep) else []
+        return [g for g in groups if seg.starts[g + 1] > seg.starts[g] and live[g] > 0]
+
+    def _live(self, seg: _Segment, table: pa.Table, groups: Sequence[int]) -> tuple[pa.Table, np.ndarray]:
+        """Drop the dead rows of row groups just read; also return the kept rows' numbers in the segment."""
+        assert seg.starts is not None
+        spans = [np.arange(seg.starts[g], seg.starts[g + 1], dtype=np.int64) for g in groups]
+        rows: np.ndarray = np.concatenate(spans) if spans else np.zeros(0, np.int64)
+        if seg.keep is not None:
+            keep = seg.keep[rows]
+        else:
+            keep = ~self.dead(seg, table.column("id"))
+        if keep.all():
+            return table, rows
+        return table.filter(pa.array(keep)), rows[keep]
+
+    def _frames(self) -> list[_Segment]:
+        return [s for s in self.segments if s.ref.kind == "frames" and s.ref.rows]
+
+    def _map(self, fn: Any, items: Sequence[Any]) -> list[Any]:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    @staticmethod
+    def _columns(columns: Sequence[str] | None) -> tuple[list[str], pa.Schema]:
+        cols = list(columns) if columns is not None else list(segments.FRAME_COLUMNS)
+        if "id" not in cols:
+            cols = ["id", *cols]
+        return cols, segments.projected_schema(tuple(cols))
+
+    # ------------------------------------------------------------------ the three ways out
+
+    def table(self, columns: Sequence[str] | None = None) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """The live rows as one table (``columns``, always with ``id``), and each row's location.
+
+        Returns ``(table, segment number, row in segment)``.
+        """
+        cols, schema = self._columns(columns)
+        frames = self._frames()
+        try:
+            return self._table(cols, schema, frames)
+        finally:
+            self._whole = {}
+
+    def _table(
+        self, cols: list[str], schema: pa.Schema, frames: list[_Segment]
+    ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        self._probe()
+        # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
+        # whole: one request for its footer and data. One that may be dead entirely is not.
+        bulk = {"sources", "rois"} & set(cols)  # whole columns (a path inside one reads a part)
+        self._prefetch(
+            [s for s in frames if (bulk or s.ref.size <= SMALL_BYTES) and not self._may_all_die(s)]
+        )
+        plans = self._map(self._plan, frames)
+        self._prefetch(
+            [
+                seg
+                for seg, groups in zip(frames, plans, strict=True)
+                if groups
+                and sum(b - a for a, b in self._ranges(seg, groups, cols)) >= WHOLE_SHARE * seg.ref.size
+            ]
+        )
+        # work items of a few row groups each: reading and dropping dead rows (a filter, which
+        # costs about what decoding does) run in parallel within a segment, not only across them
+        items = [
+            (seg, groups[i : i + GROUPS_PER_READ])
+            for seg, groups in zip(frames, plans, strict=True)
+            for i in range(0, len(groups), GROUPS_PER_READ)
+        ]
+
+        def one(item: tuple[_Segment, list[int]]) -> tuple[pa.Table, np.ndarray]:
+            seg, groups = item
+            return self._live(seg, self.read(seg, groups, cols, True), groups)
+
+        parts = self._map(one, items)
+        tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        numbers = [
+            np.full(len(r), seg.number, np.int64) for (seg, _), (_, r) in zip(items, parts, strict=True)
+        ]
+        rows = [r for _, r in parts]
+        return (
+            table,
+            np.concatenate(numbers) if numbers else np.zeros(0, np.int64),
+            np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        )
+
+    def batches(
+        self, columns: Sequence[str] | None = None, batch_size: int = 16384
+    ) -> Iterator[pa.RecordBatch]:
+        """The live rows as record batches of at most ``batch_size`` rows, a row group at a time.
+
+        The next row group is fetched while the caller works on the current one.
+        """
+        cols, schema = self._columns(columns)
+        self._probe()
+        self._whole = {}  # streamed: a row group at a time, never a whole segment
+        work = [(seg, g) for seg in self._frames() for g in self._plan(seg)]
+        if not work:
+            return
+
+        def one(item: tuple[_Segment, int]) -> pa.Table:
+            seg, g = item
+            return self._live(seg, self.read(seg, [g], cols, True), [g])[0].select(schema.names)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
+            ahead = pool.submit(one, work[0])
+            for i in range(len(work)):
+                table = ahead.result()
+                if i + 1 < len(work):
+                    ahead = pool.submit(one, work[i + 1])
+                yield from table.to_batches(max_chunksize=batch_size)
+
+    def rows_at(
+        self, segment: np.ndarray, row: np.ndarray, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows at these locations (segment number, row in segment), in this order, repeats allowed.
+
+        One pass over the row groups that hold them, in storage order; the rows go to buckets of
+        the output order (a spool) and come back a bucket at a time.
+        """
+        cols, schema = self._columns(columns)
+        n = len(segment)
+        if n == 0:
+            return
+        self._probe()
+        self._whole = {}
+        size = max(BUCKET_ROWS, math.ceil(n / MAX_BUCKETS))
+        buckets = math.ceil(n / size)
+        order = np.lexsort((row, segment))
+        with _Spool(buckets, self._estimate(cols, n) > SPOOL_MEMORY) as spool:  # or once it holds more
+            by_segment = np.split(order, np.flatnonzero(np.diff(segment[order])) + 1)
+            for positions in by_segment:
+                seg = self.segments[int(segment[positions[0]])]
+                self._meta(seg)
+                assert seg.starts is not None
+                wanted = row[positions]
+                group_of = np.searchsorted(seg.starts, wanted, side="right") - 1
+                for group in np.unique(group_of):
+                    mine = positions[group_of == group]
+                    g = int(group)
+                    table = self.read(seg, [g], cols, True).select(schema.names)
+                    picked = table.take(pa.array(row[mine] - seg.starts[g]))
+                    spool.add(picked, mine, size)
+            for b in range(buckets):
+                table = spool.take(b)
+                if table is not None:
+                    yield from table.to_batches()
+
+    def _estimate(self, cols: list[str], n: int) -> int:
+        """Decoded bytes of ``n`` rows of ``cols``, from the first segment's footer."""
+        frames = self._frames()
+        if not frames:
+            return 0
+        meta = self._meta(frames[0])
+        paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
+        leaves = _leaves(paths, tuple(cols))
+        total = sum(
+            meta.row_group(g).column(leaf).total_uncompressed_size
+            for g in range(meta.num_row_groups)
+            for leaf in leaves
+        )
+        return int(total / max(1, meta.num_rows) * n)
+
+
+class _Spool:
+    """Rows gathered by output position into buckets, in memory or in Arrow IPC files."""
+
+    def __init__(self, buckets: int, on_disk: bool) -> None:
+        self._memory: list[list[pa.Table]] = [[] for _ in range(buckets)]
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self._held = 0
+        if on_disk:
+            self._to_disk()
+
+    def _to_disk(self) -> None:
+        """Move to files: what is held in memory so far is written out."""
+        self._dir = tempfile.TemporaryDirectory(prefix="hds-spool-")
+        held, self._memory = self._memory, [[] for _ in self._memory]
+        for bucket, pieces in enumerate(held):
+            for piece in pieces:
+                self._write(bucket, piece)
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+
+    def _path(self, bucket: int) -> Path:
+        assert self._dir is not None
+        return Path(self._dir.name, f"{bucket}.arrow")
+
+    def add(self, table: pa.Table, positions: np.ndarray, size: int) -> None:
+        """Add rows whose output positions are ``positions`` (in the table's order)."""
+        table = table.append_column("_pos", pa.array(positions, pa.int64()))
+        bucket = positions // size
+        order = np.argsort(bucket, kind="stable")
+        table = table.take(pa.array(order))
+        bucket = bucket[order]
+        edges = np.flatnonzero(np.diff(bucket)) + 1
+        for start, stop in zip(
+            np.concatenate(([0], edges)), np.concatenate((edges, [len(bucket)])), strict=True
+        ):
+            b = int(bucket[start])
+            piece = table.slice(int(start), int(stop - start))
+            if self._dir is None:
+                self._memory[b].append(piece)
+            else:
+                self._write(b, piece)
+        if self._dir is None:
+            self._held += table.nbytes
+            if self._held > SPOOL_MEMORY:
+                self._to_disk()
+
+    def _write(self, bucket: int, piece: pa.Table) -> None:
+        writer = self._writers.get(bucket)
+        if writer is None:
+            writer = self._writers[bucket] = pa.ipc.new_stream(str(self._path(bucket)), piece.schema)
+        writer.write_table(piece)
+
+    def take(self, bucket: int) -> pa.Table | None:
+        """The bucket's rows in output order (and forget them), without ``_pos``."""
+        if self._dir is None:
+            pieces, self._memory[bucket] = self._memory[bucket], []
+            if not pieces:
+                return None
+            table = pa.concat_tables(pieces)
+        else:
+            writer = self._writers.pop(bucket, None)
+            if writer is None:
+                return None
+            writer.close()
+            with pa.ipc.open_stream(str(self._path(bucket))) as reader:
+                table = reader.read_all()
+            self._path(bucket).unlink()
+        table = table.take(pc.sort_indices(table.column("_pos")))
+        return table.drop_columns(["_pos"])
