@@ -452,7 +452,9 @@ def shorthand_of(frame: dict[str, Any], top_level: bool) -> dict[str, Any] | Non
     if not isinstance(sources, list) or len(sources) != 1 or sources[0].get("id") != "default":
         return None
     source = {k: v for k, v in sources[0].items() if k != "id"}
-    if top_level and frame.get("timestamp") is None and not source.get("meta"):
+    # the top-level form says only the source fields it names (a key that is no field would vanish)
+    plain = set(source) <= {*_SOURCE_KEYS, "meta"}
+    if top_level and plain and frame.get("timestamp") is None and not source.get("meta"):
         short = {k: v for k, v in frame.items() if k not in ("sources", "timestamp")}
         short.update((k, source[k]) for k in _SOURCE_KEYS if k in source)
         return short

@@ -154,6 +154,7 @@ def peek(frames: Iterable[object]) -> tuple[Iterator[pa.RecordBatch] | None, Ite
     batches = arrow_batches(frames)
     if batches is not None:
         return batches, ()
+    ingest.check_frames_argument(frames)
     if isinstance(frames, (list, tuple)):
         if frames and isinstance(frames[0], (pa.RecordBatch, pa.Table)):
             return _flatten(frames), ()

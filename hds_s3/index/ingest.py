@@ -109,6 +109,19 @@ def write_segments(
 CONVERT_ROWS = 4096
 
 
+def check_frames_argument(frames: object) -> None:
+    """Refuse what is not an iterable of frames: a number, a text, one frame dict.
+
+    Raises:
+        ValidationError: naming what was given, and how to give one frame.
+    """
+    if not isinstance(frames, Iterable) or isinstance(frames, (str, bytes, Mapping)):
+        raise ValidationError(
+            f"frames are given as a list (or any iterable) of frames, got a {type(frames).__name__}: "
+            f"{preview(frames)}; give [frame] for one frame"
+        )
+
+
 def _converted(
     frames: Iterable[object],
     failed: list[FailedFrame],
@@ -125,11 +138,7 @@ def _converted(
     tables: list[pa.Table] = []
     positions: list[int] = []
     seen = 0  # frames of the current segment consumed so far
-    if not isinstance(frames, Iterable) or isinstance(frames, (str, bytes, Mapping)):
-        raise ValidationError(
-            f"frames are given as a list (or any iterable) of frames, got a {type(frames).__name__}: "
-            f"{preview(frames)}; give [frame] for one frame"
-        )
+    check_frames_argument(frames)
     source = iter(frames)
     while True:
         # The collector is paused while a batch is built, converted and released: its objects live
