@@ -226,7 +226,9 @@ class FrameIndex:
             if not groups:
                 return None
             cols = ["id"] if ref.kind == "deletes" else list(columns)
-            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+            )
             table = reader.read_row_groups(groups, columns=cols, use_threads=False)
             return table.filter(pc.is_in(table.column("id"), value_set=ids))
 
@@ -293,8 +295,13 @@ class FrameIndex:
                 stats = meta.row_group(group).column(0).statistics
                 if stats is not None and stats.has_min_max and not stats.min <= frame_id <= stats.max:
                     continue
-                reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+                reader = pq.ParquetFile(
+                    _RangeReader(self.store, ref.key, ref.size),
+                    metadata=meta,
+                    page_checksum_verification=True,
+                )
                 ids = reader.read_row_group(group, columns=["id"]).column("id")
+                segments.check_ids(ids, ref.key)
                 hit = pc.index(ids, frame_id).as_py()
                 if hit >= 0:
                     return group, hit
@@ -305,7 +312,11 @@ class FrameIndex:
 
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
-            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=self._footer(ref))
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size),
+                metadata=self._footer(ref),
+                page_checksum_verification=True,
+            )
             table = reader.read_row_group(group, columns=list(segments.FRAME_COLUMNS))
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
@@ -326,7 +337,9 @@ class FrameIndex:
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
-        meta = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size)).metadata
+        meta = pq.ParquetFile(
+            _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
+        ).metadata
         fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
         if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
             raise CorruptObjectError(f"{ref.key}: not an hds_s3 segment (format {fmt!r})")
@@ -335,6 +348,7 @@ class FrameIndex:
             raise CorruptObjectError(
                 f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
             )
+        segments.check_footer(meta, ref.key, ref.rows, ref.min_id, ref.max_id)
         with self._lock:
             self._footers[ref.key] = meta
             while len(self._footers) > 1024:
