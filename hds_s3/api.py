@@ -749,7 +749,11 @@ class DatasetVersion:
         # One commit publishes the draft (freezing its frames) and adds the child; the statistics
         # are counted before, as for publish_version, and again after it if frames landed meanwhile.
         draft = ds._doc.version(pinned) if pinned is not None else None
-        stats = ds.client.frames.stats(draft) if draft is not None and draft.is_draft else None
+        stats = (
+            DatasetVersion(ds._doc, draft, ds.client)._count(draft)
+            if draft is not None and draft.is_draft
+            else None
+        )
         base = draft.frames.get("manifest") if draft is not None else None
         user = current_user()
         published_entry, child_entry = ds._commit(
@@ -949,13 +953,31 @@ class DatasetVersion:
         # from then on, so a steady writer cannot keep the publication from landing. If frames
         # landed while they were counted, they are in, and their statistics are counted after.
         base = self._entry.frames.get("manifest")
-        stats = self._frames.stats(self._entry)
+        stats = self._count(self._entry)
         user = current_user()
         self._update(
             lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=stats, base=base), "publish"
         )
         self._after_publication(stats if self._entry.frames.get("manifest") == base else None)
         return self
+
+    def _count(self, entry: VersionEntry) -> dict[str, Any]:
+        """Count the statistics of ``entry``, reading as little as it can.
+
+        Its published parent's stored statistics plus its own changes when that reads less than
+        counting it whole (a small delta); else counted whole.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        parent = self._doc.version(entry.parent) if entry.parent is not None else None
+        if parent is not None and not parent.is_draft:
+            before = self._doc.stats_of(parent.id)
+            if before is not None:
+                after = self._frames.stats_after(parent, before, entry)
+                if after is not None:
+                    return after
+        return self._frames.stats(entry)
 
     def _store_stats(self, counted: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the statistics of this published version, computing and storing them if none are.
@@ -972,7 +994,7 @@ class DatasetVersion:
         stored = self._doc.stats_of(self.id)
         if stored is not None:
             return copy.deepcopy(stored)
-        stats = counted if counted is not None else self._frames.stats(self._entry)
+        stats = counted if counted is not None else self._count(self._entry)
         if self._doc.format_version == layout.STORE_FORMAT:
             try:
                 store_stats(self._client.store, self.dataset_id, self.id, stats)
@@ -1225,12 +1247,17 @@ class DatasetVersion:
         if not written:
             return failed
         vanished: list[str] = []
+        checked_on = self._entry.frames.get("manifest")  # the frames the ids were looked up in
 
         def build(entry: VersionEntry) -> Sequence[Any]:
             # The requirement "every updated frame exists" is checked on the entry being committed
             # to: a frame another writer deleted meanwhile gets a tombstone after the update's rows,
-            # so it stays deleted, and is reported as failed.
+            # so it stays deleted, and is reported as failed. While the version still points at
+            # the frames the ids were found in, they are there: nothing needs reading again.
             nonlocal vanished
+            if entry.frames.get("manifest") == checked_on:
+                vanished = []
+                return (*self._frames.refs(entry), *written)
             ids = self._frames.effective(entry, columns=["id"]).column("id")
             wanted = pa.array(sorted(updated), pa.string())
             still = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist())
@@ -1375,7 +1402,7 @@ class DatasetVersion:
         """
         self.reload()
         if self._entry.is_draft:
-            return self._frames.stats(self._entry)
+            return self._count(self._entry)
         return self._store_stats()  # a publication whose statistics were not stored yet: now they are
 
     def diff(self, other: DatasetVersion) -> FrameDiff:
