@@ -1450,19 +1450,27 @@ class DatasetVersion:
             )
         return frame_history(self._frames, self._doc, self._entry, frame_id)
 
-    def compact(self) -> DatasetVersion:
+    def compact(self, segment_rows: int = SEGMENT_ROWS) -> DatasetVersion:
         """Rewrite this published version's frames as a few merged segments that readers then use.
 
-        The content does not change; children keep reading the segments they were created with.
+        The frames are sorted by id and cut into segments of ``segment_rows``: their id ranges do
+        not overlap, so a look-up of one frame reads one row group of one segment, whatever the
+        version's size. The content does not change; children keep reading the segments they were
+        created with.
 
         Raises:
             InvalidStateError: the version is a draft.
+            ValidationError: ``segment_rows`` is not a positive integer.
             StorageError: the store failed; the version still reads its former segments.
         """
+        if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
+            raise ValidationError(
+                f"compact: segment_rows must be a positive integer, got {preview(segment_rows)}"
+            )
         self.reload()
         if self.is_draft:
             raise InvalidStateError(f"compact() is for published versions; {self.name!r} is a draft")
-        compacted = self._frames.compacted_refs(self.dataset_id, self._entry)
+        compacted = self._frames.compacted_refs(self.dataset_id, self._entry, segment_rows)
         self._replace_segments(compacted, "compact", known=[(compacted, len(compacted))])
         return self
 

@@ -604,8 +604,13 @@ class FrameIndex:
         """
         return sum(r.rows for r in self.refs(entry)) - live
 
-    def compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef]:
-        """Write the version's effective frames as fresh segments (sorted by id) and return them.
+    def compacted_refs(
+        self, dataset_id: str, entry: VersionEntry, segment_rows: int = SEGMENT_ROWS
+    ) -> list[SegmentRef]:
+        """Write the version's effective frames as fresh segments and return them.
+
+        The frames are sorted by id and cut into segments of ``segment_rows``, so the segments'
+        id ranges do not overlap (a look-up then reads one segment).
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -616,8 +621,8 @@ class FrameIndex:
             return []
         table = table.take(pc.sort_indices(table.column("id")))
         return [
-            self.write_segment(dataset_id, entry.id, table.slice(start, SEGMENT_ROWS), "frames")
-            for start in range(0, table.num_rows, SEGMENT_ROWS)
+            self.write_segment(dataset_id, entry.id, table.slice(start, segment_rows), "frames")
+            for start in range(0, table.num_rows, segment_rows)
         ]
 
     def tail_compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef] | None:
