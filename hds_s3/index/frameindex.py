@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -438,12 +436,7 @@ class FrameIndex:
             ConflictError: the retry budget ran out; nothing was changed.
             HdsError: whatever ``build`` raises; nothing was changed.
         """
-        started = time.monotonic()
-        for attempt in range(budget.max_attempts):
-            if attempt and time.monotonic() - started > budget.max_seconds:
-                break
-            if attempt:
-                time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
+        for _ in budget.attempts():
             doc = self.catalog.get(dataset_id=dataset_id)
             if doc.format_version != layout.STORE_FORMAT:
                 raise upgrade_needed(self.store, what)
