@@ -1,0 +1,1 @@
+"""The new API (filled in below)."""
