@@ -2083,7 +2083,7 @@ def query_count(env: Env, /, **params: Any) -> None:
 def query_head(env: Env, /, limit: int, projection: str | None, **params: Any) -> None:
     """Print the first frames the DataView selects, one JSON object a line (a list with --json)."""
     view = build_dataview(env, view_spec(params))
-    found = list(_limited(view.get_iterator(projection=_projection(projection)), limit))
+    found = list(_limited(view.get_iterator(projection=_projection(projection), as_dict=True), limit))
     if env.as_json:
         click.echo(_dumps(found))
     else:
@@ -2115,7 +2115,9 @@ def query_export(
         total = int(view.get_count())
         total = total if limit is None else min(total, limit)
     with _progress(env, "exporting", total=total) as bar:
-        n = write_frames(_limited(view.get_iterator(projection=fields), limit), output, fmt, bar)
+        n = write_frames(
+            _limited(view.get_iterator(projection=fields, as_dict=True), limit), output, fmt, bar
+        )
     if output != "-":
         emit(env, {"frames": n, "output": output}, f"wrote {plural(n, 'frame')} to {output}")
 

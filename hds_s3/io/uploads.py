@@ -121,6 +121,13 @@ def _slots_of_object(frame: SingleFrame | FrameGroup) -> list[_Slot]:
     return out
 
 
+def _setter(holder: dict[str, Any], key: str) -> Callable[[str], None]:
+    def set_uri(uri: str) -> None:
+        holder[key] = uri
+
+    return set_uri
+
+
 def _slots_of_dict(frame: dict[str, Any]) -> list[_Slot]:
     out: list[_Slot] = []
     sources = frame.get("sources")
@@ -133,20 +140,13 @@ def _slots_of_dict(frame: dict[str, Any]) -> list[_Slot]:
             src["meta"] = {}
         meta = src["meta"]
         if isinstance(src.get("uri"), str):
-            out.append(_Slot(src["uri"], "source", lambda u, s=src: s.__setitem__("uri", u), meta))
+            out.append(_Slot(src["uri"], "source", _setter(src, "uri"), meta))
         prev = src.get("preview")
         if isinstance(prev, dict) and isinstance(prev.get("uri"), str):
-            out.append(_Slot(prev["uri"], "preview_source", lambda u, p=prev: p.__setitem__("uri", u), meta))
+            out.append(_Slot(prev["uri"], "preview_source", _setter(prev, "uri"), meta))
         for mask in src.get("masks") or ():
             if isinstance(mask, dict) and isinstance(mask.get("uri"), str):
-                out.append(
-                    _Slot(
-                        mask["uri"],
-                        f"masks.{mask.get('id')}",
-                        lambda u, m=mask: m.__setitem__("uri", u),
-                        meta,
-                    )
-                )
+                out.append(_Slot(mask["uri"], f"masks.{mask.get('id')}", _setter(mask, "uri"), meta))
     return out
 
 
@@ -389,8 +389,9 @@ def known_hashes(
         if isinstance(masks, Mapping):
             by_id = {m.get("id"): m.get("uri") for m in src.get("masks") or () if isinstance(m, Mapping)}
             for mask_id, mh in masks.items():
-                if isinstance(mh, str) and isinstance(by_id.get(mask_id), str):
-                    out.setdefault(mh, by_id[mask_id])
+                target = by_id.get(mask_id)
+                if isinstance(mh, str) and isinstance(target, str):
+                    out.setdefault(mh, target)
     return out
 
 
