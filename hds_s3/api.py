@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,7 +37,7 @@ from hds_s3.format.commit import current_user, store_stats
 from hds_s3.format.docs import VersionEntry, now_ms
 from hds_s3.format.log import LazyTree, history
 from hds_s3.format.txn import TreeView, Txn
-from hds_s3.index import arrowin, ingest, segments
+from hds_s3.index import arrowin, fieldschema, ingest, segments, vectors
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
@@ -521,6 +522,17 @@ class Dataset:
         clean = check_metadata(f"dataset {self.name!r}", metadata)
         self._commit(lambda t: t.set_dataset(metadata=clean), "set metadata")
         return True
+
+    def get_schema(self) -> dict[str, dict[str, Any]]:
+        """Return the type of every ``meta`` path the frames of any version use (the dataset's schema).
+
+        As :meth:`DatasetVersion.get_schema`, over every version (frame counts added up); a path
+        holding several types shows them all.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return fieldschema.describe(fieldschema.union(v._meta_types() for v in self.get_versions()))
 
     def get_history(self, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest changes of this dataset's tree, newest first: who did what, and when.
@@ -1536,6 +1548,85 @@ class DatasetVersion:
         if self._entry.is_draft:
             return self._frames.stats(self._entry)
         return self._store_stats()  # a publication whose statistics were not stored yet: now they are
+
+    def get_schema(self) -> dict[str, dict[str, Any]]:
+        """Return the type of every ``meta`` path this version's frames use (the "frame schema").
+
+        ``{"meta.<path>": {"types": [...], "frames": {type: frames holding it}}}``, sorted by path.
+        It follows the committed frames (kept per manifest, so asking again is free); a path with
+        several types shows them all (see :mod:`hds_s3.index.fieldschema`).
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return fieldschema.describe(self._meta_types())
+
+    def _meta_types(self) -> dict[str, Any]:
+        manifest = self._entry.frames.get("manifest")
+        if manifest is None:
+            return {}
+        return fieldschema.cached(
+            ("schema", self.dataset_id, str(manifest)),
+            lambda: fieldschema.meta_types(self.get_frames_table(columns=["meta"]).column("meta")),
+        )
+
+    def _vectors(self, vector_field: object) -> tuple[pa.Array, vectors.Vectors]:
+        path = vectors.field_path(vector_field)
+        manifest = self._entry.frames.get("manifest")
+
+        def load() -> tuple[pa.Array, vectors.Vectors]:
+            table = self.get_frames_table(columns=["meta"])
+            ids = table.column("id").combine_chunks()
+            found = vectors.extract(table.column("meta"), path, ids)
+            return ids.take(pa.array(found.rows, pa.int64())), found
+
+        if manifest is None:
+            return pa.array([], pa.string()), vectors.Vectors(
+                np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+            )
+        return cast(
+            "tuple[pa.Array, vectors.Vectors]",
+            vectors.cached_vectors(("version", self.dataset_id, str(manifest), tuple(path)), load),
+        )
+
+    def vector_search(
+        self,
+        reference_vector: Sequence[float],
+        vector_field: str,
+        number_of_neighbors: int = 50,
+        fast: bool = False,
+        similarity_function: str = "cosine",
+        *,
+        with_scores: bool = False,
+    ) -> list[Any]:
+        """Return the frames whose vector at ``vector_field`` is nearest ``reference_vector``, nearest first.
+
+        Vectors are lists of numbers under a ``meta`` path (``frame.set_vector(v, "emb")``);
+        ``vector_field`` is that path, with or without ``meta.``. ``similarity_function``: ``cosine``,
+        ``l2_norm`` or ``dot_product``. The search is exact and vectorised (every frame scored with
+        numpy); ``fast=True`` searches an approximate (HNSW) index instead. With ``with_scores``, the
+        items are ``(frame, score)`` pairs. See :mod:`hds_s3.index.vectors`.
+
+        Raises:
+            ValidationError: a bad argument, vectors of two lengths, or a query of another length;
+                ``fast=True`` without faiss installed.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        ids, found = self._vectors(vector_field)
+        key = ("version", self.dataset_id, str(self._entry.frames.get("manifest")), vector_field)
+        where = f"version {self.name!r} of {self.dataset_name!r}: {vector_field}"
+        rows, scores = vectors.search(
+            key, found, reference_vector, number_of_neighbors, similarity_function, fast, where
+        )
+        positions = np.searchsorted(found.rows, rows)
+        out: list[Any] = []
+        for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
+            row = self._frames.lookup(self._entry, ids[pos].as_py())
+            if row is None:  # pragma: no cover - the ids come from this very manifest
+                continue
+            frame = frame_from_dict(row)
+            out.append((frame, score) if with_scores else frame)
+        return out
 
     def diff(self, other: DatasetVersion) -> FrameDiff:
         """Compare this version's frames (the base) with ``other``'s: what turns these into those.

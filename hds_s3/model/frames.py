@@ -489,6 +489,45 @@ class _Video:
 class _Provenance(_Video):
     """Where and when a stored frame was written (read-only; set when the frame is read back)."""
 
+    metadata: dict[str, Any]
+
+    def set_vector(self, vector: Iterable[float], metadata_field: str) -> None:
+        """Keep an embedding in the frame's metadata: ``metadata[metadata_field] = list(vector)``.
+
+        As the reference's ``DataEntry.set_vector``; ``vector_search`` of a version or a DataView
+        finds it (see :mod:`hds_s3.index.vectors`). A dotted field nests (``"emb.clip"``).
+
+        Raises:
+            ValidationError: ``vector`` is not a non-empty list of finite numbers, or the field is
+                not a non-empty name.
+        """
+        if isinstance(vector, (str, bytes, Mapping)) or not isinstance(vector, Iterable):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector takes a list of numbers, got {preview(vector)}"
+            )
+        values = list(vector)
+        if not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+            for v in values
+        ):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector takes a non-empty list of finite numbers, "
+                f"got {preview(values)}"
+            )
+        if not isinstance(metadata_field, str) or not metadata_field or not all(metadata_field.split(".")):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector needs a metadata field name, got {preview(metadata_field)}"
+            )
+        *parents, last = metadata_field.split(".")
+        node = self.metadata
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[last] = [float(v) for v in values]
+
     _saved: int | None
     _saved_in_version: str | None
     _updated_in_version: str | None

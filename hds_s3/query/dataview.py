@@ -95,7 +95,7 @@ from hds_s3.errors import (
 from hds_s3.format import layout
 from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_digest, load_json, now_ms
 from hds_s3.format.txn import TreeView
-from hds_s3.index import segments
+from hds_s3.index import segments, vectors
 from hds_s3.model.frames import VIDEO_FIELDS, VIDEO_KEY, FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
@@ -1975,6 +1975,79 @@ class DataView:
                 or no concrete pair.
         """
         return self._one_pass(_projection_tree(projection), _identity)
+
+    def vector_search(
+        self,
+        reference_vector: Sequence[float],
+        vector_field: str,
+        number_of_neighbors: int = 50,
+        fast: bool = False,
+        similarity_function: str = "cosine",
+        *,
+        as_dict: bool = False,
+        with_scores: bool = False,
+    ) -> list[Any]:
+        """Return the frames this view matches whose vector is nearest ``reference_vector``, nearest first.
+
+        As ``DatasetVersion.vector_search``, over the frames of every rule of the view (the
+        reference's frame browser honours the active filters the same way): each (dataset,
+        version) pair's vectors are read once and kept, then only the matched frames are scored.
+        Frames come as objects (``as_dict=True``: frame dicts, with mapping and enumeration
+        applied); ``with_scores`` gives ``(frame, score)`` pairs.
+
+        Raises:
+            ValidationError: a bad argument, vectors of two lengths, a query of another length, no
+                queries or no concrete pair; ``fast=True`` without faiss installed.
+            NotFoundError: a dataset or version of the view was deleted.
+        """
+        path = vectors.field_path(vector_field)
+        matched = self._match({"meta"}, order=False)
+        numbers: list[np.ndarray] = []
+        matrices: list[np.ndarray] = []
+        for p, pair in enumerate(matched.pairs):
+            frame_numbers = np.flatnonzero(matched.frame_pair == p)
+            rows = matched.frame_row[frame_numbers]
+            table = matched.tables[p]
+
+            def load(table: pa.Table = table) -> vectors.Vectors:
+                ids = table.column("id").combine_chunks()
+                return vectors.extract(table.column("meta"), path, ids)
+
+            manifest = str(pair.entry.frames.get("manifest"))
+            found: vectors.Vectors = vectors.cached_vectors(
+                ("pair", pair.version_id, manifest, tuple(path)), load
+            )
+            have = np.isin(rows, found.rows)
+            numbers.append(frame_numbers[have])
+            matrices.append(found.matrix[np.searchsorted(found.rows, rows[have])])
+        dims = {m.shape[1] for m in matrices if len(m)}
+        if len(dims) > 1:
+            raise ValidationError(
+                f"DataView {preview(self._name)}: {vector_field} holds vectors of lengths {sorted(dims)} "
+                "in different versions; vectors of one field have one length"
+            )
+        merged = np.concatenate([m for m in matrices if len(m)]) if dims else np.zeros((0, 0), np.float32)
+        frame_numbers = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)
+        key = (
+            "view",
+            tuple((p.version_id, str(p.entry.frames.get("manifest"))) for p in matched.pairs),
+            json.dumps([q.to_dict() for q in self._queries], sort_keys=True),
+            tuple(path),
+        )
+        where = f"DataView {preview(self._name)}: {vector_field}"
+        picked, scores = vectors.search(
+            key,
+            vectors.Vectors(np.arange(len(merged), dtype=np.int64), merged),
+            reference_vector,
+            number_of_neighbors,
+            similarity_function,
+            fast,
+            where,
+        )
+        chosen = frame_numbers[picked]
+        convert = _identity if as_dict else _as_frame
+        out = [convert(d) for d in self._stream(matched, chosen, None)]
+        return list(zip(out, scores.tolist(), strict=True)) if with_scores else out
 
     def prefetch_files(self, get_masks: bool = True, get_previews: bool = False, threads: int = 8) -> int:
         """Download the sources of one pass into the local cache, in parallel; return how many files.
