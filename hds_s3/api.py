@@ -1570,22 +1570,24 @@ class DatasetVersion:
             lambda: fieldschema.meta_types(self.get_frames_table(columns=["meta"]).column("meta")),
         )
 
-    def _vectors(self, vector_field: object) -> tuple[pa.Array, vectors.Vectors]:
+    def _vectors(self, vector_field: object) -> tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]:
+        """(the version's scan, each vector's segment and row, the vectors), kept per manifest."""
         path = vectors.field_path(vector_field)
         manifest = self._entry.frames.get("manifest")
 
-        def load() -> tuple[pa.Array, vectors.Vectors]:
-            table = self.get_frames_table(columns=["meta"])
+        def load() -> tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]:
+            scan = self._frames.scan(self._entry)
+            table, segment, row = scan.table(["meta"])
             ids = table.column("id").combine_chunks()
             found = vectors.extract(table.column("meta"), path, ids)
-            return ids.take(pa.array(found.rows, pa.int64())), found
+            found.ids = ids.take(pa.array(found.rows, pa.int64()))
+            return scan, segment[found.rows], row[found.rows], found
 
         if manifest is None:
-            return pa.array([], pa.string()), vectors.Vectors(
-                np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-            )
+            empty = np.zeros(0, np.int64)
+            return None, empty, empty, vectors.Vectors(empty, np.zeros((0, 0), np.float32))
         return cast(
-            "tuple[pa.Array, vectors.Vectors]",
+            "tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]",
             vectors.cached_vectors(("version", self.dataset_id, str(manifest), tuple(path)), load),
         )
 
@@ -1598,6 +1600,7 @@ class DatasetVersion:
         similarity_function: str = "cosine",
         *,
         with_scores: bool = False,
+        ids_only: bool = False,
     ) -> list[Any]:
         """Return the frames whose vector at ``vector_field`` is nearest ``reference_vector``, nearest first.
 
@@ -1605,26 +1608,32 @@ class DatasetVersion:
         ``vector_field`` is that path, with or without ``meta.``. ``similarity_function``: ``cosine``,
         ``l2_norm`` or ``dot_product``. The search is exact and vectorised (every frame scored with
         numpy); ``fast=True`` searches an approximate (HNSW) index instead. With ``with_scores``, the
-        items are ``(frame, score)`` pairs. See :mod:`hds_s3.index.vectors`.
+        items are ``(frame, score)`` pairs; with ``ids_only``, ``(frame id, score)`` pairs (no frame is
+        read). See :mod:`hds_s3.index.vectors`.
 
         Raises:
             ValidationError: a bad argument, vectors of two lengths, or a query of another length;
                 ``fast=True`` without faiss installed.
             CorruptObjectError: a segment is missing or damaged.
         """
-        ids, found = self._vectors(vector_field)
+        scan, segment, row, found = self._vectors(vector_field)
         key = ("version", self.dataset_id, str(self._entry.frames.get("manifest")), vector_field)
         where = f"version {self.name!r} of {self.dataset_name!r}: {vector_field}"
         rows, scores = vectors.search(
             key, found, reference_vector, number_of_neighbors, similarity_function, fast, where
         )
+        if scan is None or len(rows) == 0:
+            return []
         positions = np.searchsorted(found.rows, rows)
+        if ids_only:
+            ids = cast("pa.Array", found.ids)
+            return list(
+                zip(ids.take(pa.array(positions, pa.int64())).to_pylist(), scores.tolist(), strict=True)
+            )
         out: list[Any] = []
-        for pos, score in zip(positions.tolist(), scores.tolist(), strict=True):
-            row = self._frames.lookup(self._entry, ids[pos].as_py())
-            if row is None:  # pragma: no cover - the ids come from this very manifest
-                continue
-            frame = frame_from_dict(row)
+        batches = scan.rows_at(segment[positions], row[positions], list(segments.FRAME_COLUMNS))
+        frames = (frame_from_dict(segments.row_to_frame(r)) for b in batches for r in b.to_pylist())
+        for frame, score in zip(frames, scores.tolist(), strict=True):
             out.append((frame, score) if with_scores else frame)
         return out
 

@@ -114,12 +114,16 @@ def neighbours_count(value: object) -> int:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class Vectors:
-    """The vectors found at one path: ``rows`` (positions in the column read) and their ``matrix``."""
+    """The vectors found at one path: ``rows`` (positions in the column read) and their ``matrix``.
+
+    ``ids``: the frame id of each row, when the reader keeps them.
+    """
 
     rows: np.ndarray
     matrix: np.ndarray  # (len(rows), dims) float32
+    ids: Any = None
 
     @property
     def dims(self) -> int:
@@ -257,22 +261,32 @@ def _prepared(matrix: np.ndarray, similarity: str) -> np.ndarray:
     return out
 
 
-def exact(matrix: np.ndarray, query: np.ndarray, k: int, similarity: str) -> tuple[np.ndarray, np.ndarray]:
+def exact(
+    matrix: np.ndarray, query: np.ndarray, k: int, similarity: str, key: Hashable | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows of ``matrix`` for ``query``: (row positions, scores), best first.
 
-    Scores: the cosine, the Euclidean distance (ascending) or the dot product.
+    Scores: the cosine, the Euclidean distance (ascending) or the dot product. With ``key`` (the
+    matrix's identity), what a similarity derives from the matrix (the normalised rows, the squared
+    norms) is kept for the next query.
     """
     n = len(matrix)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     k = min(k, n)
+
+    def derived(name: str, make: Any) -> np.ndarray:
+        out: np.ndarray = make() if key is None else cached_vectors((key, name), make)
+        return out
+
     if similarity == "l2_norm":
         # |x - q|^2 = |x|^2 - 2 x.q + |q|^2, one matrix-vector product
-        scores = np.einsum("ij,ij->i", matrix, matrix) - 2.0 * (matrix @ query) + float(query @ query)
+        squares = derived("squares", lambda: np.einsum("ij,ij->i", matrix, matrix))
+        scores = squares - 2.0 * (matrix @ query) + float(query @ query)
         order_key = scores
     else:
         q = query / (np.linalg.norm(query) or 1.0) if similarity == "cosine" else query
-        m = _prepared(matrix, similarity)
+        m = derived("unit", lambda: _prepared(matrix, similarity)) if similarity == "cosine" else matrix
         scores = m @ q
         order_key = -scores
     best = np.argpartition(order_key, k - 1)[:k] if k < n else np.arange(n)
@@ -344,7 +358,7 @@ def search(
     if run is not None:
         rows, scores = run(key, vectors.matrix, query, k, similarity)
     else:
-        rows, scores = exact(vectors.matrix, query, k, similarity)
+        rows, scores = exact(vectors.matrix, query, k, similarity, key)
     return vectors.rows[rows], scores
 
 

@@ -1986,6 +1986,7 @@ class DataView:
         *,
         as_dict: bool = False,
         with_scores: bool = False,
+        ids_only: bool = False,
     ) -> list[Any]:
         """Return the frames this view matches whose vector is nearest ``reference_vector``, nearest first.
 
@@ -1993,7 +1994,8 @@ class DataView:
         reference's frame browser honours the active filters the same way): each (dataset,
         version) pair's vectors are read once and kept, then only the matched frames are scored.
         Frames come as objects (``as_dict=True``: frame dicts, with mapping and enumeration
-        applied); ``with_scores`` gives ``(frame, score)`` pairs.
+        applied); ``with_scores`` gives ``(frame, score)`` pairs, ``ids_only`` ``(frame id, score)``
+        pairs (no frame is read).
 
         Raises:
             ValidationError: a bad argument, vectors of two lengths, a query of another length, no
@@ -2002,6 +2004,40 @@ class DataView:
         """
         path = vectors.field_path(vector_field)
         matched = self._match({"meta"}, order=False)
+        key = (
+            "view",
+            tuple((p.version_id, str(p.entry.frames.get("manifest"))) for p in matched.pairs),
+            json.dumps([q.to_dict() for q in self._queries], sort_keys=True),
+            tuple(path),
+        )
+        merged, frame_numbers = vectors.cached_vectors(
+            key, lambda: self._view_vectors(matched, path, vector_field)
+        )
+        where = f"DataView {preview(self._name)}: {vector_field}"
+        picked, scores = vectors.search(
+            key,
+            vectors.Vectors(np.arange(len(merged), dtype=np.int64), merged),
+            reference_vector,
+            number_of_neighbors,
+            similarity_function,
+            fast,
+            where,
+        )
+        chosen = frame_numbers[picked]
+        if ids_only:
+            ids = [
+                matched.tables[int(matched.frame_pair[c])].column("id")[int(matched.frame_row[c])].as_py()
+                for c in chosen.tolist()
+            ]
+            return list(zip(ids, scores.tolist(), strict=True))
+        convert = _identity if as_dict else _as_frame
+        out = [convert(d) for d in self._stream(matched, chosen, None)]
+        return list(zip(out, scores.tolist(), strict=True)) if with_scores else out
+
+    def _view_vectors(
+        self, matched: _Matched, path: list[str], vector_field: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The matched frames' vectors as one matrix, and each row's matched frame number."""
         numbers: list[np.ndarray] = []
         matrices: list[np.ndarray] = []
         for p, pair in enumerate(matched.pairs):
@@ -2028,26 +2064,7 @@ class DataView:
             )
         merged = np.concatenate([m for m in matrices if len(m)]) if dims else np.zeros((0, 0), np.float32)
         frame_numbers = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)
-        key = (
-            "view",
-            tuple((p.version_id, str(p.entry.frames.get("manifest"))) for p in matched.pairs),
-            json.dumps([q.to_dict() for q in self._queries], sort_keys=True),
-            tuple(path),
-        )
-        where = f"DataView {preview(self._name)}: {vector_field}"
-        picked, scores = vectors.search(
-            key,
-            vectors.Vectors(np.arange(len(merged), dtype=np.int64), merged),
-            reference_vector,
-            number_of_neighbors,
-            similarity_function,
-            fast,
-            where,
-        )
-        chosen = frame_numbers[picked]
-        convert = _identity if as_dict else _as_frame
-        out = [convert(d) for d in self._stream(matched, chosen, None)]
-        return list(zip(out, scores.tolist(), strict=True)) if with_scores else out
+        return merged, frame_numbers
 
     def prefetch_files(self, get_masks: bool = True, get_previews: bool = False, threads: int = 8) -> int:
         """Download the sources of one pass into the local cache, in parallel; return how many files.
