@@ -46,7 +46,7 @@ def images(tmp_path: Path) -> list[Path]:
 
 def histogram(path: Path) -> list[float]:
     arr = np.asarray(Image.open(path).convert("RGB"))
-    return [float(v) for c in range(3) for v in np.histogram(arr[:, :, c], bins=4, range=(0, 256))[0]]
+    return [float(v) for c in range(3) for v in np.histogram(arr[:, :, c], bins=8, range=(0, 256))[0]]
 
 
 class QADataSubEntry(DataSubEntry):
@@ -77,7 +77,7 @@ def test_image_entries_register_upload_and_search_as_the_reference_example(
         entry.add_sub_entries([DataSubEntryImage(name="image", source=str(path), width=width, height=height)])
         entry.set_vector(histogram(path), metadata_field="_vector")
         entries.append(entry)
-    field_mappings = {"meta._vector": {"type": "dense_vector", "element_type": "float", "dims": 12}}
+    field_mappings = {"meta._vector": {"type": "dense_vector", "element_type": "float", "dims": 24}}
     dataset = HyperDataset(
         project_name="HyperDatasets Examples",
         dataset_name="image-demo",
@@ -117,7 +117,7 @@ def test_image_entries_register_upload_and_search_as_the_reference_example(
     odd.add_sub_entries([DataSubEntryImage(source="s3://b/odd.png")])
     odd.set_vector([1.0, 2.0], "_vector")
     again = dataset.add_data_entries([odd])
-    assert "dense_vector of 12 numbers, got 2" in again["register"][odd.id]
+    assert "dense_vector of 24 numbers, got 2" in again["register"][odd.id]
 
 
 def test_entries_and_frames_are_one_format(client: Client) -> None:
