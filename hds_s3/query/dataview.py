@@ -27,15 +27,20 @@ Choices (where the reference is silent or ambiguous):
 * **Sequential order** yields each matching frame once, sorted by (context_id, timestamp, id), then
   by the order in which the view names its (dataset, version) pairs; weights do not apply.
   ``infinite`` restarts from the beginning.
-* **Random order** (reproducible: numpy PCG64 seeded with ``random_seed``, default 1337 so that
-  every worker and every run agree): each next pick comes from rule *i* with probability
-  w_i / Σw (over the rules that match any frame), and is the next frame of that rule's own
-  shuffled stream (reshuffled when exhausted, so a rule drawn more often than it has frames
+* **Random order** (reproducible: numpy PCG64 seeded with ``random_seed``, default 1337, and the
+  epoch, so that every worker and every run agree): a new order every epoch. Each
+  :meth:`DataView.get_iterator` (and ``for frame in view``) draws the view's epoch
+  (:meth:`DataView.set_epoch`, as PyTorch's ``DistributedSampler.set_epoch``), then advances it;
+  ``get_iterator(epoch=n)`` draws epoch ``n`` and advances nothing. Each next pick comes from
+  rule *i* with probability w_i / Σw (over the rules that match any frame), and is the next frame
+  of that rule's own shuffled stream (reshuffled when exhausted, so a rule drawn more often than it has frames
   repeats frames). A finite random epoch yields as many frames as the view has distinct matching
   frames; with a single rule that is a permutation of them. ``infinite`` never ends.
 * **Limit** (``maximum_number_of_frames``) cuts any of these sequences after that many frames.
-* **Clip length** L (frames, not ms): each context's frames, in sequential order, are cut into
-  clips of L consecutive frames; random order draws whole clips (weights then share clips), and
+* **Clips**: each context's frames, in sequential order, are cut into clips, by count
+  (``clip_length`` L: L consecutive frames) or by time, as the reference's server
+  (``min_sequence``: a clip spans at most that many ms from its first frame; ``jump_time``: a gap of
+  more ms starts a new clip); random order draws whole clips (weights then share clips), and
   sharding hands out whole clips.
 * **Sharding**: the unsharded sequence is numbered by pick (frame, or clip); shard k of W keeps
   the picks whose number is k mod W, so shards are disjoint and their union is the unsharded
@@ -45,12 +50,19 @@ Choices (where the reference is silent or ambiguous):
 * **Resuming**: :meth:`DataView.get_current_iteration` counts frames of the unsharded sequence
   consumed so far; :meth:`DataView.set_initial_iteration` makes the next iterator start there, and
   it yields exactly the tail of the sequence it would have produced.
-* **Frames out**: :meth:`DataView.get_iterator` and :meth:`DataView.to_dict` give dicts (the
-  canonical frame dict of :mod:`hds_s3.model.frames` plus ``"dataset": {"id", "name", "version",
-  "version_name"}``, where ``version`` is the version id as in the reference server's frames, and
-  ``label_num`` on each ROI); ``for frame in view`` and :meth:`DataView.to_list` give
-  :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup` objects whose
-  annotations carry mapped labels and a ``label_num`` attribute.
+* **Frames out**: :meth:`DataView.get_iterator`, ``for frame in view`` and :meth:`DataView.to_list`
+  give :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup`
+  objects (as the reference) whose annotations carry mapped labels and a ``label_num`` attribute;
+  ``get_iterator(as_dict=True)``, ``get_iterator(projection=...)`` and :meth:`DataView.to_dict` give
+  dicts (the canonical frame dict of :mod:`hds_s3.model.frames` plus ``"dataset": {"id", "name",
+  "version", "version_name"}``, where ``version`` is the version id as in the reference server's
+  frames, ``label_num`` on each ROI, and a video frame's ``is_key_frame``, ``key_frame`` and
+  ``video_gop``).
+* **Read-ahead**: an iterator reads frames in a background thread, ``query_cache_size`` (500) at a
+  time, at most ``query_queue_depth`` (5) batches ahead (the reference's options); an error there
+  is raised at the consumer's next ``next()``; ``cache_in_memory`` serves a finished pass again.
+* **Vectors**: :meth:`DataView.vector_search` ranks the frames the view matches by an embedding in
+  their metadata (:mod:`hds_s3.index.vectors`).
 * **Mapping** (:meth:`DataView.add_mapping_rule`): a ROI carrying all ``from_labels`` has them
   replaced by ``to_label`` (at the place of the first; its other labels stay); the first
   applicable rule in the order added wins. Enumeration then gives a ROI the value of its first
