@@ -5,6 +5,7 @@ a new random order every epoch and read-ahead."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from pathlib import Path
@@ -323,9 +324,8 @@ def test_hash_sources_uploads_a_file_once_across_versions(client: Client, tree: 
     v = version(client)
     dest = tmp_path / "bucket"
     v.add_frames(local_frames(tree), auto_upload_destination=str(dest), hash_sources=True)
-    stored = v.get_single_frame(
-        local_frames(tree)[0].id or v.get_frames_table(["id"]).column("id")[0].as_py()
-    )
+    digest = hashlib.sha256((tree / "a" / "img.jpg").read_bytes()).hexdigest()
+    (stored,) = [f for f in v.iter_frames() if f.source_meta["hash"]["source"] == digest]  # frame "a"
     assert isinstance(stored, SingleFrame)
     hashes = stored.source_meta["hash"]
     assert set(hashes) == {"source", "preview_source", "masks"} and len(hashes["source"]) == 64

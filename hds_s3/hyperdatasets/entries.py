@@ -184,7 +184,39 @@ class DataSubEntry:
         )
 
 
-class DataEntry:
+class AnnotationList:
+    """The reading and removing of the ROI dicts an entry or an image sub-entry holds itself."""
+
+    _annotations: list[dict[str, Any]]
+
+    def _annotations_owner(self) -> str:
+        """Who holds the annotations, for messages."""
+        raise NotImplementedError
+
+    def get_all_annotations(self) -> list[dict[str, Any]]:
+        """The annotations (ROI dicts) held here."""
+        return list(self._annotations)
+
+    def get_annotations(self, id: str | None = None, index: int | None = None) -> list[dict[str, Any]]:
+        """The annotations at ``index`` or with ``id`` (all when neither)."""
+        return _select(self._annotations, id, index)
+
+    def remove_annotation(self, index: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
+        """Remove the annotation at ``index`` (or the first with ``id=``); return it, or None.
+
+        Raises:
+            ValidationError: neither ``index`` nor ``id`` given.
+        """
+        return _pop(self._annotations, index, kwargs.get("id"), self._annotations_owner())
+
+    def remove_annotations(
+        self, id: str | None = None, label: str | None = None, labels: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Remove the annotations with ``id`` carrying any of ``label`` / ``labels``; return them."""
+        return _drop(self._annotations, id, label, labels)
+
+
+class DataEntry(AnnotationList):
     """A frame of the new API: an id, metadata, sub-entries (its sources) and frame-level annotations.
 
     Subclass it freely: the class is kept with the frame and found again when it is read (see the
@@ -262,27 +294,8 @@ class DataEntry:
         self._annotations.append(roi_to_dict(roi, f"entry {self._id!r}"))
         return len(self._annotations) - 1
 
-    def get_all_annotations(self) -> list[dict[str, Any]]:
-        """The entry's own annotations (ROI dicts)."""
-        return list(self._annotations)
-
-    def get_annotations(self, id: str | None = None, index: int | None = None) -> list[dict[str, Any]]:
-        """The entry's annotations at ``index`` or with ``id`` (all when neither)."""
-        return _select(self._annotations, id, index)
-
-    def remove_annotation(self, index: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
-        """Remove the annotation at ``index`` (or the first with ``id=``); return it, or None.
-
-        Raises:
-            ValidationError: neither ``index`` nor ``id`` given.
-        """
-        return _pop(self._annotations, index, kwargs.get("id"), f"entry {self._id!r}")
-
-    def remove_annotations(
-        self, id: str | None = None, label: str | None = None, labels: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        """Remove the annotations with ``id`` carrying any of ``label`` / ``labels``; return them."""
-        return _drop(self._annotations, id, label, labels)
+    def _annotations_owner(self) -> str:
+        return f"entry {self._id!r}"
 
     # -- frames
 

@@ -10,14 +10,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hds_s3.errors import ValidationError
-from hds_s3.hyperdatasets.entries import DataEntry, DataSubEntry, _drop, _local, _pop, _select
+from hds_s3.hyperdatasets.entries import AnnotationList, DataEntry, DataSubEntry, _drop, _local, _pop, _select
 from hds_s3.model.annotations import make_annotations, roi_to_dict
 from hds_s3.model.names import preview
 
 Values = Sequence[Any]
 
 
-class DataSubEntryImage(DataSubEntry):
+class DataSubEntryImage(DataSubEntry, AnnotationList):
     """An image source: URI, preview, size, timestamp (ms, video), context id, masks and its ROIs."""
 
     def __init__(
@@ -168,27 +168,8 @@ class DataSubEntryImage(DataSubEntry):
         into.extend(roi_to_dict(r, where) for r in rois)
         return list(range(start, len(into)))
 
-    def get_all_annotations(self) -> list[dict[str, Any]]:
-        """The ROI dicts of this source."""
-        return list(self._annotations)
-
-    def get_annotations(self, id: str | None = None, index: int | None = None) -> list[dict[str, Any]]:
-        """The ROIs of this source at ``index`` or with ``id`` (all when neither)."""
-        return _select(self._annotations, id, index)
-
-    def remove_annotation(self, index: int | None = None, **kwargs: Any) -> dict[str, Any] | None:
-        """Remove this source's ROI at ``index`` (or the first with ``id=``); return it, or None.
-
-        Raises:
-            ValidationError: neither ``index`` nor ``id`` given.
-        """
-        return _pop(self._annotations, index, kwargs.get("id"), f"sub-entry {self.name!r}")
-
-    def remove_annotations(
-        self, id: str | None = None, label: str | None = None, labels: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
-        """Remove this source's ROIs with ``id`` carrying any of ``label`` / ``labels``; return them."""
-        return _drop(self._annotations, id, label, labels)
+    def _annotations_owner(self) -> str:
+        return f"sub-entry {self.name!r}"
 
     # -- the source dict
 
