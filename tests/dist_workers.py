@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from hds_s3 import Client, DatasetVersion
 from hds_s3.store import open_store
@@ -42,3 +45,30 @@ def run_job(url: str, dataset_id: str, version_id: str, txn_id: str, marker: str
     version.commit_segments(written, txn_id=txn_id)
     Path(marker).write_text("committed")
     time.sleep(600)
+
+
+class KillOnce:
+    """A map step that kills its worker process the first time it sees a given frame (a real crash)."""
+
+    def __init__(self, marker: str, frame_id: str) -> None:
+        self.marker, self.frame_id = marker, frame_id
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.frame_id in batch.column("id").to_pylist() and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(9)  # the worker dies mid-job, without cleaning up anything
+        return batch
+
+
+class WaitForGc:
+    """A map step that holds every block but the first until the test's gc has run."""
+
+    def __init__(self, done: str) -> None:
+        self.done = done
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if "job-00000" not in batch.column("id").to_pylist():
+            deadline = time.monotonic() + 120
+            while not os.path.exists(self.done) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return batch
