@@ -40,6 +40,7 @@ from hds_s3.client import Client
 from hds_s3.errors import InvalidStateError, ValidationError
 from hds_s3.format import layout
 from hds_s3.index import segments
+from hds_s3.index.arrowin import check_schema
 from hds_s3.index.frameindex import SEGMENT_ROWS
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.index.plan import (
@@ -205,6 +206,9 @@ def write_frames(
     txn = check_txn_id(txn_id) if txn_id is not None else f"ray-{layout.new_id()}"
     if not isinstance(data, ray.data.Dataset):
         raise ValidationError(f"write_frames needs a ray.data.Dataset, got {preview(data)}")
+    known = data.schema(fetch_if_missing=False)  # without running anything: None when not known yet
+    if isinstance(getattr(known, "base_schema", None), pa.Schema):
+        check_schema(known.base_schema)  # else the workers refuse it (a ValidationError all the same)
     before = version.commit_segments([], txn_id=txn)  # InvalidStateError for a published version ...
     if before.segments:
         return WriteSummary(before)  # ... unless the job landed before: nothing to do

@@ -88,6 +88,18 @@ def test_a_dataview_on_ray_is_its_pass_in_order(client: Client) -> None:
     assert sorted(r["id"] for r in unordered) == sorted(d["id"] for d in views(client, versions)[1].to_dict())
 
 
+def test_input_that_is_not_frames_is_refused_and_nothing_is_written(client: Client) -> None:
+    version = draft(client, "refused")
+    known = ray.data.from_arrow(pa.table({"path": ["s3://b/1.jpg"]}))  # its schema is known up front
+    found_late = known.map_batches(lambda b: b, batch_format="pyarrow")  # known once a worker ran it
+    for data in (known, found_late):
+        with pytest.raises(ValidationError, match="frame columns"):
+            hds_ray.write_frames(data, version, txn_id="refused")
+    with pytest.raises(ValidationError):
+        hds_ray.write_frames(pa.table({"id": ["a"]}), version)
+    assert version.get_frame_count() == 0 and not segment_keys(version)
+
+
 def frames_with_repeats() -> pa.Table:
     frames = job_frames(0, 300) + job_frames(40, 30)  # ids 40..69 again, in a later block
     for f in frames[300:]:
