@@ -75,15 +75,20 @@ def main() -> None:
     view.add_mapping_rule(from_labels=["truck"], to_label="car", dataset_name=NAME, version_name="v1")
     view.set_labels({"car": 0, "person": 1})
     view.set_iteration_parameters(random_seed=42, maximum_number_of_frames=50)
-    first = [f["id"] for f in view.get_iterator(projection=["id"])]
+    # Each pass (epoch) of random order is a new permutation, the same on any machine for the
+    # same (seed, epoch): set_epoch() picks one, as PyTorch's DistributedSampler.set_epoch.
+    first = [f["id"] for f in view.get_iterator(projection=["id"])]  # epoch 0
+    second = [f["id"] for f in view.get_iterator(projection=["id"])]  # epoch 1
+    view.set_epoch(0)
     again = [f["id"] for f in view.get_iterator(projection=["id"])]
-    assert first == again and len(first) == 50  # the same seed gives the same order on any machine
+    assert first == again != second and len(first) == 50
     numbers = {roi["label_num"] for f in view.to_dict() for roi in f["rois"]}
     assert numbers <= {-1, 0, 1}
 
-    # Two workers (or ranks) get disjoint shards whose union is the whole sequence.
+    # Two workers (or ranks) of one epoch get disjoint shards whose union is the whole sequence.
     shards = [
-        [f["id"] for f in view.get_iterator(projection=["id"], num_workers=2, worker_index=k)] for k in (0, 1)
+        [f["id"] for f in view.get_iterator(projection=["id"], num_workers=2, worker_index=k, epoch=0)]
+        for k in (0, 1)
     ]
     assert sorted(shards[0] + shards[1]) == sorted(first) and not set(shards[0]) & set(shards[1])
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from hds_s3.api import Dataset, DatasetVersion
     from hds_s3.client import Client, connect, default_client, set_default_client
     from hds_s3.index.ingest import FailedFrame
-    from hds_s3.model.annotations import Annotation
+    from hds_s3.model.annotations import Annotation, ImageAnnotation
     from hds_s3.model.frames import FrameGroup, SingleFrame
     from hds_s3.query.dataview import DataView, DataViewNotFoundError, IterationOrder, RoiQuery
 
@@ -51,6 +51,7 @@ _LAZY = {
     "set_default_client": "hds_s3.client",
     "FailedFrame": "hds_s3.index.ingest",
     "Annotation": "hds_s3.model.annotations",
+    "ImageAnnotation": "hds_s3.model.annotations",
     "FrameGroup": "hds_s3.model.frames",
     "SingleFrame": "hds_s3.model.frames",
     "DataView": "hds_s3.query.dataview",
@@ -91,6 +92,7 @@ __all__ = [
     "FailedFrame",
     "FrameGroup",
     "HdsError",
+    "ImageAnnotation",
     "InvalidStateError",
     "IterationOrder",
     "NotFoundError",

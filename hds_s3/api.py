@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,13 +40,14 @@ from hds_s3.format.docs import VersionEntry, now_ms
 from hds_s3.format.leases import Lease
 from hds_s3.format.log import LazyTree, history
 from hds_s3.format.txn import TreeView, Txn
-from hds_s3.index import arrowin, ingest, segments, twophase
+from hds_s3.index import arrowin, fieldschema, ingest, segments, twophase, vectors
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
-from hds_s3.index.ingest import FailedFrame
+from hds_s3.index.ingest import FailedFrame, check_frames_argument
 from hds_s3.index.plan import INLINE_DROP_IDS, PlanStats, ReadPlan, manifest_key, plan_version
 from hds_s3.index.twophase import WrittenSegments
+from hds_s3.io.uploads import Uploader, known_hashes
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import (
     check_id,
@@ -59,6 +62,18 @@ from hds_s3.model.names import (
 
 #: Levels of :meth:`Dataset.format_tree` that are indented (deeper ones say their depth).
 TREE_INDENT_LEVELS = 24
+#: The tag an archived dataset carries (the reference's system tag of that name).
+ARCHIVED_TAG = "archived"
+
+
+def _strings(what: str, values: object) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise ValidationError(f"{what} must be a list of strings, got {preview(values)}")
+    out = list(values)
+    if not all(isinstance(v, str) for v in out):
+        raise ValidationError(f"{what} must be a list of strings, got {preview(out)}")
+    return out
+
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +236,35 @@ class Dataset:
 
     @classmethod
     def exists(
-        cls, dataset_name: str | None = None, dataset_id: str | None = None, *, client: Client | None = None
+        cls,
+        dataset_name: str | None = None,
+        version_name: str | None = None,
+        project_name: str | None = None,
+        *,
+        dataset_id: str | None = None,
+        version_id: str | None = None,
+        client: Client | None = None,
     ) -> bool:
-        """Tell whether the dataset exists.
+        """Tell whether the dataset exists (and, given ``version_name`` or ``version_id``, that version).
+
+        ``project_name``, when given, must be the dataset's project. ``version_id='*'`` asks about
+        the dataset only (as the reference).
 
         Raises:
-            ValidationError: neither or both selectors.
+            ValidationError: neither dataset selector, or both of one kind.
         """
+        _one_of("dataset", dataset_name, dataset_id)
+        _one_of("version", version_name, version_id)
         try:
-            cls.get(dataset_name, dataset_id, client=client)
+            ds = cls.get(dataset_name, dataset_id, client=client)
+        except NotFoundError:
+            return False
+        if project_name is not None and ds.project != project_name:
+            return False
+        if version_name is None and version_id in (None, "*"):
+            return True
+        try:
+            _find_version(ds._doc, version_name, version_id)
         except NotFoundError:
             return False
         return True
@@ -240,18 +275,42 @@ class Dataset:
         name_pattern: str | None = None,
         tags: Sequence[str] | None = None,
         *,
+        ids: Iterable[str] | None = None,
+        project_name: str | None = None,
+        recursive_project_search: bool = True,
+        include_archived: bool = True,
         client: Client | None = None,
     ) -> list[Dataset]:
         """List datasets whose name matches the regex ``name_pattern`` and that carry all ``tags``.
 
-        A tag written ``-x`` excludes datasets tagged ``x``.
+        A tag written ``-x`` excludes datasets tagged ``x``. ``ids`` keeps only those dataset ids;
+        ``project_name`` only datasets of that project (and, with ``recursive_project_search``, of
+        its sub-projects ``project_name/...``); ``include_archived=False`` leaves out archived
+        datasets (see :meth:`archive`).
 
         Raises:
-            ValidationError: the pattern is not a valid regex, or ``tags`` are not tags.
+            ValidationError: the pattern is not a valid regex, ``tags`` are not tags, or ``ids`` are
+                not dataset ids.
         """
         c = resolve(client)
         check_pattern(name_pattern)
-        return [cls(doc, c) for doc in c.catalog.list(name_pattern, check_tag_filter(tags))]
+        wanted_ids = None if ids is None else {check_id("dataset", i) for i in _strings("ids", ids)}
+        if project_name is not None and not isinstance(project_name, str):
+            raise ValidationError(f"project_name must be a string, got {preview(project_name)}")
+        out = []
+        for doc in c.catalog.list(name_pattern, check_tag_filter(tags)):
+            if wanted_ids is not None and doc.id not in wanted_ids:
+                continue
+            if project_name is not None:
+                project = doc.project or ""
+                if project != project_name and not (
+                    recursive_project_search and project.startswith(project_name.rstrip("/") + "/")
+                ):
+                    continue
+            if not include_archived and ARCHIVED_TAG in doc.tags:
+                continue
+            out.append(cls(doc, c))
+        return out
 
     @classmethod
     def delete(
@@ -425,6 +484,22 @@ class Dataset:
         gone = set(check_tags(tags))
         self._commit(lambda t: t.set_dataset(tags=[x for x in t.tags if x not in gone]), "remove tags")
 
+    def archive(self) -> None:
+        """Archive the dataset: it carries the tag ``archived`` (hds_s3 has no separate system tags).
+
+        ``list_datasets(include_archived=False)`` leaves it out; nothing else changes.
+        """
+        self.add_tags([ARCHIVED_TAG])
+
+    def unarchive(self) -> None:
+        """Undo :meth:`archive`."""
+        self.remove_tags([ARCHIVED_TAG])
+
+    @property
+    def archived(self) -> bool:
+        """Whether the dataset is archived (carries the tag ``archived``)."""
+        return ARCHIVED_TAG in self._doc.tags
+
     def set_tags(self, tags: Iterable[str] | None) -> None:
         """Replace the dataset tags.
 
@@ -456,6 +531,17 @@ class Dataset:
         clean = check_metadata(f"dataset {self.name!r}", metadata)
         self._commit(lambda t: t.set_dataset(metadata=clean), "set metadata")
         return True
+
+    def get_schema(self) -> dict[str, dict[str, Any]]:
+        """Return the type of every ``meta`` path the frames of any version use (the dataset's schema).
+
+        As :meth:`DatasetVersion.get_schema`, over every version (frame counts added up); a path
+        holding several types shows them all.
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return fieldschema.describe(fieldschema.union(v._meta_types() for v in self.get_versions()))
 
     def get_history(self, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest changes of this dataset's tree, newest first: who did what, and when.
@@ -643,9 +729,9 @@ class DatasetVersion:
         """
         return Dataset.list_datasets(name_pattern, tags, client=client)
 
-    @classmethod
+    @_hybrid
     def create_version(
-        cls,
+        self_or_cls: Any,
         dataset_name: str | None = None,
         version_name: str | None = None,
         parent_version_names: Sequence[str] | str | None = None,
@@ -660,6 +746,11 @@ class DatasetVersion:
     ) -> DatasetVersion:
         """Get or create a version: a child of one published parent (inheriting its frames) or a root.
 
+        Called on a version (``ds.create_version(version_name=...)``, as the reference's registration
+        examples do on what ``create_new_dataset`` returns), the dataset is that version's and,
+        without a parent given, the new version is a child of this one when it is published, else
+        a root version (a draft has no children).
+
         Raises:
             AlreadyExistsError: the name exists and ``raise_if_exists`` is set (a ``ValueError``).
             NotFoundError: no such dataset or parent.
@@ -670,6 +761,16 @@ class DatasetVersion:
         if version_name is None:
             raise ValidationError("create_version needs a version_name")
         check_name("version", version_name)
+        cls = DatasetVersion
+        if isinstance(self_or_cls, DatasetVersion):
+            if dataset_name is None and dataset_id is None:
+                dataset_id = self_or_cls.dataset_id
+            if client is None:
+                client = self_or_cls.client
+            if parent_version_names is None and parent_version_ids is None and self_or_cls.is_published:
+                parent_version_ids = self_or_cls.id
+        elif isinstance(self_or_cls, type) and issubclass(self_or_cls, DatasetVersion):
+            cls = self_or_cls
         parents = _one_parent(parent_version_names, parent_version_ids)
         ds = Dataset.get(dataset_name, dataset_id, client=client)
         clean_meta = check_metadata(f"version {version_name!r}", metadata)
@@ -759,7 +860,11 @@ class DatasetVersion:
         # One commit publishes the draft (freezing its frames) and adds the child; the statistics
         # are counted before, as for publish_version, and again after it if frames landed meanwhile.
         draft = ds._doc.version(pinned) if pinned is not None else None
-        stats = ds.client.frames.stats(draft) if draft is not None and draft.is_draft else None
+        stats = (
+            DatasetVersion(ds._doc, draft, ds.client)._count(draft)
+            if draft is not None and draft.is_draft
+            else None
+        )
         base = draft.frames.get("manifest") if draft is not None else None
         user = current_user()
         published_entry, child_entry = ds._commit(
@@ -967,15 +1072,33 @@ class DatasetVersion:
         # landed while they were counted, they are in, and their statistics are counted after.
         base = self._entry.frames.get("manifest")
         if stats is not None and stats.manifest == manifest_key(self._entry):
-            counted = copy.deepcopy(stats.stats)
+            counted = copy.deepcopy(stats.stats)  # counted by workers over this very manifest
         else:
-            counted = self._frames.stats(self._entry)
+            counted = self._count(self._entry)
         user = current_user()
         self._update(
             lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=counted, base=base), "publish"
         )
         self._after_publication(counted if self._entry.frames.get("manifest") == base else None)
         return self
+
+    def _count(self, entry: VersionEntry) -> dict[str, Any]:
+        """Count the statistics of ``entry``, reading as little as it can.
+
+        Its published parent's stored statistics plus its own changes when that reads less than
+        counting it whole (a small delta); else counted whole.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        parent = self._doc.version(entry.parent) if entry.parent is not None else None
+        if parent is not None and not parent.is_draft:
+            before = self._doc.stats_of(parent.id)
+            if before is not None:
+                after = self._frames.stats_after(parent, before, entry)
+                if after is not None:
+                    return after
+        return self._frames.stats(entry)
 
     def _store_stats(self, counted: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the statistics of this published version, computing and storing them if none are.
@@ -992,7 +1115,7 @@ class DatasetVersion:
         stored = self._doc.stats_of(self.id)
         if stored is not None:
             return copy.deepcopy(stored)
-        stats = counted if counted is not None else self._frames.stats(self._entry)
+        stats = counted if counted is not None else self._count(self._entry)
         if self._doc.format_version == layout.STORE_FORMAT:
             try:
                 store_stats(self._client.store, self.dataset_id, self.id, stats)
@@ -1126,8 +1249,27 @@ class DatasetVersion:
         *,
         segment_rows: int = SEGMENT_ROWS,
         commit_every: int = 16,
+        auto_upload_destination: str | None = None,
+        local_dataset_root_path: str | os.PathLike[str] | None = None,
+        upload_retries: int = 3,
+        upload_workers: int | None = None,
+        hash_sources: bool = False,
+        force_upload: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> list[FailedFrame]:
         """Add frames to this draft; a frame whose id exists already replaces it.
+
+        A frame object given without an ``id`` gets its derived id set (``frame.id``), so it can be
+        looked up afterwards (``get_single_frame(frame_id=frame.id)``).
+
+        With ``auto_upload_destination`` (any fsspec URL or a folder), the local files of the frames
+        (sources, previews and masks named by a local path or ``file://``) are uploaded there first,
+        keeping their layout under ``local_dataset_root_path``, by ``upload_workers`` threads, each
+        tried ``upload_retries`` times, skipping files already there (a second run resumes an
+        interrupted one); the frames are registered with the uploaded URIs. With ``hash_sources``
+        each file's SHA-256 is kept in its source's ``meta.hash`` and a file uploaded before to any
+        version of this dataset is not uploaded again (``force_upload`` uploads regardless). A frame
+        whose upload failed is among the failures and not registered. See :mod:`hds_s3.io.uploads`.
 
         ``frames`` may be any iterable (a generator of millions is fine): frames are validated one
         by one and streamed into Parquet segments of ``segment_rows`` frames, committed every
@@ -1146,12 +1288,41 @@ class DatasetVersion:
             ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number);
                 nothing is written.
             StorageError: the store failed; what was committed before stays.
+            ValidationError: an upload destination with Arrow input, a root that is not a folder,
+                a destination fsspec does not know, or bad upload options.
         """
         tree.require_draft(self.reload()._doc, self._entry, "add frames to")
         self._require_writable("add frames")
         failed: list[FailedFrame] = []
         batches, rest = arrowin.peek(frames)
         bar = _progress(show_progress, f"add_frames {self.dataset_name}/{self.name}")
+        upload_bar = None
+        if auto_upload_destination is not None:
+            if batches is not None:
+                raise ValidationError(
+                    "auto_upload_destination uploads the local files of frame objects or frame dicts; "
+                    "upload the files of Arrow input first and give their URIs"
+                )
+            check_frames_argument(rest)
+            upload_bar = _progress(show_progress, f"upload {self.dataset_name}/{self.name}")
+            if upload_bar is not None:
+                upload_bar.unit = "file"
+            uploader = Uploader(
+                auto_upload_destination,
+                root=local_dataset_root_path,
+                retries=upload_retries,
+                workers=upload_workers,
+                hash_sources=hash_sources,
+                known=self._known_hashes() if hash_sources and not force_upload else None,
+                force_upload=force_upload,
+                progress=upload_bar,
+                storage_options=storage_options,
+            )
+            rest = uploader.upload(rest, lambda frame, why: failed.append(FailedFrame(frame, why)))
+        elif local_dataset_root_path is not None:
+            raise ValidationError(
+                "local_dataset_root_path is the root of an upload: give auto_upload_destination"
+            )
         pending: list[Any] = []
         try:
             write = ingest.write_segments if batches is None else arrowin.write_segments
@@ -1173,9 +1344,30 @@ class DatasetVersion:
             if pending:
                 self._commit_segments(pending, "add frames")
         finally:
-            if bar is not None:
-                bar.close()
+            for one in (bar, upload_bar):
+                if one is not None:
+                    one.close()
         return failed
+
+    def _known_hashes(self) -> dict[str, str]:
+        """SHA-256 to URI of every file uploaded with ``hash_sources`` to any version of this dataset.
+
+        Only the sources whose metadata holds a ``hash`` are parsed (found with a vectorised
+        substring match over the ``sources`` column).
+        """
+        out: dict[str, str] = {}
+        for version in self.dataset.get_versions():
+            table = version.get_frames_table(columns=["sources"])
+            flat = pc.list_flatten(table.column("sources"))
+            if len(flat) == 0:
+                continue
+            metas = pc.struct_field(flat, "meta")
+            hit = pc.fill_null(pc.match_substring(metas, '"hash"'), False)
+            chosen = flat.filter(hit).to_pylist()
+            parsed = [json.loads(src["meta"]) if src.get("meta") else {} for src in chosen]
+            for digest, uri in known_hashes(parsed, chosen).items():
+                out.setdefault(digest, uri)
+        return out
 
     def update_frames(
         self, frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any]]
@@ -1245,12 +1437,17 @@ class DatasetVersion:
         if not written:
             return failed
         vanished: list[str] = []
+        checked_on = self._entry.frames.get("manifest")  # the frames the ids were looked up in
 
         def build(entry: VersionEntry) -> Sequence[Any]:
             # The requirement "every updated frame exists" is checked on the entry being committed
             # to: a frame another writer deleted meanwhile gets a tombstone after the update's rows,
-            # so it stays deleted, and is reported as failed.
+            # so it stays deleted, and is reported as failed. While the version still points at
+            # the frames the ids were found in, they are there: nothing needs reading again.
             nonlocal vanished
+            if entry.frames.get("manifest") == checked_on:
+                vanished = []
+                return (*self._frames.refs(entry), *written)
             ids = self._frames.effective(entry, columns=["id"]).column("id")
             wanted = pa.array(sorted(updated), pa.string())
             still = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist())
@@ -1638,8 +1835,96 @@ class DatasetVersion:
         """
         self.reload()
         if self._entry.is_draft:
-            return self._frames.stats(self._entry)
+            return self._count(self._entry)
         return self._store_stats()  # a publication whose statistics were not stored yet: now they are
+
+    def get_schema(self) -> dict[str, dict[str, Any]]:
+        """Return the type of every ``meta`` path this version's frames use (the "frame schema").
+
+        ``{"meta.<path>": {"types": [...], "frames": {type: frames holding it}}}``, sorted by path.
+        It follows the committed frames (kept per manifest, so asking again is free); a path with
+        several types shows them all (see :mod:`hds_s3.index.fieldschema`).
+
+        Raises:
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        return fieldschema.describe(self._meta_types())
+
+    def _meta_types(self) -> dict[str, Any]:
+        manifest = self._entry.frames.get("manifest")
+        if manifest is None:
+            return {}
+        return fieldschema.cached(
+            ("schema", self.dataset_id, str(manifest)),
+            lambda: fieldschema.meta_types(self.get_frames_table(columns=["meta"]).column("meta")),
+        )
+
+    def _vectors(self, vector_field: object) -> tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]:
+        """(the version's scan, each vector's segment and row, the vectors), kept per manifest."""
+        path = vectors.field_path(vector_field)
+        manifest = self._entry.frames.get("manifest")
+
+        def load() -> tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]:
+            scan = self._frames.scan(self._entry)
+            table, segment, row = scan.table(["meta"])
+            ids = table.column("id").combine_chunks()
+            found = vectors.extract(table.column("meta"), path, ids)
+            found.ids = ids.take(pa.array(found.rows, pa.int64()))
+            return scan, segment[found.rows], row[found.rows], found
+
+        if manifest is None:
+            empty = np.zeros(0, np.int64)
+            return None, empty, empty, vectors.Vectors(empty, np.zeros((0, 0), np.float32))
+        return cast(
+            "tuple[Any, np.ndarray, np.ndarray, vectors.Vectors]",
+            vectors.cached_vectors(("version", self.dataset_id, str(manifest), tuple(path)), load),
+        )
+
+    def vector_search(
+        self,
+        reference_vector: Sequence[float],
+        vector_field: str,
+        number_of_neighbors: int = 50,
+        fast: bool = False,
+        similarity_function: str = "cosine",
+        *,
+        with_scores: bool = False,
+        ids_only: bool = False,
+    ) -> list[Any]:
+        """Return the frames whose vector at ``vector_field`` is nearest ``reference_vector``, nearest first.
+
+        Vectors are lists of numbers under a ``meta`` path (``frame.set_vector(v, "emb")``);
+        ``vector_field`` is that path, with or without ``meta.``. ``similarity_function``: ``cosine``,
+        ``l2_norm`` or ``dot_product``. The search is exact and vectorised (every frame scored with
+        numpy); ``fast=True`` searches an approximate (HNSW) index instead. With ``with_scores``, the
+        items are ``(frame, score)`` pairs; with ``ids_only``, ``(frame id, score)`` pairs (no frame is
+        read). See :mod:`hds_s3.index.vectors`.
+
+        Raises:
+            ValidationError: a bad argument, vectors of two lengths, or a query of another length;
+                ``fast=True`` without faiss installed.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        scan, segment, row, found = self._vectors(vector_field)
+        key = ("version", self.dataset_id, str(self._entry.frames.get("manifest")), vector_field)
+        where = f"version {self.name!r} of {self.dataset_name!r}: {vector_field}"
+        rows, scores = vectors.search(
+            key, found, reference_vector, number_of_neighbors, similarity_function, fast, where
+        )
+        if scan is None or len(rows) == 0:
+            return []
+        positions = np.searchsorted(found.rows, rows)
+        if ids_only:
+            ids = cast("pa.Array", found.ids)
+            return list(
+                zip(ids.take(pa.array(positions, pa.int64())).to_pylist(), scores.tolist(), strict=True)
+            )
+        out: list[Any] = []
+        batches = scan.rows_at(segment[positions], row[positions], list(segments.FRAME_COLUMNS))
+        frames = (frame_from_dict(segments.row_to_frame(r)) for b in batches for r in b.to_pylist())
+        for frame, score in zip(frames, scores.tolist(), strict=True):
+            out.append((frame, score) if with_scores else frame)
+        return out
 
     def diff(self, other: DatasetVersion) -> FrameDiff:
         """Compare this version's frames (the base) with ``other``'s: what turns these into those.
@@ -1686,19 +1971,27 @@ class DatasetVersion:
             )
         return frame_history(self._frames, self._doc, self._entry, frame_id)
 
-    def compact(self) -> DatasetVersion:
+    def compact(self, segment_rows: int = SEGMENT_ROWS) -> DatasetVersion:
         """Rewrite this published version's frames as a few merged segments that readers then use.
 
-        The content does not change; children keep reading the segments they were created with.
+        The frames are sorted by id and cut into segments of ``segment_rows``: their id ranges do
+        not overlap, so a look-up of one frame reads one row group of one segment, whatever the
+        version's size. The content does not change; children keep reading the segments they were
+        created with.
 
         Raises:
             InvalidStateError: the version is a draft.
+            ValidationError: ``segment_rows`` is not a positive integer.
             StorageError: the store failed; the version still reads its former segments.
         """
+        if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
+            raise ValidationError(
+                f"compact: segment_rows must be a positive integer, got {preview(segment_rows)}"
+            )
         self.reload()
         if self.is_draft:
             raise InvalidStateError(f"compact() is for published versions; {self.name!r} is a draft")
-        compacted = self._frames.compacted_refs(self.dataset_id, self._entry)
+        compacted = self._frames.compacted_refs(self.dataset_id, self._entry, segment_rows)
         self._replace_segments(compacted, "compact", known=[(compacted, len(compacted))])
         return self
 

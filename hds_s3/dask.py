@@ -110,6 +110,7 @@ def read_view(
     *,
     num_workers: int | None = None,
     worker_index: int | None = None,
+    epoch: int | None = None,
 ) -> dd.DataFrame:
     """One pass of a DataView as a Dask DataFrame, with ``_pick``: sort by it for the view's order.
 
@@ -118,7 +119,7 @@ def read_view(
     """
     if not isinstance(view, DataView):
         raise ValidationError(f"read_view needs a DataView, got {preview(view)}")
-    return from_plan(view.read_plan(columns, num_workers=num_workers, worker_index=worker_index))
+    return from_plan(view.read_plan(columns, num_workers=num_workers, worker_index=worker_index, epoch=epoch))
 
 
 def count_stats(version: DatasetVersion, *, scheduler: str | None = None) -> PlanStats:

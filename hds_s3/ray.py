@@ -109,6 +109,7 @@ def read_view(
     ordered: bool = True,
     num_workers: int | None = None,
     worker_index: int | None = None,
+    epoch: int | None = None,
 ) -> Any:
     """One pass of a DataView as a ``ray.data.Dataset`` (the same as ``view.to_ray(...)``).
 
@@ -117,7 +118,9 @@ def read_view(
     """
     if not isinstance(view, DataView):
         raise ValidationError(f"read_view needs a DataView, got {preview(view)}")
-    return view.to_ray(columns, ordered=ordered, num_workers=num_workers, worker_index=worker_index)
+    return view.to_ray(
+        columns, ordered=ordered, num_workers=num_workers, worker_index=worker_index, epoch=epoch
+    )
 
 
 # ---------------------------------------------------------------------------- writing

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from hds_command import run_hds
 
 
 def hds(store: Path, user: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
-    env["HDS_USER"] = user
-    return subprocess.run(
-        [sys.executable, "-m", "hds_s3.cli", "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_hds(store, *args, HDS_USER=user)
 
 
 def test_the_command_shows_who_created_and_published_each_version(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import pytest
 from hds_s3 import Client, CorruptObjectError, Dataset, DatasetVersion, SingleFrame
 from hds_s3.format import layout
 from hds_s3.format.docs import ManifestDoc, dump_manifest, parse_manifest
+from hds_s3.index import segments
 from hds_s3.store import MemoryStore
 from hds_s3.tools.fsck import fsck
 
@@ -133,6 +134,58 @@ def _foreign_manifest(w: World) -> str:
     return w.record_key
 
 
+def _rewrite_ref(w: World, **changes: Any) -> None:
+    """Record other facts of ``dmg``'s segment in its manifest, as a faulty writer would."""
+    refs = tuple(replace(r, **changes) if r.key == w.segment_key else r for r in w.manifest.segments)
+    w.client.store.put(w.manifest_key, dump_manifest(replace(w.manifest, segments=refs)))
+
+
+def _every_id_twice(w: World) -> str:
+    """The segment rewritten with each of its rows twice (sorted), its size and rows recorded."""
+    table = segments.from_parquet(w.client.store.get(w.segment_key)[0], w.segment_key)
+    doubled = pa.concat_tables([table, table]).sort_by("id")
+    data = segments.to_parquet(doubled)
+    w.client.store.put(w.segment_key, data)
+    _rewrite_ref(w, size=len(data), rows=doubled.num_rows)
+    return w.segment_key
+
+
+def _range_too_narrow(w: World) -> str:
+    """The manifest says the segment holds only ids up to its first one."""
+    first = w.manifest.segments[0]
+    _rewrite_ref(w, max_id=first.min_id)
+    return w.segment_key
+
+
+def _rows_miscounted(w: World) -> str:
+    _rewrite_ref(w, rows=w.manifest.segments[0].rows + 1)
+    return w.segment_key
+
+
+def _byte_flipped(w: World) -> str:
+    """One byte of the id column's first data page changed; the size stays (the checksums tell)."""
+    data = bytearray(w.client.store.get(w.segment_key)[0])
+    column = pq.read_metadata(pa.BufferReader(bytes(data))).row_group(0).column(0)
+    start = column.data_page_offset
+    for at in range(start, start + column.total_compressed_size):  # the first byte its data is in
+        data[at] ^= 0xFF
+        try:
+            pq.ParquetFile(pa.BufferReader(bytes(data))).read(columns=["id"])
+        except (pa.ArrowException, OSError):
+            pass  # this one breaks the page even without checksums: look further
+        else:
+            if pq.ParquetFile(pa.BufferReader(bytes(data))).read(columns=["id"]).column(0).to_pylist() != [
+                "f1",
+                "f2",
+            ]:
+                break  # read without checksums, the page gives other ids
+        data[at] ^= 0xFF
+    else:
+        raise AssertionError("no byte of the page changes what it holds")
+    w.client.store.put(w.segment_key, bytes(data))
+    return w.segment_key
+
+
 def _bad_ref_size(w: World) -> str:
     raw = json.loads(w.client.store.get(w.manifest_key)[0])
     raw["segments"][0]["size"] = "many"
@@ -215,6 +268,10 @@ CASES = [
         "version",
         deep=True,
     ),
+    Case("segment-every-id-twice", _every_id_twice, "segment-corrupt", "version", deep=True),
+    Case("segment-outside-its-recorded-range", _range_too_narrow, "segment-corrupt", "version", deep=True),
+    Case("segment-rows-miscounted", _rows_miscounted, "segment-corrupt", "version", deep=True),
+    Case("segment-byte-flipped", _byte_flipped, "segment-corrupt", "version", deep=True),
     Case(
         "segment-wrong-schema-claiming-hds",
         _segment_replaced(pa.table({"id": ["f1", "f2"]}).replace_schema_metadata(_HDS), True),

@@ -388,7 +388,7 @@ def test_clips_are_consecutive_frames_of_one_context(
 
 def shard_ids(dv: DataView, shards: int, **kw: Any) -> list[list[str]]:
     return [
-        [d["id"] for d in dv.get_iterator("id", num_workers=shards, worker_index=k, **kw)]
+        [d["id"] for d in dv.get_iterator("id", num_workers=shards, worker_index=k, **{"epoch": 0, **kw})]
         for k in range(shards)
     ]
 
@@ -407,7 +407,8 @@ def test_shards_are_disjoint_and_their_union_is_the_whole(
     client: Client, videos: DatasetVersion, params: dict[str, Any]
 ) -> None:
     dv = videos_view(client, **params)
-    whole = [d["id"] for d in dv.get_iterator("id", num_workers=1, worker_index=0)]
+    # the shards of one epoch (each would be another process, iterating epoch 0 first)
+    whole = [d["id"] for d in dv.get_iterator("id", num_workers=1, worker_index=0, epoch=0)]
     for count in (2, 3):
         parts = shard_ids(dv, count)
         assert sorted(sum(parts, [])) == sorted(whole)
@@ -457,17 +458,19 @@ def test_resuming_at_n_yields_exactly_the_tail(
     client: Client, videos: DatasetVersion, params: dict[str, Any]
 ) -> None:
     dv = videos_view(client, **params)
-    whole = [d["id"] for d in dv.get_iterator("id")]
-    it = dv.get_iterator("id")
+    whole = [d["id"] for d in dv.get_iterator("id", epoch=0)]
+    it = dv.get_iterator("id", epoch=0)
     head = [next(it)["id"] for _ in range(13)]
     assert head == whole[:13]
     assert dv.get_current_iteration() == 13 == it.position
     resumed = videos_view(client, **params)
     resumed.set_initial_iteration(dv.get_current_iteration())
-    assert [d["id"] for d in resumed.get_iterator("id")] == whole[13:]
+    assert [d["id"] for d in resumed.get_iterator("id", epoch=0)] == whole[13:]
     assert resumed.get_current_iteration() == len(whole)
     # sharded and resumed: the union of the shards is the tail
-    parts = [[d["id"] for d in resumed.get_iterator("id", num_workers=2, worker_index=k)] for k in (0, 1)]
+    parts = [
+        [d["id"] for d in resumed.get_iterator("id", num_workers=2, worker_index=k, epoch=0)] for k in (0, 1)
+    ]
     assert Counter(parts[0] + parts[1]) == Counter(whole[13:])
     assert resumed.to_dict("id")[0]["id"] == whole[0]  # to_dict is always a whole pass
     with pytest.raises(ValidationError, match="initial iteration"):

@@ -10,12 +10,10 @@ one checkpoint of the whole tree), so the test does not spend its time committin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from hds_command import run_hds
 
 from hds_s3 import Client, Dataset, DatasetVersion
 from hds_s3.api import TREE_INDENT_LEVELS
@@ -73,18 +71,6 @@ def _write_tree(folder: Path, name: str, parent_of: list[int | None]) -> str:
     return dataset_id
 
 
-def _hds(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
-    return subprocess.run(
-        [sys.executable, "-m", "hds_s3.cli", "--store", str(folder), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("chain")
@@ -119,13 +105,13 @@ def test_a_10000_deep_chain_works_through_the_api(chain: Path) -> None:
 
 
 def test_a_10000_deep_chain_works_through_the_command(chain: Path) -> None:
-    text = _hds(chain, "versions", "tree", "--dataset", "chain")
+    text = run_hds(chain, "versions", "tree", "--dataset", "chain")
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0] == "chain" and lines[1].startswith("└── v0  [published]")
     assert lines[VERSIONS].startswith("    " * (TREE_INDENT_LEVELS - 1) + f"└── [depth {VERSIONS}] ")
     assert sum(map(len, lines)) < 200 * len(lines)
-    as_json = _hds(chain, "--json", "versions", "tree", "--dataset", "chain")
+    as_json = run_hds(chain, "--json", "versions", "tree", "--dataset", "chain")
     assert as_json.returncode == 0, as_json.stderr
     nodes = json.loads(as_json.stdout)["versions"]
     assert len(nodes) >= VERSIONS
@@ -139,7 +125,7 @@ def test_a_10000_version_tree_works_through_the_api_and_the_command(wide: Path) 
     assert ds.version_count == 9_901
     assert len(ds.format_tree().splitlines()) == 1 + 9_901
     assert ds.paradigm == "general"
-    drawn = _hds(wide, "versions", "tree", "--dataset", "wide")
+    drawn = run_hds(wide, "versions", "tree", "--dataset", "wide")
     assert drawn.returncode == 0, drawn.stderr
     assert len(drawn.stdout.splitlines()) == 1 + 9_901
     # deleting a subtree of 100 versions with force walks it without recursion

@@ -401,10 +401,24 @@ def test_one_default_source_reads_as_a_single_frame_and_anything_else_as_a_group
     assert from_frame_dict is frame_from_dict
 
 
+def test_group_member_metadata_is_its_sources_metadata() -> None:
+    group = _group()
+    group["rear"].source_meta = {}
+    group["rear"].metadata = {"weather": "rain"}
+    assert to_frame_dict(group)["sources"][1]["meta"] == {"weather": "rain"}
+    back = frame_from_dict(to_frame_dict(group))
+    assert back["rear"].metadata == back["rear"].source_meta == {"weather": "rain"}
+    back["rear"].metadata["lens"] = "wide"  # the reference's "Updating FrameGroups"
+    assert to_frame_dict(back)["sources"][1]["meta"] == {"weather": "rain", "lens": "wide"}
+    group["rear"].source_meta = {"weather": "sun"}
+    with pytest.raises(ValidationError, match=r"members\['rear'\]\.metadata\.weather.*differs"):
+        to_frame_dict(group)
+
+
 def test_group_member_with_frame_level_fields_is_refused() -> None:
     group = _group()
-    group["rear"].metadata = {"weather": "rain"}
-    with pytest.raises(ValidationError, match=r"members\['rear'\]\.metadata.*set it on the group"):
+    group["rear"].meta_blob = {"weather": "rain"}
+    with pytest.raises(ValidationError, match=r"members\['rear'\]\.meta_blob.*set it on the group"):
         to_frame_dict(group)
     group = _group()
     group["front"].timestamp = 5
@@ -475,7 +489,7 @@ def test_the_dict_form_has_every_field_and_round_trips_exactly() -> None:
                 "type": "box2d",
                 "poly": [1, 2, 4, 2, 4, 6, 1, 6],
                 "confidence": 0.9,
-                "sources": [],
+                "sources": ["default"],  # a SingleFrame's ROIs are of its source, as the reference shows
                 "meta": {"t": 1},
                 "mask": None,
             },
@@ -485,7 +499,7 @@ def test_the_dict_form_has_every_field_and_round_trips_exactly() -> None:
                 "type": "mask",
                 "poly": [],
                 "confidence": None,
-                "sources": [],
+                "sources": ["default"],
                 "meta": {},
                 "mask": {"id": "m", "value": [1, 1, 1]},
             },

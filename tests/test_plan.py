@@ -253,8 +253,11 @@ def views(client: Client, versions: list[DatasetVersion]) -> list[DataView]:
     clips = DataView(client=client)
     clips.add_query(dataset_name="chain", version_name="v2")
     clips.set_iteration_parameters(clip_length=3, maximum_number_of_frames=200)
+    timed = DataView(iteration_order=IterationOrder.random, client=client)  # clips by time, drawn at random
+    timed.add_query(dataset_name="chain", version_name="v3", roi_query="car")
+    timed.set_iteration_parameters(random_seed=5, min_sequence=20, jump_time=10)
     assert v2 and v3
-    return [plain, weighted, clips]
+    return [plain, weighted, clips, timed]
 
 
 def test_a_view_plan_is_one_pass_of_the_view_in_its_order(
@@ -274,9 +277,27 @@ def test_view_shards_are_the_iterators_shards(client: Client, versions: list[Dat
     picked = []
     for k in range(3):
         shard = view_rows(view.read_plan(num_workers=3, worker_index=k).read())
-        assert shard == dict_rows(list(view.get_iterator(num_workers=3, worker_index=k)))
+        mine = view.get_iterator(num_workers=3, worker_index=k, as_dict=True, epoch=0)
+        assert shard == dict_rows(list(mine))
         picked.extend(shard)
     assert sorted(r["id"] for r in picked) == sorted(r["id"] for r in everything)
+
+
+def test_a_view_plan_draws_the_random_order_of_an_epoch(
+    client: Client, versions: list[DatasetVersion]
+) -> None:
+    view = views(client, versions)[3]
+    first = view_rows(view.read_plan().read())
+    assert first == dict_rows(view.to_dict()) == dict_rows(list(view.get_iterator(as_dict=True)))
+    assert view.epoch == 1  # the iterator advanced it; a plan does not
+    second = view_rows(view.read_plan().read())
+    assert second == dict_rows(view.to_dict()) == dict_rows(list(view.get_iterator(as_dict=True, epoch=1)))
+    assert [r["id"] for r in second] != [r["id"] for r in first]  # another permutation of the clips
+    assert sorted(r["id"] for r in second) == sorted(r["id"] for r in first)
+    assert view_rows(view.read_plan(epoch=0).read()) == first
+    assert view.epoch == 1
+    with pytest.raises(ValidationError, match="epoch"):
+        view.read_plan(epoch=-1)
 
 
 def test_view_plan_arguments_are_checked(client: Client, versions: list[DatasetVersion]) -> None:

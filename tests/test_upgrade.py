@@ -11,15 +11,13 @@ again completes it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from crash_workers import known_ids, summary
+from hds_command import run_hds
 
 from hds_s3 import Client, Dataset, DatasetVersion, SingleFrame, StorageError, UpgradeRequiredError
 from hds_s3.format import layout
@@ -172,32 +170,20 @@ def test_a_failure_at_any_request_of_the_upgrade_leaves_every_dataset_readable_a
     assert not problems, "\n".join(problems)
 
 
-def _hds(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "HDS_STORE"}
-    return subprocess.run(
-        [sys.executable, "-m", "hds_s3.cli", "--store", str(folder), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_hds_upgrade_with_a_dry_run_first(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     shutil.copytree(FIXTURE, folder)
-    refused = _hds(folder, "versions", "create", "--dataset", "tree", "--parent", "Current", "c")
+    refused = run_hds(folder, "versions", "create", "--dataset", "tree", "--parent", "Current", "c")
     assert refused.returncode == 1 and "hds upgrade" in refused.stderr
-    dry = _hds(folder, "--json", "upgrade", "--dry-run")
+    dry = run_hds(folder, "--json", "upgrade", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["marker"] == {"before": 1, "after": 2}
     assert json.loads(LocalStore(folder).get(layout.STORE_MARKER)[0])["format_version"] == 1
-    done = _hds(folder, "upgrade", "--yes")
+    done = run_hds(folder, "upgrade", "--yes")
     assert done.returncode == 0, done.stderr
     assert "converted 3 datasets" in done.stdout
-    created = _hds(folder, "versions", "create", "--dataset", "tree", "--parent", "Current", "c")
+    created = run_hds(folder, "versions", "create", "--dataset", "tree", "--parent", "Current", "c")
     assert created.returncode == 0, created.stderr
-    listed = _hds(folder, "--json", "versions", "list", "--dataset", "coco-like")
+    listed = run_hds(folder, "--json", "versions", "list", "--dataset", "coco-like")
     assert [v["name"] for v in json.loads(listed.stdout)] == ["v1", "v2", "work"]
-    assert "converted 0 datasets" in _hds(folder, "upgrade", "--yes").stdout
+    assert "converted 0 datasets" in run_hds(folder, "upgrade", "--yes").stdout

@@ -793,6 +793,42 @@ def datasets_history(env: Env, dataset_name: str | None, dataset_id: str | None,
     emit(env, changes, text)
 
 
+@datasets.command("schema")
+@dataset_options
+@click.option(
+    "--version", "-v", "version_name", metavar="NAME", help="Only this version [default: every one]."
+)
+@click.option("--version-id", "version_id", metavar="ID", help="Only this version, by id.")
+@pass_env
+def datasets_schema(
+    env: Env,
+    dataset_name: str | None,
+    dataset_id: str | None,
+    version_name: str | None,
+    version_id: str | None,
+) -> None:
+    """Print the type of every meta path the frames use (of every version, or of one).
+
+    A path that holds several types in different frames shows them all (TYPES "string | integer")
+    with how many frames hold each.
+    """
+    if version_name is None and version_id is None:
+        schema = get_dataset(env, dataset_name, dataset_id).get_schema()
+    else:
+        schema = get_version(env, dataset_name, dataset_id, version_name, version_id).get_schema()
+
+    def text() -> str:
+        if not schema:
+            return "no metadata in use"
+        rows = [
+            (path, " | ".join(info["types"]), ", ".join(f"{t} {n}" for t, n in info["frames"].items()))
+            for path, info in schema.items()
+        ]
+        return _table(rows, ["FIELD", "TYPES", "FRAMES"])
+
+    emit(env, schema, text)
+
+
 @datasets.command("delete")
 @dataset_options
 @click.option("--all-versions", is_flag=True, help="Also delete draft versions that hold frames.")
@@ -2083,7 +2119,7 @@ def query_count(env: Env, /, **params: Any) -> None:
 def query_head(env: Env, /, limit: int, projection: str | None, **params: Any) -> None:
     """Print the first frames the DataView selects, one JSON object a line (a list with --json)."""
     view = build_dataview(env, view_spec(params))
-    found = list(_limited(view.get_iterator(projection=_projection(projection)), limit))
+    found = list(_limited(view.get_iterator(projection=_projection(projection), as_dict=True), limit))
     if env.as_json:
         click.echo(_dumps(found))
     else:
@@ -2115,7 +2151,9 @@ def query_export(
         total = int(view.get_count())
         total = total if limit is None else min(total, limit)
     with _progress(env, "exporting", total=total) as bar:
-        n = write_frames(_limited(view.get_iterator(projection=fields), limit), output, fmt, bar)
+        n = write_frames(
+            _limited(view.get_iterator(projection=fields, as_dict=True), limit), output, fmt, bar
+        )
     if output != "-":
         emit(env, {"frames": n, "output": output}, f"wrote {plural(n, 'frame')} to {output}")
 

@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -97,6 +97,16 @@ class RetryBudget:
     max_seconds: float = 60.0
     first_wait: float = 0.002
     max_wait: float = 0.25
+
+    def attempts(self) -> Iterator[int]:
+        """Attempt numbers 0, 1, ... while the budget lasts; a jittered, growing wait before each retry."""
+        started = time.monotonic()
+        for attempt in range(self.max_attempts):
+            if attempt:
+                if time.monotonic() - started > self.max_seconds:
+                    return
+                time.sleep(random.uniform(0, min(self.max_wait, self.first_wait * 2 ** min(attempt, 16))))
+            yield attempt
 
 
 DEFAULT_BUDGET = RetryBudget()
@@ -289,12 +299,7 @@ def commit(
     txn_id = layout.new_id()
     user = current_user()
     results: dict[int, R] = {}
-    started = time.monotonic()
-    for attempt in range(budget.max_attempts):
-        if attempt and time.monotonic() - started > budget.max_seconds:
-            break
-        if attempt:
-            time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
+    for attempt in budget.attempts():
         try:
             if view is not None and not view.state.pending and view.id == dataset_id:
                 state: LogState | DatasetDoc = view.state

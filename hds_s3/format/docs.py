@@ -355,20 +355,9 @@ def _entry_from(raw: dict[str, Any], key: str) -> VersionEntry:
 
 
 def _entry_to(entry: VersionEntry) -> dict[str, Any]:
-    return _dump(
-        entry,
-        id=entry.id,
-        name=entry.name,
-        parent=entry.parent,
-        status=entry.status,
-        created=entry.created,
-        published=entry.published,
-        comment=entry.comment,
-        metadata=entry.metadata,
-        tags=list(entry.tags),
-        frames=entry.frames,
-        stats=entry.stats,
-    )
+    from hds_s3.format.records import record_to  # the same fields (records imports this module)
+
+    return {**record_to(entry), "stats": entry.stats}
 
 
 def parse_dataset_doc(data: bytes, key: str) -> DatasetDoc:

@@ -520,7 +520,9 @@ def convert(batch: pa.RecordBatch, *, version_id: str, now: int) -> tuple[pa.Tab
             kind,
             poly,
             _floats(_struct_child(r_flat, "confidence") if k else None, k, "rois.confidence"),
-            pc.fill_null(roi_sources, pa.scalar([], pa.list_(pa.string()))),
+            columnar.bind_lone_source(
+                pc.fill_null(roi_sources, pa.scalar([], pa.list_(pa.string()))), r_offsets, sources
+            ),
             r_meta.texts,
             pa.nulls(k, segments.ROI_MASK),
         ],

@@ -480,7 +480,11 @@ def _columns(
             r_flat.field("type"),
             r_flat.field("poly"),
             r_flat.field("confidence"),
-            pc.fill_null(r_flat.field("sources"), pa.scalar([], pa.list_(pa.string()))),
+            bind_lone_source(
+                pc.fill_null(r_flat.field("sources"), pa.scalar([], pa.list_(pa.string()))),
+                roi_in.offsets,
+                pa.ListArray.from_arrays(src_in.offsets, s_flat),
+            ),
             roi_meta,
             pa.nulls(len(r_flat), ROI_MASK),
         ],
@@ -511,6 +515,39 @@ def _columns(
         ],
         schema=FRAME_SCHEMA,
     )
+
+
+def bind_lone_source(roi_sources: pa.Array, roi_offsets: pa.Array, sources: pa.Array) -> pa.Array:
+    """The ROIs' ``sources`` with an empty list bound to the frame's source when it has only one.
+
+    A ROI of a frame of one source (a ``SingleFrame``) is of that source: it is stored as
+    ``["default"]`` (the source's id), as the reference's frames show it, whichever way the frame
+    came in. ``roi_offsets`` are the frames' list offsets into the ROIs; ``sources`` the frames'
+    list of source structs. Vectorised: no Python work per ROI.
+    """
+    k = len(roi_sources)
+    if k == 0:
+        return roi_sources
+    offsets = np.asarray(roi_offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    frame_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    n_src = np.asarray(pc.fill_null(pc.list_value_length(sources), 0).to_numpy(zero_copy_only=False))
+    empty = np.asarray(
+        pc.fill_null(pc.equal(pc.list_value_length(roi_sources), 0), True).to_numpy(zero_copy_only=False),
+        dtype=bool,
+    )
+    need = empty & (n_src[frame_of] == 1)
+    if not need.any():
+        return roi_sources
+    starts = np.cumsum(n_src) - n_src
+    ids = pc.struct_field(pc.list_flatten(sources), "id")
+    firsts = ids.take(pa.array(starts[frame_of[need]], pa.int64()))
+    where = np.flatnonzero(need)
+    slot = np.zeros(k, dtype=np.int64)
+    slot[where] = np.arange(len(where))
+    one = pa.ListArray.from_arrays(pa.array(np.arange(len(where) + 1, dtype=np.int32)), firsts)
+    single = one.take(pa.array(slot, pa.int64()))
+    out: pa.Array = pc.if_else(pa.array(need), single, roi_sources)
+    return out
 
 
 def _size(values: pa.Array) -> pa.Array:

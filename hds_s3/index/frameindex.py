@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +213,28 @@ class FrameIndex:
 
         def read() -> pa.Table | None:
             meta = self._footer(ref)
+            groups = self._groups_holding(ref, ids)
+            if not groups:
+                return None
+            cols = ["id"] if ref.kind == "deletes" else list(columns)
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+            )
+            table = reader.read_row_groups(groups, columns=cols, use_threads=False)
+            return table.filter(pc.is_in(table.column("id"), value_set=ids))
+
+        result: pa.Table | None = self._guarded(ref, read)
+        return result
+
+    def _groups_holding(self, ref: SegmentRef, ids: pa.Array) -> list[int]:
+        """The row groups of a segment whose id statistics cover one of the sorted ``ids``.
+
+        Raises:
+            CorruptObjectError: the segment is missing or damaged.
+        """
+
+        def find() -> list[int]:
+            meta = self._footer(ref)
             groups = []
             for group in range(meta.num_row_groups):
                 stats = meta.row_group(group).column(0).statistics
@@ -223,15 +243,10 @@ class FrameIndex:
                     if not pc.any(inside).as_py():
                         continue
                 groups.append(group)
-            if not groups:
-                return None
-            cols = ["id"] if ref.kind == "deletes" else list(columns)
-            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
-            table = reader.read_row_groups(groups, columns=cols, use_threads=False)
-            return table.filter(pc.is_in(table.column("id"), value_set=ids))
+            return groups
 
-        result: pa.Table | None = self._guarded(ref, read)
-        return result
+        found: list[int] = self._guarded(ref, find)
+        return found
 
     def _raise_if_deleted(self, entry: VersionEntry) -> None:
         """Explain a missing object by a version deleted meanwhile, if that is what happened.
@@ -293,8 +308,13 @@ class FrameIndex:
                 stats = meta.row_group(group).column(0).statistics
                 if stats is not None and stats.has_min_max and not stats.min <= frame_id <= stats.max:
                     continue
-                reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=meta)
+                reader = pq.ParquetFile(
+                    _RangeReader(self.store, ref.key, ref.size),
+                    metadata=meta,
+                    page_checksum_verification=True,
+                )
                 ids = reader.read_row_group(group, columns=["id"]).column("id")
+                segments.check_ids(ids, ref.key)
                 hit = pc.index(ids, frame_id).as_py()
                 if hit >= 0:
                     return group, hit
@@ -305,7 +325,11 @@ class FrameIndex:
 
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
-            reader = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size), metadata=self._footer(ref))
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size),
+                metadata=self._footer(ref),
+                page_checksum_verification=True,
+            )
             table = reader.read_row_group(group, columns=list(segments.FRAME_COLUMNS))
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
@@ -326,7 +350,9 @@ class FrameIndex:
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
-        meta = pq.ParquetFile(_RangeReader(self.store, ref.key, ref.size)).metadata
+        meta = pq.ParquetFile(
+            _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
+        ).metadata
         fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
         if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
             raise CorruptObjectError(f"{ref.key}: not an hds_s3 segment (format {fmt!r})")
@@ -335,6 +361,7 @@ class FrameIndex:
             raise CorruptObjectError(
                 f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
             )
+        segments.check_footer(meta, ref.key, ref.rows, ref.min_id, ref.max_id)
         with self._lock:
             self._footers[ref.key] = meta
             while len(self._footers) > 1024:
@@ -409,12 +436,7 @@ class FrameIndex:
             ConflictError: the retry budget ran out; nothing was changed.
             HdsError: whatever ``build`` raises; nothing was changed.
         """
-        started = time.monotonic()
-        for attempt in range(budget.max_attempts):
-            if attempt and time.monotonic() - started > budget.max_seconds:
-                break
-            if attempt:
-                time.sleep(random.uniform(0, min(budget.max_wait, budget.first_wait * 2 ** min(attempt, 16))))
+        for _ in budget.attempts():
             doc = self.catalog.get(dataset_id=dataset_id)
             if doc.format_version != layout.STORE_FORMAT:
                 raise upgrade_needed(self.store, what)
@@ -486,23 +508,62 @@ class FrameIndex:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
         # only the parts of the ROIs and sources counted: not their shapes, masks and metadata
-        table = self.effective(
-            entry, ["roi_count", "rois.list.element.labels", "sources.list.element.content_type"]
-        )
-        total = table.num_rows
-        annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0  # null when empty
-        rois = pc.list_flatten(table.column("rois"))
-        labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
-        sources = pc.list_flatten(table.column("sources"))
-        types = pc.struct_field(sources, "content_type") if len(sources) else pa.array([], pa.string())
-        return {
-            "frames": total,
-            "annotated": int(annotated),
-            "unannotated": total - int(annotated),
-            "rois": len(rois),
-            "labels": _counts(labels),
-            "content_types": _counts(pc.fill_null(types, "unknown") if len(types) else types),
-        }
+        return _stats_of(self.effective(entry, list(_STATS_COLUMNS)))
+
+    def stats_after(
+        self, parent: VersionEntry, parent_stats: Mapping[str, Any], entry: VersionEntry
+    ) -> dict[str, Any] | None:
+        """The statistics of ``entry`` as its parent's plus what its own segments change, or None.
+
+        ``entry``'s segments must be its parent's followed by its own (a child's deltas). Its own
+        segments are read, and of the parent only the rows whose ids those segments touch (the row
+        groups whose id range holds one): the frames they replace or delete are counted out, the
+        frames the child holds at the end counted in. None when ``entry`` does not extend the
+        parent's segments, or when the ids touched are so many that the row groups holding them are
+        most of the parent (then counting the version whole reads no more).
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        before, after = self.refs(parent), self.refs(entry)
+        if tuple(after[: len(before)]) != tuple(before):
+            return None
+        own = after[len(before) :]
+        if not own:
+            return dict(parent_stats)
+        if sum(r.rows for r in own) > sum(r.rows for r in before) // 2:
+            return None  # a delta as large as half the parent: counting the version whole is cheaper
+        columns = ["id", *_STATS_COLUMNS]
+        mine = [(r.kind, self.read_segment(r, columns)) for r in own]
+        touched = pc.unique(
+            pa.chunked_array([c for _, t in mine for c in t.column("id").chunks], pa.string())
+        ).sort()
+        holding = [(ref, self._groups_holding(ref, touched)) for ref in before if _may_hold_any(ref, touched)]
+        hit = sum(len(groups) for _, groups in holding)
+        total = sum(self._footer(ref).num_row_groups for ref in before if ref.rows)
+        if hit > total // 2:
+            return None  # the touched ids fall into most row groups of the parent: no saving
+        theirs = []
+        for ref, groups in holding:
+            rows = self.rows_of(ref, touched, columns) if groups else None
+            if rows is not None:
+                theirs.append((ref.kind, rows))
+        schema = segments.projected_schema(tuple(columns))
+        gone = segments.merge(theirs, schema) if theirs else schema.empty_table()
+        kept = segments.merge(mine, schema)
+        out = dict(parent_stats)
+        less, more = _stats_of(gone), _stats_of(kept)
+        for key in ("frames", "annotated", "unannotated", "rois"):
+            out[key] = int(parent_stats[key]) - less[key] + more[key]
+        for key in ("labels", "content_types"):
+            counts: dict[str, int] = {item["name"]: int(item["count"]) for item in parent_stats[key]}
+            for item in less[key]:
+                counts[item["name"]] = counts.get(item["name"], 0) - int(item["count"])
+            for item in more[key]:
+                counts[item["name"]] = counts.get(item["name"], 0) + int(item["count"])
+            rows = [{"name": name, "count": count} for name, count in counts.items() if count > 0]
+            out[key] = sorted(rows, key=lambda r: (-r["count"], r["name"]))
+        return out
 
     def compaction_due(self, entry: VersionEntry, live: int) -> str | None:
         """Say which compaction publishing ``entry`` (holding ``live`` frames) calls for, if any.
@@ -536,8 +597,13 @@ class FrameIndex:
         """
         return sum(r.rows for r in self.refs(entry)) - live
 
-    def compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef]:
-        """Write the version's effective frames as fresh segments (sorted by id) and return them.
+    def compacted_refs(
+        self, dataset_id: str, entry: VersionEntry, segment_rows: int = SEGMENT_ROWS
+    ) -> list[SegmentRef]:
+        """Write the version's effective frames as fresh segments and return them.
+
+        The frames are sorted by id and cut into segments of ``segment_rows``, so the segments'
+        id ranges do not overlap (a look-up then reads one segment).
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -548,8 +614,8 @@ class FrameIndex:
             return []
         table = table.take(pc.sort_indices(table.column("id")))
         return [
-            self.write_segment(dataset_id, entry.id, table.slice(start, SEGMENT_ROWS), "frames")
-            for start in range(0, table.num_rows, SEGMENT_ROWS)
+            self.write_segment(dataset_id, entry.id, table.slice(start, segment_rows), "frames")
+            for start in range(0, table.num_rows, segment_rows)
         ]
 
     def tail_compacted_refs(self, dataset_id: str, entry: VersionEntry) -> list[SegmentRef] | None:
@@ -605,6 +671,38 @@ def _may_hold(ref: SegmentRef, frame_id: str) -> bool:
     if ref.min_id is None or ref.max_id is None:
         return ref.rows > 0
     return ref.min_id <= frame_id <= ref.max_id
+
+
+#: What statistics read of a frame: ROI counts, each ROI's labels, each source's content type.
+_STATS_COLUMNS = ("roi_count", "rois.list.element.labels", "sources.list.element.content_type")
+
+
+def _stats_of(table: pa.Table) -> dict[str, Any]:
+    """The statistics of the frames of ``table`` (read with :data:`_STATS_COLUMNS`)."""
+    total = table.num_rows
+    annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0  # null when empty
+    rois = pc.list_flatten(table.column("rois"))
+    labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
+    sources = pc.list_flatten(table.column("sources"))
+    types = pc.struct_field(sources, "content_type") if len(sources) else pa.array([], pa.string())
+    return {
+        "frames": total,
+        "annotated": int(annotated),
+        "unannotated": total - int(annotated),
+        "rois": len(rois),
+        "labels": _counts(labels),
+        "content_types": _counts(pc.fill_null(types, "unknown") if len(types) else types),
+    }
+
+
+def _may_hold_any(ref: SegmentRef, ids: pa.Array) -> bool:
+    """Whether the segment's id range can hold one of the sorted ``ids``."""
+    if ref.rows == 0 or not len(ids):
+        return False
+    if ref.min_id is None or ref.max_id is None:
+        return True
+    inside = pc.and_(pc.greater_equal(ids, ref.min_id), pc.less_equal(ids, ref.max_id))
+    return bool(pc.any(inside).as_py())
 
 
 def _counts(values: pa.Array | pa.ChunkedArray) -> list[dict[str, Any]]:

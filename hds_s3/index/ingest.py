@@ -185,6 +185,9 @@ def _batch_table(
     for i in slow:
         try:
             canonical = normalize(batch[i])
+            given = batch[i]
+            if isinstance(given, (SingleFrame, FrameGroup)) and given.id is None:
+                given.id = canonical["id"]  # the derived id, shown on the object (as the reference does)
             canonical["saved"] = now
             canonical["saved_in_version"] = version_id
             canonical["updated_in_version"] = version_id

@@ -149,7 +149,10 @@ class Scan:
         if seg.meta is None:
             data = self._whole.get(seg.number)
             if data is not None and seg.ref.key not in self.index._footers:
-                meta = self.index._guarded(seg.ref, lambda: pq.ParquetFile(pa.BufferReader(data)).metadata)
+                meta = self.index._guarded(
+                    seg.ref,
+                    lambda: pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).metadata,
+                )
                 fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
                 if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
                     raise CorruptObjectError(f"{seg.ref.key}: not an hds_s3 segment (format {fmt!r})")
@@ -162,6 +165,7 @@ class Scan:
                     f"{seg.ref.key}: its columns ({', '.join(schema.names)}) are not those of a "
                     f"{seg.ref.kind} segment"
                 )
+            segments.check_footer(meta, seg.ref.key, seg.ref.rows, seg.ref.min_id, seg.ref.max_id)
             rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
             seg.starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
             seg.meta = meta
@@ -201,10 +205,14 @@ class Scan:
                 else:
                     blobs = [fetch((starts[0], ends[0]))]
                 parts = dict(zip(starts, blobs, strict=True))
-            file = pq.ParquetFile(_Parts(self.index, seg.ref, parts), metadata=meta)
+            file = pq.ParquetFile(
+                _Parts(self.index, seg.ref, parts), metadata=meta, page_checksum_verification=True
+            )
             return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
 
         table: pa.Table = self.index._guarded(seg.ref, run)
+        if "id" in table.column_names and list(groups) == sorted(set(groups)):
+            segments.check_ids(table.column("id"), seg.ref.key)  # sorted and unique, as written
         return table
 
     def _ranges(self, seg: _Segment, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:

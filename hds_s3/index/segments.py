@@ -234,6 +234,7 @@ def to_parquet(table: pa.Table) -> bytes:
         compression="lz4",
         row_group_size=ROW_GROUP_ROWS,
         write_statistics=["id"],  # what look-ups use (id ranges); the other columns' cost writes
+        write_page_checksum=True,  # a page damaged in the bucket is refused when read, never served
     )
     data: bytes = sink.getvalue().to_pybytes()
     return data
@@ -267,6 +268,58 @@ def projected_schema(columns: tuple[str, ...]) -> pa.Schema:
     return empty.read(columns=list(columns)).schema
 
 
+def check_ids(ids: pa.Array | pa.ChunkedArray, key: str) -> None:
+    """Refuse a segment whose ids (as read, in order) are not strictly increasing: sorted, no id twice.
+
+    Raises:
+        CorruptObjectError: naming ``key``: a segment holding an id twice would serve its frame twice.
+    """
+    if len(ids) < 2:
+        return
+    flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    rising = pc.less(flat.slice(0, len(flat) - 1), flat.slice(1))
+    if not pc.all(rising).as_py():
+        raise CorruptObjectError(
+            f"{key}: its frame ids are not sorted and unique (an id held twice, or out of order); "
+            "the segment is damaged (hds fsck --deep tells what else is)"
+        )
+
+
+def check_footer(meta: pq.FileMetaData, key: str, rows: int, min_id: str | None, max_id: str | None) -> None:
+    """Check a segment's footer against its manifest reference: its row count and its id range.
+
+    The row groups' statistics of the id column (when written) must rise from one group to the next
+    and lie within ``[min_id, max_id]``, so a look-up that trusts the manifest's range finds every
+    frame the segment holds.
+
+    Raises:
+        CorruptObjectError: naming ``key`` and what disagrees.
+    """
+    if meta.num_rows != rows:
+        raise CorruptObjectError(
+            f"{key}: the segment holds {meta.num_rows} rows, its manifest recorded {rows}; it is damaged"
+        )
+    last: str | None = None
+    for group in range(meta.num_row_groups):
+        column = meta.row_group(group).column(0)
+        stats = column.statistics if column.is_stats_set else None
+        if stats is None or not stats.has_min_max:
+            continue
+        low, high = stats.min, stats.max
+        if not isinstance(low, str) or not isinstance(high, str) or low > high:
+            raise CorruptObjectError(f"{key}: row group {group} has no valid id range; it is damaged")
+        if (
+            (last is not None and low <= last)
+            or (min_id is not None and low < min_id)
+            or (max_id is not None and high > max_id)
+        ):
+            raise CorruptObjectError(
+                f"{key}: its ids ({low}..{high} in row group {group}) lie outside the range its manifest "
+                f"recorded ({min_id}..{max_id}) or out of order; it is damaged"
+            )
+        last = high
+
+
 def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Read a segment written by :func:`to_parquet`.
 
@@ -278,7 +331,7 @@ def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) ->
         CorruptObjectError: naming ``key``, when the bytes are not a segment of a known format.
     """
     try:
-        file = pq.ParquetFile(pa.BufferReader(data))
+        file = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
         schema = file.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptObjectError(f"{key}: not a readable Parquet segment ({exc})") from exc

@@ -702,9 +702,89 @@ __all__ = [
     "ANNOTATION_TYPES",
     "POLY_SEPARATOR",
     "Annotation",
+    "ImageAnnotation",
     "drop_annotations",
     "find_annotations",
     "make_annotations",
     "pop_annotation",
     "roi_to_dict",
 ]
+
+
+class ImageAnnotation(Annotation):
+    """One ROI built from the arguments of ``add_annotation`` (the reference's ``ImageAnnotation``).
+
+    ``ImageAnnotation(labels=["cityscape"], confidence=1.0)`` is a frame label;
+    ``ImageAnnotation(box2d_xywh=(10, 10, 30, 20), labels=["car"])`` a box. Pass it to
+    ``FrameGroup.add_global_annotation(annotation=...)`` or ``SingleFrame.add_annotation(annotation=...)``.
+    It is an :class:`Annotation`, so it also goes wherever one does.
+    """
+
+    def __init__(
+        self,
+        poly2d_xy: object = None,
+        poly3d_xyz: object = None,
+        points2d_xy: object = None,
+        points3d_xyz: object = None,
+        box2d_xywh: object = None,
+        box3d_xyzwhxyzwh: object = None,
+        ellipse2d_xyrrt: object = None,
+        frame_class: object = None,
+        id: str | None = None,
+        labels: object = None,
+        confidence: object = None,
+        metadata: object = None,
+        sources: Sequence[str] = (),
+    ) -> None:
+        """Build the ROI now (its arguments are checked here).
+
+        Raises:
+            ValidationError: a malformed argument, nothing to add, or more than one shape (an
+                ``ImageAnnotation`` is one ROI; ``add_annotation`` makes one per shape).
+        """
+        made = make_annotations(
+            "ImageAnnotation",
+            poly2d_xy=poly2d_xy,
+            poly3d_xyz=poly3d_xyz,
+            points2d_xy=points2d_xy,
+            points3d_xyz=points3d_xyz,
+            box2d_xywh=box2d_xywh,
+            box3d_xyzwhxyzwh=box3d_xyzwhxyzwh,
+            ellipse2d_xyrrt=ellipse2d_xyrrt,
+            frame_class=frame_class,
+            id=id,
+            labels=labels,
+            confidence=confidence,
+            metadata=metadata,
+            sources=sources,
+        )
+        if len(made) != 1:
+            _fail(
+                "ImageAnnotation",
+                "arguments",
+                f"make {len(made)} ROIs; an ImageAnnotation is one ROI: give one shape (or only labels)",
+            )
+        one = made[0]
+        super().__init__(
+            id=one.id,
+            labels=one.labels,
+            poly=one.poly,
+            type=one.type,
+            confidence=one.confidence,
+            sources=one.sources,
+            metadata=one.metadata,
+            mask=one.mask,
+        )
+
+    def copy_for(self, sources: Sequence[str]) -> Annotation:
+        """A plain :class:`Annotation` with this ROI's fields, bound to ``sources``."""
+        return Annotation(
+            id=self.id,
+            labels=list(self.labels),
+            poly=list(self.poly),
+            type=self.type,
+            confidence=self.confidence,
+            sources=list(sources),
+            metadata=deepcopy(self.metadata),
+            mask=deepcopy(self.mask),
+        )

@@ -70,6 +70,7 @@ from urllib.request import url2pathname
 from hds_s3.errors import NotFoundError, StorageError, ValidationError
 from hds_s3.model.annotations import (
     Annotation,
+    ImageAnnotation,
     _fail,
     _is_int,
     _name,
@@ -323,6 +324,10 @@ def _local_path(uri: str) -> str | None:
     return uri
 
 
+local_path = _local_path
+"""The local path a URI names (a plain path, ``file://`` or ``local://``), or ``None`` for a remote URL."""
+
+
 def _cache_name(uri: str) -> str:
     suffix = Path(urlsplit(uri).path).suffix
     if not (1 < len(suffix) <= 16 and suffix[1:].isalnum()):
@@ -358,11 +363,170 @@ def _local_copy(what: str, uri: str, cache_dir: str | os.PathLike[str] | None, f
     return str(target)
 
 
+_SHAPE_ARGS = (
+    "poly2d_xy",
+    "poly3d_xyz",
+    "points2d_xy",
+    "points3d_xyz",
+    "box2d_xywh",
+    "box3d_xyzwhxyzwh",
+    "ellipse2d_xyrrt",
+    "mask_rgb",
+    "frame_class",
+    "id",
+    "labels",
+    "confidence",
+    "metadata",
+)
+
+
+def _given_annotation(
+    where: str, annotation: object, args: Mapping[str, Any], sources: list[str]
+) -> Annotation:
+    """A copy of ``annotation`` bound to ``sources``, refusing other arguments given with it.
+
+    Raises:
+        ValidationError: ``annotation`` is not an Annotation, or shape arguments came with it.
+    """
+    if not isinstance(annotation, Annotation):
+        raise ValidationError(
+            f"{where}: annotation must be an ImageAnnotation (or Annotation), got {preview(annotation)}"
+        )
+    extra = [name for name in _SHAPE_ARGS if args.get(name) is not None]
+    if extra:
+        raise ValidationError(f"{where}: give annotation or {', '.join(extra)}, not both")
+    if isinstance(annotation, ImageAnnotation):
+        return annotation.copy_for(sources)
+    copied = Annotation.from_dict(annotation.to_dict(), where=where)
+    copied.sources = list(sources) if sources else copied.sources
+    return copied
+
+
 # ---------------------------------------------------------------------------- SingleFrame
 
 
-class _Provenance:
+VIDEO_KEY = "video"
+"""The ``meta_blob`` key holding a video frame's key-frame fields (:data:`VIDEO_FIELDS`)."""
+VIDEO_FIELDS = ("is_key_frame", "key_frame", "video_gop")
+"""A video frame's fields, as the reference's frames carry them: whether it is a key frame, the id of
+its key frame, and the length of its group of pictures (frames or ms, as the video says)."""
+
+
+class _Video:
+    """A video frame's key-frame fields, kept in ``meta_blob["video"]`` (not searchable).
+
+    ``None`` when not set; setting ``None`` removes the field.
+    """
+
+    meta_blob: dict[str, Any]
+
+    def _video(self, name: str) -> Any:
+        blob = self.meta_blob if isinstance(self.meta_blob, dict) else {}
+        video = blob.get(VIDEO_KEY)
+        return video.get(name) if isinstance(video, dict) else None
+
+    def _set_video(self, name: str, value: object) -> None:
+        video = self.meta_blob.get(VIDEO_KEY)
+        if not isinstance(video, dict):
+            video = {}
+        if value is None:
+            video.pop(name, None)
+        else:
+            video[name] = value
+        if video:
+            self.meta_blob[VIDEO_KEY] = video
+        else:
+            self.meta_blob.pop(VIDEO_KEY, None)
+
+    @property
+    def is_key_frame(self) -> bool | None:
+        """Whether this video frame is a key frame (``None``: not said)."""
+        value = self._video("is_key_frame")
+        return value if isinstance(value, bool) else None
+
+    @is_key_frame.setter
+    def is_key_frame(self, value: bool | None) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ValidationError(f"is_key_frame must be True, False or None, got {preview(value)}")
+        self._set_video("is_key_frame", value)
+
+    @property
+    def key_frame(self) -> str | None:
+        """The id of this video frame's key frame (``None``: not said)."""
+        value = self._video("key_frame")
+        return value if isinstance(value, str) else None
+
+    @key_frame.setter
+    def key_frame(self, value: str | None) -> None:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValidationError(f"key_frame must be a frame id (text) or None, got {preview(value)}")
+        self._set_video("key_frame", value)
+
+    @property
+    def video_gop(self) -> float | None:
+        """The length of this frame's group of pictures (``None``: not said)."""
+        value = self._video("video_gop")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @video_gop.setter
+    def video_gop(self, value: float | None) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+        ):
+            raise ValidationError(f"video_gop must be a number >= 0 or None, got {preview(value)}")
+        self._set_video("video_gop", value)
+
+    def _video_init(self, is_key_frame: object, key_frame: object, video_gop: object) -> None:
+        for name, value in (
+            ("is_key_frame", is_key_frame),
+            ("key_frame", key_frame),
+            ("video_gop", video_gop),
+        ):
+            if value is not None:
+                setattr(self, name, value)
+
+
+class _Provenance(_Video):
     """Where and when a stored frame was written (read-only; set when the frame is read back)."""
+
+    metadata: dict[str, Any]
+
+    def set_vector(self, vector: Iterable[float], metadata_field: str) -> None:
+        """Keep an embedding in the frame's metadata: ``metadata[metadata_field] = list(vector)``.
+
+        As the reference's ``DataEntry.set_vector``; ``vector_search`` of a version or a DataView
+        finds it (see :mod:`hds_s3.index.vectors`). A dotted field nests (``"emb.clip"``).
+
+        Raises:
+            ValidationError: ``vector`` is not a non-empty list of finite numbers, or the field is
+                not a non-empty name.
+        """
+        if isinstance(vector, (str, bytes, Mapping)) or not isinstance(vector, Iterable):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector takes a list of numbers, got {preview(vector)}"
+            )
+        values = list(vector)
+        if not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+            for v in values
+        ):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector takes a non-empty list of finite numbers, "
+                f"got {preview(values)}"
+            )
+        if not isinstance(metadata_field, str) or not metadata_field or not all(metadata_field.split(".")):
+            raise ValidationError(
+                f"{_describe(self)}: set_vector needs a metadata field name, got {preview(metadata_field)}"
+            )
+        *parents, last = metadata_field.split(".")
+        node = self.metadata
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[last] = [float(v) for v in values]
 
     _saved: int | None
     _saved_in_version: str | None
@@ -420,12 +584,17 @@ class SingleFrame(_Provenance):
         source_meta: Mapping[str, Any] | None = None,
         source_id: str = DEFAULT_SOURCE_ID,
         source_timestamp: int = 0,
+        is_key_frame: bool | None = None,
+        key_frame: str | None = None,
+        video_gop: float | None = None,
     ) -> None:
         """Describe one source; nothing is checked until :func:`validate` / :meth:`to_dict`.
 
+        ``is_key_frame``, ``key_frame`` and ``video_gop`` describe a video frame (see :class:`_Video`).
+
         Raises:
-            ValidationError: both ``mask_source`` and ``masks_source`` given, or a mask argument
-                that is neither a URI, a list of URIs nor a dict of them.
+            ValidationError: both ``mask_source`` and ``masks_source`` given, a mask argument
+                that is neither a URI, a list of URIs nor a dict of them, or a bad video field.
         """
         self.id = id
         self.source = source
@@ -451,6 +620,8 @@ class SingleFrame(_Provenance):
         self._saved: int | None = None
         self._saved_in_version: str | None = None
         self._updated_in_version: str | None = None
+        if isinstance(self.meta_blob, dict):
+            self._video_init(is_key_frame, key_frame, video_gop)
 
     # -- derived and aliased attributes
 
@@ -565,8 +736,12 @@ class SingleFrame(_Provenance):
         labels: Iterable[str] | str | None = None,
         confidence: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        annotation: Annotation | None = None,
     ) -> list[Annotation]:
         """Add one ROI per shape given, all sharing ``id`` (32 hex digits generated when ``None``).
+
+        Or add ``annotation`` (an :class:`~hds_s3.model.annotations.ImageAnnotation` or any
+        :class:`~hds_s3.model.annotations.Annotation`), copied, instead of the other arguments.
 
         Args:
             poly2d_xy: Polygon: flat ``[x0, y0, ...]``, pairs ``[(x, y), ...]``, or a list of parts
@@ -583,14 +758,21 @@ class SingleFrame(_Provenance):
             labels: Labels of every ROI added; with no shape they make a frame label.
             confidence: 0..1.
             metadata: Per-ROI metadata (JSON, no ``$`` or ``.`` in keys).
+            annotation: A ready ROI (an ``ImageAnnotation``) to add instead of the arguments above.
 
         Returns:
             The ROIs added, in the order above.
 
         Raises:
             ValidationError: a malformed argument (named with the frame), a ``mask_rgb`` on a frame
-                without a mask, or nothing to add.
+                without a mask, or nothing to add; ``annotation`` given with other arguments or
+                not an Annotation.
         """
+        if annotation is not None:
+            given = locals()
+            rois = [_given_annotation(f"{_describe(self)}: add_annotation", annotation, given, [])]
+            self.annotations.extend(rois)
+            return rois
         rois = make_annotations(
             f"{_describe(self)}: add_annotation",
             poly2d_xy=poly2d_xy,
@@ -745,6 +927,9 @@ class SingleFrame(_Provenance):
             raise ValidationError(f"{where} has {len(sources)} sources; read it with frame_from_dict")
         frame = _member_from_dict(sources[0], where, "sources[0]")
         frame.annotations = _rois_of(data, where)
+        for roi in frame.annotations:  # stored bound to the frame's one source, as the reference shows
+            if roi.sources == [frame.source_id]:
+                roi.sources = []
         _read_frame_fields(frame, data)
         return frame
 
@@ -784,8 +969,15 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
         metadata: Mapping[str, Any] | None = None,
         meta_blob: Mapping[str, Any] | None = None,
         annotations: Iterable[Annotation | Mapping[str, Any]] | None = None,
+        is_key_frame: bool | None = None,
+        key_frame: str | None = None,
+        video_gop: float | None = None,
     ) -> None:
-        """Group ``frames`` (members may also be added later: ``group["rear"] = SingleFrame(...)``)."""
+        """Group ``frames`` (members may also be added later: ``group["rear"] = SingleFrame(...)``).
+
+        Raises:
+            ValidationError: a bad video field (see :class:`_Video`).
+        """
         super().__init__(frames or ())
         self.id = id
         self.metadata: dict[str, Any] = _mapping(metadata)
@@ -798,6 +990,8 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
         self._saved: int | None = None
         self._saved_in_version: str | None = None
         self._updated_in_version: str | None = None
+        if isinstance(self.meta_blob, dict):
+            self._video_init(is_key_frame, key_frame, video_gop)
 
     def _first(self) -> SingleFrame | None:
         return next(iter(self.values()), None)
@@ -848,11 +1042,15 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
         labels: Iterable[str] | str | None = None,
         confidence: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        annotation: Annotation | None = None,
     ) -> list[Annotation]:
         """Add one ROI per shape whose ``sources`` list every current member.
 
         One multi-source ROI, not a copy per member. Arguments as :meth:`SingleFrame.add_annotation`;
-        ``mask_rgb`` binds to the first mask of the first member that has one.
+        ``mask_rgb`` binds to the first mask of the first member that has one. ``annotation`` (an
+        :class:`~hds_s3.model.annotations.ImageAnnotation`, as the reference's
+        ``add_global_annotation(annotation=...)``) is added, copied and bound to every member,
+        instead of the other arguments.
 
         Returns:
             The ROIs added.
@@ -863,6 +1061,10 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
         where = f"{_describe(self)}: add_global_annotation"
         if not self:
             raise ValidationError(f"{where}: the group has no member yet; add its sources first")
+        if annotation is not None:
+            roi = _given_annotation(where, annotation, locals(), list(self))
+            self.annotations.append(roi)
+            return [roi]
         mask_id = next((m._first_mask_id() for m in self.values() if m.masks), None)
         rois = make_annotations(
             where,
@@ -943,7 +1145,9 @@ class FrameGroup(dict[str, SingleFrame], _Provenance):
                     f"{where}: sources[{i}].id: two sources have the id {preview(src['id'])}; "
                     "source ids are unique in a frame"
                 )
-            group[src["id"]] = _member_from_dict(src, where, f"sources[{i}]")
+            member = _member_from_dict(src, where, f"sources[{i}]")
+            member.metadata = member.source_meta  # a member's metadata is its source's
+            group[src["id"]] = member
         for roi in _rois_of(data, where):
             bound = roi.sources
             single = isinstance(bound, list) and len(bound) == 1 and isinstance(bound[0], str)
@@ -996,7 +1200,6 @@ def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
             ("id", member.id),
             ("context_id", member._context_id),
             ("timestamp", member._timestamp),
-            ("metadata", _given(member.metadata)),
             ("meta_blob", _given(member.meta_blob)),
         ):
             if value is not None:
@@ -1004,7 +1207,8 @@ def _members(frame: Frame, where: str) -> list[tuple[str, SingleFrame, str]]:
                     where,
                     f"{prefix}.{attr}",
                     "is set on a member; a member is one source: set it on "
-                    "the group (per-source metadata goes in source_meta, positions in source_timestamp)",
+                    "the group (per-source metadata goes in metadata or source_meta, positions in "
+                    "source_timestamp)",
                 )
         out.append((key, member, prefix + "."))
     return out
@@ -1091,10 +1295,37 @@ def _source_dict(
         "width": _dimension(where, f"{prefix}width", member.width),
         "height": _dimension(where, f"{prefix}height", member.height),
         "timestamp": _timestamp(where, f"{prefix}source_timestamp", member.source_timestamp),
-        "meta": check_metadata(f"{where}: {prefix}source_meta", member.source_meta, budget=budget),
+        "meta": _member_meta(where, prefix, member, budget)
+        if prefix
+        else check_metadata(f"{where}: source_meta", member.source_meta, budget=budget),
         "preview": _preview_dict(where, f"{prefix}preview", member.preview),
         "masks": masks,
     }
+
+
+def _member_meta(where: str, prefix: str, member: SingleFrame, budget: SizeBudget) -> dict[str, Any]:
+    """The ``meta`` of a group member's source: its ``source_meta`` and its ``metadata`` together.
+
+    A member is one source, so what is set on its ``metadata`` (as the reference's "Updating
+    FrameGroups" does) is that source's metadata. A member read back has both names on one dict.
+
+    Raises:
+        ValidationError: a key both hold with different values, or metadata that is not JSON.
+    """
+    meta = check_metadata(f"{where}: {prefix}source_meta", member.source_meta, budget=budget)
+    if member.metadata is member.source_meta or not member.metadata:
+        return meta
+    extra = check_metadata(f"{where}: {prefix}metadata", member.metadata, budget=budget)
+    for key, value in extra.items():
+        if key in meta and meta[key] != value:
+            _fail(
+                where,
+                f"{prefix}metadata.{key}",
+                f"differs from source_meta[{key!r}]; a member's metadata is its source's metadata: "
+                "set the key in one of them",
+            )
+        meta[key] = value
+    return meta
 
 
 def _roi_dicts(
@@ -1110,7 +1341,7 @@ def _roi_dicts(
         for i, roi in enumerate(member.annotations):
             field = f"{prefix}rois[{i}]"
             roi_dict = roi_to_dict(roi, f"{where}: {field}", budget=budget)
-            if isinstance(frame, FrameGroup) and not roi_dict["sources"]:
+            if not roi_dict["sources"]:  # a ROI of a member (or of a SingleFrame) is of its source
                 roi_dict["sources"] = [key]
             entries.append((field, roi_dict))
     if isinstance(frame, FrameGroup):
@@ -1118,6 +1349,9 @@ def _roi_dicts(
             (f"rois[{i}]", roi_to_dict(roi, f"{where}: rois[{i}]", budget=budget))
             for i, roi in enumerate(frame.annotations)
         ]
+        if len(members) == 1:  # a frame of one source: its ROIs are of that source
+            for _, roi_dict in entries:
+                roi_dict["sources"] = roi_dict["sources"] or [members[0][0]]
         singles = [[key] for key, _, _ in members]
         entries = [e for key in singles for e in entries if e[1]["sources"] == key] + [
             e for e in entries if e[1]["sources"] not in singles
@@ -1254,10 +1488,19 @@ def _frame_fields(data: object) -> tuple[dict[str, Any], str]:
     if not isinstance(data, Mapping):
         raise ValidationError(f"a frame dict must be a dict, got {type(data).__name__}: {preview(data)}")
     where = frame_label(data)
-    known: tuple[str, ...] = FRAME_KEYS
+    known: tuple[str, ...] = (*FRAME_KEYS, *VIDEO_FIELDS)
     if "uri" in data:
-        known = (*FRAME_KEYS, *(k for k in SHORTHAND_SOURCE_KEYS if k not in FRAME_KEYS))
+        known = (*known, *(k for k in SHORTHAND_SOURCE_KEYS if k not in FRAME_KEYS))
     fields = strict_keys(where, data, "a frame", known, FRAME_ALIASES, FRAME_READ_ONLY)
+    video = {k: fields.pop(k) for k in VIDEO_FIELDS if k in fields}
+    if video:  # a video frame's fields at the top level (as a DataView returns them) live in meta_blob
+        blob = fields.get("meta_blob")
+        if blob is not None and not isinstance(blob, Mapping):
+            raise ValidationError(f"{where}: meta_blob must be a dict, got {preview(blob)}")
+        merged = dict(blob or {})
+        held = merged.get(VIDEO_KEY)
+        merged[VIDEO_KEY] = {**(held if isinstance(held, Mapping) else {}), **video}
+        fields["meta_blob"] = merged
     return dict(expand_shorthand(fields)), where
 
 
@@ -1397,7 +1640,9 @@ from_frame_dict = frame_from_dict
 __all__ = [
     "DEFAULT_SOURCE_ID",
     "SHORTHAND_SOURCE_KEYS",
+    "VIDEO_FIELDS",
     "Annotation",
+    "ImageAnnotation",
     "Frame",
     "FrameGroup",
     "Mask",
@@ -1409,6 +1654,7 @@ __all__ = [
     "frame_id",
     "from_frame_dict",
     "guess_content_type",
+    "local_path",
     "to_frame_dict",
     "validate",
 ]

@@ -27,15 +27,20 @@ Choices (where the reference is silent or ambiguous):
 * **Sequential order** yields each matching frame once, sorted by (context_id, timestamp, id), then
   by the order in which the view names its (dataset, version) pairs; weights do not apply.
   ``infinite`` restarts from the beginning.
-* **Random order** (reproducible: numpy PCG64 seeded with ``random_seed``, default 1337 so that
-  every worker and every run agree): each next pick comes from rule *i* with probability
-  w_i / Σw (over the rules that match any frame), and is the next frame of that rule's own
-  shuffled stream (reshuffled when exhausted, so a rule drawn more often than it has frames
+* **Random order** (reproducible: numpy PCG64 seeded with ``random_seed``, default 1337, and the
+  epoch, so that every worker and every run agree): a new order every epoch. Each
+  :meth:`DataView.get_iterator` (and ``for frame in view``) draws the view's epoch
+  (:meth:`DataView.set_epoch`, as PyTorch's ``DistributedSampler.set_epoch``), then advances it;
+  ``get_iterator(epoch=n)`` draws epoch ``n`` and advances nothing. Each next pick comes from
+  rule *i* with probability w_i / Σw (over the rules that match any frame), and is the next frame
+  of that rule's own shuffled stream (reshuffled when exhausted, so a rule drawn more often than it has frames
   repeats frames). A finite random epoch yields as many frames as the view has distinct matching
   frames; with a single rule that is a permutation of them. ``infinite`` never ends.
 * **Limit** (``maximum_number_of_frames``) cuts any of these sequences after that many frames.
-* **Clip length** L (frames, not ms): each context's frames, in sequential order, are cut into
-  clips of L consecutive frames; random order draws whole clips (weights then share clips), and
+* **Clips**: each context's frames, in sequential order, are cut into clips, by count
+  (``clip_length`` L: L consecutive frames) or by time, as the reference's server
+  (``min_sequence``: a clip spans at most that many ms from its first frame; ``jump_time``: a gap of
+  more ms starts a new clip); random order draws whole clips (weights then share clips), and
   sharding hands out whole clips.
 * **Sharding**: the unsharded sequence is numbered by pick (frame, or clip); shard k of W keeps
   the picks whose number is k mod W, so shards are disjoint and their union is the unsharded
@@ -45,12 +50,19 @@ Choices (where the reference is silent or ambiguous):
 * **Resuming**: :meth:`DataView.get_current_iteration` counts frames of the unsharded sequence
   consumed so far; :meth:`DataView.set_initial_iteration` makes the next iterator start there, and
   it yields exactly the tail of the sequence it would have produced.
-* **Frames out**: :meth:`DataView.get_iterator` and :meth:`DataView.to_dict` give dicts (the
-  canonical frame dict of :mod:`hds_s3.model.frames` plus ``"dataset": {"id", "name", "version",
-  "version_name"}``, where ``version`` is the version id as in the reference server's frames, and
-  ``label_num`` on each ROI); ``for frame in view`` and :meth:`DataView.to_list` give
-  :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup` objects whose
-  annotations carry mapped labels and a ``label_num`` attribute.
+* **Frames out**: :meth:`DataView.get_iterator`, ``for frame in view`` and :meth:`DataView.to_list`
+  give :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup`
+  objects (as the reference) whose annotations carry mapped labels and a ``label_num`` attribute;
+  ``get_iterator(as_dict=True)``, ``get_iterator(projection=...)`` and :meth:`DataView.to_dict` give
+  dicts (the canonical frame dict of :mod:`hds_s3.model.frames` plus ``"dataset": {"id", "name",
+  "version", "version_name"}``, where ``version`` is the version id as in the reference server's
+  frames, ``label_num`` on each ROI, and a video frame's ``is_key_frame``, ``key_frame`` and
+  ``video_gop``).
+* **Read-ahead**: an iterator reads frames in a background thread, ``query_cache_size`` (500) at a
+  time, at most ``query_queue_depth`` (5) batches ahead (the reference's options); an error there
+  is raised at the consumer's next ``next()``; ``cache_in_memory`` serves a finished pass again.
+* **Vectors**: :meth:`DataView.vector_search` ranks the frames the view matches by an embedding in
+  their metadata (:mod:`hds_s3.index.vectors`).
 * **Mapping** (:meth:`DataView.add_mapping_rule`): a ROI carrying all ``from_labels`` has them
   replaced by ``to_label`` (at the place of the first; its other labels stay); the first
   applicable rule in the order added wins. Enumeration then gives a ROI the value of its first
@@ -70,14 +82,15 @@ import json
 import logging
 import math
 import os
+import queue
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Literal, TypeAlias, overload
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
 import pyarrow as pa
@@ -94,9 +107,9 @@ from hds_s3.errors import (
 from hds_s3.format import layout
 from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_digest, load_json, now_ms
 from hds_s3.format.txn import TreeView
-from hds_s3.index import segments
+from hds_s3.index import segments, vectors
 from hds_s3.index.plan import ReadPlan
-from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
+from hds_s3.model.frames import VIDEO_FIELDS, VIDEO_KEY, FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
 from hds_s3.query import stored, viewstats
@@ -428,6 +441,7 @@ class _Matched:
     context: np.ndarray
     rules: list[np.ndarray]
     rule_counts: list[int]
+    stamps: np.ndarray | None = None  # timestamps in sequential order, when clips are cut by time
 
     @property
     def size(self) -> int:
@@ -455,6 +469,39 @@ def _clips(frames: np.ndarray, context: np.ndarray, length: int) -> tuple[np.nda
     run_of = np.cumsum(new_run) - 1
     offset = np.arange(n) - run_start[run_of]
     starts = np.flatnonzero(offset % length == 0).astype(np.int64)
+    ends = np.append(starts[1:], n).astype(np.int64)
+    return starts, ends
+
+
+def _time_clips(
+    frames: np.ndarray, context: np.ndarray, stamps: np.ndarray, span_ms: int | None, jump_ms: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a sequentially sorted frame list into clips by time (the reference's iteration in ms).
+
+    A clip is a run of consecutive frames of one context whose timestamps lie within ``span_ms`` of
+    the clip's first frame (``min_sequence``) and no two of which are more than ``jump_ms`` apart
+    (``jump.time``); either may be None. Returns (start, end) positions into ``frames``.
+    """
+    n = len(frames)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    ctx = context[frames]
+    ts = stamps[frames]
+    new_ctx = np.ones(n, dtype=bool)
+    new_ctx[1:] = ctx[1:] != ctx[:-1]
+    if jump_ms is not None:
+        new_ctx[1:] |= (ts[1:] - ts[:-1]) > jump_ms
+    if span_ms is None:
+        starts = np.flatnonzero(new_ctx).astype(np.int64)
+    else:
+        out: list[int] = []
+        first_ts = 0
+        for i, (fresh, t) in enumerate(zip(new_ctx.tolist(), ts.tolist(), strict=True)):
+            if fresh or t - first_ts >= span_ms:
+                out.append(i)
+                first_ts = t
+        starts = np.array(out, dtype=np.int64)
     ends = np.append(starts[1:], n).astype(np.int64)
     return starts, ends
 
@@ -488,6 +535,19 @@ class _Plan:
     seed: int
     clip_length: int
     weights: tuple[float, ...]
+    epoch: int = 0
+    span_ms: int | None = None
+    jump_ms: int | None = None
+
+    def cut(self, frames: np.ndarray, matched: _Matched) -> tuple[np.ndarray, np.ndarray]:
+        """The clips of a sequentially sorted frame list: by time when asked, else by count."""
+        if (self.span_ms is not None or self.jump_ms is not None) and matched.stamps is not None:
+            return _time_clips(frames, matched.context, matched.stamps, self.span_ms, self.jump_ms)
+        return _clips(frames, matched.context, self.clip_length)
+
+    def stream(self, *ids: int) -> np.random.Generator:
+        """The random stream ``ids`` of this plan's seed and epoch (epoch 0: as before epochs)."""
+        return _rng(self.seed, *ids, *((self.epoch,) if self.epoch else ()))
 
     def end(self, size: int) -> float:
         if self.infinite:
@@ -504,7 +564,7 @@ class _Plan:
             yield from self._random(matched)
 
     def _sequential(self, matched: _Matched) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        starts, ends = _clips(np.arange(matched.size, dtype=np.int64), matched.context, self.clip_length)
+        starts, ends = self.cut(np.arange(matched.size, dtype=np.int64), matched)
         pick = 0
         while True:
             for first in range(0, len(starts), _BLOCK_PICKS):
@@ -520,11 +580,11 @@ class _Plan:
         live = [i for i, r in enumerate(matched.rules) if len(r)]
         weights = np.array([self.weights[i] for i in live], dtype=np.float64)
         cumulative = np.cumsum(weights / weights.sum())
-        clips = [_clips(matched.rules[i], matched.context, self.clip_length) for i in live]
+        clips = [self.cut(matched.rules[i], matched) for i in live]
         members = np.concatenate([matched.rules[i] for i in live])
         base = np.cumsum([0] + [len(matched.rules[i]) for i in live])[:-1]
-        chooser = _rng(self.seed, 0)
-        streams = [_rng(self.seed, 1, i) for i in live]
+        chooser = self.stream(0)
+        streams = [self.stream(1, i) for i in live]
         perms: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in live]
         cursors = [0 for _ in live]
 
@@ -768,6 +828,10 @@ def _columns_for(tree: dict[str, Any] | None) -> set[str]:
     return {k for k in tree if k in _FRAME_FIELDS} | {"id"}
 
 
+def _identity(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
 def _as_frame(data: dict[str, Any]) -> SingleFrame | FrameGroup:
     """A frame object from an output dict; annotations get the ROI's ``label_num`` attribute."""
     rois = data.get("rois") or []
@@ -793,12 +857,111 @@ def _as_frame(data: dict[str, Any]) -> SingleFrame | FrameGroup:
 # ---------------------------------------------------------------------------- the iterator
 
 
-class DataViewIterator(Iterator[dict[str, Any]]):
-    """Iterates a DataView's frames as dicts (see :meth:`DataView.get_iterator`).
+_T = TypeVar("_T")
+_END = object()
+
+#: Frames handed from the read-ahead thread to the consumer at a time (the reference's default).
+DEFAULT_QUERY_CACHE_SIZE = 500
+#: Batches the read-ahead thread holds ready at most (the reference's default queue depth).
+DEFAULT_QUERY_QUEUE_DEPTH = 5
+
+
+def _events(
+    view: DataView,
+    matched: _Matched,
+    plan: _Plan,
+    tree: dict[str, Any] | None,
+    start: int,
+    shards: tuple[int, int],
+    convert: Callable[[dict[str, Any]], Any],
+) -> Iterator[tuple[int, Any]]:
+    """One pass of the view as (position after it, item or ``_END`` for a skip-ahead) pairs.
+
+    The position is of the unsharded sequence: where a resumed iterator would start.
+    """
+    num_workers, worker_index = shards
+    end = plan.end(matched.size)
+    if start >= end:
+        return
+    chunk = max(matched.size, _CHUNK_PICKS)  # picks read in one pass over the versions
+    frames: list[np.ndarray] = []
+    places: list[np.ndarray] = []
+    held = 0
+    pos = 0
+
+    def flush() -> Iterator[tuple[int, Any]]:
+        if not frames:
+            return
+        order = np.concatenate(frames)
+        positions = np.concatenate(places)
+        for at, data in zip(positions.tolist(), view._stream(matched, order, tree), strict=True):
+            yield at + 1, convert(data)
+
+    for block, picks in plan.blocks(matched):
+        n = len(block)
+        if pos + n <= start:
+            pos += n
+            continue
+        positions = pos + np.arange(n, dtype=np.int64)
+        keep = (positions >= start) & (positions < end) & (picks % num_workers == worker_index)
+        kept = np.flatnonzero(keep)
+        frames.append(block[kept])
+        places.append(positions[kept])
+        held += len(kept)
+        pos += n
+        if held >= chunk or pos >= end:
+            yield from flush()
+            frames, places, held = [], [], 0
+        if not held:
+            yield int(min(pos, end)), _END
+        if pos >= end:
+            return
+    yield from flush()
+    yield int(min(pos, end)), _END
+
+
+def _produce(
+    events: Iterator[tuple[int, Any]], out: queue.Queue[Any], stop: threading.Event, batch: int
+) -> None:
+    """The read-ahead thread: put batches of events (then ``_END``, or the exception) on ``out``."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        buffer: list[tuple[int, Any]] = []
+        for event in events:
+            buffer.append(event)
+            if len(buffer) >= batch:
+                if not put(buffer):
+                    return
+                buffer = []
+        if buffer and not put(buffer):
+            return
+        put(_END)
+    except BaseException as exc:  # handed to the consumer, raised at its next()
+        put(exc)
+
+
+class DataViewIterator(Generic[_T]):
+    """Iterates a DataView's frames (see :meth:`DataView.get_iterator`), read ahead in a thread.
+
+    A background thread reads the frames and converts them, ``query_cache_size`` at a time, and
+    keeps at most ``query_queue_depth`` such batches ready (the reference's iterator options); an
+    error there is raised in the consumer at its next ``next()``. ``query_queue_depth=0`` reads in
+    the consumer's thread instead. With ``cache_in_memory``, a finished pass is kept, and iterating
+    the iterator again (``iter(it)``) serves it from memory.
 
     Attributes:
         num_workers, worker_index: the shard this iterator yields (1, 0 when unsharded).
         random_seed: the seed of random order.
+        epoch: the epoch of random order (see :meth:`DataView.set_epoch`).
     """
 
     def __init__(
@@ -810,76 +973,96 @@ class DataViewIterator(Iterator[dict[str, Any]]):
         start: int,
         shards: tuple[int, int],
         track: bool = True,
+        *,
+        convert: Callable[[dict[str, Any]], _T],
+        query_cache_size: int = DEFAULT_QUERY_CACHE_SIZE,
+        query_queue_depth: int = DEFAULT_QUERY_QUEUE_DEPTH,
+        cache_in_memory: bool = False,
     ) -> None:
         self.num_workers, self.worker_index = shards
         self.random_seed = plan.seed
+        self.epoch = plan.epoch
         self._view = view
         self._position = start
         self._track = track
-        self._frames = self._generate(matched, plan, tree, start)
+        self._buffer: list[tuple[int, Any]] = []
+        self._done = False
+        self._cache: list[_T] | None = [] if cache_in_memory else None
+        self._cached = False
+        events = _events(view, matched, plan, tree, start, shards, convert)
+        self._stop = threading.Event()
+        self._queue: queue.Queue[Any] | None = None
+        self._events: Iterator[tuple[int, Any]] | None = None
+        if query_queue_depth > 0:
+            self._queue = queue.Queue(maxsize=query_queue_depth)
+            self._thread: threading.Thread | None = threading.Thread(
+                target=_produce,
+                args=(events, self._queue, self._stop, query_cache_size),
+                name="hds-dataview-read-ahead",
+                daemon=True,
+            )
+            self._thread.start()
+        else:
+            self._events = events
+            self._thread = None
 
     @property
     def position(self) -> int:
         """Frames of the unsharded sequence passed so far (where a resumed iterator would start)."""
         return self._position
 
-    def __iter__(self) -> DataViewIterator:
+    def __iter__(self) -> Iterator[_T]:
+        if self._done and self._cache is not None and self._cached:
+            return iter(list(self._cache))
         return self
 
-    def __next__(self) -> dict[str, Any]:
-        return next(self._frames)
+    def _next_event(self) -> tuple[int, Any] | None:
+        if self._events is not None:
+            return next(self._events, None)
+        if not self._buffer:
+            assert self._queue is not None
+            got = self._queue.get()
+            if got is _END:
+                return None
+            if isinstance(got, BaseException):
+                self._done = True
+                raise got
+            self._buffer = got
+            self._buffer.reverse()
+        return self._buffer.pop()
 
-    def _generate(
-        self, matched: _Matched, plan: _Plan, tree: dict[str, Any] | None, start: int
-    ) -> Iterator[dict[str, Any]]:
-        end = plan.end(matched.size)
-        if start >= end:
-            return
-        view = self._view
-        chunk = max(matched.size, _CHUNK_PICKS)  # picks read in one pass over the versions
-        frames: list[np.ndarray] = []
-        places: list[np.ndarray] = []
-        held = 0
-        covered = start  # the sequence position every pick before which was yielded or skipped
-        pos = 0
-        for block, picks in plan.blocks(matched):
-            n = len(block)
-            if pos + n <= start:
-                pos += n
+    def __next__(self) -> _T:
+        while not self._done:
+            event = self._next_event()
+            if event is None:
+                self._done = True
+                self._cached = self._cache is not None
+                self._stop.set()
+                break
+            position, item = event
+            self._advance(position)
+            if item is _END:
                 continue
-            positions = pos + np.arange(n, dtype=np.int64)
-            keep = (positions >= start) & (positions < end) & (picks % self.num_workers == self.worker_index)
-            kept = np.flatnonzero(keep)
-            frames.append(block[kept])
-            places.append(positions[kept])
-            held += len(kept)
-            pos += n
-            if held >= chunk or pos >= end:
-                yield from self._flush(view, matched, frames, places, tree)
-                frames, places, held = [], [], 0
-            if not held:
-                covered = int(min(pos, end))
-                self._advance(covered)
-            if pos >= end:
-                return
-        yield from self._flush(view, matched, frames, places, tree)
-        self._advance(int(min(pos, end)))
+            if self._cache is not None:
+                self._cache.append(item)
+            return cast(_T, item)
+        raise StopIteration
 
-    def _flush(
-        self,
-        view: DataView,
-        matched: _Matched,
-        frames: list[np.ndarray],
-        places: list[np.ndarray],
-        tree: dict[str, Any] | None,
-    ) -> Iterator[dict[str, Any]]:
-        if not frames:
-            return
-        order = np.concatenate(frames)
-        positions = np.concatenate(places)
-        for at, data in zip(positions.tolist(), view._stream(matched, order, tree), strict=True):
-            self._advance(at + 1)
-            yield data
+    def close(self) -> None:
+        """Stop reading ahead (the iterator then ends)."""
+        self._done = True
+        self._stop.set()
+
+    def __enter__(self) -> DataViewIterator[_T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
 
     def _advance(self, position: int) -> None:
         if position > self._position:
@@ -916,9 +1099,14 @@ class DataView:
         iteration_random_seed: int | None = None,
         iteration_limit: int | None = None,
         clip_length: int | None = None,
+        min_sequence: int | None = None,
+        jump_time: int | None = None,
         client: Client | None = None,
     ) -> None:
         """Create an empty draft view (nothing is stored until :meth:`store`).
+
+        ``clip_length`` cuts clips by frame count; ``min_sequence`` / ``jump_time`` (milliseconds,
+        the reference's iteration parameters) by time (see :meth:`set_iteration_parameters`).
 
         Raises:
             ValidationError: a bad name, order, seed, limit or clip length.
@@ -933,6 +1121,9 @@ class DataView:
         self._seed = _positive_int("random_seed", iteration_random_seed, zero=True)
         self._limit = _positive_int("maximum_number_of_frames", iteration_limit)
         self._clip_length = _positive_int("clip_length", clip_length)
+        self._min_sequence = _positive_int("min_sequence", min_sequence)
+        self._jump_time = _positive_int("jump_time", jump_time, zero=True)
+        self._epoch = 0
         self._queries: list[DataViewQuery] = []
         self._mapping: list[MappingRule] = []
         self._labels: dict[str, int] = {}
@@ -1289,10 +1480,16 @@ class DataView:
         clip_length: int | None = None,
         *,
         limit: int | None = None,
+        min_sequence: int | None = None,
+        jump_time: int | None = None,
     ) -> None:
         """Change the iteration parameters given (None keeps a value; ``limit`` is an alias of the limit).
 
-        Use :meth:`clear_iteration_limit` to remove a limit.
+        Use :meth:`clear_iteration_limit` to remove a limit. Clips of video frames (frames of one
+        ``context_id`` in timestamp order) are cut by count (``clip_length`` frames) or, as the
+        reference's server, by time: ``min_sequence`` is a clip's length in milliseconds (its frames
+        lie within that many ms of its first) and ``jump_time`` the most milliseconds between two
+        frames of a clip (a longer gap starts a new clip). Random order then draws whole clips.
 
         Raises:
             InvalidStateError: the view is published.
@@ -1309,8 +1506,11 @@ class DataView:
         )
         new_seed = self._seed if random_seed is None else _positive_int("random_seed", random_seed, zero=True)
         new_clip = self._clip_length if clip_length is None else _positive_int("clip_length", clip_length)
+        new_span = self._min_sequence if min_sequence is None else _positive_int("min_sequence", min_sequence)
+        new_jump = self._jump_time if jump_time is None else _positive_int("jump_time", jump_time, zero=True)
         self._order, self._infinite, self._limit = new_order, new_infinite, new_limit
         self._seed, self._clip_length = new_seed, new_clip
+        self._min_sequence, self._jump_time = new_span, new_jump
 
     def clear_iteration_limit(self) -> None:
         """Remove the frame limit.
@@ -1322,13 +1522,18 @@ class DataView:
         self._limit = None
 
     def get_iteration_parameters(self) -> dict[str, Any]:
-        """Return ``{"order", "infinite", "limit", "random_seed", "clip_length"}``."""
+        """Return the iteration parameters.
+
+        ``{"order", "infinite", "limit", "random_seed", "clip_length", "min_sequence", "jump_time"}``.
+        """
         return {
             "order": self._order.value,
             "infinite": self._infinite,
             "limit": self._limit,
             "random_seed": self._seed,
             "clip_length": self._clip_length,
+            "min_sequence": self._min_sequence,
+            "jump_time": self._jump_time,
         }
 
     def get_current_iteration(self) -> int:
@@ -1347,7 +1552,7 @@ class DataView:
         self._initial_iteration = value
         self._current_iteration = value
 
-    def _plan(self) -> _Plan:
+    def _plan(self, epoch: int = 0) -> _Plan:
         return _Plan(
             order=self._order,
             infinite=self._infinite,
@@ -1355,6 +1560,9 @@ class DataView:
             seed=DEFAULT_RANDOM_SEED if self._seed is None else self._seed,
             clip_length=self._clip_length or 1,
             weights=tuple(q.weight for q in self._queries),
+            epoch=epoch,
+            span_ms=self._min_sequence,
+            jump_ms=self._jump_time,
         )
 
     # --------------------------------------------------------------- matching
@@ -1457,6 +1665,7 @@ class DataView:
         frame_row = np.concatenate(unique) if unique else np.zeros(0, dtype=np.int64)
         rank = np.arange(len(frame_row), dtype=np.int64)
         context = np.zeros(len(frame_row), dtype=np.int64)
+        stamps: np.ndarray | None = None
         if order and len(frame_row):
             # sort indices only (no sorted copy of the keys); a pair matched whole is not copied
             keys = pa.concat_tables(
@@ -1479,13 +1688,18 @@ class DataView:
             rank = np.empty(len(frame_row), dtype=np.int64)
             rank[sorted_n] = np.arange(len(frame_row), dtype=np.int64)
             frame_pair, frame_row = frame_pair[sorted_n], frame_row[sorted_n]
-            if (self._clip_length or 1) > 1:  # contexts only cut clips
+            timed = self._min_sequence is not None or self._jump_time is not None
+            if (self._clip_length or 1) > 1 or timed:  # contexts only cut clips
                 encoded = pc.dictionary_encode(keys.column("context_id").combine_chunks())
                 codes = np.asarray(
                     pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
                 )
                 context = codes[sorted_n]
                 del encoded, codes
+            if timed:
+                stamps = np.asarray(pc.fill_null(keys.column("timestamp"), 0).to_numpy(), dtype=np.int64)[
+                    sorted_n
+                ]
             del keys
         rules: list[np.ndarray] = []
         for h in hits:
@@ -1501,6 +1715,7 @@ class DataView:
             context=context,
             rules=rules,
             rule_counts=[len(r) for r in rules],
+            stamps=stamps,
         )
 
     def _stream(
@@ -1540,6 +1755,9 @@ class DataView:
                     roi["labels"] = _map_labels(list(roi.get("labels") or []), rules)
                     roi["label_num"] = _label_num(roi["labels"], self._labels)
                 data["dataset"] = pair.info
+                video = (data.get("meta_blob") or {}).get(VIDEO_KEY)
+                if isinstance(video, dict):  # a video frame's fields, where the reference has them
+                    data.update((k, video[k]) for k in VIDEO_FIELDS if k in video)
                 yield data if tree is None else _select(data, tree)
 
     # --------------------------------------------------------------- reading
@@ -1614,29 +1832,123 @@ class DataView:
         count = self.get_count()
         return min(count, self._limit) if self._limit is not None else count
 
+    @overload
+    def get_iterator(
+        self,
+        projection: None = None,
+        num_workers: int | None = None,
+        worker_index: int | None = None,
+        *,
+        as_dict: Literal[False] = False,
+        query_cache_size: int | None = None,
+        query_queue_depth: int = DEFAULT_QUERY_QUEUE_DEPTH,
+        cache_in_memory: bool = False,
+        epoch: int | None = None,
+        node_id: int | None = None,
+    ) -> DataViewIterator[SingleFrame | FrameGroup]: ...
+
+    @overload
     def get_iterator(
         self,
         projection: Sequence[str] | str | None = None,
         num_workers: int | None = None,
         worker_index: int | None = None,
-    ) -> DataViewIterator:
-        """Iterate the view's frames as dicts, from the initial iteration (see :meth:`set_initial_iteration`).
+        *,
+        as_dict: bool = False,
+        query_cache_size: int | None = None,
+        query_queue_depth: int = DEFAULT_QUERY_QUEUE_DEPTH,
+        cache_in_memory: bool = False,
+        epoch: int | None = None,
+        node_id: int | None = None,
+    ) -> DataViewIterator[Any]: ...
+
+    def get_iterator(
+        self,
+        projection: Sequence[str] | str | None = None,
+        num_workers: int | None = None,
+        worker_index: int | None = None,
+        *,
+        as_dict: bool = False,
+        query_cache_size: int | None = None,
+        query_queue_depth: int = DEFAULT_QUERY_QUEUE_DEPTH,
+        cache_in_memory: bool = False,
+        epoch: int | None = None,
+        node_id: int | None = None,
+    ) -> DataViewIterator[Any]:
+        """Iterate the view's frames, from the initial iteration (see :meth:`set_initial_iteration`).
+
+        Yields :class:`~hds_s3.model.frames.SingleFrame` / :class:`~hds_s3.model.frames.FrameGroup`
+        objects, as the reference; with ``as_dict=True``, or with a ``projection`` (a subset of a
+        frame's fields is no frame object), frame dicts instead.
 
         ``projection``: dot paths to keep (``id``, ``dataset.id``, ``sources``, ``rois.labels``,
         ``sources.0.uri``; ``'*'`` = everything); only the columns they need are read.
         ``num_workers`` / ``worker_index``: the shard to yield (both or neither; default: detected,
-        see :func:`detect_shards`); ``worker_index`` is taken modulo ``num_workers``.
+        see :func:`detect_shards`); ``worker_index`` is taken modulo ``num_workers``; ``node_id``
+        (the reference's) stands for ``worker_index`` when only ``num_workers`` is given.
+        ``query_cache_size`` (default 500) frames are read ahead at a time by a background thread,
+        which keeps at most ``query_queue_depth`` (default 5) such batches ready; 0 reads in this
+        thread. ``cache_in_memory``: iterating the finished iterator again serves it from memory.
+
+        Random order draws a new permutation every epoch, reproducible from (seed, epoch):
+        ``epoch`` picks one; without it, the view's epoch (:meth:`set_epoch`) is used and then
+        advanced, so each call (each pass of a training loop) sees another order.
 
         Raises:
-            ValidationError: a bad projection or shard, no queries, or no concrete pair.
+            ValidationError: a bad projection, shard, epoch or read-ahead option, no queries, or no
+                concrete pair.
             NotFoundError: a dataset or version of the view was deleted.
             CorruptObjectError: a segment is missing or damaged.
         """
         tree = _projection_tree(projection)
+        if num_workers is not None and worker_index is None and node_id is not None:
+            worker_index = node_id
         shards = _shards(num_workers, worker_index)
+        cache_size = DEFAULT_QUERY_CACHE_SIZE if query_cache_size is None else query_cache_size
+        _positive_int("query_cache_size", cache_size)
+        if _positive_int("query_queue_depth", query_queue_depth, zero=True) is None:
+            raise ValidationError("query_queue_depth must be a whole number >= 0, got None")
+        given = None if epoch is None else _positive_int("epoch", epoch, zero=True)
         matched = self._match(set(), order=True)
         self._current_iteration = self._initial_iteration
-        return DataViewIterator(self, matched, self._plan(), tree, self._initial_iteration, shards)
+        with self._lock:
+            use = self._epoch if given is None else given
+            if given is None:
+                self._epoch += 1
+        dicts = as_dict or tree is not None
+        return DataViewIterator(
+            self,
+            matched,
+            self._plan(use),
+            tree,
+            self._initial_iteration,
+            shards,
+            convert=_identity if dicts else _as_frame,
+            query_cache_size=cache_size,
+            query_queue_depth=query_queue_depth,
+            cache_in_memory=_flag("cache_in_memory", cache_in_memory),
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next :meth:`get_iterator` (or ``for frame in view``) draw epoch ``epoch``'s order.
+
+        As PyTorch's ``DistributedSampler.set_epoch``: random order is a new permutation every
+        epoch, the same on every machine for the same (seed, epoch), so shards of one epoch agree.
+        Each iteration that is not given an epoch advances it by one. Sequential order ignores it.
+
+        Raises:
+            ValidationError: ``epoch`` is not a whole number >= 0.
+        """
+        value = _positive_int("epoch", epoch, zero=True)
+        if value is None:
+            raise ValidationError("epoch must be a whole number >= 0, got None")
+        with self._lock:
+            self._epoch = value
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration draws (see :meth:`set_epoch`)."""
+        return self._epoch
 
     def __iter__(self) -> Iterator[SingleFrame | FrameGroup]:
         """Iterate the frames as SingleFrame / FrameGroup objects (sharded and resumed as get_iterator).
@@ -1644,25 +1956,29 @@ class DataView:
         Raises:
             ValidationError: no queries, or no concrete pair.
         """
-        for data in self.get_iterator():
-            yield _as_frame(data)
+        return iter(self.get_iterator())
 
-    def _one_pass(self, tree: dict[str, Any] | None) -> DataViewIterator:
+    def _one_pass(self, tree: dict[str, Any] | None, convert: Callable[[dict[str, Any]], Any]) -> list[Any]:
         if self._infinite and self._limit is None:
             raise ValidationError(
                 f"DataView {preview(self._name)} iterates forever (infinite, no limit); set "
                 "maximum_number_of_frames or iterate it with get_iterator()"
             )
         matched = self._match(set(), order=True)
-        return DataViewIterator(self, matched, self._plan(), tree, 0, (1, 0), track=False)
+        it: DataViewIterator[Any] = DataViewIterator(
+            self, matched, self._plan(self._epoch), tree, 0, (1, 0), track=False, convert=convert
+        )
+        return list(it)
 
     def to_list(self) -> list[SingleFrame | FrameGroup]:
         """Return one whole pass (unsharded, from the start) as SingleFrame / FrameGroup objects.
 
+        Random order is that of the current epoch (the epoch does not advance).
+
         Raises:
             ValidationError: the view is infinite without a limit, has no queries or no concrete pair.
         """
-        return [_as_frame(d) for d in self._one_pass(None)]
+        return self._one_pass(None, _as_frame)
 
     def to_dict(self, projection: Sequence[str] | str | None = None) -> list[dict[str, Any]]:
         """Return one whole pass (unsharded, from the start) as frame dicts, optionally projected.
@@ -1671,7 +1987,122 @@ class DataView:
             ValidationError: a bad projection; the view is infinite without a limit, has no queries
                 or no concrete pair.
         """
-        return list(self._one_pass(_projection_tree(projection)))
+        return self._one_pass(_projection_tree(projection), _identity)
+
+    def vector_search(
+        self,
+        reference_vector: Sequence[float],
+        vector_field: str,
+        number_of_neighbors: int = 50,
+        fast: bool = False,
+        similarity_function: str = "cosine",
+        *,
+        as_dict: bool = False,
+        with_scores: bool = False,
+        ids_only: bool = False,
+    ) -> list[Any]:
+        """Return the frames this view matches whose vector is nearest ``reference_vector``, nearest first.
+
+        As ``DatasetVersion.vector_search``, over the frames of every rule of the view (the
+        reference's frame browser honours the active filters the same way): each (dataset,
+        version) pair's vectors are read once and kept, then only the matched frames are scored.
+        Frames come as objects (``as_dict=True``: frame dicts, with mapping and enumeration
+        applied); ``with_scores`` gives ``(frame, score)`` pairs, ``ids_only`` ``(frame id, score)``
+        pairs (no frame is read).
+
+        Raises:
+            ValidationError: a bad argument, vectors of two lengths, a query of another length, no
+                queries or no concrete pair; ``fast=True`` without faiss installed.
+            NotFoundError: a dataset or version of the view was deleted.
+        """
+        path = vectors.field_path(vector_field)
+        matched = self._match({"meta"}, order=False)
+        key = (
+            "view",
+            tuple((p.version_id, str(p.entry.frames.get("manifest"))) for p in matched.pairs),
+            json.dumps([q.to_dict() for q in self._queries], sort_keys=True),
+            tuple(path),
+        )
+        merged, frame_numbers = vectors.cached_vectors(
+            key, lambda: self._view_vectors(matched, path, vector_field)
+        )
+        where = f"DataView {preview(self._name)}: {vector_field}"
+        picked, scores = vectors.search(
+            key,
+            vectors.Vectors(np.arange(len(merged), dtype=np.int64), merged),
+            reference_vector,
+            number_of_neighbors,
+            similarity_function,
+            fast,
+            where,
+        )
+        chosen = frame_numbers[picked]
+        if ids_only:
+            ids = [
+                matched.tables[int(matched.frame_pair[c])].column("id")[int(matched.frame_row[c])].as_py()
+                for c in chosen.tolist()
+            ]
+            return list(zip(ids, scores.tolist(), strict=True))
+        convert = _identity if as_dict else _as_frame
+        out = [convert(d) for d in self._stream(matched, chosen, None)]
+        return list(zip(out, scores.tolist(), strict=True)) if with_scores else out
+
+    def _view_vectors(
+        self, matched: _Matched, path: list[str], vector_field: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The matched frames' vectors as one matrix, and each row's matched frame number."""
+        numbers: list[np.ndarray] = []
+        matrices: list[np.ndarray] = []
+        for p, pair in enumerate(matched.pairs):
+            frame_numbers = np.flatnonzero(matched.frame_pair == p)
+            rows = matched.frame_row[frame_numbers]
+            table = matched.tables[p]
+
+            def load(table: pa.Table = table) -> vectors.Vectors:
+                ids = table.column("id").combine_chunks()
+                return vectors.extract(table.column("meta"), path, ids)
+
+            manifest = str(pair.entry.frames.get("manifest"))
+            found: vectors.Vectors = vectors.cached_vectors(
+                ("pair", pair.version_id, manifest, tuple(path)), load
+            )
+            have = np.isin(rows, found.rows)
+            numbers.append(frame_numbers[have])
+            matrices.append(found.matrix[np.searchsorted(found.rows, rows[have])])
+        dims = {m.shape[1] for m in matrices if len(m)}
+        if len(dims) > 1:
+            raise ValidationError(
+                f"DataView {preview(self._name)}: {vector_field} holds vectors of lengths {sorted(dims)} "
+                "in different versions; vectors of one field have one length"
+            )
+        merged = np.concatenate([m for m in matrices if len(m)]) if dims else np.zeros((0, 0), np.float32)
+        frame_numbers = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)
+        return merged, frame_numbers
+
+    def prefetch_files(self, get_masks: bool = True, get_previews: bool = False, threads: int = 8) -> int:
+        """Download the sources of one pass into the local cache, in parallel; return how many files.
+
+        As the reference's ``prefetch_files``: afterwards ``get_local_source()`` finds them there.
+
+        Raises:
+            NotFoundError: a source does not exist.
+            StorageError: a download failed.
+        """
+        uris: list[str] = []
+        for frame in self.to_list():
+            members = [frame] if isinstance(frame, SingleFrame) else list(frame.values())
+            for m in members:
+                uris.append(m.source or "")
+                if get_previews and m.preview is not None:
+                    uris.append(m.preview.uri)
+                if get_masks:
+                    uris.extend(mask.uri for mask in m.masks)
+        wanted = sorted({u for u in uris if u})
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="hds-prefetch") as pool:
+            list(pool.map(lambda u: SingleFrame(source=u).get_local_source(), wanted))
+        return len(wanted)
 
     def read_plan(
         self,
@@ -1679,6 +2110,7 @@ class DataView:
         *,
         num_workers: int | None = None,
         worker_index: int | None = None,
+        epoch: int | None = None,
     ) -> ReadPlan:
         """Plan one pass of the view (unsharded, from the start) as read tasks for any worker.
 
@@ -1687,17 +2119,18 @@ class DataView:
         task (:func:`hds_s3.index.plan.read_task`) reads one segment's picked rows, only
         ``columns`` (frame-index columns; ``id`` is always read), and adds ``dataset``, mapped
         labels and ``label_num`` on each ROI, and ``_pick``, the row's place in the sequence. See
-        :mod:`hds_s3.query.viewplan`.
+        :mod:`hds_s3.query.viewplan`. Random order is that of ``epoch``, else of the view's
+        current epoch, as :meth:`to_dict` (the epoch does not advance).
 
         Raises:
-            ValidationError: a bad column or shard; the view is infinite without a limit, has no
-                queries or no concrete pair.
+            ValidationError: a bad column, shard or epoch; the view is infinite without a limit,
+                has no queries or no concrete pair.
             NotFoundError: a dataset or version of the view was deleted.
             CorruptObjectError: a segment is missing or damaged.
         """
         from hds_s3.query.viewplan import plan_view
 
-        return plan_view(self, columns, num_workers=num_workers, worker_index=worker_index)
+        return plan_view(self, columns, num_workers=num_workers, worker_index=worker_index, epoch=epoch)
 
     def to_ray(
         self,
@@ -1706,6 +2139,7 @@ class DataView:
         ordered: bool = True,
         num_workers: int | None = None,
         worker_index: int | None = None,
+        epoch: int | None = None,
     ) -> Any:
         """One pass of the view as a ``ray.data.Dataset`` (``pip install 'hds_s3[ray]'``).
 
@@ -1722,7 +2156,7 @@ class DataView:
             from hds_s3.index.raysource import dataset
         except ImportError as exc:
             raise ImportError(f"DataView.to_ray needs Ray Data: pip install 'hds_s3[ray]' ({exc})") from exc
-        plan = self.read_plan(columns, num_workers=num_workers, worker_index=worker_index)
+        plan = self.read_plan(columns, num_workers=num_workers, worker_index=worker_index, epoch=epoch)
         return dataset(plan, ordered=ordered)
 
     # --------------------------------------------------------------- storing
@@ -1998,6 +2432,8 @@ class DataView:
                 iteration_random_seed=iteration.get("random_seed"),
                 iteration_limit=iteration.get("limit"),
                 clip_length=iteration.get("clip_length"),
+                min_sequence=iteration.get("min_sequence"),
+                jump_time=iteration.get("jump_time"),
                 client=client,
             )
             view._queries = [DataViewQuery.from_dict(q) for q in doc.get("queries") or ()]

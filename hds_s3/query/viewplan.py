@@ -30,16 +30,19 @@ def plan_view(
     *,
     num_workers: int | None = None,
     worker_index: int | None = None,
+    epoch: int | None = None,
 ) -> ReadPlan:
     """Plan one pass of a DataView (unsharded unless ``num_workers``/``worker_index`` are given).
 
+    Random order is that of ``epoch``, else of the view's current epoch (which does not advance).
+
     Raises:
-        ValidationError: a bad column or shard; the view iterates forever without a limit, has no
-            queries or no concrete (dataset, version).
+        ValidationError: a bad column, shard or epoch; the view iterates forever without a limit,
+            has no queries or no concrete (dataset, version).
         NotFoundError: a dataset or version of the view was deleted.
         CorruptObjectError: a segment is missing or damaged.
     """
-    from hds_s3.query.dataview import _shards
+    from hds_s3.query.dataview import _positive_int, _shards
 
     cols = output_columns(columns)
     params = view.get_iteration_parameters()
@@ -51,8 +54,9 @@ def plan_view(
     shards, shard = (
         (1, 0) if num_workers is None and worker_index is None else _shards(num_workers, worker_index)
     )
+    given = _positive_int("epoch", epoch, zero=True)
     matched = view._match(set(), order=True)
-    sequence = view._plan()
+    sequence = view._plan(view.epoch if given is None else given)
     end = sequence.end(matched.size)
     frames: list[np.ndarray] = []
     places: list[np.ndarray] = []

@@ -80,10 +80,10 @@ _MAX_PROBLEMS = 20
 
 
 class FrameSource(Protocol):
-    """Anything whose ``get_iterator()`` yields frame dicts (a DataView)."""
+    """Anything whose ``get_iterator(as_dict=True)`` yields frame dicts (a DataView)."""
 
-    def get_iterator(self) -> Iterator[Mapping[str, Any]]:
-        """Yield the frames as canonical frame dicts."""
+    def get_iterator(self, *, as_dict: bool = ...) -> Iterator[Mapping[str, Any]]:
+        """Yield the frames as canonical frame dicts (with ``as_dict=True``)."""
         ...
 
 
@@ -754,7 +754,7 @@ def export_coco(
         if coco_meta is None:
             coco_meta = stored_coco_meta(source)
     else:
-        frames = source.get_iterator()
+        frames = source.get_iterator(as_dict=True)
     result = frames_to_coco(frames, coco_meta=coco_meta, image_root=image_root)
     if output is not None:
         write_json_atomic(output, result.coco)

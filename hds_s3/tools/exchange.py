@@ -81,7 +81,7 @@ class Problems:
 
 
 def frames_of(source: DatasetVersion | FrameSource) -> Iterable[Mapping[str, Any]]:
-    """The frame dicts of a version, or of anything with ``get_iterator()`` (a DataView).
+    """The frame dicts of a version, or of anything with ``get_iterator(as_dict=True)`` (a DataView).
 
     Raises:
         CorruptObjectError: a segment is missing or damaged.
@@ -90,7 +90,7 @@ def frames_of(source: DatasetVersion | FrameSource) -> Iterable[Mapping[str, Any
 
     if isinstance(source, DatasetVersion):
         return version_frames(source)
-    return source.get_iterator()
+    return source.get_iterator(as_dict=True)
 
 
 def relative_name(uri: str, image_root: str | None) -> str:

@@ -927,7 +927,7 @@ class StoreScan:
                 if ref.key in checked:
                     continue
                 checked.add(ref.key)
-                self._check_segment(ref.key, ref.size, ref.kind, doc, where, deep)
+                self._check_segment(ref, doc, where, deep)
             run = tuple(ref.key for ref in got.segments[: got.disjoint])
             if deep and len(run) > 1 and run not in self.disjoint_checked:
                 self.disjoint_checked.add(run)
@@ -943,7 +943,8 @@ class StoreScan:
                         dataset_id=doc.id,
                     )
 
-    def _check_segment(self, key: str, size: int, kind: str, doc: DatasetDoc, where: str, deep: bool) -> None:
+    def _check_segment(self, ref: SegmentRef, doc: DatasetDoc, where: str, deep: bool) -> None:
+        key, size = ref.key, ref.size
         parts = layout.parse_key(key)
         if parts is None or parts.kind != "segment" or parts.dataset_id != doc.id:
             self._add(
@@ -974,7 +975,7 @@ class StoreScan:
             )
             return
         if deep:
-            problem = _segment_problem(self.store, key, size, kind)
+            problem = _segment_problem(self.store, ref)
             if problem is not None:
                 self._add("damage", "segment-corrupt", key, f"{key}: {problem}", dataset_id=doc.id)
 
@@ -1093,15 +1094,23 @@ def _ids_held_twice(store: ObjectStore, refs: Sequence[SegmentRef]) -> int:
     return int(pc.sum(pc.greater(counts.field("counts"), 1)).as_py() or 0)
 
 
-def _segment_problem(store: ObjectStore, key: str, size: int, kind: str) -> str | None:
-    """Read one segment whole and say what is wrong with it, or None."""
+def _segment_problem(store: ObjectStore, ref: SegmentRef) -> str | None:
+    """Read one segment whole and say what is wrong with it, or None.
+
+    Checked: its schema, its pages' checksums, its row count and id range against the manifest's
+    reference, and that its ids are sorted with none twice.
+    """
+    key, size, kind = ref.key, ref.size, ref.kind
     try:
         data = store.get_range(key, 0, size)
     except NotFoundError:
         return "missing"
     try:
         schema = pq.read_schema(pa.BufferReader(data))
-        segments.from_parquet(data, key, ["id"])
+        segments.check_footer(pq.read_metadata(pa.BufferReader(data)), key, ref.rows, ref.min_id, ref.max_id)
+        segments.check_ids(segments.from_parquet(data, key, ["id"]).column("id"), key)
+        if kind == "frames":
+            segments.from_parquet(data, key)  # every page, so every checksum
     except CorruptObjectError as exc:
         return str(exc).removeprefix(f"{key}: ")
     except (pa.ArrowException, OSError, ValueError) as exc:

@@ -16,6 +16,7 @@ the last one yielding, when sharded, the frames ``i`` with ``i % num_workers == 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,8 +56,13 @@ class FrameView(Protocol):
         *,
         num_workers: int | None = None,
         worker_index: int | None = None,
+        as_dict: bool = ...,
+        epoch: int | None = None,
     ) -> Iterable[dict[str, Any]]:
-        """Yield the frames of the view (only every ``num_workers``-th from ``worker_index`` when given)."""
+        """Yield the frames of the view (only every ``num_workers``-th from ``worker_index`` when given).
+
+        With ``as_dict=True`` they are frame dicts; ``epoch`` picks the order of random iteration.
+        """
         ...
 
 
@@ -119,8 +125,11 @@ def iter_frames(
     threads: int = DEFAULT_THREADS,
     masks: bool = False,
     previews: bool = False,
+    epoch: int | None = None,
 ) -> Iterator[Any]:
     """Yield the view's frames (one shard of them with ``num_workers``/``worker_index``) with their bytes.
+
+    ``epoch`` picks the order of a random view (see ``DataView.set_epoch``); None: the view's own.
 
     Sources are read by ``threads`` threads up to ``ahead`` frames ahead of the consumer, in order;
     each frame dict is a copy whose sources (and, if asked, masks and previews) carry ``"data"``
@@ -135,10 +144,26 @@ def iter_frames(
     """
     check_view(view, "get_iterator")
     source = make_fetcher(fetcher, storage_options, cache_bytes)
-    frames = view.get_iterator(projection=projection, num_workers=num_workers, worker_index=worker_index)
+    frames = view.get_iterator(
+        projection=projection,
+        num_workers=num_workers,
+        worker_index=worker_index,
+        **_supported(view.get_iterator, as_dict=True, epoch=epoch),
+    )
     load = loader(source, None, masks=masks, previews=previews)
     for frame in prefetch(frames, load, ahead=ahead, threads=threads):
         yield transform(frame) if transform is not None else frame
+
+
+def _supported(method: Callable[..., Any], **options: Any) -> dict[str, Any]:
+    """The ``options`` ``method`` takes (a view written before them yields dicts in one order)."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params}
 
 
 _TORCH_NAMES = ("DataViewDataset", "DataViewIterableDataset", "worker_shard")

@@ -166,12 +166,24 @@ class DataViewDataset(torch.utils.data.Dataset[Any]):
             return list(pool.map(self._load, indices))
 
 
+#: Epoch counters a DataViewIterableDataset keeps: one for the main process, one per DataLoader worker.
+EPOCH_SLOTS = 4096
+
+
 class DataViewIterableDataset(torch.utils.data.IterableDataset[Any]):
     """Iterable dataset streaming a DataView's frames with their source bytes, sharded per worker and rank.
 
     Each iteration (epoch) calls ``view.get_iterator(projection, num_workers=<shards>,
-    worker_index=<shard>)`` with the shard of the calling process (see :func:`worker_shard`), so
-    with a DataLoader of several workers, and across distributed ranks, every frame is yielded once.
+    worker_index=<shard>, epoch=<epoch>)`` with the shard of the calling process (see
+    :func:`worker_shard`), so with a DataLoader of several workers, and across distributed ranks,
+    every frame is yielded once.
+
+    Epochs: a random view draws a new order every epoch, reproducible from (seed, epoch). The
+    dataset advances the epoch itself: each process iterating it (the main one, or each DataLoader
+    worker, persistent or not) counts its passes in shared memory, so pass *n* of every worker and
+    every rank is epoch ``base + n`` and all of them agree. :meth:`set_epoch` sets the base and
+    restarts the count, as PyTorch's ``DistributedSampler.set_epoch`` and Hugging Face's
+    ``IterableDataset.set_epoch``; call it after changing the number of workers.
     Sources are read by ``threads`` threads up to ``ahead`` frames ahead; an error reading one is
     raised in the iterating process when that frame is reached.
 
@@ -224,6 +236,36 @@ class DataViewIterableDataset(torch.utils.data.IterableDataset[Any]):
         self.world_size = world_size
         self.masks = masks
         self.previews = previews
+        # [0]: the base epoch; [1 + slot]: passes made since by the main process (slot 0) or worker k
+        self._epochs = torch.zeros(1 + 1 + EPOCH_SLOTS, dtype=torch.int64)
+        self._epochs.share_memory_()  # type: ignore[no-untyped-call]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (and the ones after it ``epoch + 1``, ...).
+
+        Raises:
+            ValidationError: ``epoch`` is not a whole number >= 0.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValidationError(f"epoch must be a whole number >= 0, got {epoch!r}")
+        self._epochs[0] = epoch
+        self._epochs[1:] = 0
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass of the main process draws."""
+        return int(self._epochs[0] + self._epochs[1])
+
+    def _next_epoch(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        slot = 0 if info is None else 1 + int(info.id)
+        if slot > EPOCH_SLOTS:
+            raise ValidationError(
+                f"a DataViewIterableDataset counts epochs for at most {EPOCH_SLOTS} workers"
+            )
+        passes = int(self._epochs[1 + slot])
+        self._epochs[1 + slot] = passes + 1  # only this process writes its slot
+        return int(self._epochs[0]) + passes
 
     def __iter__(self) -> Iterator[Any]:
         """Yield this process's share of the view's frames, with their bytes.
@@ -234,6 +276,7 @@ class DataViewIterableDataset(torch.utils.data.IterableDataset[Any]):
             StorageError: a source could not be read.
         """
         index, count = worker_shard(self.rank, self.world_size)
+        epoch = self._next_epoch()
         return iter_frames(
             self.view,
             transform=self.transform,
@@ -245,7 +288,8 @@ class DataViewIterableDataset(torch.utils.data.IterableDataset[Any]):
             threads=self.threads,
             masks=self.masks,
             previews=self.previews,
+            epoch=epoch,
         )
 
 
-__all__ = ["DataViewDataset", "DataViewIterableDataset", "worker_shard"]
+__all__ = ["EPOCH_SLOTS", "DataViewDataset", "DataViewIterableDataset", "worker_shard"]
