@@ -598,12 +598,12 @@ class FrameIndex:
         return sum(r.rows for r in self.refs(entry)) - live
 
     def compacted_refs(
-        self, dataset_id: str, entry: VersionEntry, segment_rows: int = SEGMENT_ROWS
+        self, dataset_id: str, entry: VersionEntry, segment_rows: int | None = None
     ) -> list[SegmentRef]:
         """Write the version's effective frames as fresh segments and return them.
 
-        The frames are sorted by id and cut into segments of ``segment_rows``, so the segments'
-        id ranges do not overlap (a look-up then reads one segment).
+        The frames are sorted by id and cut into segments of ``segment_rows`` (``SEGMENT_ROWS`` when
+        None), so the segments' id ranges do not overlap (a look-up then reads one segment).
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -613,6 +613,7 @@ class FrameIndex:
         if table.num_rows == 0:
             return []
         table = table.take(pc.sort_indices(table.column("id")))
+        segment_rows = SEGMENT_ROWS if segment_rows is None else segment_rows
         return [
             self.write_segment(dataset_id, entry.id, table.slice(start, segment_rows), "frames")
             for start in range(0, table.num_rows, segment_rows)
