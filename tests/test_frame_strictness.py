@@ -120,8 +120,8 @@ def test_a_box_written_as_add_annotation_spells_it_is_refused_with_its_stored_fo
     assert version.get_frame_count() == 0
     fixed = frame("b", rois=[{"labels": ["car"], "type": "box2d", "poly": json.loads(corners)}])
     assert version.add_frames([fixed]) == []
-    (roi,) = version.get_single_frame("b").annotations
-    assert (roi.type, roi.poly, roi.labels) == ("box2d", json.loads(corners), ["car"])
+    (roi,) = version.get_single_frame("b").to_dict()["rois"]  # bound to its source, "cam"
+    assert (roi["type"], roi["poly"], roi["labels"]) == ("box2d", json.loads(corners), ["car"])
 
 
 def test_metadata_is_the_same_field_as_meta_on_frames_and_rois() -> None:
@@ -169,7 +169,7 @@ def test_what_a_dataview_returns_goes_back_in_unchanged() -> None:
     view = DataView(client=source.client)
     view.add_query(dataset_name="strict", version_name=source.name)
     view.set_labels({"car": 1})
-    returned = list(view.get_iterator())
+    returned = list(view.get_iterator(as_dict=True))
     assert all("dataset" in f and f["rois"][0]["label_num"] == 1 for f in returned)
     copy = DatasetVersion.create_new_dataset("copy", client=source.client)
     assert copy.add_frames(returned) == []
