@@ -1,7 +1,7 @@
 """A Ray pipeline: ingest with Ray workers, publish, query with a DataView, stream into a torch loop.
 
 Runs on the default store (``HDS_STORE``, else the embedded local folder) and a local Ray of two
-CPUs (give ``ray.init`` your cluster's address instead). Ray workers turn synthetic records into
+CPUs, or the running Ray (a cluster) that ``RAY_ADDRESS`` names. Ray workers turn synthetic records into
 frames and write them as segments of a draft (``hds_s3.ray.write_frames``: one commit at the end,
 under the job's transaction id, so running the job again lands nothing twice); the workers also count
 the statistics the publication stores; a DataView selects the training frames, Ray workers read
@@ -12,7 +12,7 @@ them (``view.to_ray()``) and compute the features, and a linear model trains on 
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -111,9 +111,12 @@ def train(version: DatasetVersion) -> list[float]:
     return losses
 
 
-def main(**ray_args: Any) -> None:
+def main() -> None:
     print(f"store: {default_client().url}")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **ray_args)
+    if os.environ.get("RAY_ADDRESS"):  # join that Ray (ray.init reads the variable)
+        ray.init(log_to_driver=False)
+    else:  # start a local one
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     if Dataset.exists(dataset_name=NAME):  # left over from an interrupted run
         Dataset.delete(dataset_name=NAME, delete_all_versions=True, force=True)
     try:

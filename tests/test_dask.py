@@ -62,7 +62,7 @@ def test_a_filter_and_a_projection_run_in_the_partitions(client: Client) -> None
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_a_dataview_read_by_dask_is_its_pass_once_sorted_by_pick(client: Client, scheduler: str) -> None:
     versions = chain(client)
-    for view in views(client, versions)[:2]:
+    for view in [views(client, versions)[i] for i in (0, 1, 3)]:  # sequential, weighted random, timed clips
         frame = hds_dask.read_view(view).compute(scheduler=scheduler)
         assert view_rows(arrow(frame)) == dict_rows(view.to_dict())
 
