@@ -30,6 +30,7 @@ from hds_s3.api import DatasetVersion
 from hds_s3.client import Client
 from hds_s3.errors import ValidationError
 from hds_s3.format import layout
+from hds_s3.index.arrowin import check_schema
 from hds_s3.index.frameindex import SEGMENT_ROWS
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.index.plan import (
@@ -164,6 +165,14 @@ def _write_partition(
     return version.write_segments(table, part=part, segment_rows=segment_rows).to_dict()
 
 
+def _meta_schema(data: dd.DataFrame) -> pa.Schema | None:
+    """The Arrow schema of a Dask DataFrame's empty ``meta`` frame (None when Arrow cannot tell)."""
+    try:
+        return pa.Schema.from_pandas(data._meta, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError, AttributeError):
+        return None
+
+
 def write_frames(
     data: dd.DataFrame,
     version: DatasetVersion,
@@ -190,6 +199,9 @@ def write_frames(
     txn = check_txn_id(txn_id) if txn_id is not None else f"dask-{layout.new_id()}"
     if not isinstance(data, dd.DataFrame):
         raise ValidationError(f"write_frames needs a dask DataFrame, got {preview(data)}")
+    known = _meta_schema(data)  # the columns Dask knows without computing anything
+    if known is not None:
+        check_schema(known)  # else the tasks refuse it (a ValidationError all the same)
     before = version.commit_segments([], txn_id=txn)  # InvalidStateError for a published version ...
     if before.segments:
         return WriteSummary(before)  # ... unless the job landed before

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import pytest
 from dist_workers import job_frames
 from test_plan import EVERY, chain, dict_rows, view_rows, views
+from test_twophase import segment_keys
 
 import hds_s3
 from hds_s3 import Client, Dataset, DatasetVersion, ValidationError
@@ -96,3 +97,19 @@ def test_four_dask_partitions_ingest_what_one_process_does_and_a_repeat_lands_on
     again = hds_dask.write_frames(source, spread, txn_id="dask-job", scheduler="threads")
     assert not again.commit.committed and again.segments == 0
     assert spread.get_frame_count() == 200
+
+
+def test_input_that_is_not_frames_is_refused_and_nothing_is_written(client: Client) -> None:
+    Dataset.create("refused", client=client)
+    version = DatasetVersion.get_current(dataset_name="refused", client=client)
+    table = pa.table({"path": ["s3://b/1.jpg", "s3://b/2.jpg"]})
+    known = dd.from_pandas(table.to_pandas(types_mapper=pd.ArrowDtype), npartitions=2)
+    meta = pd.DataFrame({"sources": pd.Series([], dtype=object)})  # what Dask is told: a frame column
+    hidden = known.map_partitions(lambda f: f, meta=meta, enforce_metadata=False)
+    for data in (known, hidden):  # its columns in Dask's meta; or only in what the tasks compute
+        with pytest.raises(ValidationError, match="frame columns"):
+            hds_dask.write_frames(data, version, txn_id="refused", scheduler="threads")
+    with pytest.raises(ValidationError, match="dask DataFrame"):
+        hds_dask.write_frames(table, version)
+    assert version.get_frame_count() == 0
+    assert not segment_keys(version)
