@@ -120,7 +120,7 @@ def test_a_box_written_as_add_annotation_spells_it_is_refused_with_its_stored_fo
     assert version.get_frame_count() == 0
     fixed = frame("b", rois=[{"labels": ["car"], "type": "box2d", "poly": json.loads(corners)}])
     assert version.add_frames([fixed]) == []
-    (roi,) = version.get_single_frame("b").to_dict()["rois"]  # bound to its source, "cam"
+    (roi,) = version.get_single_frame("b").to_dict()["rois"]
     assert (roi["type"], roi["poly"], roi["labels"]) == ("box2d", json.loads(corners), ["car"])
 
 

@@ -24,8 +24,8 @@ from hds_s3 import Client, Dataset, DatasetVersion, InvalidStateError, Validatio
 from hds_s3.tools.fsck import fsck
 from hds_s3.tools.gc import gc
 
-#: Slow tier; with ``-n N --dist loadgroup`` (as .ci/run runs the tiers) every test of this module
-#: goes to one xdist worker, so one local Ray serves them all.
+#: Slow tier; with ``--dist loadgroup`` (in pyproject's addopts) every test of this module goes to
+#: one xdist worker, so one local Ray serves them all.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")

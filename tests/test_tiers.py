@@ -26,7 +26,8 @@ class Tiers:
             )
 
 tiers = Tiers()
-code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[tiers])
+args = ["--collect-only", "-n", "0", "-q", "-p", "no:cacheprovider", *sys.argv[1:]]
+code = pytest.main(args, plugins=[tiers])
 print("TIERS " + json.dumps(tiers.items))
 sys.exit(code)
 """
