@@ -24,9 +24,9 @@ from hds_s3 import Client, Dataset, DatasetVersion, InvalidStateError, Validatio
 from hds_s3.tools.fsck import fsck
 from hds_s3.tools.gc import gc
 
-#: Slow tier; with ``--dist loadgroup`` (in pyproject's addopts) every test of this module goes to
-#: one xdist worker, so one local Ray serves them all.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+#: Slow tier. Run with ``-n 0`` (as .ci/run does): one local Ray serves every test; spread over
+#: xdist workers, each worker starts a Ray of its own.
+pytestmark = pytest.mark.slow
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
 hds_ray = pytest.importorskip("hds_s3.ray")
