@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import socket
 import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 from hds_s3.client import Client, resolve
 from hds_s3.errors import (
     AlreadyExistsError,
+    ConflictError,
     HdsError,
     InvalidStateError,
     NotFoundError,
@@ -35,13 +37,16 @@ from hds_s3.format import layout, tree
 from hds_s3.format.catalog import upgrade_needed
 from hds_s3.format.commit import current_user, store_stats
 from hds_s3.format.docs import VersionEntry, now_ms
+from hds_s3.format.leases import Lease
 from hds_s3.format.log import LazyTree, history
 from hds_s3.format.txn import TreeView, Txn
-from hds_s3.index import arrowin, fieldschema, ingest, segments, vectors
+from hds_s3.index import arrowin, fieldschema, ingest, segments, twophase, vectors
 from hds_s3.index.diff import FrameDiff, diff_segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
 from hds_s3.index.history import FrameChange, frame_history
 from hds_s3.index.ingest import FailedFrame, check_frames_argument
+from hds_s3.index.plan import INLINE_DROP_IDS, PlanStats, ReadPlan, manifest_key, plan_version
+from hds_s3.index.twophase import WrittenSegments
 from hds_s3.io.uploads import Uploader, known_hashes
 from hds_s3.model.frames import FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import (
@@ -144,6 +149,10 @@ def _check_rgb(value: object) -> list[int]:
     ):
         raise ValidationError(f"mask value {preview(value)} is not an (r, g, b) tuple of integers 0..255")
     return list(value)
+
+
+class _Landed(Exception):
+    """Internal: the transaction of a ``commit_segments`` landed meanwhile (another call of it)."""
 
 
 class _hybrid:  # noqa: N801 - used as a decorator
@@ -1031,10 +1040,13 @@ class DatasetVersion:
         self.reload()
         return [DatasetVersion(self._doc, v, self._client) for v in self._doc.children(self.id)]
 
-    def publish_version(self) -> DatasetVersion:
+    def publish_version(self, *, stats: PlanStats | None = None) -> DatasetVersion:
         """Publish this draft; it becomes read-only and may have children. Returns self.
 
-        Its statistics (see :meth:`get_stats`) are computed and stored with it. Then, once it is
+        Its statistics (see :meth:`get_stats`) are computed and stored with it; ``stats`` counted
+        elsewhere (by workers over a read plan: ``hds_s3.ray.count_stats``, ``hds_s3.dask.count_stats``)
+        are used instead when they count the manifest the draft points at (else they are counted
+        here). Then, once it is
         published, it may be compacted (see ``FrameIndex.compaction_due``): rewritten whole when its
         segments carry many dead rows (replaced or deleted ones, which a chain of children
         accumulates), or, with more than ``COMPACT_SEGMENTS`` segments, the run of small segments at
@@ -1045,6 +1057,10 @@ class DatasetVersion:
             InvalidStateError: it is published already (e.g. another process won the race).
             NotFoundError: it was deleted.
         """
+        if stats is not None and not isinstance(stats, PlanStats):
+            raise ValidationError(
+                f"publish_version: stats are PlanStats (counted over a read plan), got {preview(stats)}"
+            )
         self.reload()
         if not self.is_draft:
             raise InvalidStateError(
@@ -1055,12 +1071,15 @@ class DatasetVersion:
         # from then on, so a steady writer cannot keep the publication from landing. If frames
         # landed while they were counted, they are in, and their statistics are counted after.
         base = self._entry.frames.get("manifest")
-        stats = self._count(self._entry)
+        if stats is not None and stats.manifest == manifest_key(self._entry):
+            counted = copy.deepcopy(stats.stats)  # counted by workers over this very manifest
+        else:
+            counted = self._count(self._entry)
         user = current_user()
         self._update(
-            lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=stats, base=base), "publish"
+            lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=counted, base=base), "publish"
         )
-        self._after_publication(stats if self._entry.frames.get("manifest") == base else None)
+        self._after_publication(counted if self._entry.frames.get("manifest") == base else None)
         return self
 
     def _count(self, entry: VersionEntry) -> dict[str, Any]:
@@ -1468,6 +1487,249 @@ class DatasetVersion:
             return
         ref = self._frames.write_segment(self.dataset_id, self.id, segments.deletes_table(ids), "deletes")
         self._commit_segments([ref], "delete frames")
+
+    # --------------------------------------------------------------- two-phase writes, leases, plans
+
+    def write_segments(
+        self,
+        frames: Iterable[SingleFrame | FrameGroup | Mapping[str, Any]] | Any,
+        *,
+        part: int = 0,
+        segment_rows: int = SEGMENT_ROWS,
+        show_progress: bool = False,
+    ) -> WrittenSegments:
+        """Write frames as segments of this draft and commit nothing: phase one of a distributed write.
+
+        ``frames`` is anything :meth:`add_frames` takes (frames, frame dicts, Arrow input). The
+        segments are immutable objects under this version that no reader sees until
+        :meth:`commit_segments` lists them; the returned :class:`~hds_s3.index.twophase.WrittenSegments`
+        holds their references (serialisable: ``to_json``/``from_json``, or pickled) and the frames
+        that failed validation. ``part`` is this worker's share of the job (its task or partition
+        index): the commit orders segments by part, then by their order within the call, so a
+        frame id written by two workers resolves the same way on every run (the higher part wins,
+        as a later frame wins in ``add_frames``). Segments nobody commits are garbage; a job that
+        may outlast gc's grace period holds a lease (:meth:`acquire_lease`).
+
+        Raises:
+            InvalidStateError: the version is published (nothing is written).
+            ValidationError: ``frames`` is not frames or frame columns, or ``part`` / ``segment_rows``
+                is not a count (nothing is written).
+            UpgradeRequiredError: the store is of format 1.
+            StorageError: the store failed; what was written is garbage for gc.
+        """
+        for name, value, low in (("part", part, 0), ("segment_rows", segment_rows, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= twophase.MAX_PART:
+                raise ValidationError(
+                    f"write_segments: {name} must be a whole number >= {low}, got {preview(value)}"
+                )
+        tree.require_draft(self.reload()._doc, self._entry, "write segments of")
+        self._require_writable("write segments")
+        failed: list[FailedFrame] = []
+        batches, rest = arrowin.peek(frames)
+        bar = _progress(show_progress, f"write_segments {self.dataset_name}/{self.name}")
+        try:
+            write = ingest.write_segments if batches is None else arrowin.write_segments
+            written = write(
+                self._frames,
+                self.dataset_id,
+                self.id,
+                rest if batches is None else batches,  # type: ignore[arg-type]
+                failed,
+                now=now_ms(),
+                segment_rows=segment_rows,
+                progress=bar,
+            )
+            pending = [
+                twophase.PendingSegment.of(ref, self.dataset_id, part=part, seq=seq)
+                for seq, ref in enumerate(written)
+            ]
+        finally:
+            if bar is not None:
+                bar.close()
+        return twophase.WrittenSegments(pending, failed)
+
+    def commit_segments(self, segments: Iterable[Any] | Any, *, txn_id: str) -> twophase.SegmentCommit:
+        """Commit segments written by :meth:`write_segments` (by any workers) in one commit: phase two.
+
+        ``segments`` are :class:`~hds_s3.index.twophase.PendingSegment` references (or their JSON,
+        or ``WrittenSegments``), in any order. Each must lie under this version and exist with its
+        recorded size, in a file that says it is an hds_s3 segment of the rows recorded; they are
+        appended to the version's frames in a deterministic order (by part, then place within the
+        part), so a frame id written twice resolves the same way on every run.
+
+        ``txn_id`` (any name you choose for the job, such as ``"ingest-2026-12-07"``) is recorded
+        with the segments, inside the commit: a commit repeated with the same id, after a lost
+        response or a driver restart (even with segments written again by a repeated job), finds
+        it landed and changes nothing. It is found while the version's manifest still lists the
+        transaction's segments: always for a draft, and for a published version until a compaction
+        rewrites them.
+
+        Returns a :class:`~hds_s3.index.twophase.SegmentCommit`: whether this call committed, and
+        how many segments and rows the transaction holds.
+
+        Raises:
+            ValidationError: a bad ``txn_id``; a segment of another version, missing, of another
+                size or not the segment it says, or already committed by another transaction
+                (nothing is committed).
+            InvalidStateError: the version is published and the transaction has not landed.
+            UpgradeRequiredError: the store is of format 1.
+            ConflictError: other writers kept moving the version's frames; nothing was committed.
+            StorageError: the store failed; the commit landed or not (calling again with the same
+                ``txn_id`` settles it).
+        """
+        txn = twophase.check_txn_id(txn_id)
+        pending = twophase.commit_order(twophase.flatten(segments), self.dataset_id, self.id)
+        self.reload()
+        before = twophase.landed(self._frames.refs(self._entry), self.id, txn)
+        if before:
+            return twophase.SegmentCommit(txn, False, len(before), sum(r.rows for r in before))
+        tree.require_draft(self._doc, self._entry, "commit segments to")
+        self._require_writable("commit segments")
+        if not pending:
+            return twophase.SegmentCommit(txn, False, 0, 0)
+        twophase.check_pending(self._frames, pending)
+        new = [p.ref(txn) for p in pending]
+        keys = {p.key for p in pending}
+
+        def build(entry: VersionEntry) -> Sequence[Any]:
+            refs = self._frames.refs(entry)
+            if twophase.landed(refs, self.id, txn):
+                raise _Landed  # another call of this transaction committed first
+            taken = [r.key for r in refs if r.key in keys]
+            if taken:
+                raise ValidationError(
+                    f"segment {taken[0]} is committed already (by another transaction); nothing was committed"
+                )
+            return (*refs, *new)
+
+        try:
+            self._doc = self._frames.commit_pointer(
+                self.dataset_id, self.id, build, what=f"commit {len(new)} segments ({txn}) to {self.name!r}"
+            )
+        except _Landed:
+            self.reload()
+            done = twophase.landed(self._frames.refs(self._entry), self.id, txn)
+            return twophase.SegmentCommit(txn, False, len(done), sum(r.rows for r in done))
+        self._entry = _entry_of(self._doc, self.id)
+        return twophase.SegmentCommit(txn, True, len(new), sum(r.rows for r in new))
+
+    def acquire_lease(
+        self, ttl_seconds: float = 3600.0, *, holder: str | None = None, renew_every: float | None = None
+    ) -> Lease:
+        """Take a write lease on this version: gc keeps its uncommitted segments while the lease lives.
+
+        The lease (see :mod:`hds_s3.format.leases`) expires ``ttl_seconds`` after it was taken or
+        last renewed; a daemon thread renews it every ``renew_every`` seconds (default: a third of
+        the duration; 0 turns it off) until :meth:`~hds_s3.format.leases.Lease.release`, which
+        leaving a ``with`` block calls. Leases never exclude: commits and other jobs ignore them.
+
+        Raises:
+            ValidationError: a duration outside 1 s .. 7 days, or a bad holder.
+            UpgradeRequiredError: the store is of format 1.
+            StorageError: the store failed; no lease was taken.
+        """
+        self._require_writable("take a lease")
+        who = holder if holder is not None else f"{current_user()}@{socket.gethostname()}:{os.getpid()}"
+        return Lease.acquire(
+            self._client.store,
+            self.dataset_id,
+            self.id,
+            ttl_seconds=ttl_seconds,
+            holder=who,
+            renew_every=renew_every,
+        )
+
+    def read_plan(
+        self,
+        columns: Sequence[str] | None = None,
+        frame_filter: Any | None = None,
+        *,
+        rows_per_task: int | None = None,
+        inline_drop_ids: int = INLINE_DROP_IDS,
+    ) -> ReadPlan:
+        """Plan the read of this version's frames as independent tasks (see :mod:`hds_s3.index.plan`).
+
+        One :class:`~hds_s3.index.plan.ReadTask` per segment (or per range of row groups of at
+        most ``rows_per_task`` rows); :func:`hds_s3.index.plan.read_task` reads one anywhere (a Ray
+        or Dask worker, another machine) and the tables of all tasks, in order, equal
+        :meth:`get_frames_table` (``columns``, plus ``id``) of the frames ``frame_filter`` keeps:
+        a :class:`pyarrow.compute.Expression` over the frame-index columns, such as
+        ``pc.field("roi_count") > 0``. The plan reads the manifest and the ids of the segments
+        after its disjoint ones, and no other frame data. A task names the ids dead in its segment
+        (replaced or deleted by a later one) inline up to ``inline_drop_ids`` of them, else the later
+        segments holding them, whose ids the worker reads.
+
+        Raises:
+            ValidationError: a bad column, filter or ``rows_per_task``.
+            CorruptObjectError: the manifest or a delta segment is missing or damaged.
+        """
+        return plan_version(
+            self._frames,
+            self._entry,
+            self.dataset_id,
+            columns=columns,
+            frame_filter=frame_filter,
+            rows_per_task=rows_per_task,
+            inline_drop_ids=inline_drop_ids,
+        )
+
+    def commit_compaction(self, segments: Iterable[Any] | Any, *, plan: ReadPlan) -> DatasetVersion:
+        """Point this published version at segments a compaction job wrote from ``plan``; returns self.
+
+        ``plan`` is this version's read plan over every column (``read_plan(columns=[f.name for f
+        in FRAME_SCHEMA])``) and ``segments`` what :func:`hds_s3.index.plan.compact_task` wrote from
+        its tasks (in any number of workers). The segments must hold as many rows as the version has
+        frames; they replace its segment list in one commit, marked disjoint (no id twice), if the
+        version still points at the manifest the plan was made from. Children keep theirs.
+
+        Raises:
+            InvalidStateError: the version is a draft.
+            ConflictError: the version's frames changed since the plan (another compaction); nothing
+                was committed, and the segments are garbage.
+            ValidationError: a segment of another version, missing or not what it says, or rows
+                that do not add up to the version's frames.
+            StorageError: the store failed.
+        """
+        if not isinstance(plan, ReadPlan):
+            raise ValidationError(f"commit_compaction needs the ReadPlan the job ran, got {preview(plan)}")
+        pending = twophase.commit_order(twophase.flatten(segments), self.dataset_id, self.id)
+        self.reload()
+        if self.is_draft:
+            raise InvalidStateError(f"commit_compaction is for published versions; {self.name!r} is a draft")
+        if plan.manifest != manifest_key(self._entry) or plan.ordered:
+            raise ConflictError(
+                f"the frames of version {self.name!r} changed since the compaction was planned (or the plan "
+                "is not this version's); nothing was committed"
+            )
+        twophase.check_pending(self._frames, pending)
+        counts = self.published_counts
+        frames = counts["frames"] if counts is not None else self.get_frame_count()
+        written = sum(p.rows for p in pending)
+        if written != frames or any(p.kind != "frames" for p in pending):
+            raise ValidationError(
+                f"the compaction wrote {written} rows; version {self.name!r} has {frames} frames; "
+                "nothing was committed"
+            )
+        refs = [p.ref() for p in pending]
+
+        def build(entry: VersionEntry) -> Sequence[Any]:
+            if manifest_key(entry) != plan.manifest:
+                raise ConflictError(
+                    f"the frames of version {self.name!r} changed while the compaction was committed; "
+                    "nothing was committed"
+                )
+            return refs
+
+        self._replace_segments_checked(build, known=[(refs, len(refs))])
+        return self
+
+    def _replace_segments_checked(
+        self, build: Callable[[VersionEntry], Sequence[Any]], known: Sequence[tuple[Sequence[Any], int]]
+    ) -> None:
+        self._doc = self._frames.commit_pointer(
+            self.dataset_id, self.id, build, what=f"compact {self.name!r}", allow_published=True, known=known
+        )
+        self._entry = _entry_of(self._doc, self.id)
 
     @_hybrid
     def get_single_frame(

@@ -165,6 +165,29 @@ def localstack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Se
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[str]:
+    """One local Ray of 2 CPUs (no cluster address) for the session: yields its address.
+
+    Started once per session (per xdist worker) by the first test that asks for it: a Ray takes
+    seconds to start. Its workers inherit this process's environment, plus ``tests/`` on their
+    ``PYTHONPATH`` (the modules of the map steps the tests run). Skips without the ray extra.
+    """
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e '.[ray]'")
+    paths = [str(Path(__file__).resolve().parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}},
+    )
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+
+
 # ---------------------------------------------------------------------------- the backends
 
 

@@ -11,8 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: train_loader.py has its own test (test_examples_loader.py), which also checks what it leaves behind;
-#: ui_quickstart.py serves until stopped: test_ui_example.py runs it with --check.
-OWN_TESTS = ("train_loader.py", "ui_quickstart.py")
+#: ui_quickstart.py serves until stopped: test_ui_example.py runs it with --check; ray_pipeline.py needs
+#: the ray extra and starts a local Ray: test_ray.py runs it (slow tier).
+OWN_TESTS = ("train_loader.py", "ui_quickstart.py", "ray_pipeline.py")
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name not in OWN_TESTS)
 
 

@@ -22,11 +22,11 @@ from hds_s3 import DatasetVersion
 
 # Heavy imports nothing needs for `import hds_s3` or `hds --help`.
 HEAVY = ("boto3", "botocore", "s3transfer", "pyarrow", "numpy", "luqum", "tqdm", "pandas", "polars", "torch")
-HEAVY += ("fsspec", "duckdb", "hds_s3.api", "hds_s3.store.s3")
+HEAVY += ("fsspec", "duckdb", "hds_s3.api", "hds_s3.store.s3", "ray", "dask", "hds_s3.ray", "hds_s3.dask")
 # Loaded only by what uses them, never by working with a local folder. (pandas is not listed: when it
 # is installed, pyarrow imports it on the first pa.array() of a list, to check for pandas objects.)
 UNUSED_LOCALLY = ("boto3", "botocore", "s3transfer", "hds_s3.store.s3", "luqum", "tqdm", "polars", "torch")
-UNUSED_LOCALLY += ("pyarrow.dataset", "duckdb")
+UNUSED_LOCALLY += ("pyarrow.dataset", "duckdb", "ray", "dask")  # the extras: only hds_s3.ray / .dask
 
 
 def _clean_env() -> dict[str, str]:
@@ -91,6 +91,7 @@ def test_working_on_a_local_folder_never_imports_boto3(tmp_path: Path) -> None:
         "v = DatasetVersion.get_current(dataset_name='cars', client=client)\n"
         "v.add_frames([SingleFrame(source='s3://b/1.jpg'), {'uri': 's3://b/2.jpg'}])\n"
         "assert v.get_frame_count() == 2\n"
+        "assert v.read_plan().read().num_rows == 2\n"  # read plans need neither Ray nor Dask
         "from hds_s3.store import LocalStore, MemoryStore, open_store\n"
         "open_store('memory://x')\n"
     )

@@ -13,6 +13,8 @@ Store format 2 (what this hds_s3 writes)::
     datasets/<dataset_id>/stats/<version_id>.json          statistics of a published version (create-only)
     datasets/<dataset_id>/versions/<version_id>/<id>.json  immutable frame manifests of a version
     datasets/<dataset_id>/segments/<version_id>/<id>.parquet  immutable frame/tombstone segments
+    datasets/<dataset_id>/leases/<version_id>/<id>.json    a write job's lease on a version (gc keeps
+                                                           the version's uncommitted segments meanwhile)
 
 Store format 1 kept the whole tree in ``dataset.json`` and had no ``log/``, ``checkpoints/``,
 ``tree/``, ``names/`` or ``stats/``; it is read as before and converted by ``hds upgrade``.
@@ -238,7 +240,17 @@ from dataclasses import dataclass  # noqa: E402 - kept with the section that nee
 from typing import Literal  # noqa: E402
 
 KeyKind = Literal[
-    "marker", "claim", "dataset", "manifest", "segment", "log", "checkpoint", "record", "name", "stats"
+    "marker",
+    "claim",
+    "dataset",
+    "manifest",
+    "segment",
+    "log",
+    "checkpoint",
+    "record",
+    "name",
+    "stats",
+    "lease",
 ]
 
 _HEX = frozenset("0123456789abcdef")
@@ -253,8 +265,8 @@ class KeyParts:
     """What one key names.
 
     ``dataset_id`` is set for every kind but ``marker`` and ``claim``; ``version_id`` for
-    ``manifest``, ``segment``, ``record`` and ``stats`` keys; ``object_id`` is the manifest or
-    segment id; ``seq`` the sequence number of a ``log`` or ``checkpoint`` key.
+    ``manifest``, ``segment``, ``record``, ``stats`` and ``lease`` keys; ``object_id`` is the
+    manifest, segment or lease id; ``seq`` the sequence number of a ``log`` or ``checkpoint`` key.
     """
 
     kind: KeyKind
@@ -304,12 +316,44 @@ def parse_key(key: str) -> KeyParts | None:
         return KeyParts("manifest", dataset_id, version_id, leaf[: -len(".json")])
     if folder == "segments" and leaf.endswith(".parquet") and _is_id(leaf[: -len(".parquet")]):
         return KeyParts("segment", dataset_id, version_id, leaf[: -len(".parquet")])
+    if folder == LEASES_FOLDER and leaf.endswith(".json") and _is_id(leaf[: -len(".json")]):
+        return KeyParts("lease", dataset_id, version_id, leaf[: -len(".json")])
     return None
 
 
 # ================================================================================================
 # End of the key-parsing section.
 # ================================================================================================
+
+
+# ---------------------------------------------------------------------------- write leases (format.leases)
+#
+#     datasets/<dataset_id>/leases/<version_id>/<lease_id>.json   a job's lease on a version (create-only,
+#                                                                 then CAS to renew; deleted on release)
+#
+# While a lease on a version is live (its expiry is in the future), gc keeps every unreferenced
+# segment and manifest of that version: they may be the uncommitted output of the job holding it.
+
+LEASES_FOLDER = "leases"
+
+
+def lease_prefix(dataset_id: str, version_id: str | None = None) -> str:
+    """Prefix of a dataset's write leases, or of those on one version.
+
+    Raises:
+        ValidationError: an id is not an hds_s3 id.
+    """
+    base = f"{dataset_prefix(dataset_id)}{LEASES_FOLDER}/"
+    return base if version_id is None else f"{base}{check_id('version', version_id)}/"
+
+
+def lease_key(dataset_id: str, version_id: str, lease_id: str) -> str:
+    """Key of one write lease on a version.
+
+    Raises:
+        ValidationError: an id is not an hds_s3 id.
+    """
+    return f"{lease_prefix(dataset_id, version_id)}{check_id('lease', lease_id)}.json"
 
 
 # ---------------------------------------------------------------------------- DataViews (query.dataview)

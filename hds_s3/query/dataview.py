@@ -108,6 +108,7 @@ from hds_s3.format import layout
 from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_digest, load_json, now_ms
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments, vectors
+from hds_s3.index.plan import ReadPlan
 from hds_s3.model.frames import VIDEO_FIELDS, VIDEO_KEY, FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
@@ -2102,6 +2103,61 @@ class DataView:
         with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="hds-prefetch") as pool:
             list(pool.map(lambda u: SingleFrame(source=u).get_local_source(), wanted))
         return len(wanted)
+
+    def read_plan(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        num_workers: int | None = None,
+        worker_index: int | None = None,
+        epoch: int | None = None,
+    ) -> ReadPlan:
+        """Plan one pass of the view (unsharded, from the start) as read tasks for any worker.
+
+        What needs the whole match (order, weights, seeded random order, clips, the limit, the
+        shard given by ``num_workers``/``worker_index``) is computed here, on the matched ids; each
+        task (:func:`hds_s3.index.plan.read_task`) reads one segment's picked rows, only
+        ``columns`` (frame-index columns; ``id`` is always read), and adds ``dataset``, mapped
+        labels and ``label_num`` on each ROI, and ``_pick``, the row's place in the sequence. See
+        :mod:`hds_s3.query.viewplan`. Random order is that of ``epoch``, else of the view's
+        current epoch, as :meth:`to_dict` (the epoch does not advance).
+
+        Raises:
+            ValidationError: a bad column, shard or epoch; the view is infinite without a limit,
+                has no queries or no concrete pair.
+            NotFoundError: a dataset or version of the view was deleted.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        from hds_s3.query.viewplan import plan_view
+
+        return plan_view(self, columns, num_workers=num_workers, worker_index=worker_index, epoch=epoch)
+
+    def to_ray(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        ordered: bool = True,
+        num_workers: int | None = None,
+        worker_index: int | None = None,
+        epoch: int | None = None,
+    ) -> Any:
+        """One pass of the view as a ``ray.data.Dataset`` (``pip install 'hds_s3[ray]'``).
+
+        The rows of :meth:`read_plan`'s tasks, one block per task, read by Ray workers; with
+        ``ordered`` they are sorted into the view's order (a Ray sort on ``_pick``), else they come
+        in whatever order the tasks finish. Uses the running Ray (``ray.init`` first for a cluster
+        or a local Ray of your size; otherwise Ray starts a local one).
+
+        Raises:
+            ImportError: Ray Data is not installed.
+            ValidationError, NotFoundError, CorruptObjectError: as :meth:`read_plan`.
+        """
+        try:
+            from hds_s3.index.raysource import dataset
+        except ImportError as exc:
+            raise ImportError(f"DataView.to_ray needs Ray Data: pip install 'hds_s3[ray]' ({exc})") from exc
+        plan = self.read_plan(columns, num_workers=num_workers, worker_index=worker_index, epoch=epoch)
+        return dataset(plan, ordered=ordered)
 
     # --------------------------------------------------------------- storing
 

@@ -38,10 +38,11 @@ Codes, by kind: damage ``marker-missing``, ``marker-corrupt``, ``claim-corrupt``
 ``version-duplicate``, ``parent-missing``, ``cycle``, ``draft-parent``, ``manifest-missing``,
 ``manifest-corrupt``, ``manifest-foreign``, ``manifest-disjoint`` (deep), ``segment-missing``,
 ``segment-size``, ``segment-foreign``, ``segment-corrupt``, ``record-missing``, ``record-mismatch``,
-``record-corrupt``, ``name-index``, ``head-aggregates``, ``stats-corrupt``; pending ``deleted-dataset``,
-``stale-claim``, ``deleted-version``, ``unmaterialised-entry``; garbage ``orphan-dataset``,
-``unreferenced-manifest``, ``unreferenced-segment``, ``leftover``, ``folded-entry``,
-``superseded-checkpoint``, ``removed-record``, ``freed-name``, ``unreferenced-stats``; note
+``record-corrupt``, ``name-index``, ``head-aggregates``, ``stats-corrupt``, ``lease-corrupt``;
+pending ``deleted-dataset``, ``stale-claim``, ``deleted-version``, ``unmaterialised-entry``; garbage
+``orphan-dataset``, ``unreferenced-manifest``, ``unreferenced-segment``, ``leftover``, ``folded-entry``,
+``superseded-checkpoint``, ``removed-record``, ``freed-name``, ``unreferenced-stats``,
+``expired-lease``; note
 ``unknown-object``.
 
 fsck only reads (unless ``repair``), so it works with read-only credentials. Run against a store
@@ -52,7 +53,7 @@ to it was read): it confirms every "missing" with a fresh ``head`` before callin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -72,11 +73,13 @@ from hds_s3.format.docs import (
     DatasetDoc,
     ManifestDoc,
     SegmentRef,
+    now_ms,
     parse_claim,
     parse_dataset_doc,
     parse_manifest,
     whole_aggregates,
 )
+from hds_s3.format.leases import parse_lease
 from hds_s3.format.log import LogState, follow, load_whole
 from hds_s3.format.records import document_format, parse_head, parse_name, parse_record, parse_stats
 from hds_s3.index import segments
@@ -102,7 +105,7 @@ _RACY = frozenset(
     }
 )
 #: Keys of a format-2 dataset's own documents (besides its head), by :func:`layout.parse_key` kind.
-_META_KINDS = frozenset({"log", "checkpoint", "record", "name", "stats"})
+_META_KINDS = frozenset({"log", "checkpoint", "record", "name", "stats", "lease"})
 _SHOWN_PER_KIND = 20
 
 
@@ -865,6 +868,20 @@ class StoreScan:
                     continue  # removed since the listing
                 except CorruptObjectError as exc:
                     self._add("damage", "stats-corrupt", key, str(exc), dataset_id=dataset_id)
+            elif parts.kind == "lease":
+                self._check_lease(key, dataset_id, where, live)
+
+    def _check_lease(self, key: str, dataset_id: str, where: str, live: Mapping[str, Any]) -> None:
+        """A write lease (:mod:`hds_s3.format.leases`): garbage once expired or its version is gone."""
+        try:
+            lease = parse_lease(self.store.get(key)[0], key)
+        except NotFoundError:
+            return  # released since the listing
+        except CorruptObjectError as exc:
+            self._add("damage", "lease-corrupt", key, str(exc), dataset_id=dataset_id)
+            return
+        if lease.version_id not in live or not lease.live(now_ms()):
+            self._garbage("expired-lease", key, dataset_id, f"{key}: an expired write lease of {where}")
 
     def _check_frames(self, doc: DatasetDoc, state: _DatasetState, deep: bool) -> None:
         checked: set[str] = set()

@@ -23,7 +23,11 @@ The rules that make removing safe while others read and write:
 3. **Re-read before removing.** Right before removing anything of a dataset, gc reads its document
    (and the manifests it now refers to, and for an unclaimed dataset its name claim) again and
    keeps whatever became referenced, or whose dataset changed, since the scan.
-4. A dataset fsck finds any damage in (an unreadable document, record or manifest; a record naming
+4. **Write leases.** While a version has a live write lease (:mod:`hds_s3.format.leases`: a job
+   writing segments that it will commit later), none of its unreferenced segments and manifests is
+   removed, whatever their age; the leases are read again right before removing. Expired leases
+   are garbage themselves.
+5. A dataset fsck finds any damage in (an unreadable document, record or manifest; a record naming
    another dataset's manifest), and orphan documents while any name claim is unreadable, are left
    alone: what they refer to cannot be known. A store whose marker names another format is refused
    whole, and so is a store of format 1 (convert it with ``hds upgrade`` first). Name claims are
@@ -47,6 +51,7 @@ from hds_s3.client import Client, resolve
 from hds_s3.errors import CorruptObjectError, HdsError, NotFoundError, UpgradeRequiredError, ValidationError
 from hds_s3.format import layout
 from hds_s3.format.docs import parse_claim, parse_manifest
+from hds_s3.format.leases import version_leases
 from hds_s3.store.base import ObjectStore
 from hds_s3.tools.fsck import Finding, StoreScan, live_keys, load_dataset
 
@@ -63,6 +68,7 @@ _REMOVABLE = (
     "removed-record",
     "freed-name",
     "unreferenced-stats",
+    "expired-lease",
 )
 _THREADS = 8
 _SHOWN = 20
@@ -340,7 +346,10 @@ def gc(
             kept += _kept(items, "its dataset changed within the grace period")
             continue
         kept += _kept([i for i in items if i.key in referenced], "referenced again")
-        go += [i for i in items if i.key not in referenced]
+        items = [i for i in items if i.key not in referenced]
+        held, renewed = _leased(store, dataset_id, when)
+        kept += _kept([i for i in items if _held(i, held, renewed)], "a live write lease holds its version")
+        go += [i for i in items if not _held(i, held, renewed)]
     failed: list[GcItem] = []
     if not dry_run:
         failed = _remove(store, go)
@@ -356,6 +365,32 @@ def gc(
         failed=tuple(failed),
         pending=sum(1 for f in scan.findings if f.kind == "pending"),
         damage=sum(1 for f in scan.findings if f.kind == "damage"),
+    )
+
+
+def _leased(store: ObjectStore, dataset_id: str, when: float) -> tuple[set[str], set[str]]:
+    """Re-read a dataset's write leases: the versions live (or unreadable) leases hold, and the live ones.
+
+    Read right before removing, after the listing: a job takes its lease before it writes, so any
+    segment listed by the scan whose job holds a lease is seen held here.
+    """
+    leases, unreadable = version_leases(store, dataset_id)
+    at = int(when * 1000)
+    live = {d for docs in leases.values() for d in docs if d.live(at)}
+    held = {d.version_id for d in live} | unreadable
+    return held, {layout.lease_key(d.dataset_id, d.version_id, d.lease_id) for d in live}
+
+
+def _held(item: GcItem, held: set[str], renewed: set[str]) -> bool:
+    """Whether a live lease keeps this item: its version's uncommitted objects, or the lease itself."""
+    if item.key in renewed:
+        return True
+    parts = layout.parse_key(item.key)
+    return (
+        parts is not None
+        and parts.kind in ("segment", "manifest")
+        and item.code in ("unreferenced-segment", "unreferenced-manifest")
+        and parts.version_id in held
     )
 
 
