@@ -60,6 +60,46 @@ BUCKET_ROWS = 16384
 SPOOL_MEMORY = 64 * 1024 * 1024
 #: At most this many buckets (files) in one spool; buckets grow instead.
 MAX_BUCKETS = 256
+#: A nested column loses its dead rows by a copy of its runs of live rows (one copy of each run's
+#: values) rather than a filter (which gathers nested values one at a time, about three times the
+#: cost per byte) when it holds at least this many bytes per run and per leaf array: below that, the
+#: cost of putting many runs back together outweighs the filter's.
+RUN_BYTES = 1024
+
+
+def _leaf_count(kind: pa.DataType) -> int:
+    """How many leaf (non-nested) arrays a value of this type is made of."""
+    if not kind.num_fields:
+        return 1
+    return sum(_leaf_count(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def drop_rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """``table.filter(keep)``, cheaper when the rows dropped are few and the columns nested.
+
+    A nested column with enough bytes per run of kept rows (:data:`RUN_BYTES`) is cut into those
+    runs (zero-copy slices) and concatenated into one array: one copy of each run rather than
+    Arrow's filter, which takes nested values one at a time. Other columns are filtered. The values
+    are those of ``table.filter(keep)``; a column put back from runs is one chunk.
+    """
+    n = table.num_rows
+    if n == 0 or keep.all():
+        return table
+    dead = np.flatnonzero(~keep)
+    starts = np.concatenate(([0], dead + 1))
+    stops = np.concatenate((dead, [n]))
+    some = stops > starts
+    runs = list(zip(starts[some].tolist(), (stops - starts)[some].tolist(), strict=True))
+    mask = pa.array(keep, pa.bool_())
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if runs and kind.num_fields and column.nbytes >= RUN_BYTES * len(runs) * _leaf_count(kind):
+            pieces = [chunk for start, length in runs for chunk in column.slice(start, length).chunks]
+            columns.append(pa.chunked_array([pa.concat_arrays(pieces)], kind))
+        else:
+            columns.append(column.filter(mask))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 @cache
@@ -184,12 +224,13 @@ class Scan:
         def run() -> pa.Table:
             ranges = self._ranges(seg, groups, cols)
             whole = self._whole.get(seg.number)
-            if whole is not None:
-                parts: dict[int, bytes] = {0: whole}
+            if whole is None and ranges and sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
+                whole = self._fetch_whole(seg)
+            source: Any
+            if whole is not None:  # in memory: Arrow reads it without a Python file in between
+                source = pa.BufferReader(whole)
             elif not ranges:
-                parts = {}
-            elif sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
-                parts = {0: self._fetch_whole(seg)}
+                source = _Parts(self.index, seg.ref, {})
             else:
                 ranges.sort()
                 _, starts, ends = merge_offset_ranges(
@@ -204,10 +245,8 @@ class Scan:
                         blobs = list(pool.map(fetch, zip(starts, ends, strict=True)))
                 else:
                     blobs = [fetch((starts[0], ends[0]))]
-                parts = dict(zip(starts, blobs, strict=True))
-            file = pq.ParquetFile(
-                _Parts(self.index, seg.ref, parts), metadata=meta, page_checksum_verification=True
-            )
+                source = _Parts(self.index, seg.ref, dict(zip(starts, blobs, strict=True)))
+            file = pq.ParquetFile(source, metadata=meta, page_checksum_verification=True)
             return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
 
         table: pa.Table = self.index._guarded(seg.ref, run)
@@ -320,7 +359,7 @@ class Scan:
             keep = ~self.dead(seg, table.column("id"))
         if keep.all():
             return table, rows
-        return table.filter(pa.array(keep)), rows[keep]
+        return drop_rows(table, keep), rows[keep]
 
     def _frames(self) -> list[_Segment]:
         return [s for s in self.segments if s.ref.kind == "frames" and s.ref.rows]
