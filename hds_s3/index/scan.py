@@ -67,6 +67,18 @@ MAX_BUCKETS = 256
 RUN_BYTES = 1024
 
 
+def release_memory() -> None:
+    """Hand back to the system the memory that Arrow's allocator and the C allocator hold freed.
+
+    After a large read, both keep freed memory for reuse (glibc's in its heaps, whatever freed it:
+    Python's bytes, numpy's arrays); a long pass that holds little afterwards then keeps the peak.
+    """
+    pool = pa.default_memory_pool()
+    pool.release_unused()
+    if pool.backend_name != "system":
+        pa.system_memory_pool().release_unused()  # glibc: malloc_trim
+
+
 def _leaf_count(kind: pa.DataType) -> int:
     """How many leaf (non-nested) arrays a value of this type is made of."""
     if not kind.num_fields:
@@ -139,13 +151,13 @@ class _Parts(io.RawIOBase):
         if want == 0:
             return 0
         at = int(np.searchsorted(self._starts, self._pos, side="right")) - 1
-        chunk = b""
+        chunk: bytes | memoryview = b""
         if at >= 0:
             start = self._starts[at]
             part = self._parts[start]
             if self._pos + want <= start + len(part):
-                chunk = part[self._pos - start : self._pos - start + want]
-        if not chunk:
+                chunk = memoryview(part)[self._pos - start : self._pos - start + want]  # no copy
+        if not len(chunk):
             chunk = self._index.store.get_range(self._ref.key, self._pos, want)
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
@@ -489,9 +501,13 @@ class Scan:
                 for group in np.unique(group_of):
                     mine = positions[group_of == group]
                     g = int(group)
-                    table = self.read(seg, [g], cols, True).select(schema.names)
-                    picked = table.take(pa.array(row[mine] - seg.starts[g]))
-                    spool.add(picked, mine, size)
+                    # decoded in this thread: Arrow's pool threads would each keep the blocks
+                    # freed here cached, and a pass over a large version would hold them all
+                    table = self.read(seg, [g], cols, False).select(schema.names)
+                    spool.add(table, row[mine] - seg.starts[g], mine, size)
+                    del table
+            del segment, row, order, by_segment  # the locations asked for: not needed any more
+            release_memory()
             for b in range(buckets):
                 table = spool.take(b)
                 if table is not None:
@@ -545,12 +561,17 @@ class _Spool:
         assert self._dir is not None
         return Path(self._dir.name, f"{bucket}.arrow")
 
-    def add(self, table: pa.Table, positions: np.ndarray, size: int) -> None:
-        """Add rows whose output positions are ``positions`` (in the table's order)."""
-        table = table.append_column("_pos", pa.array(positions, pa.int64()))
+    def add(self, table: pa.Table, rows: np.ndarray, positions: np.ndarray, size: int) -> None:
+        """Add rows of ``table`` (``rows``, repeats allowed) whose output positions are ``positions``.
+
+        The rows are taken once, in bucket order (not at all when they are the table as it is).
+        """
         bucket = positions // size
         order = np.argsort(bucket, kind="stable")
-        table = table.take(pa.array(order))
+        taken = rows[order]
+        if len(taken) != table.num_rows or np.any(taken != np.arange(len(taken))):
+            table = table.take(pa.array(taken))
+        table = table.append_column("_pos", pa.array(positions[order], pa.int64()))
         bucket = bucket[order]
         edges = np.flatnonzero(np.diff(bucket)) + 1
         for start, stop in zip(
