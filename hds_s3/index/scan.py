@@ -406,10 +406,25 @@ class Scan:
     def _table(
         self, cols: list[str], schema: pa.Schema, frames: list[_Segment]
     ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        self._probe()
         # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
-        # whole: one request for its footer and data. One that may be dead entirely is not.
+        # whole: one request for its footer and data. One that may be dead entirely is not. One
+        # with more rows than all the segments after it cannot be: it is fetched while the probe
+        # reads the ids of those after the parent's (its request does not wait for theirs).
         bulk = {"sources", "rois"} & set(cols)  # whole columns (a path inside one reads a part)
+        probed = {s.number for s in self.segments[max(1, self.disjoint) :]}
+        after = np.cumsum([s.ref.rows for s in reversed(self.segments)])[::-1].tolist()[1:] + [0]
+        early = [
+            s
+            for s in frames
+            if (bulk or s.ref.size <= SMALL_BYTES) and s.number not in probed and s.ref.rows > after[s.number]
+        ]
+        if early and len(probed):
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
+                ahead = pool.submit(self._prefetch, early)
+                self._probe()
+                ahead.result()
+        else:
+            self._probe()
         self._prefetch(
             [s for s in frames if (bulk or s.ref.size <= SMALL_BYTES) and not self._may_all_die(s)]
         )
