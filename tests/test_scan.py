@@ -279,6 +279,7 @@ def test_a_chain_reads_the_same_rows_whichever_way_dead_rows_go_and_bytes_come(
         plain.setattr(scan_module, "drop_rows", lambda t, keep: t.filter(pa.array(keep)))
         plain.setattr(scan_module, "WHOLE_SHARE", 2.0)
         plain.setattr(scan_module, "SMALL_BYTES", 0)
+        plain.setattr(scan_module, "FETCH_WHILE_PROBING", False)
         expected = [fresh(client, v).get_frames_table(columns=ALL) for v in (child, grandchild)]
     if path == "runs":
         monkeypatch.setattr(scan_module, "RUN_BYTES", 0)

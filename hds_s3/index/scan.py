@@ -60,6 +60,8 @@ BUCKET_ROWS = 16384
 SPOOL_MEMORY = 64 * 1024 * 1024
 #: At most this many buckets (files) in one spool; buckets grow instead.
 MAX_BUCKETS = 256
+#: Fetch a segment that cannot die whole while the probe reads the ids of the later segments.
+FETCH_WHILE_PROBING = True
 #: A nested column loses its dead rows by a copy of its runs of live rows (one copy of each run's
 #: values) rather than a filter (which gathers nested values one at a time, about three times the
 #: cost per byte) when it holds at least this many bytes per run and per leaf array: below that, the
@@ -418,7 +420,7 @@ class Scan:
             for s in frames
             if (bulk or s.ref.size <= SMALL_BYTES) and s.number not in probed and s.ref.rows > after[s.number]
         ]
-        if early and len(probed):
+        if early and probed and FETCH_WHILE_PROBING:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
                 ahead = pool.submit(self._prefetch, early)
                 self._probe()
