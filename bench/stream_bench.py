@@ -65,7 +65,7 @@ def one_pass(args: dict[str, Any], process_start: int) -> dict[str, Any]:
     count = 0
     for frame in view.get_iterator(projection=args.get("projection")):
         count += 1
-        assert frame["id"]
+        assert frame["id"] if isinstance(frame, dict) else frame.id  # whole frames: SingleFrame objects
     seconds = time.perf_counter() - t0
     return {
         "frames": count,

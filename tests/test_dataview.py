@@ -3,13 +3,18 @@ weights, clips, limits, sharding, resume), projection, and storing, loading and 
 
 from __future__ import annotations
 
+import gc
+import math
 import pickle
 import sys
 import types
 import uuid
+import weakref
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 import hds_s3
@@ -401,6 +406,7 @@ def shard_ids(dv: DataView, shards: int, **kw: Any) -> list[list[str]]:
         {"iteration_order": "random", "iteration_infinite": True, "iteration_limit": 100},
         {"iteration_order": "random", "clip_length": 2},
         {"clip_length": 3},
+        {"iteration_infinite": True, "iteration_limit": 50},
     ],
 )
 def test_shards_are_disjoint_and_their_union_is_the_whole(
@@ -604,3 +610,49 @@ def test_the_random_streams_are_pinned() -> None:
 
     assert _permutation(_rng(7, 1, 0), 10).tolist() == [1, 3, 2, 7, 8, 4, 5, 9, 0, 6]
     assert _rng(7, 0).random(3).tolist() == pytest.approx([0.625095466605, 0.89721380097, 0.775685690245])
+
+
+def test_sequential_blocks_without_clips_are_ranges_whose_picks_go_on_across_passes() -> None:
+    from hds_s3.query import dataview as dataview_module
+
+    block = dataview_module._BLOCK_PICKS
+    for size in (1, block - 1, block, 2 * block + 5):
+        matched = cast(Any, types.SimpleNamespace(size=size))
+        plain = dataview_module._Plan(
+            order=IterationOrder.sequential, infinite=True, limit=None, seed=1, clip_length=1, weights=(1.0,)
+        )
+        blocks = plain.blocks(matched)
+        got = [next(blocks) for _ in range(3 * math.ceil(size / block))]  # three passes
+        frames = np.concatenate([f for f, _ in got])
+        picks = np.concatenate([p for _, p in got])
+        assert frames.tolist() == list(range(size)) * 3
+        assert picks.tolist() == list(range(3 * size))
+
+
+def test_a_pass_keeps_no_column_read_only_to_sort_by(client: Client, videos: DatasetVersion) -> None:
+    dv = videos_view(client)
+    first = ids_of(dv)
+    (columns, table, _), *_ = dv._tables.values()
+    assert "context_id" not in columns and "timestamp" not in table.column_names and "id" in columns
+    assert ids_of(dv) == first  # read again to sort the next pass
+    sorted_by = view(client)
+    sorted_by.add_query(dataset_name="videos", version_name="Current", frame_query="context_id:ctx-a")
+    assert len(ids_of(sorted_by)) == 5
+    (columns, _, _), *_ = sorted_by._tables.values()
+    assert "context_id" in columns  # the query needs it: kept
+
+
+def test_a_prepared_frame_table_is_freed_with_its_last_reference() -> None:
+    from hds_s3.query import lucene
+
+    frames = lucene.Frames(pa.table({"id": ["a", "b"]}))
+    assert frames.rows.values("id").to_pylist() == ["a", "b"]
+    gone = weakref.ref(frames)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del frames
+        assert gone() is None  # no reference cycle: not left for the garbage collector
+    finally:
+        if enabled:
+            gc.enable()

@@ -232,3 +232,65 @@ def test_the_index_file_holds_the_versions_rows(client: Client) -> None:
     assert fs.info(url)["size"] == len(fs.cat(url))
     assert set(read.column("id").to_pylist()) == live
     assert fs.frame(f"hds://chain@{child.name}/f00150")["meta"]["variant"] == 2
+
+
+def some_masks(n: int) -> list[np.ndarray]:
+    """Keep-masks of ``n`` rows: a few dead rows, most dead, none, all, the ends, runs."""
+    rng = np.random.default_rng(11)
+    masks = [rng.random(n) > p for p in (0.02, 0.5, 0.97)]
+    masks += [np.ones(n, bool), np.zeros(n, bool)]
+    ends = np.ones(n, bool)
+    ends[[0, n - 1]] = False
+    runs = np.ones(n, bool)
+    runs[n // 4 : n // 2] = False
+    return [*masks, ends, runs]
+
+
+@pytest.mark.parametrize("run_bytes", [0, 1024, 10**12])  # every nested column by runs, as chosen, none
+def test_dropping_rows_by_runs_gives_what_a_filter_gives(
+    client: Client, run_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan_module, "RUN_BYTES", run_bytes)
+    child, _ = chain(client)
+    whole = child.get_frames_table(columns=ALL)
+    several = pa.concat_tables([whole.slice(0, 700), whole.slice(700)])  # columns of two chunks
+    for source in (whole, several):
+        for keep in some_masks(source.num_rows):
+            got = scan_module.drop_rows(source, keep)
+            assert got.schema == source.schema
+            assert got.equals(source.filter(pa.array(keep)))
+    empty = whole.slice(0, 0)
+    assert scan_module.drop_rows(empty, np.zeros(0, bool)).equals(empty)
+
+
+@pytest.mark.parametrize("path", ["runs", "whole segments in memory", "ranged reads"])
+def test_a_chain_reads_the_same_rows_whichever_way_dead_rows_go_and_bytes_come(
+    client: Client, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    child, live = chain(client)
+    child.publish_version()
+    grandchild = DatasetVersion.create_version(
+        dataset_name="chain", parent_version_names=[child.name], version_name="grandchild", client=client
+    )
+    assert grandchild.add_frames(table(range(2700, 2750))) == []
+    assert grandchild.update_frames(table([i for i in range(0, 2700, 9) if not 1000 <= i < 1400], 3)) == []
+    grandchild.delete_frames([f"f{i:05d}" for i in range(5, 2700, 13) if not 1000 <= i < 1400])
+    with monkeypatch.context() as plain:  # the reference: Arrow's filter, segments read by ranges
+        plain.setattr(scan_module, "drop_rows", lambda t, keep: t.filter(pa.array(keep)))
+        plain.setattr(scan_module, "WHOLE_SHARE", 2.0)
+        plain.setattr(scan_module, "SMALL_BYTES", 0)
+        plain.setattr(scan_module, "FETCH_WHILE_PROBING", False)
+        expected = [fresh(client, v).get_frames_table(columns=ALL) for v in (child, grandchild)]
+    if path == "runs":
+        monkeypatch.setattr(scan_module, "RUN_BYTES", 0)
+    elif path == "whole segments in memory":
+        monkeypatch.setattr(scan_module, "WHOLE_SHARE", 0.0)
+    else:
+        monkeypatch.setattr(scan_module, "WHOLE_SHARE", 2.0)
+        monkeypatch.setattr(scan_module, "SMALL_BYTES", 0)
+    for version, want in zip((child, grandchild), expected, strict=True):
+        got = fresh(client, version).get_frames_table(columns=ALL)
+        assert got.equals(want)
+        batches = pa.Table.from_batches(list(fresh(client, version).iter_batches(columns=ALL)), want.schema)
+        assert batches.equals(want)
+    assert set(expected[0].column("id").to_pylist()) == live

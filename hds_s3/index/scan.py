@@ -60,6 +60,60 @@ BUCKET_ROWS = 16384
 SPOOL_MEMORY = 64 * 1024 * 1024
 #: At most this many buckets (files) in one spool; buckets grow instead.
 MAX_BUCKETS = 256
+#: Fetch a segment that cannot die whole while the probe reads the ids of the later segments.
+FETCH_WHILE_PROBING = True
+#: A nested column loses its dead rows by a copy of its runs of live rows (one copy of each run's
+#: values) rather than a filter (which gathers nested values one at a time, about three times the
+#: cost per byte) when it holds at least this many bytes per run and per leaf array: below that, the
+#: cost of putting many runs back together outweighs the filter's.
+RUN_BYTES = 1024
+
+
+def release_memory() -> None:
+    """Hand back to the system the memory that Arrow's allocator and the C allocator hold freed.
+
+    After a large read, both keep freed memory for reuse (glibc's in its heaps, whatever freed it:
+    Python's bytes, numpy's arrays); a long pass that holds little afterwards then keeps the peak.
+    """
+    pool = pa.default_memory_pool()
+    pool.release_unused()
+    if pool.backend_name != "system":
+        pa.system_memory_pool().release_unused()  # glibc: malloc_trim
+
+
+def _leaf_count(kind: pa.DataType) -> int:
+    """How many leaf (non-nested) arrays a value of this type is made of."""
+    if not kind.num_fields:
+        return 1
+    return sum(_leaf_count(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def drop_rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """``table.filter(keep)``, cheaper when the rows dropped are few and the columns nested.
+
+    A nested column with enough bytes per run of kept rows (:data:`RUN_BYTES`) is cut into those
+    runs (zero-copy slices) and concatenated into one array: one copy of each run rather than
+    Arrow's filter, which takes nested values one at a time. Other columns are filtered. The values
+    are those of ``table.filter(keep)``; a column put back from runs is one chunk.
+    """
+    n = table.num_rows
+    if n == 0 or keep.all():
+        return table
+    dead = np.flatnonzero(~keep)
+    starts = np.concatenate(([0], dead + 1))
+    stops = np.concatenate((dead, [n]))
+    some = stops > starts
+    runs = list(zip(starts[some].tolist(), (stops - starts)[some].tolist(), strict=True))
+    mask = pa.array(keep, pa.bool_())
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        if runs and kind.num_fields and column.nbytes >= RUN_BYTES * len(runs) * _leaf_count(kind):
+            pieces = [chunk for start, length in runs for chunk in column.slice(start, length).chunks]
+            columns.append(pa.chunked_array([pa.concat_arrays(pieces)], kind))
+        else:
+            columns.append(column.filter(mask))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 @cache
@@ -99,13 +153,13 @@ class _Parts(io.RawIOBase):
         if want == 0:
             return 0
         at = int(np.searchsorted(self._starts, self._pos, side="right")) - 1
-        chunk = b""
+        chunk: bytes | memoryview = b""
         if at >= 0:
             start = self._starts[at]
             part = self._parts[start]
             if self._pos + want <= start + len(part):
-                chunk = part[self._pos - start : self._pos - start + want]
-        if not chunk:
+                chunk = memoryview(part)[self._pos - start : self._pos - start + want]  # no copy
+        if not len(chunk):
             chunk = self._index.store.get_range(self._ref.key, self._pos, want)
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
@@ -184,12 +238,13 @@ class Scan:
         def run() -> pa.Table:
             ranges = self._ranges(seg, groups, cols)
             whole = self._whole.get(seg.number)
-            if whole is not None:
-                parts: dict[int, bytes] = {0: whole}
+            if whole is None and ranges and sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
+                whole = self._fetch_whole(seg)
+            source: Any
+            if whole is not None:  # in memory: Arrow reads it without a Python file in between
+                source = pa.BufferReader(whole)
             elif not ranges:
-                parts = {}
-            elif sum(b - a for a, b in ranges) >= WHOLE_SHARE * seg.ref.size:
-                parts = {0: self._fetch_whole(seg)}
+                source = _Parts(self.index, seg.ref, {})
             else:
                 ranges.sort()
                 _, starts, ends = merge_offset_ranges(
@@ -204,10 +259,8 @@ class Scan:
                         blobs = list(pool.map(fetch, zip(starts, ends, strict=True)))
                 else:
                     blobs = [fetch((starts[0], ends[0]))]
-                parts = dict(zip(starts, blobs, strict=True))
-            file = pq.ParquetFile(
-                _Parts(self.index, seg.ref, parts), metadata=meta, page_checksum_verification=True
-            )
+                source = _Parts(self.index, seg.ref, dict(zip(starts, blobs, strict=True)))
+            file = pq.ParquetFile(source, metadata=meta, page_checksum_verification=True)
             return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
 
         table: pa.Table = self.index._guarded(seg.ref, run)
@@ -320,7 +373,7 @@ class Scan:
             keep = ~self.dead(seg, table.column("id"))
         if keep.all():
             return table, rows
-        return table.filter(pa.array(keep)), rows[keep]
+        return drop_rows(table, keep), rows[keep]
 
     def _frames(self) -> list[_Segment]:
         return [s for s in self.segments if s.ref.kind == "frames" and s.ref.rows]
@@ -355,10 +408,25 @@ class Scan:
     def _table(
         self, cols: list[str], schema: pa.Schema, frames: list[_Segment]
     ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        self._probe()
         # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
-        # whole: one request for its footer and data. One that may be dead entirely is not.
+        # whole: one request for its footer and data. One that may be dead entirely is not. One
+        # with more rows than all the segments after it cannot be: it is fetched while the probe
+        # reads the ids of those after the parent's (its request does not wait for theirs).
         bulk = {"sources", "rois"} & set(cols)  # whole columns (a path inside one reads a part)
+        probed = {s.number for s in self.segments[max(1, self.disjoint) :]}
+        after = np.cumsum([s.ref.rows for s in reversed(self.segments)])[::-1].tolist()[1:] + [0]
+        early = [
+            s
+            for s in frames
+            if (bulk or s.ref.size <= SMALL_BYTES) and s.number not in probed and s.ref.rows > after[s.number]
+        ]
+        if early and probed and FETCH_WHILE_PROBING:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
+                ahead = pool.submit(self._prefetch, early)
+                self._probe()
+                ahead.result()
+        else:
+            self._probe()
         self._prefetch(
             [s for s in frames if (bulk or s.ref.size <= SMALL_BYTES) and not self._may_all_die(s)]
         )
@@ -450,9 +518,13 @@ class Scan:
                 for group in np.unique(group_of):
                     mine = positions[group_of == group]
                     g = int(group)
-                    table = self.read(seg, [g], cols, True).select(schema.names)
-                    picked = table.take(pa.array(row[mine] - seg.starts[g]))
-                    spool.add(picked, mine, size)
+                    # decoded in this thread: Arrow's pool threads would each keep the blocks
+                    # freed here cached, and a pass over a large version would hold them all
+                    table = self.read(seg, [g], cols, False).select(schema.names)
+                    spool.add(table, row[mine] - seg.starts[g], mine, size)
+                    del table
+            del segment, row, order, by_segment  # the locations asked for: not needed any more
+            release_memory()
             for b in range(buckets):
                 table = spool.take(b)
                 if table is not None:
@@ -506,12 +578,17 @@ class _Spool:
         assert self._dir is not None
         return Path(self._dir.name, f"{bucket}.arrow")
 
-    def add(self, table: pa.Table, positions: np.ndarray, size: int) -> None:
-        """Add rows whose output positions are ``positions`` (in the table's order)."""
-        table = table.append_column("_pos", pa.array(positions, pa.int64()))
+    def add(self, table: pa.Table, rows: np.ndarray, positions: np.ndarray, size: int) -> None:
+        """Add rows of ``table`` (``rows``, repeats allowed) whose output positions are ``positions``.
+
+        The rows are taken once, in bucket order (not at all when they are the table as it is).
+        """
         bucket = positions // size
         order = np.argsort(bucket, kind="stable")
-        table = table.take(pa.array(order))
+        taken = rows[order]
+        if len(taken) != table.num_rows or np.any(taken != np.arange(len(taken))):
+            table = table.take(pa.array(taken))
+        table = table.append_column("_pos", pa.array(positions[order], pa.int64()))
         bucket = bucket[order]
         edges = np.flatnonzero(np.diff(bucket)) + 1
         for start, stop in zip(

@@ -109,6 +109,7 @@ from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_di
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments, vectors
 from hds_s3.index.plan import ReadPlan
+from hds_s3.index.scan import release_memory
 from hds_s3.model.frames import VIDEO_FIELDS, VIDEO_KEY, FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
 from hds_s3.query import lucene as query
@@ -564,6 +565,16 @@ class _Plan:
             yield from self._random(matched)
 
     def _sequential(self, matched: _Matched) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        clips = self.clip_length > 1 or self.span_ms is not None or self.jump_ms is not None
+        if not clips:  # every frame a clip of its own: the blocks are ranges, nothing held per frame
+            pick = 0
+            while True:
+                for first in range(0, matched.size, _BLOCK_PICKS):
+                    frames = np.arange(first, min(matched.size, first + _BLOCK_PICKS), dtype=np.int64)
+                    yield frames, frames + (pick - first)
+                    pick += len(frames)
+                if not self.infinite:
+                    return
         starts, ends = self.cut(np.arange(matched.size, dtype=np.int64), matched)
         pick = 0
         while True:
@@ -894,8 +905,13 @@ def _events(
             return
         order = np.concatenate(frames)
         positions = np.concatenate(places)
-        for at, data in zip(positions.tolist(), view._stream(matched, order, tree), strict=True):
-            yield at + 1, convert(data)
+        frames.clear()  # the blocks, now in one array each
+        places.clear()
+        stream = view._stream(matched, order, tree)
+        del order
+        for first in range(0, len(positions), _BLOCK_PICKS):  # not a list of every position at once
+            for at in positions[first : first + _BLOCK_PICKS].tolist():
+                yield at + 1, convert(next(stream))
 
     for block, picks in plan.blocks(matched):
         n = len(block)
@@ -1628,11 +1644,29 @@ class DataView:
         wanted = columns | (cached[0] if cached is not None else set())
         scan = self.client.frames.scan(pair.entry)
         table, segment, row = scan.table(sorted(wanted))
+        release_memory()  # what the read held freed, before the pass that follows holds more
         with self._lock:
             self._tables[key] = (frozenset(table.column_names), table, (scan, segment, row))
             while len(self._tables) > _TABLE_CACHE:
                 self._tables.pop(next(iter(self._tables)))
         return table, (scan, segment, row)
+
+    def _drop_sort_columns(self, pair: _Pair, table: pa.Table, needed: set[str]) -> pa.Table:
+        """The table without the sort columns that ``needed`` lacks; the pair's cached table too.
+
+        They were read to sort the frames; holding them through a pass (and in the cache) costs
+        more memory than reading them again for the next pass costs time.
+        """
+        drop = [c for c in _SORT_COLUMNS if c not in needed and c in table.column_names]
+        if not drop:
+            return table
+        smaller = table.drop_columns(drop)
+        key = (pair.version_id, str(pair.entry.frames.get("manifest")))
+        with self._lock:
+            cached = self._tables.get(key)
+            if cached is not None and cached[1] is table:
+                self._tables[key] = (frozenset(smaller.column_names), smaller, cached[2])
+        return smaller
 
     def _match(self, output: set[str], *, order: bool) -> _Matched:
         """Evaluate every rule over its pairs (vectorised) and index the distinct matching frames."""
@@ -1642,12 +1676,16 @@ class DataView:
             for p in group:
                 if p not in pairs:
                     pairs.append(p)
-        needs: list[set[str]] = [set(output) | (set(_SORT_COLUMNS) if order else set()) for _ in pairs]
+        needs: list[set[str]] = [set(output) for _ in pairs]
         for q, group in zip(self._queries, per_rule, strict=True):
             for p in group:
                 needs[pairs.index(p)] |= q.filter.columns
-        read = [self._table(p, needs[i]) for i, p in enumerate(pairs)]
+        read = [
+            self._table(p, needs[i] | (set(_SORT_COLUMNS) if order else set())) for i, p in enumerate(pairs)
+        ]
         tables = [t for t, _ in read]
+        locations = [loc for _, loc in read]
+        del read
         prepared = [query.Frames(t) for t in tables]
         hits: list[list[np.ndarray]] = []  # per rule, per pair: matching rows
         for q, group in zip(self._queries, per_rule, strict=True):
@@ -1656,6 +1694,7 @@ class DataView:
                 i = pairs.index(p)
                 rows[i] = np.flatnonzero(q.filter.mask(prepared[i])).astype(np.int64)
             hits.append(rows)
+        del prepared  # the filters' flattened columns
         unique = [
             np.unique(np.concatenate([h[i] for h in hits])) if hits else np.zeros(0, dtype=np.int64)
             for i in range(len(pairs))
@@ -1706,10 +1745,13 @@ class DataView:
             members = [offsets[i] + np.searchsorted(unique[i], h[i]) for i in range(len(pairs)) if len(h[i])]
             idx = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
             rules.append(np.sort(rank[idx]))
+        if order:  # columns read only to sort by are not kept (a pass holds what it matched, no more)
+            tables = [self._drop_sort_columns(pairs[i], t, needs[i]) for i, t in enumerate(tables)]
+        release_memory()  # the sort's and the masks' scratch memory, before a pass holds more
         return _Matched(
             pairs=pairs,
             tables=tables,
-            locations=[loc for _, loc in read],
+            locations=locations,
             frame_pair=frame_pair,
             frame_row=frame_row,
             context=context,
@@ -1735,8 +1777,14 @@ class DataView:
             scan, segment, row = matched.locations[int(p)]
             batches = scan.rows_at(segment[rows], row[rows], names)
             streams[int(p)] = self._dicts(matched.pairs[int(p)], batches, tree)
-        for p in pair_of.tolist():
-            yield next(streams[p])
+        del frames
+        if len(streams) == 1:  # one pair: its rows come in this order already
+            del pair_of
+            yield from streams.popitem()[1]
+            return
+        for first in range(0, len(pair_of), _BLOCK_PICKS):  # not a list of every pick at once
+            for p in pair_of[first : first + _BLOCK_PICKS].tolist():
+                yield next(streams[p])
 
     def _dicts(
         self, pair: _Pair, batches: Iterator[pa.RecordBatch], tree: dict[str, Any] | None

@@ -48,6 +48,7 @@ starts with the upper bound. On ``timestamp`` (ms), ISO bounds are converted to 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import unicodedata
@@ -776,6 +777,21 @@ def _map_entries(maps: ArrowValues, path: str) -> tuple[np.ndarray, ArrowValues]
     return np.concatenate(rows), pa.chunked_array(values, maps.type.item_type)
 
 
+def _table_column(table: pa.Table, name: str) -> ArrowValues:
+    """A column of a frame table.
+
+    Raises:
+        ValidationError: the table has no such column.
+    """
+    if name not in table.column_names:
+        raise ValidationError(
+            f"the frame table has no column {preview(name)}; read it with the query's columns "
+            f"(Query.columns), got {table.column_names}"
+        )
+    column: ArrowValues = table.column(name)
+    return column
+
+
 class Frames:
     """A frame table prepared for evaluation: its columns, and its ROIs and sources flattened lazily.
 
@@ -784,17 +800,10 @@ class Frames:
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
-        self.rows = _Rows(table.num_rows, self._column, "frames")
+        # a function of the table, not a method: no reference cycle, so the table goes with the
+        # last reference to this object (not at the next garbage collection)
+        self.rows = _Rows(table.num_rows, functools.partial(_table_column, table), "frames")
         self._elements: dict[str, tuple[_Rows, np.ndarray]] = {}
-
-    def _column(self, name: str) -> ArrowValues:
-        if name not in self.table.column_names:
-            raise ValidationError(
-                f"the frame table has no column {preview(name)}; read it with the query's columns "
-                f"(Query.columns), got {self.table.column_names}"
-            )
-        column: ArrowValues = self.table.column(name)
-        return column
 
     def elements(self, level: Literal["roi", "source"]) -> tuple[_Rows, np.ndarray]:
         """The ROIs (or sources) of every frame as rows, and the frame index of each."""
