@@ -105,6 +105,8 @@ def strict_keys(
             meant), or a field given under two spellings.
     """
     aliases = aliases or {}
+    if type(data) is dict and _plain_keys(data, known, aliases, ignored):
+        return dict(data)  # the common case: every key a field, none aliased or ignored
     out: dict[str, Any] = {}
     unknown: list[object] = []
     for key, value in data.items():
@@ -124,6 +126,16 @@ def strict_keys(
         spelled = ", ".join(known)
         raise ValidationError(f"{where}: {problems}{more}; {what} has the fields {spelled}")
     return out
+
+
+def _plain_keys(
+    data: dict[Any, Any], known: Sequence[str], aliases: Mapping[str, str], ignored: Sequence[str]
+) -> bool:
+    """Whether every key of ``data`` is a field under its own name (nothing aliased or ignored)."""
+    for key in data:
+        if key not in known or key in aliases or key in ignored:
+            return False
+    return True
 
 
 def _unknown(key: object, value: object, known: Sequence[str], aliases: Mapping[str, str]) -> str:
@@ -281,6 +293,8 @@ def _is_real(value: object) -> TypeGuard[numbers.Real]:
 
 def _as_float(value: object) -> object:
     """A real number as a float; anything else (and a number too large for a float) as it is."""
+    if type(value) is float:
+        return value
     if not _is_real(value):
         return value
     try:
@@ -295,6 +309,8 @@ def _is_int(value: object) -> TypeGuard[numbers.Integral]:
 
 def _as_list(value: object) -> list[Any] | None:
     """``value`` as a list when it is a sequence-like iterable (not a string, bytes or mapping)."""
+    if type(value) is list:
+        return list(value)
     if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
         return None
     return list(value)
