@@ -18,7 +18,7 @@ class StoreSpec:
             (for S3 backends, a unique prefix in a shared bucket).
         env: environment variables a child process sets to reach the store (credentials,
             ``HDS_S3_ENDPOINT_URL``); the ``store_spec`` fixture also sets them in this process.
-        atomic: conditional writes are atomic under races (not on moto, DESIGN section 9).
+        atomic: conditional writes are atomic under races (not on moto, docs/design.md section 9).
         multiprocess: another process can open the same store from ``url`` and ``env``.
     """
 

@@ -24,7 +24,7 @@ from hds_s3.errors import ConflictError, HdsError, NotFoundError, StorageError, 
 from hds_s3.store import FaultyStore, LocalStore, MemoryStore, ObjectStore, S3Store, open_store
 from hds_s3.store.base import content_etag
 
-NOT_ATOMIC = "conditional writes on {} are not atomic under races (DESIGN section 9)"
+NOT_ATOMIC = "conditional writes on {} are not atomic under races (docs/design.md section 9)"
 
 
 def _require_atomic(spec: StoreSpec) -> None:
@@ -33,7 +33,7 @@ def _require_atomic(spec: StoreSpec) -> None:
 
 
 def _writers(spec: StoreSpec, wanted: int) -> int:
-    # SeaweedFS stalls about a second per contended conditional write (DESIGN section 9).
+    # SeaweedFS stalls about a second per contended conditional write (docs/design.md section 9).
     return min(wanted, 4) if spec.name == "seaweedfs" else wanted
 
 

@@ -32,7 +32,7 @@ answer was lost: when a conditional put fails after botocore had to resend it, a
 holds exactly these bytes, the earlier attempt is taken to have succeeded (the bytes are compared
 by etag, or read back when the etag is not an MD5, as with SSE-KMS). Every document hds_s3 writes
 carries a unique ``txn``, so equal bytes mean this very write. Servers disagree about an
-``If-Match`` write on a missing key (SeaweedFS answers 412, AWS may answer 404, DESIGN section 9),
+``If-Match`` write on a missing key (SeaweedFS answers 412, AWS may answer 404, docs/design.md section 9),
 so a failed ``If-Match`` put is followed by a HEAD that decides between
 :class:`~hds_s3.errors.NotFoundError` and :class:`~hds_s3.errors.ConflictError`.
 
