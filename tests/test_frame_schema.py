@@ -206,3 +206,15 @@ def test_a_row_with_a_wrong_type_is_refused_by_the_row_schema() -> None:
     assert errors(ROW, {**row, "meta": {"city": "x"}}) != []  # metadata is JSON text in a row
     bad_source = {**row["sources"][0], "width": math.pi}
     assert errors(ROW, {**row, "sources": [bad_source]}) != []
+
+
+def test_the_fields_a_dataview_adds_validate_whatever_their_value() -> None:
+    """``dataset`` and a ROI's ``label_num`` are ignored on input, so the schema takes any value too."""
+    given = [
+        _frame(dataset=None),
+        _frame(dataset=5),
+        _frame(rois=[{"labels": ["car"], "type": "label", "label_num": "one"}]),
+    ]
+    for d in given:
+        normalize(d)  # the library takes it
+        assert errors(FRAME, d) == [], d
