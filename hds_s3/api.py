@@ -1325,17 +1325,7 @@ class DatasetVersion:
             )
         pending: list[Any] = []
         try:
-            write = ingest.write_segments if batches is None else arrowin.write_segments
-            written = write(
-                self._frames,
-                self.dataset_id,
-                self.id,
-                rest if batches is None else batches,  # type: ignore[arg-type]
-                failed,
-                now=now_ms(),
-                segment_rows=segment_rows,
-                progress=bar,
-            )
+            written = self._write_segments(batches, rest, failed, segment_rows, bar)
             for ref in written:
                 pending.append(ref)
                 if len(pending) >= commit_every:
@@ -1348,6 +1338,27 @@ class DatasetVersion:
                 if one is not None:
                     one.close()
         return failed
+
+    def _write_segments(
+        self,
+        batches: Any,
+        rest: Iterable[Any],
+        failed: list[FailedFrame],
+        segment_rows: int,
+        bar: Any,
+    ) -> Iterator[Any]:
+        """Write what :func:`arrowin.peek` split off: Arrow batches column-wise, else frames one by one."""
+        write = ingest.write_segments if batches is None else arrowin.write_segments
+        return write(
+            self._frames,
+            self.dataset_id,
+            self.id,
+            rest if batches is None else batches,  # type: ignore[arg-type]
+            failed,
+            now=now_ms(),
+            segment_rows=segment_rows,
+            progress=bar,
+        )
 
     def _known_hashes(self) -> dict[str, str]:
         """SHA-256 to URI of every file uploaded with ``hash_sources`` to any version of this dataset.
@@ -1528,17 +1539,7 @@ class DatasetVersion:
         batches, rest = arrowin.peek(frames)
         bar = _progress(show_progress, f"write_segments {self.dataset_name}/{self.name}")
         try:
-            write = ingest.write_segments if batches is None else arrowin.write_segments
-            written = write(
-                self._frames,
-                self.dataset_id,
-                self.id,
-                rest if batches is None else batches,  # type: ignore[arg-type]
-                failed,
-                now=now_ms(),
-                segment_rows=segment_rows,
-                progress=bar,
-            )
+            written = self._write_segments(batches, rest, failed, segment_rows, bar)
             pending = [
                 twophase.PendingSegment.of(ref, self.dataset_id, part=part, seq=seq)
                 for seq, ref in enumerate(written)
