@@ -714,7 +714,33 @@ def _counts(values: pa.Array | pa.ChunkedArray) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["count"], r["name"]))
 
 
-class _RangeReader(io.RawIOBase):
+class SeekableObject(io.RawIOBase):
+    """A read-only, seekable file of ``size`` bytes; a subclass reads them (``readinto``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size, self._pos = size, 0
+
+    def readable(self) -> bool:
+        """Always: it is read."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always: any offset can be read."""
+        return True
+
+    def tell(self) -> int:
+        """The current offset."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` from the start, the current offset or the end; return the new offset."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+
+class _RangeReader(SeekableObject):
     """A read-only, seekable file over one stored object, read with ranged GETs.
 
     The last 64 KiB are fetched once with the first read near the end, which is where Parquet keeps
@@ -724,24 +750,10 @@ class _RangeReader(io.RawIOBase):
     _TAIL = 64 * 1024
 
     def __init__(self, store: ObjectStore, key: str, size: int) -> None:
-        super().__init__()
-        self._store, self._key, self._size, self._pos = store, key, size, 0
+        super().__init__(size)
+        self._store, self._key = store, key
         self._tail_start = max(0, size - self._TAIL)
         self._tail: bytes | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

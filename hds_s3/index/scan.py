@@ -23,7 +23,6 @@ Three ways out, all in the order :func:`hds_s3.index.segments.merge` gives:
 
 from __future__ import annotations
 
-import io
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -42,7 +41,7 @@ from fsspec.utils import merge_offset_ranges
 from hds_s3.errors import CorruptObjectError
 from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import segments
-from hds_s3.index.frameindex import FrameIndex
+from hds_s3.index.frameindex import FrameIndex, SeekableObject
 
 #: Requests in flight for one read.
 FETCH_THREADS = 8
@@ -124,32 +123,18 @@ def _leaves(schema_key: tuple[str, ...], columns: tuple[str, ...]) -> tuple[int,
     )
 
 
-class _Parts(io.RawIOBase):
+class _Parts(SeekableObject):
     """A read-only file of which some byte ranges were fetched; other reads go to the store."""
 
     def __init__(self, index: FrameIndex, ref: SegmentRef, parts: dict[int, bytes]) -> None:
-        super().__init__()
-        self._index, self._ref, self._pos = index, ref, 0
+        super().__init__(ref.size)
+        self._index, self._ref = index, ref
         self._starts = sorted(parts)
         self._parts = parts
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._ref.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        want = min(len(view), max(0, self._ref.size - self._pos))
+        want = min(len(view), max(0, self._size - self._pos))
         if want == 0:
             return 0
         at = int(np.searchsorted(self._starts, self._pos, side="right")) - 1
