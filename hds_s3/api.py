@@ -1410,10 +1410,9 @@ class DatasetVersion:
                 checked.append((item, ingest.normalize(item)))  # objects, and dicts whose id is derived
             except (ValidationError, TypeError, ValueError) as exc:
                 checked.append((item, str(exc)))
-        # which of the given ids the version holds: its id column tested against the given ids
+        # which of the given ids the version holds: only the row groups whose id range covers one
         wanted = pa.array(list({c["id"] for _, c in checked if not isinstance(c, str)}), pa.string())
-        ids = self.get_frames_table(columns=["id"]).column("id")
-        present = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist()) if len(wanted) else set()
+        present = set(self._frames.holding(self._entry, wanted).to_pylist()) if len(wanted) else set()
         failed: list[FailedFrame] = []
         known: list[Mapping[str, Any]] = []  # add_frames' conversion takes them column-wise
         for given, canonical in checked:
@@ -1459,9 +1458,7 @@ class DatasetVersion:
             if entry.frames.get("manifest") == checked_on:
                 vanished = []
                 return (*self._frames.refs(entry), *written)
-            ids = self._frames.effective(entry, columns=["id"]).column("id")
-            wanted = pa.array(sorted(updated), pa.string())
-            still = set(ids.filter(pc.is_in(ids, value_set=wanted)).to_pylist())
+            still = set(self._frames.holding(entry, pa.array(sorted(updated), pa.string())).to_pylist())
             vanished = sorted(set(updated) - still)
             tail = []
             if vanished:
@@ -1798,6 +1795,28 @@ class DatasetVersion:
             raise ValidationError(f"iter_batches: batch_size must be a positive int, got {batch_size!r}")
         segments.projected_schema(tuple(columns) if columns is not None else segments.FRAME_COLUMNS)
         return self._frames.scan(self._entry).batches(columns, batch_size)
+
+    def frames_present(self, frame_ids: Iterable[str]) -> list[str]:
+        """Return which of ``frame_ids`` this version holds, sorted.
+
+        Only the ``id`` column chunks of the row groups whose id range covers one of the ids are
+        read, so the cost follows the ids asked about, not the version's size.
+
+        Raises:
+            ValidationError: ``frame_ids`` is not an iterable of texts.
+            CorruptObjectError: a segment is missing or damaged.
+        """
+        if isinstance(frame_ids, (str, bytes)) or not isinstance(frame_ids, Iterable):
+            raise ValidationError(f"frame_ids must be a list of frame ids, got {preview(frame_ids)}")
+        ids = list(frame_ids)
+        if not all(isinstance(i, str) for i in ids):
+            raise ValidationError(f"frame_ids must be texts, got {preview(ids)}")
+        try:
+            wanted = pa.array(ids, pa.string())
+        except (pa.ArrowException, UnicodeEncodeError) as exc:
+            raise ValidationError(f"frame_ids: an id cannot be encoded as UTF-8 ({exc})") from None
+        held: list[str] = self._frames.holding(self._entry, wanted).to_pylist()
+        return held
 
     def get_frame_count(self) -> int:
         """Return the number of frames in this version (reads only the id columns).

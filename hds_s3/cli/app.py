@@ -1709,9 +1709,6 @@ def frames_delete(
     ids_file: str | None,
 ) -> None:
     """Delete frames by id from a draft (ids not in the version are ignored and counted)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     ids = list(frame_ids)
     if ids_file is not None:
         with open(ids_file, encoding="utf-8") as handle:
@@ -1721,10 +1718,7 @@ def frames_delete(
     v = get_version(env, dataset_name, dataset_id, version_name, version_id, writes="deleting frames from")
     _require_draft(v, "delete frames from")
     unique = sorted(set(ids))
-    present = v.get_frames_table(columns=["id"]).column("id")
-    found = int(
-        pc.sum(pc.is_in(pa.array(unique, pa.string()), value_set=present.combine_chunks())).as_py() or 0
-    )
+    found = len(v.frames_present(unique))
     v.delete_frames(unique)
     emit(
         env,

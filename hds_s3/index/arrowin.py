@@ -801,7 +801,8 @@ def write_updates(
 ) -> tuple[list[FailedFrame], list[SegmentRef], dict[str, object]]:
     """Write the segments of ``update_frames`` given Arrow input; nothing is committed.
 
-    Rows whose id the version does not hold fail (tested against the version's id column at once).
+    Rows whose id the version does not hold fail (each converted batch's ids are looked up with
+    :meth:`FrameIndex.holding`: only the row groups whose id range covers one of them are read).
     Returns the failures, the segments written and ``{id: frame}`` of the rows written.
 
     Raises:
@@ -809,11 +810,11 @@ def write_updates(
         CorruptObjectError: a segment of the version is missing or damaged.
         StorageError: the store failed.
     """
-    present = index.effective(entry, ["id"]).column("id")
     failed: list[FailedFrame] = []
     written_ids: list[pa.Array] = []
 
     def keep(table: pa.Table, where: list[int], batch: pa.RecordBatch) -> tuple[pa.Table, list[int]]:
+        present = index.holding(entry, table.column("id"))
         known = np.asarray(
             pc.is_in(table.column("id"), value_set=present).to_numpy(zero_copy_only=False), bool
         )

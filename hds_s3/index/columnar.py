@@ -577,7 +577,8 @@ def _bad_names(names: pa.Array, *, distinct: bool = False) -> np.ndarray:
 
     Unprintable is wider than the per-frame rule (control characters): such rows only take the
     per-frame path, which then decides exactly. Names repeat (labels, source ids), so they are
-    checked once per distinct value, unless ``distinct`` says they are all different (frame ids).
+    checked once per distinct value, unless ``distinct`` says they are mostly different (frame and
+    ROI ids), when a dictionary would cost more than it saves.
     """
     if len(names) == 0:
         return np.zeros(0, dtype=bool)
@@ -721,6 +722,6 @@ def _invalid_rows(table: pa.Table) -> np.ndarray:
         _spread(roi_bad, labels, label_bad)
         conf = _np(roi.field("confidence"), 0.5)
         roi_bad |= ~np.isfinite(conf) | (conf < 0) | (conf > 1)
-        roi_bad |= _bad_names(roi.field("id"))
+        roi_bad |= _bad_names(roi.field("id"), distinct=True)  # mostly distinct: no dictionary
         _spread(bad, rois, roi_bad)
     return bad

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -221,10 +222,50 @@ class FrameIndex:
                 _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
             )
             table = reader.read_row_groups(groups, columns=cols, use_threads=False)
+            segments.check_ids(table.column("id"), ref.key)  # sorted and unique, as written
             return table.filter(pc.is_in(table.column("id"), value_set=ids))
 
         result: pa.Table | None = self._guarded(ref, read)
         return result
+
+    def holding(self, entry: VersionEntry, ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+        """Which of ``ids`` the version holds (sorted, unique), reading as little as the ids allow.
+
+        Of each segment only the ``id`` column chunks of the row groups whose id range covers one of
+        ``ids`` are read (in parallel; the footers of immutable segments are cached), so asking about
+        a few frames of a large version reads a few row groups, not every id. The segments' rows are
+        applied in order: a later tombstone removes an id, a later frames row brings it back.
+
+        Raises:
+            CorruptObjectError: a manifest or segment is missing or damaged.
+        """
+        given = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(ids), pa.string())
+        wanted = pc.unique(given).drop_null().sort()
+        if isinstance(wanted, pa.ChunkedArray):
+            wanted = wanted.combine_chunks()
+        refs = [(n, r) for n, r in enumerate(self.refs(entry)) if _may_hold_any(r, wanted)]
+        if not refs:
+            return pa.array([], pa.string())
+        try:
+            with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
+                found = list(pool.map(lambda nr: self.rows_of(nr[1], wanted, ["id"]), refs))
+        except CorruptObjectError:
+            self._raise_if_deleted(entry)
+            raise
+        pieces = [(n, r.kind, t.column("id")) for (n, r), t in zip(refs, found, strict=True) if t is not None]
+        if not pieces:
+            return pa.array([], pa.string())
+        table = pa.table(
+            {
+                "id": pa.chunked_array([c for _, _, col in pieces for c in col.chunks], pa.string()),
+                "n": pa.array(np.concatenate([np.full(len(col), n, np.int64) for n, _, col in pieces])),
+            }
+        )
+        last = table.group_by("id", use_threads=False).aggregate([("n", "max")])
+        deletes = pa.array([n for n, kind, _ in pieces if kind == "deletes"], pa.int64())
+        alive = pc.invert(pc.is_in(last.column("n_max"), value_set=deletes))
+        held: pa.Array = last.column("id").filter(alive).combine_chunks()
+        return held.sort()
 
     def _groups_holding(self, ref: SegmentRef, ids: pa.Array) -> list[int]:
         """The row groups of a segment whose id statistics cover one of the sorted ``ids``.
@@ -360,6 +401,11 @@ class FrameIndex:
         if not schema.names or schema.names[0] != "id" or not schema.field(0).type.equals(pa.string()):
             raise CorruptObjectError(
                 f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
+            )
+        expected = segments.DELETES_SCHEMA if ref.kind == "deletes" else segments.FRAME_SCHEMA
+        if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
+            raise CorruptObjectError(
+                f"{ref.key}: its columns ({', '.join(schema.names)}) are not those of a {ref.kind} segment"
             )
         segments.check_footer(meta, ref.key, ref.rows, ref.min_id, ref.max_id)
         with self._lock:

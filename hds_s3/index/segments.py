@@ -233,11 +233,51 @@ def to_parquet(table: pa.Table) -> bytes:
         sink,
         compression="lz4",
         row_group_size=ROW_GROUP_ROWS,
+        use_dictionary=list(_dictionary_columns(table.schema)),
         write_statistics=["id"],  # what look-ups use (id ranges); the other columns' cost writes
         write_page_checksum=True,  # a page damaged in the bucket is refused when read, never served
     )
     data: bytes = sink.getvalue().to_pybytes()
     return data
+
+
+#: Leaf columns whose values are mostly distinct (ids, URIs, JSON text): written plain, as a dictionary
+#: of them would be as large as the values and costs a hash per value to write and a gather to read.
+#: Measured on COCO-like frames: plain is smaller and 20-40 % cheaper to decode for each of these,
+#: while a dictionary keeps labels, types, sizes and coordinates several times smaller.
+PLAIN_COLUMNS = frozenset(
+    {
+        "id",
+        "context_id",
+        "sources.list.element.uri",
+        "rois.list.element.id",
+        "meta",
+        "meta_blob",
+        "meta_str.key_value.value",
+        "meta_num.key_value.value",
+    }
+)
+
+
+def _leaf_paths(name: str, kind: pa.DataType) -> Iterable[str]:
+    """The Parquet paths of the leaf columns of an Arrow field (``rois.list.element.labels.list.element``)."""
+    if pa.types.is_map(kind):
+        yield from _leaf_paths(f"{name}.key_value.key", kind.key_type)
+        yield from _leaf_paths(f"{name}.key_value.value", kind.item_type)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        yield from _leaf_paths(f"{name}.list.element", kind.value_type)
+    elif pa.types.is_struct(kind):
+        for i in range(kind.num_fields):
+            yield from _leaf_paths(f"{name}.{kind.field(i).name}", kind.field(i).type)
+    else:
+        yield name
+
+
+@functools.lru_cache(maxsize=16)
+def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
+    """The leaf columns of ``schema`` written with a dictionary: all but :data:`PLAIN_COLUMNS`."""
+    paths = (path for field in schema for path in _leaf_paths(field.name, field.type))
+    return tuple(path for path in paths if path not in PLAIN_COLUMNS)
 
 
 @functools.cache

@@ -1,0 +1,157 @@
+"""Which frames a version holds is answered from the row groups that can hold them, not every id.
+
+``update_frames`` (frames and Arrow), ``frames_present`` and ``hds frames delete``'s count look the
+given ids up with the segments' id ranges and their row groups' id statistics, so the cost follows
+the ids asked about, not the version's size. Bytes are counted at the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hds_s3 import Client, DatasetVersion, ValidationError
+from hds_s3.index import segments
+from hds_s3.store import MemoryStore
+
+GROUP_ROWS = 100
+
+
+def _fid(i: int) -> str:
+    return hashlib.md5(str(i).encode()).hexdigest()  # spread over the whole id space
+
+
+def _frame(i: int, label: str = "cat") -> dict[str, object]:
+    return {
+        "id": _fid(i),
+        "sources": [{"id": "default", "uri": f"s3://b/{i}.jpg", "width": 4, "height": 4}],
+        "rois": [{"labels": [label], "poly": [0, 0, 1, 0, 1, 1]}],
+    }
+
+
+class Reads(MemoryStore):
+    """A memory store that adds up the bytes read of each key."""
+
+    def __init__(self) -> None:
+        super().__init__("update-reads")
+        self.read: dict[str, int] = {}
+        self._inner = threading.local()  # a ranged read is served by get(): counted once
+        self._counting = threading.Lock()
+
+    def _count(self, key: str, size: int) -> None:
+        with self._counting:
+            self.read[key] = self.read.get(key, 0) + size
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        data, etag = super().get(key)
+        if not getattr(self._inner, "ranged", False):
+            self._count(key, len(data))
+        return data, etag
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._inner.ranged = True
+        try:
+            data = super().get_range(key, start, length)
+        finally:
+            self._inner.ranged = False
+        self._count(key, len(data))
+        return data
+
+
+@pytest.fixture
+def parent(monkeypatch: pytest.MonkeyPatch) -> tuple[Reads, DatasetVersion]:
+    """A published version of 3,000 frames in one segment of 30 row groups."""
+    monkeypatch.setattr(segments, "ROW_GROUP_ROWS", GROUP_ROWS)
+    store = Reads()
+    root = DatasetVersion.create_new_dataset(dataset_name="big", client=Client(store))
+    assert not root.add_frames([_frame(i) for i in range(3_000)])
+    root.publish_version()
+    return store, root
+
+
+def _id_chunks(store: Reads, version: DatasetVersion, key: str) -> list[tuple[str, str, int]]:
+    """Per row group of the segment, (min id, max id, bytes of its id column chunk).
+
+    The version's client has read the segment's footer (cached for the client), and the byte
+    counts start from zero.
+    """
+    version.frames_present([_fid(0)])  # reads the footer (cached) and one id chunk
+    meta = pq.read_metadata(pa.BufferReader(store.get(key)[0]))
+    store.read.clear()
+    groups = []
+    for g in range(meta.num_row_groups):
+        column = meta.row_group(g).column(0)
+        groups.append((column.statistics.min, column.statistics.max, column.total_compressed_size))
+    return groups
+
+
+def test_updating_a_few_frames_reads_the_id_chunks_of_their_row_groups_only(
+    parent: tuple[Reads, DatasetVersion],
+) -> None:
+    store, root = parent
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    groups = _id_chunks(store, child, segment)
+    assert len(groups) == 3_000 // GROUP_ROWS
+    picked = [_fid(i) for i in random.Random(5).sample(range(3_000), 3)]
+    failed = child.update_frames([_frame(3_000 + i, "dog") | {"id": f} for i, f in enumerate(picked)])
+    assert not failed
+    touched = [size for low, high, size in groups if any(low <= f <= high for f in picked)]
+    assert len(touched) <= 3
+    assert 0 < store.read.get(segment, 0) <= sum(touched)  # 3 id chunks, not 30
+    # the answer is the one a whole read gives
+    labels = child.get_frames_table(columns=["id", "labels"]).to_pylist()
+    assert sorted(r["id"] for r in labels if r["labels"] == ["dog"]) == sorted(picked)
+
+
+def test_frames_present_follows_deletes_and_re_adds_as_a_whole_read_does(
+    parent: tuple[Reads, DatasetVersion],
+) -> None:
+    store, root = parent
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    rng = random.Random(11)
+    for step in range(6):
+        gone = rng.sample(range(3_200), 40)
+        child.delete_frames([_fid(i) for i in gone])
+        back = rng.sample(range(3_200), 40)  # some never existed (3,000 and up): added
+        assert not child.add_frames([_frame(i) for i in back])
+        asked = [_fid(i) for i in rng.sample(range(3_300), 300)] + ["not-a-frame", _fid(step)]
+        whole = set(child.get_frames_table(columns=["id"]).column("id").to_pylist())
+        assert child.frames_present(asked) == sorted(set(asked) & whole)
+        failed = child.update_frames([_frame(0) | {"id": f} for f in asked])
+        assert {f.frame["id"] for f in failed} == set(asked) - whole  # type: ignore[index]
+        assert all("not in version" in f.reason for f in failed)
+    assert child.frames_present([]) == []
+
+
+def test_arrow_updates_look_ids_up_by_row_group_too(parent: tuple[Reads, DatasetVersion]) -> None:
+    store, root = parent
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    groups = _id_chunks(store, child, segment)
+    picked = [_fid(7), _fid(8), "absent-id"]
+    table = pa.Table.from_pylist([_frame(9, "dog") | {"id": f} for f in picked])
+    failed = child.update_frames(table)
+    assert [f.frame["id"] for f in failed] == ["absent-id"]  # type: ignore[index]
+    touched = [size for low, high, size in groups if any(low <= f <= high for f in picked)]
+    assert 0 < store.read.get(segment, 0) <= sum(touched)
+
+
+@pytest.mark.parametrize("bad", ["one-id", 5, [1, 2], [None]])
+def test_frames_present_refuses_what_is_not_a_list_of_ids(
+    parent: tuple[Reads, DatasetVersion], bad: object
+) -> None:
+    _, root = parent
+    with pytest.raises(ValidationError, match="frame_ids"):
+        root.frames_present(bad)  # type: ignore[arg-type]
