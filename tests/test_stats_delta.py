@@ -1,7 +1,8 @@
 """A child's statistics are its parent's plus what the child changed, equal to counting it whole.
 
 Counting them that way reads the child's own segments and only the parent's row groups that hold an
-id the child touched; a large delta (or one touching most row groups) is counted whole instead.
+id the child touched (their ids, often kept from ``update_frames``' check, then the counted columns);
+a delta of more than half the parent's rows is counted whole instead.
 """
 
 from __future__ import annotations

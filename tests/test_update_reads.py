@@ -42,6 +42,7 @@ class Reads(MemoryStore):
         self.read: dict[str, int] = {}
         self._inner = threading.local()  # a ranged read is served by get(): counted once
         self._counting = threading.Lock()
+        self.ranges: list[tuple[str, int, int]] = []  # (key, start, stop) of each ranged read
 
     def _count(self, key: str, size: int) -> None:
         with self._counting:
@@ -60,6 +61,8 @@ class Reads(MemoryStore):
         finally:
             self._inner.ranged = False
         self._count(key, len(data))
+        with self._counting:
+            self.ranges.append((key, start, start + len(data)))
         return data
 
 
@@ -146,6 +149,43 @@ def test_arrow_updates_look_ids_up_by_row_group_too(parent: tuple[Reads, Dataset
     assert [f.frame["id"] for f in failed] == ["absent-id"]  # type: ignore[index]
     touched = [size for low, high, size in groups if any(low <= f <= high for f in picked)]
     assert 0 < store.read.get(segment, 0) <= sum(touched)
+
+
+def test_publish_after_updates_everywhere_reads_the_counted_columns_not_the_ids_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Updates spread over every row group: publish counts them out of the parent by the ids kept.
+
+    Row groups of 1,000 frames: the column chunks are far enough apart that Arrow fetches each alone.
+    """
+    monkeypatch.setattr(segments, "ROW_GROUP_ROWS", 1_000)
+    store = Reads()
+    root = DatasetVersion.create_new_dataset(dataset_name="big", client=Client(store))
+    assert not root.add_frames([_frame(i) for i in range(20_000)])
+    root.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    groups = _id_chunks(store, child, segment)
+    picked = [_fid(i) for i in random.Random(2).sample(range(20_000), 150)]
+    assert not child.update_frames([_frame(9, "dog") | {"id": f} for f in picked])
+    child.delete_frames(picked[:20])
+    assert all(any(low <= f <= high for f in picked) for low, high, _ in groups)  # every row group
+    store.ranges.clear()
+    child.publish_version()
+    meta = pq.read_metadata(pa.BufferReader(store.get(segment)[0]))
+    id_chunks = []
+    for g in range(meta.num_row_groups):
+        column = meta.row_group(g).column(0)
+        start = column.dictionary_page_offset if column.has_dictionary_page else column.data_page_offset
+        id_chunks.append((start, start + column.total_compressed_size))
+    read = [(a, b) for key, a, b in store.ranges if key == segment]
+    assert read  # the counted columns of the row groups holding an updated frame
+    assert not [(a, b) for a, b in read for lo, hi in id_chunks if a < hi and lo < b]  # no id again
+    stats = child.get_stats()
+    assert stats == child._frames.stats(child._entry)  # as counted whole
+    assert {"name": "dog", "count": 130} in stats["labels"]
 
 
 @pytest.mark.parametrize("bad", ["one-id", 5, [1, 2], [None]])

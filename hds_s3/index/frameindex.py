@@ -64,6 +64,9 @@ DEAD_ROWS_RATIO = 0.1
 DEAD_ROWS_MIN = 10_000
 
 _FETCH_THREADS = 8
+#: Bytes of decoded ``id`` columns (one per row group of a segment) a frame index keeps: ids looked
+#: up once (``update_frames``' check) are then not read again (the statistics of the publish).
+ID_CACHE_BYTES = 64 * 1024 * 1024
 
 #: Appended to the errors about a missing segment or manifest: the check that tells what else is damaged.
 FSCK_ADVICE = "; check the store with hds_s3.tools.fsck.fsck() (hds fsck from a shell)"
@@ -83,6 +86,8 @@ class FrameIndex:
         self.store: ObjectStore = catalog.store
         self._manifests: OrderedDict[str, ManifestDoc] = OrderedDict()
         self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+        self._ids: OrderedDict[tuple[str, int], pa.Array] = OrderedDict()
+        self._id_bytes = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
@@ -202,31 +207,94 @@ class FrameIndex:
         return None
 
     def rows_of(self, ref: SegmentRef, ids: pa.Array, columns: Sequence[str]) -> pa.Table | None:
-        """The rows of one segment whose id is among the sorted string array ``ids``.
+        """The rows of one segment whose id is among the sorted string array ``ids`` (``id`` first).
 
-        Only the row groups whose id statistics cover one of ``ids`` are read (their ``columns``; a
-        deletes segment has just ``id``); None when no row group can hold one, so nothing but the
-        (cached) footer was read.
+        First the ``id`` column of the row groups whose id statistics cover one of ``ids`` (kept
+        for later calls: see :meth:`_group_ids`), then the other ``columns`` only of the row groups
+        holding one (a deletes segment has just ``id``). None when no row holds one.
 
         Raises:
             CorruptObjectError: the segment is missing or damaged.
         """
 
         def read() -> pa.Table | None:
-            meta = self._footer(ref)
             groups = self._groups_holding(ref, ids)
             if not groups:
                 return None
-            cols = ["id"] if ref.kind == "deletes" else list(columns)
+            by_group = self._group_ids(ref, groups)
+            hits = {
+                g: np.flatnonzero(
+                    np.asarray(pc.is_in(by_group[g], value_set=ids).to_numpy(zero_copy_only=False), bool)
+                )
+                for g in groups
+            }
+            held = [g for g in groups if len(hits[g])]
+            if not held:
+                return None
+            found = pa.concat_arrays([by_group[g].take(pa.array(hits[g])) for g in held])
+            rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
+            if not rest:
+                return pa.table({"id": found})
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+                _RangeReader(self.store, ref.key, ref.size),
+                metadata=self._footer(ref),
+                page_checksum_verification=True,
             )
-            table = reader.read_row_groups(groups, columns=cols, use_threads=False)
-            segments.check_ids(table.column("id"), ref.key)  # sorted and unique, as written
-            return table.filter(pc.is_in(table.column("id"), value_set=ids))
+            table = reader.read_row_groups(held, columns=rest, use_threads=False)
+            sizes = [len(by_group[g]) for g in held]
+            starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+            rows = np.concatenate([starts[i] + hits[g] for i, g in enumerate(held)])
+            if table.num_rows != sum(sizes):
+                raise CorruptObjectError(f"{ref.key}: its columns do not have the same number of rows")
+            taken = table.take(pa.array(rows))
+            return pa.Table.from_arrays([found, *taken.columns], names=["id", *taken.column_names])
 
         result: pa.Table | None = self._guarded(ref, read)
         return result
+
+    def _group_ids(self, ref: SegmentRef, groups: Sequence[int]) -> dict[int, pa.Array]:
+        """The ``id`` column of each of these row groups of a segment, read once per frame index.
+
+        Segments are immutable, so decoded id columns are kept (at most :data:`ID_CACHE_BYTES`,
+        least recently used dropped first); those not kept are read in one call, checked to be
+        sorted and unique as written.
+
+        Raises:
+            CorruptObjectError: the segment's ids are not sorted and unique (see :meth:`_guarded`
+                for what else a damaged segment raises).
+        """
+        out: dict[int, pa.Array] = {}
+        with self._lock:
+            for g in groups:
+                cached = self._ids.get((ref.key, g))
+                if cached is not None:
+                    self._ids.move_to_end((ref.key, g))
+                    out[g] = cached
+        missing = [g for g in groups if g not in out]
+        if missing:
+            meta = self._footer(ref)
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+            )
+            column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
+            segments.check_ids(column, ref.key)  # sorted and unique, as written
+            ids = column.combine_chunks()
+            at = 0
+            for g in missing:
+                size = meta.row_group(g).num_rows
+                out[g] = ids.slice(at, size)
+                at += size
+            if at != len(ids):
+                raise CorruptObjectError(f"{ref.key}: its row groups do not hold the rows its footer says")
+            with self._lock:
+                for g in missing:
+                    if (ref.key, g) not in self._ids:
+                        self._ids[(ref.key, g)] = out[g]
+                        self._id_bytes += out[g].nbytes
+                while self._id_bytes > ID_CACHE_BYTES and self._ids:
+                    _, dropped = self._ids.popitem(last=False)
+                    self._id_bytes -= dropped.nbytes
+        return out
 
     def holding(self, entry: VersionEntry, ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
         """Which of ``ids`` the version holds (sorted, unique), reading as little as the ids allow.
@@ -349,13 +417,7 @@ class FrameIndex:
                 stats = meta.row_group(group).column(0).statistics
                 if stats is not None and stats.has_min_max and not stats.min <= frame_id <= stats.max:
                     continue
-                reader = pq.ParquetFile(
-                    _RangeReader(self.store, ref.key, ref.size),
-                    metadata=meta,
-                    page_checksum_verification=True,
-                )
-                ids = reader.read_row_group(group, columns=["id"]).column("id")
-                segments.check_ids(ids, ref.key)
+                ids = self._group_ids(ref, [group])[group]
                 hit = pc.index(ids, frame_id).as_py()
                 if hit >= 0:
                     return group, hit
@@ -402,11 +464,12 @@ class FrameIndex:
             raise CorruptObjectError(
                 f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
             )
-        expected = segments.DELETES_SCHEMA if ref.kind == "deletes" else segments.FRAME_SCHEMA
-        if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
-            raise CorruptObjectError(
-                f"{ref.key}: its columns ({', '.join(schema.names)}) are not those of a {ref.kind} segment"
-            )
+        shapes = {"frames": segments.FRAME_SCHEMA, "deletes": segments.DELETES_SCHEMA}
+        columns = [(f.name, f.type) for f in schema]
+        if columns != [(f.name, f.type) for f in shapes.get(ref.kind, segments.FRAME_SCHEMA)]:
+            like = [k for k, shape in shapes.items() if columns == [(f.name, f.type) for f in shape]]
+            what = f"the columns of a {like[0]} segment" if like else f"columns {', '.join(schema.names)}"
+            raise CorruptObjectError(f"{ref.key}: it holds {what}, but is listed as a {ref.kind} segment")
         segments.check_footer(meta, ref.key, ref.rows, ref.min_id, ref.max_id)
         with self._lock:
             self._footers[ref.key] = meta
@@ -564,9 +627,11 @@ class FrameIndex:
         ``entry``'s segments must be its parent's followed by its own (a child's deltas). Its own
         segments are read, and of the parent only the rows whose ids those segments touch (the row
         groups whose id range holds one): the frames they replace or delete are counted out, the
-        frames the child holds at the end counted in. None when ``entry`` does not extend the
-        parent's segments, or when the ids touched are so many that the row groups holding them are
-        most of the parent (then counting the version whole reads no more).
+        frames the child holds at the end counted in. Of the parent, the ``id`` chunks of the row
+        groups that may hold a touched id are read (unless kept from an earlier look-up, such as
+        ``update_frames``' check), then the counted columns of those that hold one. None when
+        ``entry`` does not extend the parent's segments, or when its own rows are more than half
+        the parent's (then counting the version whole is cheaper).
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -584,14 +649,13 @@ class FrameIndex:
         touched = pc.unique(
             pa.chunked_array([c for _, t in mine for c in t.column("id").chunks], pa.string())
         ).sort()
-        holding = [(ref, self._groups_holding(ref, touched)) for ref in before if _may_hold_any(ref, touched)]
-        hit = sum(len(groups) for _, groups in holding)
-        total = sum(self._footer(ref).num_row_groups for ref in before if ref.rows)
-        if hit > total // 2:
-            return None  # the touched ids fall into most row groups of the parent: no saving
+        # of the parent, the id chunks of the row groups that may hold a touched id (often kept
+        # from the update's own check), then the counted columns of those that do hold one: never
+        # more than counting the version whole, which reads every id and counted column
+        holding = [ref for ref in before if _may_hold_any(ref, touched)]
         theirs = []
-        for ref, groups in holding:
-            rows = self.rows_of(ref, touched, columns) if groups else None
+        for ref in holding:
+            rows = self.rows_of(ref, touched, columns)
             if rows is not None:
                 theirs.append((ref.kind, rows))
         schema = segments.projected_schema(tuple(columns))
