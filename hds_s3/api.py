@@ -694,7 +694,8 @@ class DatasetVersion:
                     stacklevel=2,
                 )
             return ds.get_current()
-        return ds.get_version(version_name, version_id)
+        # the dataset was read just now: pick the version from that document (no second read)
+        return DatasetVersion(ds._doc, _find_version(ds._doc, version_name, version_id), ds._client)
 
     @classmethod
     def get_versions(
