@@ -195,3 +195,28 @@ def test_frames_present_refuses_what_is_not_a_list_of_ids(
     _, root = parent
     with pytest.raises(ValidationError, match="frame_ids"):
         root.frames_present(bad)  # type: ignore[arg-type]
+
+
+def test_a_large_arrow_update_reads_the_versions_ids_once_when_they_do_not_stay_in_memory(
+    parent: tuple[Reads, DatasetVersion], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of as many ids as the version has row groups, and no room to keep decoded ids."""
+    from hds_s3.index import arrowin, frameindex
+
+    monkeypatch.setattr(frameindex, "ID_CACHE_BYTES", 0)
+    monkeypatch.setattr(arrowin, "ID_CACHE_BYTES", 0)
+    monkeypatch.setattr(arrowin, "BATCH_ROWS", 50)  # 8 batches of 50 ids, 30 row groups
+    store, root = parent
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    picked = [_fid(i) for i in random.Random(4).sample(range(3_000), 400)]
+    table = pa.Table.from_pylist([_frame(9, "dog") | {"id": f} for f in picked] + [_frame(5_000)])
+    store.ranges.clear()
+    failed = child.update_frames(table)
+    assert [f.frame["id"] for f in failed] == [_fid(5_000)]  # type: ignore[index]
+    requests = [r for r in store.ranges if r[0] == segment]
+    assert 0 < len(requests) <= 4, requests  # one pass over the ids, not one per batch
+    labels = child.get_frames_table(columns=["id", "labels"]).to_pylist()
+    assert sorted(r["id"] for r in labels if r["labels"] == ["dog"]) == sorted(picked)

@@ -56,7 +56,7 @@ from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import columnar, ingest, segments
 from hds_s3.index.arrowjson import bad_keys as meta_bad_keys
 from hds_s3.index.arrowjson import empty_map, list_parts, parse_objects, plain, project, rows_of, to_json
-from hds_s3.index.frameindex import FrameIndex
+from hds_s3.index.frameindex import ID_CACHE_BYTES, FrameIndex
 from hds_s3.index.ingest import FailedFrame
 from hds_s3.model.frames import guess_content_type, hash_id
 
@@ -802,7 +802,9 @@ def write_updates(
     """Write the segments of ``update_frames`` given Arrow input; nothing is committed.
 
     Rows whose id the version does not hold fail (each converted batch's ids are looked up with
-    :meth:`FrameIndex.holding`: only the row groups whose id range covers one of them are read).
+    :meth:`FrameIndex.holding`: only the row groups whose id range covers one of them are read;
+    when a batch holds as many ids as the version has row groups and the version's ids are more
+    than the frame index keeps, they are read once for all batches instead).
     Returns the failures, the segments written and ``{id: frame}`` of the rows written.
 
     Raises:
@@ -812,9 +814,21 @@ def write_updates(
     """
     failed: list[FailedFrame] = []
     written_ids: list[pa.Array] = []
+    refs = [r for r in index.refs(entry) if r.kind == "frames"]
+    groups = sum(-(-r.rows // segments.ROW_GROUP_ROWS) for r in refs)
+    id_bytes = sum(r.rows * (len(r.min_id or "") + 4) for r in refs)  # decoded, estimated
+    everything: list[pa.ChunkedArray] = []
+
+    def present_of(ids: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        # A few ids: the row groups that can hold them (their id chunks are kept for the publish's
+        # statistics). As many ids as row groups, of a version whose ids the cache cannot keep:
+        # every batch would read every id chunk again, so the version's ids are read once instead.
+        if not everything and len(ids) >= groups and id_bytes > ID_CACHE_BYTES // 2:
+            everything.append(index.effective(entry, ["id"]).column("id"))
+        return everything[0] if everything else index.holding(entry, ids)
 
     def keep(table: pa.Table, where: list[int], batch: pa.RecordBatch) -> tuple[pa.Table, list[int]]:
-        present = index.holding(entry, table.column("id"))
+        present = present_of(table.column("id"))
         known = np.asarray(
             pc.is_in(table.column("id"), value_set=present).to_numpy(zero_copy_only=False), bool
         )
