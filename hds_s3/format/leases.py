@@ -55,18 +55,7 @@ class LeaseDoc:
 
 def dump_lease(doc: LeaseDoc) -> bytes:
     """Serialise a lease with its digest."""
-    return dumps_with_digest(
-        {
-            "format_version": layout.STORE_FORMAT,
-            "kind": LEASE_KIND,
-            "dataset_id": doc.dataset_id,
-            "version_id": doc.version_id,
-            "lease_id": doc.lease_id,
-            "holder": doc.holder,
-            "created": doc.created,
-            "expires": doc.expires,
-        }
-    )
+    return dumps_with_digest({"format_version": layout.STORE_FORMAT, "kind": LEASE_KIND, **as_dict(doc)})
 
 
 def parse_lease(data: bytes, key: str) -> LeaseDoc:

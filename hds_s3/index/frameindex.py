@@ -456,6 +456,16 @@ class FrameIndex:
         meta = pq.ParquetFile(
             _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
         ).metadata
+        return self.accept_footer(ref, meta)
+
+    def accept_footer(self, ref: SegmentRef, meta: pq.FileMetaData) -> pq.FileMetaData:
+        """Check a segment's footer, however it was read, and keep it (see :meth:`_footer`).
+
+        Raises:
+            CorruptObjectError: naming ``ref.key``, when the file does not say it is an hds_s3
+                segment, its columns are not those of a segment of its kind, or its rows and ids
+                are not what ``ref`` records.
+        """
         fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
         if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
             raise CorruptObjectError(f"{ref.key}: not an hds_s3 segment (format {fmt!r})")

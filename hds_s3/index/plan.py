@@ -38,7 +38,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.utils import merge_offset_ranges
 
 from hds_s3.errors import CorruptObjectError, ValidationError
 from hds_s3.format import layout
@@ -46,8 +45,8 @@ from hds_s3.format.catalog import Catalog
 from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
-from hds_s3.index.scan import FETCH_THREADS, MAX_GAP, WHOLE_SHARE, _leaves, _Parts
-from hds_s3.index.twophase import PendingSegment
+from hds_s3.index.scan import FETCH_THREADS, WHOLE_SHARE, _Parts, chunk_ranges, fetch_ranges
+from hds_s3.index.twophase import PendingSegment, loads_text
 from hds_s3.model.names import preview
 from hds_s3.store.base import ObjectStore
 
@@ -488,16 +487,7 @@ class ReadTask:
         Raises:
             ValidationError: not JSON, or not a task.
         """
-        return cls.from_dict(_loads(text))
-
-
-def _loads(text: object) -> Any:
-    if not isinstance(text, (str, bytes)):
-        raise ValidationError(f"expected JSON text, got a {type(text).__name__}")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ValidationError(f"not valid JSON: {str(exc)[:200]}") from None
+        return cls.from_dict(loads_text(text))
 
 
 def _count(value: object) -> int:
@@ -636,7 +626,7 @@ class ReadPlan:
         Raises:
             ValidationError: not JSON, or not a plan.
         """
-        return cls.from_dict(_loads(text))
+        return cls.from_dict(loads_text(text))
 
 
 # ---------------------------------------------------------------------------- planning a version
@@ -781,18 +771,8 @@ def read_groups(
     cols = ["id"] if ref.kind == "deletes" else list(columns)
 
     def run() -> pa.Table:
-        paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
-        leaves = _leaves(paths, tuple(cols))
-        ranges = []
-        for g in groups:
-            group = meta.row_group(g)
-            for leaf in leaves:
-                chunk = group.column(leaf)
-                start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-                ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
-        if not ranges:
-            parts: dict[int, bytes] = {}
-        elif sum(b - a for a, b in ranges) >= WHOLE_SHARE * ref.size:
+        ranges = chunk_ranges(meta, groups, cols)
+        if ranges and sum(b - a for a, b in ranges) >= WHOLE_SHARE * ref.size:
             data = index.store.get_range(ref.key, 0, ref.size)
             if len(data) != ref.size:
                 raise CorruptObjectError(
@@ -800,21 +780,7 @@ def read_groups(
                 )
             parts = {0: data}
         else:
-            ranges.sort()
-            _, starts, ends = merge_offset_ranges(
-                [""] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges], max_gap=MAX_GAP
-            )
-
-            def fetch(span: tuple[int, int]) -> bytes:
-                return index.store.get_range(ref.key, span[0], span[1] - span[0])
-
-            spans = list(zip(starts, ends, strict=True))
-            if len(spans) > 1:
-                with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(spans))) as pool:
-                    blobs = list(pool.map(fetch, spans))
-            else:
-                blobs = [fetch(spans[0])]
-            parts = dict(zip(starts, blobs, strict=True))
+            parts = fetch_ranges(index, ref, ranges)
         file = pq.ParquetFile(_Parts(index, ref, parts), metadata=meta)
         return file.read_row_groups(list(groups), columns=cols, use_threads=True)
 
@@ -823,13 +789,7 @@ def read_groups(
 
 
 def _footer(index: FrameIndex, ref: SegmentRef) -> pq.FileMetaData:
-    meta: pq.FileMetaData = index._guarded(ref, lambda: index._footer(ref))
-    schema = meta.schema.to_arrow_schema()
-    expected = segments.DELETES_SCHEMA if ref.kind == "deletes" else segments.FRAME_SCHEMA
-    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
-        raise CorruptObjectError(
-            f"{ref.key}: its columns ({', '.join(schema.names)}) are not those of a {ref.kind} segment"
-        )
+    meta: pq.FileMetaData = index._guarded(ref, lambda: index._footer(ref))  # checked: columns and all
     return meta
 
 

@@ -123,6 +123,47 @@ def _leaves(schema_key: tuple[str, ...], columns: tuple[str, ...]) -> tuple[int,
     )
 
 
+def chunk_ranges(meta: pq.FileMetaData, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:
+    """Byte ranges ``(start, stop)`` of the column chunks of ``cols`` in these row groups of a footer."""
+    paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
+    leaves = _leaves(paths, tuple(cols))
+    ranges = []
+    for g in groups:
+        group = meta.row_group(g)
+        for leaf in leaves:
+            chunk = group.column(leaf)
+            start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+            ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
+    return ranges
+
+
+def fetch_ranges(index: FrameIndex, ref: SegmentRef, ranges: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+    """Fetch byte ranges of a segment, coalesced when closer than :data:`MAX_GAP`, in parallel.
+
+    Returns the bytes by start offset, for :class:`_Parts` (empty when ``ranges`` is).
+
+    Raises:
+        StorageError, NotFoundError: from the store.
+    """
+    if not ranges:
+        return {}
+    ordered = sorted(ranges)
+    _, starts, ends = merge_offset_ranges(
+        [""] * len(ordered), [a for a, _ in ordered], [b for _, b in ordered], max_gap=MAX_GAP
+    )
+
+    def fetch(span: tuple[int, int]) -> bytes:
+        return index.store.get_range(ref.key, span[0], span[1] - span[0])
+
+    spans = list(zip(starts, ends, strict=True))
+    if len(spans) > 1:
+        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(spans))) as pool:
+            blobs = list(pool.map(fetch, spans))
+    else:
+        blobs = [fetch(spans[0])]
+    return dict(zip(starts, blobs, strict=True))
+
+
 class _Parts(SeekableObject):
     """A read-only file of which some byte ranges were fetched; other reads go to the store."""
 
@@ -187,24 +228,16 @@ class Scan:
     def _meta(self, seg: _Segment) -> pq.FileMetaData:
         if seg.meta is None:
             data = self._whole.get(seg.number)
-            if data is not None and seg.ref.key not in self.index._footers:
+            if data is not None and seg.ref.key not in self.index._footers:  # its footer in memory
                 meta = self.index._guarded(
                     seg.ref,
-                    lambda: pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).metadata,
+                    lambda: self.index.accept_footer(
+                        seg.ref,
+                        pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True).metadata,
+                    ),
                 )
-                fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
-                if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
-                    raise CorruptObjectError(f"{seg.ref.key}: not an hds_s3 segment (format {fmt!r})")
             else:
                 meta = self.index._guarded(seg.ref, lambda: self.index._footer(seg.ref))
-            schema = meta.schema.to_arrow_schema()
-            expected = segments.DELETES_SCHEMA if seg.ref.kind == "deletes" else segments.FRAME_SCHEMA
-            if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
-                raise CorruptObjectError(
-                    f"{seg.ref.key}: its columns ({', '.join(schema.names)}) are not those of a "
-                    f"{seg.ref.kind} segment"
-                )
-            segments.check_footer(meta, seg.ref.key, seg.ref.rows, seg.ref.min_id, seg.ref.max_id)
             rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
             seg.starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
             seg.meta = meta
@@ -228,23 +261,8 @@ class Scan:
             source: Any
             if whole is not None:  # in memory: Arrow reads it without a Python file in between
                 source = pa.BufferReader(whole)
-            elif not ranges:
-                source = _Parts(self.index, seg.ref, {})
             else:
-                ranges.sort()
-                _, starts, ends = merge_offset_ranges(
-                    [""] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges], max_gap=MAX_GAP
-                )
-
-                def fetch(span: tuple[int, int]) -> bytes:
-                    return self.index.store.get_range(seg.ref.key, span[0], span[1] - span[0])
-
-                if len(starts) > 1:
-                    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(starts))) as pool:
-                        blobs = list(pool.map(fetch, zip(starts, ends, strict=True)))
-                else:
-                    blobs = [fetch((starts[0], ends[0]))]
-                source = _Parts(self.index, seg.ref, dict(zip(starts, blobs, strict=True)))
+                source = _Parts(self.index, seg.ref, fetch_ranges(self.index, seg.ref, ranges))
             file = pq.ParquetFile(source, metadata=meta, page_checksum_verification=True)
             return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
 
@@ -255,19 +273,7 @@ class Scan:
 
     def _ranges(self, seg: _Segment, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:
         """Byte ranges of the column chunks of ``cols`` in these row groups (from the footer)."""
-        meta = self._meta(seg)
-        paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
-        leaves = _leaves(paths, tuple(cols))
-        ranges = []
-        for g in groups:
-            group = meta.row_group(g)
-            for leaf in leaves:
-                chunk = group.column(leaf)
-                start = chunk.data_page_offset
-                if chunk.has_dictionary_page:
-                    start = chunk.dictionary_page_offset
-                ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
-        return ranges
+        return chunk_ranges(self._meta(seg), groups, cols)
 
     def _prefetch(self, wanted: Sequence[_Segment]) -> None:
         """Fetch these segments whole (one request each, in parallel), for the call under way."""

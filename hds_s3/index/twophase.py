@@ -119,7 +119,7 @@ class PendingSegment:
         Raises:
             ValidationError: not JSON, or not a reference (see :meth:`from_dict`).
         """
-        return cls.from_dict(_loads(text))
+        return cls.from_dict(loads_text(text))
 
     def check_shape(self) -> None:
         """Check the fields agree with one another (the key is a segment key of the ids named).
@@ -228,10 +228,15 @@ class WrittenSegments:
         Raises:
             ValidationError: not JSON, or not such data.
         """
-        return cls.from_dict(_loads(text))
+        return cls.from_dict(loads_text(text))
 
 
-def _loads(text: str | bytes) -> Any:
+def loads_text(text: object) -> Any:
+    """Parse JSON text given by a caller (a worker's message, a serialised task).
+
+    Raises:
+        ValidationError: ``text`` is not text, or not JSON (also when it nests too deep to parse).
+    """
     if not isinstance(text, (str, bytes)):
         raise ValidationError(f"expected JSON text, got a {type(text).__name__}")
     try:
@@ -266,7 +271,7 @@ def flatten(items: Iterable[object]) -> list[PendingSegment]:
         elif isinstance(item, WrittenSegments):
             out.extend(flatten(item.segments))
         elif isinstance(item, (str, bytes)):
-            data = _loads(item)
+            data = loads_text(item)
             out.extend(flatten([data]))
         elif isinstance(item, Mapping) and "segments" in item:
             out.extend(WrittenSegments.from_dict(item).segments)

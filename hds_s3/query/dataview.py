@@ -108,7 +108,7 @@ from hds_s3.format import layout
 from hds_s3.format.docs import DIGEST, VersionEntry, check_digest, dumps_with_digest, load_json, now_ms
 from hds_s3.format.txn import TreeView
 from hds_s3.index import segments, vectors
-from hds_s3.index.plan import ReadPlan
+from hds_s3.index.plan import ReadPlan, map_labels
 from hds_s3.index.scan import release_memory
 from hds_s3.model.frames import VIDEO_FIELDS, VIDEO_KEY, FrameGroup, SingleFrame, frame_from_dict
 from hds_s3.model.names import check_id, check_name, check_tag_filter, check_tags, preview
@@ -726,23 +726,6 @@ def _frame_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _map_labels(labels: list[str], rules: Sequence[MappingRule]) -> list[str]:
-    for rule in rules:
-        wanted = set(rule.from_labels)
-        if wanted.issubset(labels):
-            out: list[str] = []
-            placed = False
-            for label in labels:
-                if label in wanted:
-                    if not placed:
-                        out.append(rule.to_label)
-                        placed = True
-                else:
-                    out.append(label)
-            return out
-    return labels
 
 
 def _label_num(labels: Sequence[str], enumeration: Mapping[str, int]) -> int:
@@ -1796,11 +1779,12 @@ class DataView:
     def _batch_dicts(
         self, pair: _Pair, batch: pa.RecordBatch, tree: dict[str, Any] | None, rules: Sequence[MappingRule]
     ) -> Iterator[dict[str, Any]]:
+        mapping = [(rule.from_labels, rule.to_label) for rule in rules]
         for start in range(0, batch.num_rows, _DICT_ROWS):
             for row in batch.slice(start, _DICT_ROWS).to_pylist():
                 data = _frame_dict(row)
                 for roi in data.get("rois", ()):
-                    roi["labels"] = _map_labels(list(roi.get("labels") or []), rules)
+                    roi["labels"] = map_labels(list(roi.get("labels") or []), mapping)
                     roi["label_num"] = _label_num(roi["labels"], self._labels)
                 data["dataset"] = pair.info
                 video = (data.get("meta_blob") or {}).get(VIDEO_KEY)
