@@ -627,7 +627,7 @@ class FrameIndex:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
         # only the parts of the ROIs and sources counted: not their shapes, masks and metadata
-        return _stats_of(self.effective(entry, list(_STATS_COLUMNS)))
+        return _stats_of(self.effective(entry, list(STATS_COLUMNS)))
 
     def stats_after(
         self, parent: VersionEntry, parent_stats: Mapping[str, Any], entry: VersionEntry
@@ -654,7 +654,7 @@ class FrameIndex:
             return dict(parent_stats)
         if sum(r.rows for r in own) > sum(r.rows for r in before) // 2:
             return None  # a delta as large as half the parent: counting the version whole is cheaper
-        columns = ["id", *_STATS_COLUMNS]
+        columns = ["id", *STATS_COLUMNS]
         mine = [(r.kind, self.read_segment(r, columns)) for r in own]
         touched = pc.unique(
             pa.chunked_array([c for _, t in mine for c in t.column("id").chunks], pa.string())
@@ -795,25 +795,52 @@ def _may_hold(ref: SegmentRef, frame_id: str) -> bool:
 
 
 #: What statistics read of a frame: ROI counts, each ROI's labels, each source's content type.
-_STATS_COLUMNS = ("roi_count", "rois.list.element.labels", "sources.list.element.content_type")
+STATS_COLUMNS = ("roi_count", "rois.list.element.labels", "sources.list.element.content_type")
 
 
 def _stats_of(table: pa.Table) -> dict[str, Any]:
-    """The statistics of the frames of ``table`` (read with :data:`_STATS_COLUMNS`)."""
+    """The statistics of the frames of ``table`` (read with :data:`STATS_COLUMNS`)."""
+    part = stats_of_table(table)
+    return {
+        "frames": part["frames"],
+        "annotated": part["annotated"],
+        "unannotated": part["frames"] - part["annotated"],
+        "rois": part["rois"],
+        "labels": sorted_counts(part["labels"]),
+        "content_types": sorted_counts(part["content_types"]),
+    }
+
+
+def stats_of_table(table: pa.Table) -> dict[str, Any]:
+    """Partial statistics (counts by name, unsorted) of frames read with :data:`STATS_COLUMNS`."""
     total = table.num_rows
-    annotated = pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0  # null when empty
+    annotated = int(pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0) if total else 0
     rois = pc.list_flatten(table.column("rois"))
     labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
     sources = pc.list_flatten(table.column("sources"))
     types = pc.struct_field(sources, "content_type") if len(sources) else pa.array([], pa.string())
     return {
         "frames": total,
-        "annotated": int(annotated),
-        "unannotated": total - int(annotated),
+        "annotated": annotated,
         "rois": len(rois),
-        "labels": _counts(labels),
-        "content_types": _counts(pc.fill_null(types, "unknown") if len(types) else types),
+        "labels": _value_counts(labels),
+        "content_types": _value_counts(pc.fill_null(types, "unknown") if len(types) else types),
     }
+
+
+def _value_counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    if len(values) == 0:
+        return {}
+    return {
+        c["values"]: int(c["counts"]) for c in pc.value_counts(values).to_pylist() if c["values"] is not None
+    }
+
+
+def sorted_counts(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """``{name: count}`` as ``[{"name", "count"}]``, most first, then by name."""
+    return sorted(
+        ({"name": k, "count": v} for k, v in counts.items()), key=lambda r: (-r["count"], r["name"])
+    )
 
 
 def _may_hold_any(ref: SegmentRef, ids: pa.Array) -> bool:
@@ -824,14 +851,6 @@ def _may_hold_any(ref: SegmentRef, ids: pa.Array) -> bool:
         return True
     inside = pc.and_(pc.greater_equal(ids, ref.min_id), pc.less_equal(ids, ref.max_id))
     return bool(pc.any(inside).as_py())
-
-
-def _counts(values: pa.Array | pa.ChunkedArray) -> list[dict[str, Any]]:
-    if len(values) == 0:
-        return []
-    counted = pc.value_counts(values).to_pylist()
-    rows = [{"name": c["values"], "count": c["counts"]} for c in counted if c["values"] is not None]
-    return sorted(rows, key=lambda r: (-r["count"], r["name"]))
 
 
 class SeekableObject(io.RawIOBase):

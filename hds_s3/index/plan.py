@@ -44,7 +44,9 @@ from hds_s3.format import layout
 from hds_s3.format.catalog import Catalog
 from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import segments
-from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex
+from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex, sorted_counts
+from hds_s3.index.frameindex import STATS_COLUMNS as STATS_COLUMNS  # the columns statistics read
+from hds_s3.index.frameindex import stats_of_table as stats_of_table
 from hds_s3.index.scan import FETCH_THREADS, WHOLE_SHARE, _Parts, chunk_ranges, fetch_ranges
 from hds_s3.index.twophase import PendingSegment, loads_text
 from hds_s3.model.names import preview
@@ -877,10 +879,6 @@ def _read_picked(index: FrameIndex, task: ReadTask, meta: pq.FileMetaData) -> pa
 # ---------------------------------------------------------------------------- statistics
 
 
-#: The columns statistics read (what ``FrameIndex.stats`` reads).
-STATS_COLUMNS = ("roi_count", "rois.list.element.labels", "sources.list.element.content_type")
-
-
 def task_stats(task: ReadTask) -> dict[str, Any]:
     """Count one task's frames: partial statistics that :func:`combine_stats` adds up.
 
@@ -895,31 +893,6 @@ def task_stats(task: ReadTask) -> dict[str, Any]:
     if missing:
         raise ValidationError(f"task_stats needs a plan of columns {list(STATS_COLUMNS)}; missing {missing}")
     return stats_of_table(read_task(task))
-
-
-def stats_of_table(table: pa.Table) -> dict[str, Any]:
-    """Partial statistics of frames read with :data:`STATS_COLUMNS` (see :func:`task_stats`)."""
-    total = table.num_rows
-    annotated = int(pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0) if total else 0
-    rois = pc.list_flatten(table.column("rois"))
-    labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
-    sources = pc.list_flatten(table.column("sources"))
-    types = pc.struct_field(sources, "content_type") if len(sources) else pa.array([], pa.string())
-    return {
-        "frames": total,
-        "annotated": annotated,
-        "rois": len(rois),
-        "labels": _value_counts(labels),
-        "content_types": _value_counts(pc.fill_null(types, "unknown") if len(types) else types),
-    }
-
-
-def _value_counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
-    if len(values) == 0:
-        return {}
-    return {
-        c["values"]: int(c["counts"]) for c in pc.value_counts(values).to_pylist() if c["values"] is not None
-    }
 
 
 def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -947,15 +920,9 @@ def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "annotated": annotated,
         "unannotated": frames - annotated,
         "rois": rois,
-        "labels": _sorted_counts(labels),
-        "content_types": _sorted_counts(types),
+        "labels": sorted_counts(labels),
+        "content_types": sorted_counts(types),
     }
-
-
-def _sorted_counts(counts: Mapping[str, int]) -> list[dict[str, Any]]:
-    return sorted(
-        ({"name": k, "count": v} for k, v in counts.items()), key=lambda r: (-r["count"], r["name"])
-    )
 
 
 @dataclass(frozen=True)
