@@ -77,6 +77,21 @@ def parent(monkeypatch: pytest.MonkeyPatch) -> tuple[Reads, DatasetVersion]:
     return store, root
 
 
+def _child(store: Reads, root: DatasetVersion) -> tuple[DatasetVersion, str]:
+    """A draft child of ``root`` (on its own client) and the key of the one segment it shares."""
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
+    )
+    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    return child, segment
+
+
+def _relabelled(version: DatasetVersion) -> list[str]:
+    """The ids of the frames whose labels are ["dog"] (what the tests' updates write), sorted."""
+    labels = version.get_frames_table(columns=["id", "labels"]).to_pylist()
+    return sorted(r["id"] for r in labels if r["labels"] == ["dog"])
+
+
 def _id_chunks(store: Reads, version: DatasetVersion, key: str) -> list[tuple[str, str, int]]:
     """Per row group of the segment, (min id, max id, bytes of its id column chunk).
 
@@ -97,10 +112,7 @@ def test_updating_a_few_frames_reads_the_id_chunks_of_their_row_groups_only(
     parent: tuple[Reads, DatasetVersion],
 ) -> None:
     store, root = parent
-    child = DatasetVersion.create_version(
-        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
-    )
-    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    child, segment = _child(store, root)
     groups = _id_chunks(store, child, segment)
     assert len(groups) == 3_000 // GROUP_ROWS
     picked = [_fid(i) for i in random.Random(5).sample(range(3_000), 3)]
@@ -110,17 +122,14 @@ def test_updating_a_few_frames_reads_the_id_chunks_of_their_row_groups_only(
     assert len(touched) <= 3
     assert 0 < store.read.get(segment, 0) <= sum(touched)  # 3 id chunks, not 30
     # the answer is the one a whole read gives
-    labels = child.get_frames_table(columns=["id", "labels"]).to_pylist()
-    assert sorted(r["id"] for r in labels if r["labels"] == ["dog"]) == sorted(picked)
+    assert _relabelled(child) == sorted(picked)
 
 
 def test_frames_present_follows_deletes_and_re_adds_as_a_whole_read_does(
     parent: tuple[Reads, DatasetVersion],
 ) -> None:
     store, root = parent
-    child = DatasetVersion.create_version(
-        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
-    )
+    child, _ = _child(store, root)
     rng = random.Random(11)
     for step in range(6):
         gone = rng.sample(range(3_200), 40)
@@ -138,10 +147,7 @@ def test_frames_present_follows_deletes_and_re_adds_as_a_whole_read_does(
 
 def test_arrow_updates_look_ids_up_by_row_group_too(parent: tuple[Reads, DatasetVersion]) -> None:
     store, root = parent
-    child = DatasetVersion.create_version(
-        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
-    )
-    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    child, segment = _child(store, root)
     groups = _id_chunks(store, child, segment)
     picked = [_fid(7), _fid(8), "absent-id"]
     table = pa.Table.from_pylist([_frame(9, "dog") | {"id": f} for f in picked])
@@ -163,10 +169,7 @@ def test_publish_after_updates_everywhere_reads_the_counted_columns_not_the_ids_
     root = DatasetVersion.create_new_dataset(dataset_name="big", client=Client(store))
     assert not root.add_frames([_frame(i) for i in range(20_000)])
     root.publish_version()
-    child = DatasetVersion.create_version(
-        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
-    )
-    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    child, segment = _child(store, root)
     groups = _id_chunks(store, child, segment)
     picked = [_fid(i) for i in random.Random(2).sample(range(20_000), 150)]
     assert not child.update_frames([_frame(9, "dog") | {"id": f} for f in picked])
@@ -207,10 +210,7 @@ def test_a_large_arrow_update_reads_the_versions_ids_once_when_they_do_not_stay_
     monkeypatch.setattr(arrowin, "ID_CACHE_BYTES", 0)
     monkeypatch.setattr(arrowin, "BATCH_ROWS", 50)  # 8 batches of 50 ids, 30 row groups
     store, root = parent
-    child = DatasetVersion.create_version(
-        dataset_id=root.dataset_id, version_name="child", parent_version_ids=[root.id], client=Client(store)
-    )
-    (segment,) = [r.key for r in child._frames.refs(child._entry)]
+    child, segment = _child(store, root)
     picked = [_fid(i) for i in random.Random(4).sample(range(3_000), 400)]
     table = pa.Table.from_pylist([_frame(9, "dog") | {"id": f} for f in picked] + [_frame(5_000)])
     store.ranges.clear()
@@ -218,5 +218,4 @@ def test_a_large_arrow_update_reads_the_versions_ids_once_when_they_do_not_stay_
     assert [f.frame["id"] for f in failed] == [_fid(5_000)]  # type: ignore[index]
     requests = [r for r in store.ranges if r[0] == segment]
     assert 0 < len(requests) <= 4, requests  # one pass over the ids, not one per batch
-    labels = child.get_frames_table(columns=["id", "labels"]).to_pylist()
-    assert sorted(r["id"] for r in labels if r["labels"] == ["dog"]) == sorted(picked)
+    assert _relabelled(child) == sorted(picked)
