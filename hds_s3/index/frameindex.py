@@ -320,19 +320,10 @@ class FrameIndex:
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
-        pieces = [(n, r.kind, t.column("id")) for (n, r), t in zip(refs, found, strict=True) if t is not None]
-        if not pieces:
-            return pa.array([], pa.string())
-        table = pa.table(
-            {
-                "id": pa.chunked_array([c for _, _, col in pieces for c in col.chunks], pa.string()),
-                "n": pa.array(np.concatenate([np.full(len(col), n, np.int64) for n, _, col in pieces])),
-            }
-        )
-        last = table.group_by("id", use_threads=False).aggregate([("n", "max")])
-        deletes = pa.array([n for n, kind, _ in pieces if kind == "deletes"], pa.int64())
-        alive = pc.invert(pc.is_in(last.column("n_max"), value_set=deletes))
-        held: pa.Array = last.column("id").filter(alive).combine_chunks()
+        pieces = [(n, t.column("id")) for (n, _), t in zip(refs, found, strict=True) if t is not None]
+        ids, last = last_holders(pieces)
+        deletes = [n for n, r in refs if r.kind == "deletes"]
+        held: pa.Array = ids.filter(pa.array(~np.isin(last, deletes)))
         return held.sort()
 
     def _groups_holding(self, ref: SegmentRef, ids: pa.Array) -> list[int]:
@@ -841,6 +832,25 @@ def sorted_counts(counts: Mapping[str, int]) -> list[dict[str, Any]]:
     return sorted(
         ({"name": k, "count": v} for k, v in counts.items()), key=lambda r: (-r["count"], r["name"])
     )
+
+
+def last_holders(pieces: Sequence[tuple[int, pa.Array | pa.ChunkedArray]]) -> tuple[pa.Array, np.ndarray]:
+    """Each distinct id of ``(segment number, ids)`` pieces, with the highest number holding it.
+
+    Returns the ids and, aligned with them, the numbers (empty when the pieces hold no id).
+    """
+    if not sum(len(ids) for _, ids in pieces):
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    chunks = [c for _, ids in pieces for c in (ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids])]
+    table = pa.table(
+        {
+            "id": pa.chunked_array(chunks, pa.string()),
+            "n": pa.array(np.concatenate([np.full(len(ids), n, np.int64) for n, ids in pieces])),
+        }
+    )
+    last = table.group_by("id", use_threads=False).aggregate([("n", "max")])
+    numbers: np.ndarray = last.column("n_max").to_numpy()
+    return last.column("id").combine_chunks(), numbers
 
 
 def _may_hold_any(ref: SegmentRef, ids: pa.Array) -> bool:

@@ -41,7 +41,7 @@ from fsspec.utils import merge_offset_ranges
 from hds_s3.errors import CorruptObjectError
 from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import segments
-from hds_s3.index.frameindex import FrameIndex, SeekableObject
+from hds_s3.index.frameindex import FrameIndex, SeekableObject, last_holders
 
 #: Requests in flight for one read.
 FETCH_THREADS = 8
@@ -299,22 +299,9 @@ class Scan:
             self._prefetch([s for s in later if s.ref.size <= SMALL_BYTES])
             tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"], False), later)
             self._ids = {s.number: t for s, t in zip(later, tables, strict=True)}
-            ids = [t.column("id") for t in tables]
-            numbers = [
-                np.full(t.num_rows, s.number, dtype=np.int64) for s, t in zip(later, tables, strict=True)
-            ]
-            if not later or not sum(len(i) for i in ids):
-                self._probe_ids, self._probe_last = pa.array([], pa.string()), np.zeros(0, np.int64)
-            else:
-                table = pa.table(
-                    {
-                        "id": pa.chunked_array([c for col in ids for c in col.chunks], pa.string()),
-                        "n": pa.array(np.concatenate(numbers)),
-                    }
-                )
-                last = table.group_by("id", use_threads=False).aggregate([("n", "max")])
-                self._probe_ids = last.column("id").combine_chunks()
-                self._probe_last = last.column("n_max").to_numpy()
+            self._probe_ids, self._probe_last = last_holders(
+                [(s.number, t.column("id")) for s, t in zip(later, tables, strict=True)]
+            )
         return self._probe_ids, self._probe_last
 
     def _all_groups(self, seg: _Segment) -> list[int]:
