@@ -2186,6 +2186,17 @@ class DatasetVersion:
         return hash((self.dataset_id, self.id))
 
 
+def require_version(version: object, what: str) -> DatasetVersion:
+    """``version``, when it is a :class:`DatasetVersion` (what ``what`` needs).
+
+    Raises:
+        ValidationError: it is not one.
+    """
+    if not isinstance(version, DatasetVersion):
+        raise ValidationError(f"{what} needs a DatasetVersion, got {preview(version)}")
+    return version
+
+
 def _one_parent(names: Sequence[str] | str | None, ids: Sequence[str] | str | None) -> tuple[str, str] | None:
     if names is not None and ids is not None:
         raise ValidationError("give parent_version_names or parent_version_ids, not both")

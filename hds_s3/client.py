@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hds_s3.format.catalog import Catalog
     from hds_s3.index.frameindex import FrameIndex
+    from hds_s3.index.plan import StoreSpec
     from hds_s3.store.base import ObjectStore
 
 
@@ -101,3 +102,20 @@ def resolve(client: Client | None) -> Client:
         ValidationError: ``HDS_STORE`` has an unsupported form.
     """
     return client if client is not None else default_client()
+
+
+_worker_clients: dict[StoreSpec, Client] = {}
+_worker_clients_lock = threading.Lock()
+
+
+def worker_client(spec: StoreSpec) -> Client:
+    """The client of a store in this worker process (one per store, kept for the tasks that follow).
+
+    Raises:
+        ValidationError: the store's URL has an unsupported form.
+    """
+    with _worker_clients_lock:
+        found = _worker_clients.get(spec)
+        if found is None:
+            found = _worker_clients[spec] = Client(spec.open())
+        return found

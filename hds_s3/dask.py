@@ -10,9 +10,7 @@ metadata maps) keep their Arrow types and come back out as they went in.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 try:
@@ -26,13 +24,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 import pyarrow as pa
 
-from hds_s3.api import DatasetVersion
-from hds_s3.client import Client
+from hds_s3.api import DatasetVersion, require_version
+from hds_s3.client import worker_client
 from hds_s3.errors import ValidationError
 from hds_s3.format import layout
 from hds_s3.index.arrowin import check_schema
 from hds_s3.index.frameindex import SEGMENT_ROWS
-from hds_s3.index.ingest import FailedFrame
 from hds_s3.index.plan import (
     PICK_COLUMN,
     STATS_COLUMNS,
@@ -44,7 +41,7 @@ from hds_s3.index.plan import (
     read_task,
     task_stats,
 )
-from hds_s3.index.twophase import SegmentCommit, WrittenSegments, check_txn_id
+from hds_s3.index.twophase import WriteSummary, WrittenSegments, check_txn_id
 from hds_s3.model.names import preview
 from hds_s3.query.dataview import DataView
 
@@ -78,12 +75,6 @@ def from_plan(plan: ReadPlan) -> dd.DataFrame:
     return cast(dd.DataFrame, frame)
 
 
-def _version(version: object, what: str) -> DatasetVersion:
-    if not isinstance(version, DatasetVersion):
-        raise ValidationError(f"{what} needs a DatasetVersion, got {preview(version)}")
-    return version
-
-
 def read_version(
     version: DatasetVersion,
     columns: Sequence[str] | None = None,
@@ -101,7 +92,9 @@ def read_version(
         CorruptObjectError: the manifest or a delta segment is missing or damaged (a damaged
             segment surfaces when the partition is computed).
     """
-    plan = _version(version, "read_version").read_plan(columns, frame_filter, rows_per_task=rows_per_task)
+    plan = require_version(version, "read_version").read_plan(
+        columns, frame_filter, rows_per_task=rows_per_task
+    )
     return from_plan(plan)
 
 
@@ -130,7 +123,7 @@ def count_stats(version: DatasetVersion, *, scheduler: str | None = None) -> Pla
         ValidationError: not a version.
         CorruptObjectError: a segment is missing or damaged.
     """
-    plan = _version(version, "count_stats").read_plan(list(STATS_COLUMNS))
+    plan = require_version(version, "count_stats").read_plan(list(STATS_COLUMNS))
     if not plan.tasks:
         return PlanStats(plan.manifest, combine_stats([]))
     parts = dask.bag.from_sequence(plan.tasks, npartitions=len(plan.tasks)).map(task_stats)
@@ -140,26 +133,10 @@ def count_stats(version: DatasetVersion, *, scheduler: str | None = None) -> Pla
 # ---------------------------------------------------------------------------- writing
 
 
-@dataclass
-class WriteSummary:
-    """What :func:`write_frames` did (see :class:`hds_s3.ray.WriteSummary`)."""
-
-    commit: SegmentCommit
-    failed: list[FailedFrame] = field(default_factory=list)
-    segments: int = 0
-
-
-_clients: dict[StoreSpec, Client] = {}
-_clients_lock = threading.Lock()
-
-
 def _write_partition(
     frame: pd.DataFrame, spec: StoreSpec, dataset_id: str, version_id: str, part: int, segment_rows: int
 ) -> dict[str, Any]:
-    with _clients_lock:
-        client = _clients.get(spec)
-        if client is None:
-            client = _clients[spec] = Client(spec.open())
+    client = worker_client(spec)
     version = DatasetVersion.get_version(dataset_id=dataset_id, version_id=version_id, client=client)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return version.write_segments(table, part=part, segment_rows=segment_rows).to_dict()
@@ -195,7 +172,7 @@ def write_frames(
         ConflictError: other writers kept moving the version's frames; nothing was committed.
         StorageError: the store failed.
     """
-    version = _version(version, "write_frames")
+    version = require_version(version, "write_frames")
     txn = check_txn_id(txn_id) if txn_id is not None else f"dask-{layout.new_id()}"
     if not isinstance(data, dd.DataFrame):
         raise ValidationError(f"write_frames needs a dask DataFrame, got {preview(data)}")

@@ -22,9 +22,7 @@ you want, such as ``ray.init(num_cpus=2)``); without it, Ray starts a local one.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 try:
@@ -35,14 +33,13 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"hds_s3.ray needs Ray Data: pip install 'hds_s3[ray]' ({exc})") from exc
 
-from hds_s3.api import DatasetVersion
-from hds_s3.client import Client
+from hds_s3.api import DatasetVersion, require_version
+from hds_s3.client import worker_client
 from hds_s3.errors import InvalidStateError, ValidationError
 from hds_s3.format import layout
 from hds_s3.index import segments
 from hds_s3.index.arrowin import check_schema
 from hds_s3.index.frameindex import SEGMENT_ROWS
-from hds_s3.index.ingest import FailedFrame
 from hds_s3.index.plan import (
     STATS_COLUMNS,
     PlanStats,
@@ -53,18 +50,12 @@ from hds_s3.index.plan import (
     stats_of_table,
 )
 from hds_s3.index.raysource import PlanDatasource, dataset
-from hds_s3.index.twophase import PendingSegment, SegmentCommit, WrittenSegments, check_txn_id
+from hds_s3.index.twophase import PendingSegment, WriteSummary, WrittenSegments, check_txn_id
 from hds_s3.model.names import preview
 from hds_s3.query.dataview import DataView
 
 #: How long the lease of a :func:`write_frames` job lasts between renewals (renewed every third of it).
 LEASE_SECONDS = 3600.0
-
-
-def _version(version: object, what: str) -> DatasetVersion:
-    if not isinstance(version, DatasetVersion):
-        raise ValidationError(f"{what} needs a DatasetVersion, got {preview(version)}")
-    return version
 
 
 def read_version(
@@ -87,7 +78,9 @@ def read_version(
         CorruptObjectError: the manifest or a delta segment is missing or damaged (a damaged
             segment surfaces when the dataset is consumed, in Ray's task error).
     """
-    plan = _version(version, "read_version").read_plan(columns, frame_filter, rows_per_task=rows_per_task)
+    plan = require_version(version, "read_version").read_plan(
+        columns, frame_filter, rows_per_task=rows_per_task
+    )
     return dataset(plan, preserve_order=preserve_order, concurrency=concurrency)
 
 
@@ -126,21 +119,6 @@ def read_view(
 # ---------------------------------------------------------------------------- writing
 
 
-@dataclass
-class WriteSummary:
-    """What :func:`write_frames` did.
-
-    Attributes:
-        commit: the commit (``committed`` False when the job's ``txn_id`` had landed before).
-        failed: the frames workers refused, each with the reason (as a dict, or a preview).
-        segments: segments the workers wrote in this run.
-    """
-
-    commit: SegmentCommit
-    failed: list[FailedFrame] = field(default_factory=list)
-    segments: int = 0
-
-
 class _FramesSink(Datasink[dict[str, Any]]):
     """Each write task writes its blocks as segments of the version; the driver collects the references."""
 
@@ -156,7 +134,7 @@ class _FramesSink(Datasink[dict[str, Any]]):
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
         version = DatasetVersion.get_version(
-            dataset_id=self._dataset_id, version_id=self._version_id, client=_client(self._spec)
+            dataset_id=self._dataset_id, version_id=self._version_id, client=worker_client(self._spec)
         )
         batches = (b for block in blocks for b in BlockAccessor.for_block(block).to_arrow().to_batches())
         written = version.write_segments(batches, part=int(ctx.task_idx), segment_rows=self._segment_rows)
@@ -164,19 +142,6 @@ class _FramesSink(Datasink[dict[str, Any]]):
 
     def on_write_complete(self, write_result: Any) -> None:
         self.written = [WrittenSegments.from_dict(r) for r in write_result.write_returns]
-
-
-_clients: dict[StoreSpec, Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _client(spec: StoreSpec) -> Client:
-    """The client of a store in this worker process (one per store, kept for the tasks that follow)."""
-    with _clients_lock:
-        found = _clients.get(spec)
-        if found is None:
-            found = _clients[spec] = Client(spec.open())
-        return found
 
 
 def write_frames(
@@ -205,7 +170,7 @@ def write_frames(
         ConflictError: other writers kept moving the version's frames; nothing was committed.
         StorageError: the store failed.
     """
-    version = _version(version, "write_frames")
+    version = require_version(version, "write_frames")
     txn = check_txn_id(txn_id) if txn_id is not None else f"ray-{layout.new_id()}"
     if not isinstance(data, ray.data.Dataset):
         raise ValidationError(f"write_frames needs a ray.data.Dataset, got {preview(data)}")
@@ -241,7 +206,7 @@ def count_stats(version: DatasetVersion, *, concurrency: int | None = None) -> P
         ValidationError: not a version.
         CorruptObjectError: the manifest or a delta segment is missing or damaged.
     """
-    plan = _version(version, "count_stats").read_plan(list(STATS_COLUMNS))
+    plan = require_version(version, "count_stats").read_plan(list(STATS_COLUMNS))
     if not plan.tasks:
         return PlanStats(plan.manifest, combine_stats([]))
     ds = dataset(plan, concurrency=concurrency).map_batches(
@@ -315,7 +280,7 @@ def compact(
         InvalidStateError: the version is a draft.
         ConflictError: its frames changed meanwhile; nothing was committed.
     """
-    version = _version(version, "compact").reload()
+    version = require_version(version, "compact").reload()
     if version.is_draft:
         raise InvalidStateError(f"compact is for published versions; {version.name!r} is a draft")
     plan = version.read_plan([f.name for f in segments.FRAME_SCHEMA])

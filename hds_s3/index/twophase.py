@@ -375,6 +375,21 @@ class SegmentCommit:
     rows: int
 
 
+@dataclass
+class WriteSummary:
+    """What a distributed ``write_frames`` did (``hds_s3.ray``, ``hds_s3.dask``).
+
+    Attributes:
+        commit: the commit (``committed`` False when the job's ``txn_id`` had landed before).
+        failed: the frames workers refused, each with the reason (as a dict, or a preview).
+        segments: segments the workers wrote in this run.
+    """
+
+    commit: SegmentCommit
+    failed: list[FailedFrame] = field(default_factory=list)
+    segments: int = 0
+
+
 def landed(refs: Sequence[SegmentRef], version_id: str, txn_id: str) -> list[SegmentRef]:
     """The segments of a manifest that transaction ``txn_id`` committed to ``version_id``."""
     return [r for r in refs if r.version == version_id and r.extra.get(TXN_FIELD) == txn_id]
@@ -383,6 +398,7 @@ def landed(refs: Sequence[SegmentRef], version_id: str, txn_id: str) -> list[Seg
 __all__ = [
     "PendingSegment",
     "SegmentCommit",
+    "WriteSummary",
     "WrittenSegments",
     "check_pending",
     "check_txn_id",
