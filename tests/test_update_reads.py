@@ -125,6 +125,20 @@ def test_updating_a_few_frames_reads_the_id_chunks_of_their_row_groups_only(
     assert _relabelled(child) == sorted(picked)
 
 
+def test_checking_ids_spread_over_every_row_group_reads_fewer_bytes_than_the_ids_hold(
+    parent: tuple[Reads, DatasetVersion],
+) -> None:
+    # 1 % of the frames at random touch every row group, so every id chunk is read; ids are stored
+    # compressed (random hex digits carry 4 bits per character), so the whole check reads fewer
+    # bytes than the version's 32-character ids take as text
+    store, root = parent
+    child, segment = _child(store, root)
+    _id_chunks(store, child, segment)  # the footer is read (kept for the client)
+    picked = [_fid(i) for i in random.Random(9).sample(range(3_000), 30)]
+    assert child.frames_present(picked) == sorted(picked)
+    assert 0 < store.read.get(segment, 0) < 32 * 3_000
+
+
 def test_frames_present_follows_deletes_and_re_adds_as_a_whole_read_does(
     parent: tuple[Reads, DatasetVersion],
 ) -> None:
