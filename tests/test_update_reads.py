@@ -205,6 +205,29 @@ def test_publish_after_updates_everywhere_reads_the_counted_columns_not_the_ids_
     assert {"name": "dog", "count": 130} in stats["labels"]
 
 
+def test_publish_reads_none_of_the_segments_its_writer_wrote(parent: tuple[Reads, DatasetVersion]) -> None:
+    # the child's deltas were written by this client: publishing counts them from the bytes it
+    # kept; a second client that did not write them reads them from the store
+    store, root = parent
+    child, segment = _child(store, root)
+    assert not child.add_frames([_frame(i, "dog") for i in range(3_000, 3_010)])
+    assert not child.update_frames([_frame(3_100, "dog") | {"id": _fid(7)}])
+    child.delete_frames([_fid(8)])
+    own = {r.key for r in child._frames.refs(child._entry)} - {segment}
+    assert len(own) == 3
+    store.read.clear()
+    child.publish_version()
+    assert not own & set(store.read)
+    stats = child.get_stats()
+    assert {"name": "dog", "count": 11} in stats["labels"] and stats["frames"] == 3_009
+    assert stats == child._frames.stats(child._entry)  # as counted whole
+
+    other = Client(store)
+    store.read.clear()
+    assert other.frames.read_segment(next(r for r in child._frames.refs(child._entry) if r.key in own))
+    assert own & set(store.read)
+
+
 @pytest.mark.parametrize("bad", ["one-id", 5, [1, 2], [None]])
 def test_frames_present_refuses_what_is_not_a_list_of_ids(
     parent: tuple[Reads, DatasetVersion], bad: object

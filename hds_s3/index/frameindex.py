@@ -67,6 +67,11 @@ _FETCH_THREADS = 8
 #: Bytes of decoded ``id`` columns (one per row group of a segment) a frame index keeps: ids looked
 #: up once (``update_frames``' check) are then not read again (the statistics of the publish).
 ID_CACHE_BYTES = 64 * 1024 * 1024
+#: A segment this frame index wrote of at most this many bytes is kept as written (at most
+#: :data:`WRITTEN_CACHE_BYTES` in all, oldest dropped first): publishing a child reads its own
+#: deltas back for the statistics, and they need not come from the store again.
+WRITTEN_KEEP_BYTES = 1024 * 1024
+WRITTEN_CACHE_BYTES = 16 * 1024 * 1024
 
 #: Appended to the errors about a missing segment or manifest: the check that tells what else is damaged.
 FSCK_ADVICE = "; check the store with hds_s3.tools.fsck.fsck() (hds fsck from a shell)"
@@ -88,6 +93,8 @@ class FrameIndex:
         self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
         self._ids: OrderedDict[tuple[str, int], pa.Array] = OrderedDict()
         self._id_bytes = 0
+        self._written: OrderedDict[str, bytes] = OrderedDict()
+        self._written_bytes = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
@@ -139,16 +146,21 @@ class FrameIndex:
     def read_segment(self, ref: SegmentRef, columns: Sequence[str] | None = None) -> pa.Table:
         """Read one segment (only ``columns`` for a frames segment; deletes have just ``id``).
 
+        A small segment this frame index wrote itself is not fetched again (segments are immutable).
+
         Raises:
             CorruptObjectError: the segment is missing or not a segment.
         """
-        try:
-            # A ranged read of the recorded size: one request, and no etag to compute.
-            data = self.store.get_range(ref.key, 0, ref.size)
-        except NotFoundError:
-            raise CorruptObjectError(
-                f"{ref.key}: a segment listed by a manifest is missing{FSCK_ADVICE}"
-            ) from None
+        with self._lock:
+            data = self._written.get(ref.key)
+        if data is None:
+            try:
+                # A ranged read of the recorded size: one request, and no etag to compute.
+                data = self.store.get_range(ref.key, 0, ref.size)
+            except NotFoundError:
+                raise CorruptObjectError(
+                    f"{ref.key}: a segment listed by a manifest is missing{FSCK_ADVICE}"
+                ) from None
         if len(data) != ref.size:
             raise CorruptObjectError(f"{ref.key}: {len(data)} bytes stored, the manifest recorded {ref.size}")
         cols = None if ref.kind == "deletes" or columns is None else columns
@@ -236,7 +248,7 @@ class FrameIndex:
             if not rest:
                 return pa.table({"id": found})
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size),
+                self._source(ref),
                 metadata=self._footer(ref),
                 page_checksum_verification=True,
             )
@@ -273,9 +285,7 @@ class FrameIndex:
         missing = [g for g in groups if g not in out]
         if missing:
             meta = self._footer(ref)
-            reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
-            )
+            reader = pq.ParquetFile(self._source(ref), metadata=meta, page_checksum_verification=True)
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
@@ -420,7 +430,7 @@ class FrameIndex:
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size),
+                self._source(ref),
                 metadata=self._footer(ref),
                 page_checksum_verification=True,
             )
@@ -429,6 +439,12 @@ class FrameIndex:
 
         out: dict[str, Any] = self._guarded(ref, read)
         return out
+
+    def _source(self, ref: SegmentRef) -> pa.BufferReader | _RangeReader:
+        """A file over the segment: the bytes this frame index wrote, if kept, else ranged reads."""
+        with self._lock:
+            data = self._written.get(ref.key)
+        return pa.BufferReader(data) if data is not None else _RangeReader(self.store, ref.key, ref.size)
 
     def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
         """The segment's Parquet footer (cached), checked to be that of an hds_s3 segment.
@@ -444,9 +460,7 @@ class FrameIndex:
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
-        meta = pq.ParquetFile(
-            _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
-        ).metadata
+        meta = pq.ParquetFile(self._source(ref), page_checksum_verification=True).metadata
         return self.accept_footer(ref, meta)
 
     def accept_footer(self, ref: SegmentRef, meta: pq.FileMetaData) -> pq.FileMetaData:
@@ -489,6 +503,12 @@ class FrameIndex:
         key = layout.segment_key(dataset_id, version_id, layout.new_id())
         data = segments.to_parquet(table)
         self.store.put(key, data, if_none_match=True)
+        if len(data) <= WRITTEN_KEEP_BYTES:
+            with self._lock:
+                self._written[key] = data
+                self._written_bytes += len(data)
+                while self._written_bytes > WRITTEN_CACHE_BYTES:
+                    self._written_bytes -= len(self._written.popitem(last=False)[1])
         ids = table.column("id")
         return SegmentRef(
             key=key,
