@@ -143,16 +143,20 @@ class FrameIndex:
         manifest = self.manifest(entry)
         return manifest.segments if manifest is not None else ()
 
-    def read_segment(self, ref: SegmentRef, columns: Sequence[str] | None = None) -> pa.Table:
+    def read_segment(
+        self, ref: SegmentRef, columns: Sequence[str] | None = None, *, written: bool = False
+    ) -> pa.Table:
         """Read one segment (only ``columns`` for a frames segment; deletes have just ``id``).
 
-        A small segment this frame index wrote itself is not fetched again (segments are immutable).
+        With ``written``, a small segment this frame index wrote itself is read from the bytes it
+        kept (segments are immutable): what a commit reads back of its own deltas. Reads made for
+        a caller always go to the store, so damage in the bucket is reported.
 
         Raises:
             CorruptObjectError: the segment is missing or not a segment.
         """
         with self._lock:
-            data = self._written.get(ref.key)
+            data = self._written.get(ref.key) if written else None
         if data is None:
             try:
                 # A ranged read of the recorded size: one request, and no etag to compute.
@@ -248,7 +252,7 @@ class FrameIndex:
             if not rest:
                 return pa.table({"id": found})
             reader = pq.ParquetFile(
-                self._source(ref),
+                _RangeReader(self.store, ref.key, ref.size),
                 metadata=self._footer(ref),
                 page_checksum_verification=True,
             )
@@ -285,7 +289,9 @@ class FrameIndex:
         missing = [g for g in groups if g not in out]
         if missing:
             meta = self._footer(ref)
-            reader = pq.ParquetFile(self._source(ref), metadata=meta, page_checksum_verification=True)
+            reader = pq.ParquetFile(
+                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+            )
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
@@ -430,7 +436,7 @@ class FrameIndex:
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             reader = pq.ParquetFile(
-                self._source(ref),
+                _RangeReader(self.store, ref.key, ref.size),
                 metadata=self._footer(ref),
                 page_checksum_verification=True,
             )
@@ -439,12 +445,6 @@ class FrameIndex:
 
         out: dict[str, Any] = self._guarded(ref, read)
         return out
-
-    def _source(self, ref: SegmentRef) -> pa.BufferReader | _RangeReader:
-        """A file over the segment: the bytes this frame index wrote, if kept, else ranged reads."""
-        with self._lock:
-            data = self._written.get(ref.key)
-        return pa.BufferReader(data) if data is not None else _RangeReader(self.store, ref.key, ref.size)
 
     def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
         """The segment's Parquet footer (cached), checked to be that of an hds_s3 segment.
@@ -460,7 +460,9 @@ class FrameIndex:
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
-        meta = pq.ParquetFile(self._source(ref), page_checksum_verification=True).metadata
+        meta = pq.ParquetFile(
+            _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
+        ).metadata
         return self.accept_footer(ref, meta)
 
     def accept_footer(self, ref: SegmentRef, meta: pq.FileMetaData) -> pq.FileMetaData:
@@ -666,7 +668,7 @@ class FrameIndex:
         if sum(r.rows for r in own) > sum(r.rows for r in before) // 2:
             return None  # a delta as large as half the parent: counting the version whole is cheaper
         columns = ["id", *STATS_COLUMNS]
-        mine = [(r.kind, self.read_segment(r, columns)) for r in own]
+        mine = [(r.kind, self.read_segment(r, columns, written=True)) for r in own]
         touched = pc.unique(
             pa.chunked_array([c for _, t in mine for c in t.column("id").chunks], pa.string())
         ).sort()
