@@ -315,6 +315,38 @@ def test_segments_are_split_by_rows_and_commits_are_batched(client: Client) -> N
     assert ver.get_frame_count() == 25
 
 
+@pytest.mark.parametrize("arrow", [False, True])
+def test_a_large_batch_is_written_as_parts_of_its_id_range_known_to_hold_no_id_twice(
+    client: Client, monkeypatch: pytest.MonkeyPatch, arrow: bool
+) -> None:
+    import hds_s3.index.ingest
+
+    monkeypatch.setattr(hds_s3.index.ingest, "PART_ROWS", 10)
+    ver = DatasetVersion.create_new_dataset(dataset_name="parts", client=client)
+    frames = [frame(i, "car", fid=f"f{(i * 7) % 50:02d}") for i in range(50)]  # not in id order
+    frames += [frame(99, "dog", fid="f07")]  # f07 again: the last one given stays
+    given: Any = frames
+    if arrow:
+        import pyarrow as pa
+
+        given = pa.Table.from_pylist([f.to_dict() for f in frames])
+    assert ver.add_frames(given) == []
+    refs = ver._frames.refs(ver._entry)
+    assert [r.rows for r in refs] == [25, 25]  # two parts of one sorted batch
+    assert refs[0].max_id is not None and refs[1].min_id is not None
+    assert refs[0].max_id < refs[1].min_id  # id ranges apart: a look-up reads one
+    assert client.frames.manifest(ver._entry).disjoint == 2  # known at once, in the draft
+    table = ver.get_frames_table(columns=["id", "labels"])
+    assert sorted(table.column("id").to_pylist()) == [f"f{i:02d}" for i in range(50)]
+    assert [a.labels for a in ver.get_single_frame("f07").get_all_annotations()] == [["dog"]]
+
+    # a later segment whose range overlaps ends the run known to hold no id twice
+    assert ver.add_frames([frame(7, fid="f30b")]) == []
+    assert client.frames.manifest(ver._entry).disjoint == 2
+    assert ver.add_frames([frame(8, fid="z00")]) == []  # apart from every range, but after it
+    assert client.frames.manifest(ver._entry).disjoint == 2
+
+
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
 def test_a_damaged_segment_is_reported_with_its_key(client: Client, store: ObjectStore, damage: str) -> None:
     ver = DatasetVersion.create_new_dataset(dataset_name="dmg", client=client)
@@ -500,8 +532,10 @@ def test_a_clean_publication_is_marked_disjoint_and_its_children_read_right_thro
 ) -> None:
     """A published version with no id twice says so in its manifest; children then probe only their deltas."""
     root = DatasetVersion.create_new_dataset(dataset_name="disjoint", client=client)
-    root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)], segment_rows=6)
-    assert client.frames.manifest(root._entry).disjoint == 0  # a draft: nothing known yet
+    # ids interleaved, so the segments' id ranges overlap (ranges apart say "disjoint" at once)
+    order = [i // 2 + 10 * (i % 2) for i in range(20)]
+    root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in order], segment_rows=6)
+    assert client.frames.manifest(root._entry).disjoint == 1  # a draft: no more known yet
     root.publish_version()
     manifest = client.frames.manifest(root._entry)
     assert len(manifest.segments) == 4 and manifest.disjoint == 4

@@ -127,7 +127,7 @@ def arrow_batches(frames: object) -> Iterator[pa.RecordBatch] | None:
         ValidationError: a path or URL that cannot be opened as Parquet.
     """
     if isinstance(frames, pa.Table):
-        return iter(frames.to_batches(max_chunksize=BATCH_ROWS))  # type: ignore[no-any-return]
+        return iter(frames.to_batches())  # type: ignore[no-any-return]
     if isinstance(frames, pa.RecordBatch):
         return iter([frames])
     if isinstance(frames, pa.RecordBatchReader):
@@ -137,7 +137,7 @@ def arrow_batches(frames: object) -> Iterator[pa.RecordBatch] | None:
     module = type(frames).__module__
     if module.startswith("pandas") and type(frames).__name__ == "DataFrame":
         table = pa.Table.from_pandas(frames, preserve_index=False)
-        return iter(table.to_batches(max_chunksize=BATCH_ROWS))  # type: ignore[no-any-return]
+        return iter(table.to_batches())  # type: ignore[no-any-return]
     if hasattr(frames, "__arrow_c_stream__") and not isinstance(frames, Mapping):
         return iter(pa.RecordBatchReader.from_stream(frames))  # type: ignore[no-any-return]
     return None
@@ -715,20 +715,9 @@ def write_segments(
             committed (segments already written are garbage for gc).
         StorageError: the store failed.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
-        pending: Future[SegmentRef | None] | None = None
-        for table, positions in _tables(batches, failed, version_id, now, segment_rows, progress, keep):
-            future = writer.submit(ingest._write_batch, index, dataset_id, version_id, table, positions)
-            del table, positions
-            if pending is not None:
-                ref = pending.result()
-                if ref is not None:
-                    yield ref
-            pending = future
-        if pending is not None:
-            ref = pending.result()
-            if ref is not None:
-                yield ref
+    yield from ingest.write_pipelined(
+        index, dataset_id, version_id, _tables(batches, failed, version_id, now, segment_rows, progress, keep)
+    )
 
 
 def _tables(
@@ -746,14 +735,25 @@ def _tables(
     seen = 0
 
     def slices() -> Iterator[pa.RecordBatch]:
+        # each stretch of a batch that goes to one segment is cut into even slices of at most
+        # BATCH_ROWS rows, as many as a multiple of CONVERT_THREADS when more than one: every converting thread gets
+        # an equal share (slices of 32k, 32k, 32k and 2k rows left one thread idle for the third)
         cut = 0  # input rows handed out for the current segment
         for big in batches:
             start = 0
             while start < big.num_rows:
-                batch = big.slice(start, min(BATCH_ROWS, segment_rows - cut))
-                start += batch.num_rows
-                cut = (cut + batch.num_rows) % segment_rows
-                yield batch
+                stretch = min(big.num_rows - start, segment_rows - cut)
+                pieces = -(-stretch // BATCH_ROWS)
+                if pieces > 1:
+                    pieces += -pieces % CONVERT_THREADS
+                for i in range(pieces):
+                    batch = big.slice(
+                        start + stretch * i // pieces, stretch * (i + 1) // pieces - stretch * i // pieces
+                    )
+                    if batch.num_rows:
+                        yield batch
+                start += stretch
+                cut = (cut + stretch) % segment_rows
 
     def work(batch: pa.RecordBatch) -> tuple[pa.Table, list[int], list[FailedFrame]]:
         mine: list[FailedFrame] = []

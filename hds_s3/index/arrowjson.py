@@ -185,6 +185,8 @@ def map_parts(array: pa.MapArray, path: str) -> tuple[pa.Array, pa.Array, pa.Arr
     Raises:
         ValidationError: naming ``path``, when the keys are not text.
     """
+    if array.offset:  # a slice: its offsets and validity start inside the buffers, copy it
+        array = pa.concat_arrays([array])
     entries = pa.StructArray.from_arrays([array.keys, array.items], names=["key", "value"])
     lists = pa.ListArray.from_arrays(array.offsets, entries, mask=array.is_null())
     offsets, flat = list_parts(lists)

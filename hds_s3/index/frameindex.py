@@ -16,6 +16,7 @@ them with :func:`hds_s3.index.segments.merge`; no parent is ever visited.
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import threading
@@ -583,6 +584,7 @@ class FrameIndex:
             current = self.manifest(entry)
             sources = [*known, (current.segments, current.disjoint)] if current is not None else known
             disjoint = max((_shared(refs, segs, count) for segs, count in sources), default=0)
+            disjoint = max(disjoint, _ranges_apart(refs))
             new_key = self._write_manifest(dataset_id, version_id, refs, disjoint)
             frames = {
                 "manifest": new_key,
@@ -789,6 +791,25 @@ class FrameIndex:
                 )
             )
         return out
+
+
+def _ranges_apart(refs: Sequence[SegmentRef]) -> int:
+    """How many leading segments are frames segments whose id ranges do not overlap.
+
+    Such segments hold no id twice (each holds an id once, as written), whoever wrote them: the
+    parts of one large table, the partitions of a compaction.
+    """
+    starts: list[str] = []  # the ranges seen so far, by their first id
+    stops: list[str] = []
+    for i, ref in enumerate(refs):
+        if ref.kind != "frames" or ref.min_id is None or ref.max_id is None:
+            return i
+        at = bisect.bisect_left(starts, ref.min_id)
+        if (at > 0 and stops[at - 1] >= ref.min_id) or (at < len(starts) and starts[at] <= ref.max_id):
+            return i
+        starts.insert(at, ref.min_id)
+        stops.insert(at, ref.max_id)
+    return len(refs)
 
 
 def _shared(refs: Sequence[SegmentRef], known: Sequence[SegmentRef], disjoint: int) -> int:

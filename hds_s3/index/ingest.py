@@ -88,20 +88,33 @@ def write_segments(
         ValidationError: ``frames`` is not an iterable of frames (a single frame dict, a number).
         StorageError: the store failed; segments already yielded are intact.
     """
+    yield from write_pipelined(
+        index, dataset_id, version_id, _converted(frames, failed, version_id, now, segment_rows, progress)
+    )
+
+
+def write_pipelined(
+    index: FrameIndex, dataset_id: str, version_id: str, tables: Iterator[tuple[pa.Table, list[int]]]
+) -> Iterator[SegmentRef]:
+    """Write each ``(table, positions)`` as segments (:func:`write_table`) by a writer thread.
+
+    The next table is produced (converted) while the writer sorts, encodes and stores the one
+    before, so at most two are held at a time. Segments are yielded in input order.
+
+    Raises:
+        StorageError: the store failed; segments already yielded are intact.
+        HdsError: whatever producing the tables raises.
+    """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
-        pending: Future[SegmentRef | None] | None = None
-        for table, positions in _converted(frames, failed, version_id, now, segment_rows, progress):
-            future = writer.submit(_write_batch, index, dataset_id, version_id, table, positions)
+        pending: Future[list[SegmentRef]] | None = None
+        for table, positions in tables:
+            future = writer.submit(write_table, index, dataset_id, version_id, table, positions)
             del table, positions
             if pending is not None:
-                ref = pending.result()
-                if ref is not None:
-                    yield ref
+                yield from pending.result()
             pending = future
         if pending is not None:
-            ref = pending.result()
-            if ref is not None:
-                yield ref
+            yield from pending.result()
 
 
 #: Frames converted at a time: few enough that they are still in the CPU's cache when they are
@@ -164,13 +177,46 @@ def _converted(
         yield pa.concat_tables(tables), positions
 
 
-def _write_batch(
+#: A table of at least twice this many rows is written as several segments, one per part of its
+#: id range, encoded at once by as many threads (at most :data:`WRITE_THREADS`): a Parquet file is
+#: encoded by one thread, which left the other cores idle while a large table was written.
+PART_ROWS = 32_768
+WRITE_THREADS = 2
+
+
+def write_table(
     index: FrameIndex, dataset_id: str, version_id: str, table: pa.Table, positions: list[int]
-) -> SegmentRef | None:
-    """Keep the last row of each id, sort by id and write the segment (None when nothing is left)."""
+) -> list[SegmentRef]:
+    """Keep the last row of each id, sort by id and write the rows as segments (none when empty).
+
+    A large table is cut at even points of its id order into parts of at least :data:`PART_ROWS`
+    rows, written in parallel: their id ranges do not overlap (a look-up still reads one segment,
+    and a manifest starting with them knows they hold no id twice).
+
+    Raises:
+        StorageError: the store failed; the parts written are garbage for gc.
+    """
     if table.num_rows == 0:
-        return None
-    return index.write_segment(dataset_id, version_id, segments.unique_sorted(table, positions), "frames")
+        return []
+    order = segments.unique_order(table, positions)
+    rows = table.num_rows if order is None else len(order)
+    parts = max(1, min(WRITE_THREADS, rows // PART_ROWS))
+    cuts = [rows * i // parts for i in range(parts + 1)]
+
+    def write(i: int) -> SegmentRef:
+        start, stop = cuts[i], cuts[i + 1]
+        if order is None:
+            part = table.slice(start, stop - start)
+        elif parts == 1:
+            part = segments.take_columns(table, order)
+        else:
+            part = table.take(order.slice(start, stop - start))
+        return index.write_segment(dataset_id, version_id, part, "frames")
+
+    if parts == 1:
+        return [write(0)]
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="hds-segment-part") as pool:
+        return list(pool.map(write, range(parts)))
 
 
 def _batch_table(

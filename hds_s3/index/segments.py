@@ -190,19 +190,27 @@ def unique_sorted(table: pa.Table, positions: Sequence[int] | None = None) -> pa
 
     ``positions`` gives each row's place in the caller's input, when rows were gathered out of order.
     """
+    order = unique_order(table, positions)
+    return table if order is None else take_columns(table, order)
+
+
+def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.Array | None:
+    """The rows :func:`unique_sorted` keeps, in id order; None when that is all rows as they are."""
     if table.num_rows == 0:
-        return table
+        return None
     ids = table.column("id")
+    rows: pa.Array | None = None
     if pc.count_distinct(ids).as_py() != table.num_rows:
         order = pa.array(positions if positions is not None else range(table.num_rows), pa.int64())
         index = pa.array(range(table.num_rows), pa.int64())
         ranked = pa.table({"id": ids, "_pos": order, "_row": index}).sort_by([("_pos", "ascending")])
         last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
-        table = table.take(last.column("_row_last"))
-    ids = table.column("id")
-    if table.num_rows > 1 and pc.all(pc.less(ids.slice(0, table.num_rows - 1), ids.slice(1))).as_py():
-        return table  # already in id order: no copy
-    return take_columns(table, pc.sort_indices(ids))
+        rows = last.column("_row_last").combine_chunks()
+        ids = ids.take(rows)
+    if len(ids) > 1 and pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py():
+        return rows  # already in id order
+    by_id = pc.sort_indices(ids)
+    return by_id if rows is None else rows.take(by_id)
 
 
 def take_columns(table: pa.Table, indices: pa.Array) -> pa.Table:
