@@ -736,8 +736,9 @@ def _tables(
 
     def slices() -> Iterator[pa.RecordBatch]:
         # each stretch of a batch that goes to one segment is cut into even slices of at most
-        # BATCH_ROWS rows, as many as a multiple of CONVERT_THREADS when more than one: every converting thread gets
-        # an equal share (slices of 32k, 32k, 32k and 2k rows left one thread idle for the third)
+        # BATCH_ROWS rows, as many as a multiple of CONVERT_THREADS when more than one: every
+        # converting thread gets an equal share (slices of 32k, 32k, 32k and 2k rows left one
+        # thread idle while the third was converted)
         cut = 0  # input rows handed out for the current segment
         for big in batches:
             start = 0
