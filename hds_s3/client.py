@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hds_s3.errors import ValidationError
+
 if TYPE_CHECKING:
     from hds_s3.format.catalog import Catalog
     from hds_s3.index.frameindex import FrameIndex
@@ -32,17 +34,23 @@ def default_store_url() -> str:
 class Client:
     """A handle on one store; every API call takes ``client=`` to pick one, else the default.
 
-    Raises nothing on construction; the store is reached on first use.
+    ``frames`` shares a frame index (and its catalog and caches) kept for the store elsewhere. The
+    store is reached on first use.
+
+    Raises:
+        ValidationError: ``frames`` is the frame index of another store.
     """
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, frames: FrameIndex | None = None) -> None:
         # imported here: the hds command reads default_store_url without loading pyarrow
         from hds_s3.format.catalog import Catalog
         from hds_s3.index.frameindex import FrameIndex
 
         self.store = store
-        self.catalog: Catalog = Catalog(store)
-        self.frames: FrameIndex = FrameIndex(self.catalog)
+        if frames is not None and frames.store is not store:
+            raise ValidationError(f"the frame index given is of {frames.store.url}, not of {store.url}")
+        self.catalog: Catalog = frames.catalog if frames is not None else Catalog(store)
+        self.frames: FrameIndex = frames if frames is not None else FrameIndex(self.catalog)
 
     @property
     def url(self) -> str:
@@ -104,18 +112,16 @@ def resolve(client: Client | None) -> Client:
     return client if client is not None else default_client()
 
 
-_worker_clients: dict[StoreSpec, Client] = {}
-_worker_clients_lock = threading.Lock()
-
-
 def worker_client(spec: StoreSpec) -> Client:
-    """The client of a store in this worker process (one per store, kept for the tasks that follow).
+    """A client of a store in this worker process, on the store's kept frame index.
+
+    It shares :func:`hds_s3.index.plan.frame_index` (one per store in the process), so its footers
+    and ids stay cached for the tasks that follow, whichever of them reads.
 
     Raises:
         ValidationError: the store's URL has an unsupported form.
     """
-    with _worker_clients_lock:
-        found = _worker_clients.get(spec)
-        if found is None:
-            found = _worker_clients[spec] = Client(spec.open())
-        return found
+    from hds_s3.index.plan import frame_index
+
+    index = frame_index(spec)
+    return Client(index.store, frames=index)

@@ -126,3 +126,19 @@ def test_a_writer_that_always_loses_gives_up_with_conflict_error_and_changes_not
     store.rival = None
     again = Dataset.get(dataset_name="busy", client=Client(store))
     assert again.description == "++++" and again.get_current().comment == ""
+
+
+def test_a_worker_client_shares_the_frame_index_kept_for_its_store(tmp_path: Path) -> None:
+    from hds_s3.client import worker_client
+    from hds_s3.index.plan import StoreSpec, frame_index
+
+    spec = StoreSpec(str(tmp_path / "store"))
+    client = worker_client(spec)
+    assert client.frames is frame_index(spec) and client.catalog is client.frames.catalog
+    assert worker_client(spec).frames is client.frames  # its caches serve the tasks that follow
+    version = DatasetVersion.create_new_dataset(dataset_name="w", client=client)
+    assert version.add_frames([SingleFrame(source="s3://b/1.jpg", id="one")]) == []
+    assert DatasetVersion.get_version(dataset_name="w", client=Client(client.store)).get_frame_count() == 1
+
+    with pytest.raises(ValidationError, match="frame index"):
+        Client(MemoryStore(), frames=client.frames)
