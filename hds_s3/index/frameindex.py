@@ -583,8 +583,7 @@ class FrameIndex:
             refs = build(entry)
             current = self.manifest(entry)
             sources = [*known, (current.segments, current.disjoint)] if current is not None else known
-            disjoint = max((_shared(refs, segs, count) for segs, count in sources), default=0)
-            disjoint = max(disjoint, _ranges_apart(refs))
+            disjoint = max([_ranges_apart(refs), *(_shared(refs, segs, count) for segs, count in sources)])
             new_key = self._write_manifest(dataset_id, version_id, refs, disjoint)
             frames = {
                 "manifest": new_key,

@@ -282,10 +282,14 @@ def _leaf_paths(name: str, kind: pa.DataType) -> Iterable[str]:
 
 
 @functools.lru_cache(maxsize=16)
+def _schema_leaves(schema: pa.Schema) -> tuple[str, ...]:
+    """The Parquet paths of every leaf column of ``schema``, in order."""
+    return tuple(path for field in schema for path in _leaf_paths(field.name, field.type))
+
+
 def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
     """The leaf columns of ``schema`` written with a dictionary: all but :data:`PLAIN_COLUMNS`."""
-    paths = (path for field in schema for path in _leaf_paths(field.name, field.type))
-    return tuple(path for path in paths if path not in PLAIN_COLUMNS)
+    return tuple(path for path in _schema_leaves(schema) if path not in PLAIN_COLUMNS)
 
 
 #: Leaf columns compressed with zstd rather than lz4. Ids are read alone far more often than any
@@ -296,11 +300,9 @@ def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
 ZSTD_COLUMNS = frozenset({"id"})
 
 
-@functools.lru_cache(maxsize=16)
 def _codecs(schema: pa.Schema) -> dict[str, str]:
     """The compression of each leaf column of ``schema``: zstd for :data:`ZSTD_COLUMNS`, else lz4."""
-    paths = (path for field in schema for path in _leaf_paths(field.name, field.type))
-    return {path: "zstd" if path in ZSTD_COLUMNS else "lz4" for path in paths}
+    return {path: "zstd" if path in ZSTD_COLUMNS else "lz4" for path in _schema_leaves(schema)}
 
 
 @functools.cache
