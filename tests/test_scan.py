@@ -294,3 +294,58 @@ def test_a_chain_reads_the_same_rows_whichever_way_dead_rows_go_and_bytes_come(
         batches = pa.Table.from_batches(list(fresh(client, version).iter_batches(columns=ALL)), want.schema)
         assert batches.equals(want)
     assert set(expected[0].column("id").to_pylist()) == live
+
+
+class Gated(Recording):
+    """Reads of the ``gated`` keys wait until every ``awaited`` key has been asked for (or a timeout)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.gated: set[str] = set()
+        self.awaited: set[str] = set()
+        self.asked: set[str] = set()
+        self.all_asked = threading.Event()
+        self.waited_out: list[str] = []
+
+    def arm(self, gated: set[str], awaited: set[str]) -> None:
+        with self.lock:
+            self.gated, self.awaited, self.asked = gated, awaited, set()
+            self.all_asked.clear()
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        with self.lock:
+            self.asked.add(key)
+            if self.gated and self.awaited <= self.asked:
+                self.all_asked.set()
+        if key in self.gated and not self.all_asked.wait(timeout=5):
+            with self.lock:
+                self.waited_out.append(key)
+        return super().get_range(key, start, length)
+
+
+def test_a_childs_parent_segments_are_all_fetched_while_its_deltas_are_probed(store: ObjectStore) -> None:
+    """The leading disjoint segments hold no id of one another: only the deltas can replace their
+    rows, so each one larger than the deltas is requested at once, not after the deltas' ids."""
+    gated = Gated(store)
+    client = Client(gated)
+    root = DatasetVersion.create_new_dataset(dataset_name="gate", client=client)
+    assert root.add_frames(table(range(2500)), segment_rows=1000) == []
+    root.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_name="gate", parent_version_names=[root.name], version_name="child", client=client
+    )
+    assert child.add_frames(table(range(2500, 2520))) == []
+    assert child.update_frames(table(range(10, 30), variant=2)) == []
+    child.delete_frames([f"f{i:05d}" for i in range(1200, 1210)])
+    child.publish_version()
+    parents = segment_keys(client, root)
+    assert len(parents) == 3 and client.frames.manifest(root._entry).disjoint == 3
+    deltas = [k for k in segment_keys(client, child) if k not in parents]
+    assert len(deltas) == 3
+    expected = fresh(client, child).get_frames_table(columns=ALL)
+    gated.arm(set(deltas), set(parents))
+    got = fresh(client, child).get_frames_table(columns=ALL)
+    assert gated.waited_out == []  # no delta was read before every parent segment was asked for
+    assert got.equals(expected)
+    live = {f"f{i:05d}" for i in range(2520)} - {f"f{i:05d}" for i in range(1200, 1210)}
+    assert set(got.column("id").to_pylist()) == live

@@ -388,15 +388,19 @@ class Scan:
     ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         # A segment read for the bulk of its bytes (sources or ROIs), or a small one, is fetched
         # whole: one request for its footer and data. One that may be dead entirely is not. One
-        # with more rows than all the segments after it cannot be: it is fetched while the probe
-        # reads the ids of those after the parent's (its request does not wait for theirs).
+        # with more rows than all the segments that can replace its rows cannot be: it is fetched
+        # while the probe reads their ids (its request does not wait for theirs). Those are the
+        # probed segments after it: the leading disjoint segments hold no id of one another.
         bulk = {"sources", "rois"} & set(cols)  # whole columns (a path inside one reads a part)
-        probed = {s.number for s in self.segments[max(1, self.disjoint) :]}
-        after = np.cumsum([s.ref.rows for s in reversed(self.segments)])[::-1].tolist()[1:] + [0]
+        first = max(1, self.disjoint)
+        probed = {s.number for s in self.segments[first:]}
+        suffix = [*np.cumsum([s.ref.rows for s in reversed(self.segments)])[::-1].tolist(), 0]
         early = [
             s
             for s in frames
-            if (bulk or s.ref.size <= SMALL_BYTES) and s.number not in probed and s.ref.rows > after[s.number]
+            if (bulk or s.ref.size <= SMALL_BYTES)
+            and s.number not in probed
+            and s.ref.rows > suffix[min(max(s.number + 1, first), len(self.segments))]
         ]
         if early and probed and FETCH_WHILE_PROBING:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
