@@ -1016,12 +1016,14 @@ class DatasetVersion:
         self._entry = _entry_of(self._doc, self._entry.id)
         return self
 
-    def _update(self, change: Callable[[Txn, str], Any], what: str) -> Any:
+    def _update(self, change: Callable[[Txn, str], Any], what: str, *, fresh: bool = False) -> Any:
+        """Commit ``change`` to this version; ``fresh``: ``self._doc`` was read when the change began."""
         vid = self._entry.id
         result, self._doc = self._client.catalog.commit(
             self._doc.id,
             lambda t: change(t, vid),
             what=f"{what} of version {self.name!r} in {self.dataset_name!r}",
+            view=self._doc if fresh else None,
         )
         self._entry = _entry_of(self._doc, vid)
         return result
@@ -1078,7 +1080,9 @@ class DatasetVersion:
             counted = self._count(self._entry)
         user = current_user()
         self._update(
-            lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=counted, base=base), "publish"
+            lambda t, vid: tree.publish(t, vid, now=now_ms(), user=user, stats=counted, base=base),
+            "publish",
+            fresh=True,  # read above, before the count
         )
         self._after_publication(counted if self._entry.frames.get("manifest") == base else None)
         return self
@@ -1240,7 +1244,10 @@ class DatasetVersion:
             raise upgrade_needed(self._client.store, where)
 
     def _commit_segments(self, refs: Sequence[Any], what: str) -> None:
-        self._doc = self._frames.append(self.dataset_id, self.id, refs, what=f"{what} in {self.name!r}")
+        # self._doc was read when the change began: the commit builds on it (a stale one costs a retry)
+        self._doc = self._frames.append(
+            self.dataset_id, self.id, refs, what=f"{what} in {self.name!r}", view=self._doc
+        )
         self._entry = _entry_of(self._doc, self.id)
 
     def add_frames(
@@ -1468,7 +1475,7 @@ class DatasetVersion:
             return (*self._frames.refs(entry), *written, *tail)
 
         self._doc = self._frames.commit_pointer(
-            self.dataset_id, self.id, build, what=f"update frames in {self.name!r}"
+            self.dataset_id, self.id, build, what=f"update frames in {self.name!r}", view=self._doc
         )
         self._entry = _entry_of(self._doc, self.id)
         for frame_id in vanished:

@@ -17,7 +17,6 @@ them with :func:`hds_s3.index.segments.merge`; no parent is ever visited.
 from __future__ import annotations
 
 import bisect
-import io
 import logging
 import threading
 from collections import OrderedDict
@@ -44,6 +43,7 @@ from hds_s3.format.docs import (
 )
 from hds_s3.format.txn import TreeView, Txn
 from hds_s3.index import segments
+from hds_s3.index.ranged import RangeReader, columns_file
 from hds_s3.store.base import ObjectStore
 
 if TYPE_CHECKING:
@@ -252,9 +252,10 @@ class FrameIndex:
             rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
             if not rest:
                 return pa.table({"id": found})
+            meta = self._footer(ref)
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size),
-                metadata=self._footer(ref),
+                columns_file(self.store, ref.key, ref.size, meta, held, rest),
+                metadata=meta,
                 page_checksum_verification=True,
             )
             table = reader.read_row_groups(held, columns=rest, use_threads=False)
@@ -291,7 +292,9 @@ class FrameIndex:
         if missing:
             meta = self._footer(ref)
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size), metadata=meta, page_checksum_verification=True
+                columns_file(self.store, ref.key, ref.size, meta, missing, ["id"]),
+                metadata=meta,
+                page_checksum_verification=True,
             )
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
@@ -436,12 +439,14 @@ class FrameIndex:
 
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
+            meta = self._footer(ref)
+            columns = list(segments.FRAME_COLUMNS)
             reader = pq.ParquetFile(
-                _RangeReader(self.store, ref.key, ref.size),
-                metadata=self._footer(ref),
+                columns_file(self.store, ref.key, ref.size, meta, [group], columns),
+                metadata=meta,
                 page_checksum_verification=True,
             )
-            table = reader.read_row_group(group, columns=list(segments.FRAME_COLUMNS))
+            table = reader.read_row_group(group, columns=columns)
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
         out: dict[str, Any] = self._guarded(ref, read)
@@ -462,7 +467,7 @@ class FrameIndex:
                 self._footers.move_to_end(ref.key)
                 return cached
         meta = pq.ParquetFile(
-            _RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
+            RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
         ).metadata
         return self.accept_footer(ref, meta)
 
@@ -549,6 +554,7 @@ class FrameIndex:
         allow_published: bool = False,
         known: Sequence[tuple[Sequence[SegmentRef], int]] = (),
         budget: RetryBudget = DEFAULT_BUDGET,
+        view: TreeView | None = None,
     ) -> TreeView:
         """Point a version at a new manifest with one commit, rebuilding if the pointer moved.
 
@@ -560,7 +566,9 @@ class FrameIndex:
         ``build`` runs again on the newer entry whenever the pointer moved, so a requirement it
         checks (the ids an update replaces still exist, say) holds at the commit. Rebuilds are
         bounded by ``budget`` (attempts and seconds, with jittered backoff between them). Returns
-        the dataset as the commit left it.
+        the dataset as the commit left it. ``view``: the dataset as the caller read it when the
+        change began, built on in the first attempt instead of reading it again (when it is stale,
+        the commit's conditional write fails and the next attempt reads the dataset anew).
 
         Raises:
             InvalidStateError: the version is published (unless ``allow_published``).
@@ -569,8 +577,8 @@ class FrameIndex:
             ConflictError: the retry budget ran out; nothing was changed.
             HdsError: whatever ``build`` raises; nothing was changed.
         """
-        for _ in budget.attempts():
-            doc = self.catalog.get(dataset_id=dataset_id)
+        for attempt in budget.attempts():
+            doc = view if attempt == 0 and view is not None else self.catalog.get(dataset_id=dataset_id)
             if doc.format_version != layout.STORE_FORMAT:
                 raise upgrade_needed(self.store, what)
             found = doc.version(version_id)
@@ -616,8 +624,11 @@ class FrameIndex:
         *,
         what: str,
         budget: RetryBudget = DEFAULT_BUDGET,
+        view: TreeView | None = None,
     ) -> TreeView:
         """Commit written segments to a draft: its manifest becomes the current one plus ``new``.
+
+        ``view``: as for :meth:`commit_pointer`.
 
         Raises:
             InvalidStateError: the version is published (the segments are left for gc).
@@ -626,7 +637,12 @@ class FrameIndex:
             ConflictError: the retry budget ran out.
         """
         return self.commit_pointer(
-            dataset_id, version_id, lambda entry: (*self.refs(entry), *new), what=what, budget=budget
+            dataset_id,
+            version_id,
+            lambda entry: (*self.refs(entry), *new),
+            what=what,
+            budget=budget,
+            view=view,
         )
 
     # ------------------------------------------------------------------ statistics and compaction
@@ -677,11 +693,9 @@ class FrameIndex:
         # from the update's own check), then the counted columns of those that do hold one: never
         # more than counting the version whole, which reads every id and counted column
         holding = [ref for ref in before if _may_hold_any(ref, touched)]
-        theirs = []
-        for ref in holding:
-            rows = self.rows_of(ref, touched, columns)
-            if rows is not None:
-                theirs.append((ref.kind, rows))
+        with ThreadPoolExecutor(max_workers=max(1, min(_FETCH_THREADS, len(holding)))) as pool:
+            found = list(pool.map(lambda ref: self.rows_of(ref, touched, columns), holding))
+        theirs = [(ref.kind, rows) for ref, rows in zip(holding, found, strict=True) if rows is not None]
         schema = segments.projected_schema(tuple(columns))
         gone = segments.merge(theirs, schema) if theirs else schema.empty_table()
         kept = segments.merge(mine, schema)
@@ -903,61 +917,3 @@ def _may_hold_any(ref: SegmentRef, ids: pa.Array) -> bool:
         return True
     inside = pc.and_(pc.greater_equal(ids, ref.min_id), pc.less_equal(ids, ref.max_id))
     return bool(pc.any(inside).as_py())
-
-
-class SeekableObject(io.RawIOBase):
-    """A read-only, seekable file of ``size`` bytes; a subclass reads them (``readinto``)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self._size, self._pos = size, 0
-
-    def readable(self) -> bool:
-        """Always: it is read."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always: any offset can be read."""
-        return True
-
-    def tell(self) -> int:
-        """The current offset."""
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move to ``offset`` from the start, the current offset or the end; return the new offset."""
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-
-class _RangeReader(SeekableObject):
-    """A read-only, seekable file over one stored object, read with ranged GETs.
-
-    The last 64 KiB are fetched once with the first read near the end, which is where Parquet keeps
-    its footer, so opening a segment costs one request.
-    """
-
-    _TAIL = 64 * 1024
-
-    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
-        super().__init__(size)
-        self._store, self._key = store, key
-        self._tail_start = max(0, size - self._TAIL)
-        self._tail: bytes | None = None
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), max(0, self._size - self._pos))
-        if want == 0:
-            return 0
-        if self._pos >= self._tail_start:
-            if self._tail is None:
-                self._tail = self._store.get_range(self._key, self._tail_start, self._size - self._tail_start)
-            start = self._pos - self._tail_start
-            chunk = self._tail[start : start + want]
-        else:
-            chunk = self._store.get_range(self._key, self._pos, want)
-        view[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)

@@ -47,7 +47,8 @@ from hds_s3.index import segments
 from hds_s3.index.frameindex import SEGMENT_ROWS, FrameIndex, sorted_counts
 from hds_s3.index.frameindex import STATS_COLUMNS as STATS_COLUMNS  # the columns statistics read
 from hds_s3.index.frameindex import stats_of_table as stats_of_table
-from hds_s3.index.scan import FETCH_THREADS, WHOLE_SHARE, _Parts, chunk_ranges, fetch_ranges
+from hds_s3.index.ranged import FETCH_THREADS, PartsFile, chunk_ranges, fetch_ranges
+from hds_s3.index.scan import WHOLE_SHARE
 from hds_s3.index.twophase import PendingSegment, loads_text
 from hds_s3.model.names import preview
 from hds_s3.store.base import ObjectStore
@@ -782,8 +783,8 @@ def read_groups(
                 )
             parts = {0: data}
         else:
-            parts = fetch_ranges(index, ref, ranges)
-        file = pq.ParquetFile(_Parts(index, ref, parts), metadata=meta)
+            parts = fetch_ranges(index.store, ref.key, ranges)
+        file = pq.ParquetFile(PartsFile(index.store, ref.key, ref.size, parts), metadata=meta)
         return file.read_row_groups(list(groups), columns=cols, use_threads=True)
 
     table: pa.Table = index._guarded(ref, run)

@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.utils import merge_offset_ranges
 
 from hds_s3.errors import CorruptObjectError
 from hds_s3.format.docs import SegmentRef, VersionEntry
 from hds_s3.index import segments
-from hds_s3.index.frameindex import FrameIndex, SeekableObject, last_holders
+from hds_s3.index.frameindex import FrameIndex, last_holders
+from hds_s3.index.ranged import FETCH_THREADS, PartsFile, chunk_ranges, fetch_ranges, leaves_of
 
-#: Requests in flight for one read.
-FETCH_THREADS = 8
-#: Column chunks closer than this are fetched with one request.
-MAX_GAP = 256 * 1024
 #: When the chunks needed are at least this share of a segment, the segment is fetched whole.
 WHOLE_SHARE = 0.8
 #: A segment this small is fetched whole (one request: its footer comes with it).
@@ -113,83 +108,6 @@ def drop_rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
         else:
             columns.append(column.filter(mask))
     return pa.Table.from_arrays(columns, schema=table.schema)
-
-
-@cache
-def _leaves(schema_key: tuple[str, ...], columns: tuple[str, ...]) -> tuple[int, ...]:
-    """Indices of the Parquet leaf columns (paths in ``schema_key``) that ``columns`` read."""
-    return tuple(
-        i for i, path in enumerate(schema_key) if any(path == c or path.startswith(c + ".") for c in columns)
-    )
-
-
-def chunk_ranges(meta: pq.FileMetaData, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:
-    """Byte ranges ``(start, stop)`` of the column chunks of ``cols`` in these row groups of a footer."""
-    paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
-    leaves = _leaves(paths, tuple(cols))
-    ranges = []
-    for g in groups:
-        group = meta.row_group(g)
-        for leaf in leaves:
-            chunk = group.column(leaf)
-            start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
-            ranges.append((int(start), int(start) + int(chunk.total_compressed_size)))
-    return ranges
-
-
-def fetch_ranges(index: FrameIndex, ref: SegmentRef, ranges: Sequence[tuple[int, int]]) -> dict[int, bytes]:
-    """Fetch byte ranges of a segment, coalesced when closer than :data:`MAX_GAP`, in parallel.
-
-    Returns the bytes by start offset, for :class:`_Parts` (empty when ``ranges`` is).
-
-    Raises:
-        StorageError, NotFoundError: from the store.
-    """
-    if not ranges:
-        return {}
-    ordered = sorted(ranges)
-    _, starts, ends = merge_offset_ranges(
-        [""] * len(ordered), [a for a, _ in ordered], [b for _, b in ordered], max_gap=MAX_GAP
-    )
-
-    def fetch(span: tuple[int, int]) -> bytes:
-        return index.store.get_range(ref.key, span[0], span[1] - span[0])
-
-    spans = list(zip(starts, ends, strict=True))
-    if len(spans) > 1:
-        with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(spans))) as pool:
-            blobs = list(pool.map(fetch, spans))
-    else:
-        blobs = [fetch(spans[0])]
-    return dict(zip(starts, blobs, strict=True))
-
-
-class _Parts(SeekableObject):
-    """A read-only file of which some byte ranges were fetched; other reads go to the store."""
-
-    def __init__(self, index: FrameIndex, ref: SegmentRef, parts: dict[int, bytes]) -> None:
-        super().__init__(ref.size)
-        self._index, self._ref = index, ref
-        self._starts = sorted(parts)
-        self._parts = parts
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), max(0, self._size - self._pos))
-        if want == 0:
-            return 0
-        at = int(np.searchsorted(self._starts, self._pos, side="right")) - 1
-        chunk: bytes | memoryview = b""
-        if at >= 0:
-            start = self._starts[at]
-            part = self._parts[start]
-            if self._pos + want <= start + len(part):
-                chunk = memoryview(part)[self._pos - start : self._pos - start + want]  # no copy
-        if not len(chunk):
-            chunk = self._index.store.get_range(self._ref.key, self._pos, want)
-        view[: len(chunk)] = chunk
-        self._pos += len(chunk)
-        return len(chunk)
 
 
 @dataclass
@@ -262,7 +180,8 @@ class Scan:
             if whole is not None:  # in memory: Arrow reads it without a Python file in between
                 source = pa.BufferReader(whole)
             else:
-                source = _Parts(self.index, seg.ref, fetch_ranges(self.index, seg.ref, ranges))
+                parts = fetch_ranges(self.index.store, seg.ref.key, ranges)
+                source = PartsFile(self.index.store, seg.ref.key, seg.ref.size, parts)
             file = pq.ParquetFile(source, metadata=meta, page_checksum_verification=True)
             return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
 
@@ -519,7 +438,7 @@ class Scan:
             return 0
         meta = self._meta(frames[0])
         paths = tuple(meta.schema.column(i).path for i in range(len(meta.schema)))
-        leaves = _leaves(paths, tuple(cols))
+        leaves = leaves_of(paths, tuple(cols))
         total = sum(
             meta.row_group(g).column(leaf).total_uncompressed_size
             for g in range(meta.num_row_groups)

@@ -1,0 +1,143 @@
+"""What a child's commit asks the store for: no read repeated, no read waiting on another.
+
+On S3 every request is a round trip, so a commit's time is its requests in sequence. A frame
+operation reads the dataset once when it begins and commits on that reading (a stale one costs one
+refused conditional write, then a fresh read); publishing reads the parent's counted columns of
+every segment at once. Both are checked here with a store that records what it is asked.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+from hds_s3 import Client, DatasetVersion
+from hds_s3.store import MemoryStore
+from hds_s3.store.base import ObjectStore
+
+
+class Watching:
+    """Passes everything through; counts GETs per key and can hold segment reads until others start."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner, self.url = inner, inner.url
+        self.lock = threading.Lock()
+        self.gets: dict[str, int] = {}
+        self.pair: set[str] = set()  # while set: a read of one of these waits for a read of another
+        self.started: set[str] = set()
+        self.met = threading.Event()
+        self.alone: list[str] = []  # reads of the pair that waited in vain
+        self.on_put: Any = None  # called (once) before a segment is stored
+
+    def watch_pair(self, keys: set[str]) -> None:
+        with self.lock:
+            self.pair, self.started, self.alone = set(keys), set(), []
+            self.met.clear()
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        with self.lock:
+            self.gets[key] = self.gets.get(key, 0) + 1
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        if key in self.pair:
+            with self.lock:
+                self.started.add(key)
+                if len(self.started) >= 2:
+                    self.met.set()
+            if not self.met.wait(timeout=5):
+                with self.lock:
+                    self.alone.append(key)
+        return self.inner.get_range(key, start, length)
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        hook, self.on_put = (self.on_put, None) if key.endswith(".parquet") else (None, self.on_put)
+        if hook is not None:
+            hook()
+        return self.inner.put(key, data, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+BOX = [0, 0, 4, 0, 4, 4, 0, 4]
+
+
+def frames(indices: range | list[int], variant: int = 0) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "id": f"f{i:05d}",
+                "sources": [{"id": "cam", "uri": f"s3://bucket/{i}.jpg", "width": 8, "height": 8}],
+                "rois": [
+                    {"labels": [f"l{(i + variant) % 5}"], "type": "box2d", "poly": [0, 0, 4, 0, 4, 4, 0, 4]}
+                ],
+                "meta": {"n": i, "variant": variant},
+            }
+            for i in indices
+        ]
+    )
+
+
+def parent_and_child(store: Watching) -> tuple[Client, DatasetVersion, DatasetVersion]:
+    client = Client(store)
+    root = DatasetVersion.create_new_dataset(dataset_name="requests", client=client)
+    assert root.add_frames(frames(range(600)), segment_rows=200) == []
+    root.publish_version()
+    child = DatasetVersion.create_version(
+        dataset_name="requests", parent_version_names=[root.name], version_name="child", client=client
+    )
+    return client, root, child
+
+
+def head_reads(store: Watching) -> int:
+    return sum(n for key, n in store.gets.items() if key.endswith("/dataset.json"))
+
+
+def test_a_frame_operation_reads_the_dataset_once() -> None:
+    store = Watching(MemoryStore("requests"))
+    _, _, child = parent_and_child(store)
+    for step in (
+        lambda: child.add_frames(frames(range(600, 610))),
+        lambda: child.update_frames(frames(range(10, 20), variant=1)),
+        lambda: child.delete_frames([f"f{i:05d}" for i in range(30, 40)]),
+    ):
+        store.gets.clear()
+        assert not step()
+        assert head_reads(store) == 1  # when it began; the commit builds on that reading
+    ids = set(child.get_frames_table(columns=["id"]).column("id").to_pylist())
+    assert ids == {f"f{i:05d}" for i in range(610)} - {f"f{i:05d}" for i in range(30, 40)}
+
+
+def test_a_commit_on_a_reading_another_writer_overtook_lands_after_theirs() -> None:
+    store = Watching(MemoryStore("requests"))
+    client, root, child = parent_and_child(store)
+    other = DatasetVersion.get_version(
+        dataset_id=child.dataset_id, version_id=child.id, client=Client(store.inner)
+    )
+    # the other writer commits while this one stores its segment, after this one read the dataset
+    store.on_put = lambda: other.add_frames(frames(range(700, 705)))
+    assert child.add_frames(frames(range(600, 605))) == []
+    assert head_reads(store) >= 2  # its first commit was refused: it read the dataset anew
+    ids = set(child.get_frames_table(columns=["id"]).column("id").to_pylist())
+    assert {f"f{i:05d}" for i in [*range(600, 605), *range(700, 705)]} <= ids
+    assert len(ids) == 610
+    fresh = DatasetVersion.get_version(dataset_id=child.dataset_id, version_id=child.id, client=Client(store))
+    assert set(fresh.get_frames_table(columns=["id"]).column("id").to_pylist()) == ids
+    assert root.is_published
+
+
+def test_publishing_reads_the_parents_segments_at_once() -> None:
+    store = Watching(MemoryStore("requests"))
+    client, root, child = parent_and_child(store)
+    parents = [r.key for r in client.frames.refs(root._entry)]
+    assert len(parents) == 3
+    assert child.update_frames(frames([5, 250, 450], variant=2)) == []  # one id in each segment
+    child.delete_frames(["f00100", "f00300"])
+    store.watch_pair(set(parents))
+    child.publish_version()
+    assert store.alone == []  # no read of a parent segment waited for another to finish
+    assert len(store.started) == 3
+    assert child.get_stats() == client.frames.stats(child.reload()._entry)  # as counted whole
