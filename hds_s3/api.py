@@ -401,9 +401,10 @@ class Dataset:
         self._doc = self._client.catalog.get(dataset_id=self._doc.id)
         return self
 
-    def _commit(self, change: Callable[[Txn], Any], what: str) -> Any:
+    def _commit(self, change: Callable[[Txn], Any], what: str, *, fresh: bool = False) -> Any:
+        """Commit ``change``; ``fresh``: ``self._doc`` was read when the change began (it is built on)."""
         result, self._doc = self._client.catalog.commit(
-            self._doc.id, change, what=f"{what} in dataset {self.name!r}"
+            self._doc.id, change, what=f"{what} in dataset {self.name!r}", view=self._doc if fresh else None
         )
         return result
 
@@ -806,7 +807,7 @@ class DatasetVersion:
                 tags=clean_tags,
             )
 
-        entry: VersionEntry = ds._commit(change, f"create version {version_name!r}")
+        entry: VersionEntry = ds._commit(change, f"create version {version_name!r}", fresh=True)
         return cls(ds._doc, entry, ds.client)
 
     @classmethod

@@ -111,6 +111,19 @@ def test_a_frame_operation_reads_the_dataset_once() -> None:
     assert ids == {f"f{i:05d}" for i in range(610)} - {f"f{i:05d}" for i in range(30, 40)}
 
 
+def test_creating_a_version_reads_the_dataset_once() -> None:
+    store = Watching(MemoryStore("requests"))
+    _, root, _ = parent_and_child(store)
+    store.gets.clear()
+    second = DatasetVersion.create_version(
+        dataset_name="requests", parent_version_names=[root.name], version_name="second", client=Client(store)
+    )
+    assert head_reads(store) == 1
+    parent = second.get_parent()
+    assert parent is not None and parent.id == root.id
+    assert second.get_frames_table(columns=["id"]).num_rows == 600
+
+
 def test_a_commit_on_a_reading_another_writer_overtook_lands_after_theirs() -> None:
     store = Watching(MemoryStore("requests"))
     client, root, child = parent_and_child(store)
