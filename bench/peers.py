@@ -448,20 +448,23 @@ def run_store(
             if d == 1 or d == depth:
                 log(f"{name}: child d={d} committed by every system")
         log(f"{name}: reads, query, two writers")
-        for s, system in systems.items():
-            for label, d in (("read_child", 1), ("read_v1", 0), ("read_tip", depth)):
-                figs = []
-                # one read unmeasured first: after the quiet of the commits, the memory a read takes
-                # was handed back to the system, and taking it again costs the system time of
-                # touching it anew (on a virtual machine up to seconds), whatever read comes first
+        # each read figure: one unmeasured read per system, then the systems in turn, rep after rep,
+        # so that whatever the machine does meanwhile (the memory a first read after the quiet of
+        # the commits takes anew costs seconds of system time on a virtual machine) falls on all
+        for label, d in (("read_child", 1), ("read_v1", 0), ("read_tip", depth)):
+            for system in systems.values():
                 del_table = system.read(d)
                 del del_table
-                for _ in range(opts.reps):
+            reads: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+            for _ in range(opts.reps):
+                for s, system in systems.items():
                     fig, table = meter(lambda system=system, d=d: system.read(d))
                     assert table.num_rows == expected_rows[d], (s, label, table.num_rows, expected_rows[d])
                     del table
-                    figs.append(fig)
-                out[s][label] = median_of(figs)
+                    reads[s].append(fig)
+            for s in systems:
+                out[s][label] = median_of(reads[s])
+        for s, system in systems.items():
             figs, answers = [], []
             for _ in range(opts.reps):
                 fig, ids = meter(lambda system=system: system.query(0))
