@@ -145,18 +145,24 @@ def test_nothing_but_ids_is_read_of_a_segment_whose_rows_are_all_dead(
     assert '"variant":1' in variants["f00007"] and '"variant":0' in variants["f02007"]
 
 
-def chain(client: Client) -> tuple[DatasetVersion, set[str]]:
-    """A published root and a draft child with adds, updates and deletes, in several segments."""
-    root = DatasetVersion.create_new_dataset(dataset_name="chain", client=client)
+def chain(
+    client: Client,
+    name: str = "chain",
+    added: range = range(2500, 2700),
+    updated: range = range(100, 300),
+    deleted: range = range(1000, 1400),
+) -> tuple[DatasetVersion, set[str]]:
+    """A published root (2,500 frames in 3 segments) and a draft child with adds, updates and deletes."""
+    root = DatasetVersion.create_new_dataset(dataset_name=name, client=client)
     assert root.add_frames(table(range(2500)), segment_rows=1000) == []
     root.publish_version()
     child = DatasetVersion.create_version(
-        dataset_name="chain", parent_version_names=[root.name], version_name="child", client=client
+        dataset_name=name, parent_version_names=[root.name], version_name="child", client=client
     )
-    assert child.add_frames(table(range(2500, 2700))) == []
-    assert child.update_frames(table(range(100, 300), variant=2)) == []
-    child.delete_frames([f"f{i:05d}" for i in range(1000, 1400)])
-    live = {f"f{i:05d}" for i in range(2700)} - {f"f{i:05d}" for i in range(1000, 1400)}
+    assert child.add_frames(table(added)) == []
+    assert child.update_frames(table(updated, variant=2)) == []
+    child.delete_frames([f"f{i:05d}" for i in deleted])
+    live = {f"f{i:05d}" for i in range(added.stop)} - {f"f{i:05d}" for i in deleted}
     return child, live
 
 
@@ -328,16 +334,10 @@ def test_a_childs_parent_segments_are_all_fetched_while_its_deltas_are_probed(st
     rows, so each one larger than the deltas is requested at once, not after the deltas' ids."""
     gated = Gated(store)
     client = Client(gated)
-    root = DatasetVersion.create_new_dataset(dataset_name="gate", client=client)
-    assert root.add_frames(table(range(2500)), segment_rows=1000) == []
-    root.publish_version()
-    child = DatasetVersion.create_version(
-        dataset_name="gate", parent_version_names=[root.name], version_name="child", client=client
-    )
-    assert child.add_frames(table(range(2500, 2520))) == []
-    assert child.update_frames(table(range(10, 30), variant=2)) == []
-    child.delete_frames([f"f{i:05d}" for i in range(1200, 1210)])
+    child, live = chain(client, "gate", range(2500, 2520), range(10, 30), range(1200, 1210))
     child.publish_version()
+    root = child.get_parent()
+    assert root is not None
     parents = segment_keys(client, root)
     assert len(parents) == 3 and client.frames.manifest(root._entry).disjoint == 3
     deltas = [k for k in segment_keys(client, child) if k not in parents]
@@ -347,5 +347,4 @@ def test_a_childs_parent_segments_are_all_fetched_while_its_deltas_are_probed(st
     got = fresh(client, child).get_frames_table(columns=ALL)
     assert gated.waited_out == []  # no delta was read before every parent segment was asked for
     assert got.equals(expected)
-    live = {f"f{i:05d}" for i in range(2520)} - {f"f{i:05d}" for i in range(1200, 1210)}
     assert set(got.column("id").to_pylist()) == live
