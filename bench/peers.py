@@ -453,8 +453,7 @@ def run_store(
         # the commits takes anew costs seconds of system time on a virtual machine) falls on all
         for label, d in (("read_child", 1), ("read_v1", 0), ("read_tip", depth)):
             for system in systems.values():
-                del_table = system.read(d)
-                del del_table
+                system.read(d)  # unmeasured
             reads: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
             for _ in range(opts.reps):
                 for s, system in systems.items():
