@@ -153,6 +153,30 @@ def test_arrow_input_is_stored_as_the_same_frames_as_dicts(
     assert stored(version) == expected
 
 
+def test_struct_metadata_is_stored_as_the_very_text_the_dict_path_writes(client: Client) -> None:
+    # every field present in every row (written in one pass), and rows where some are absent
+    full = [
+        {**f, "meta": {"city": f'b"r\\{i}', "score": float(i), "n": [i, i + 1], "deep": {"x": i / 3}}}
+        for i, f in enumerate(frame_dict(i) for i in range(40))
+    ]
+    gaps = [
+        {**f, "meta": {k: v for k, v in f["meta"].items() if i % 3 != 1 or k != "score"}}
+        for i, f in enumerate(full)
+    ]
+    for name, frames in (("full", full), ("gaps", gaps)):
+        by_dicts, by_arrow = new_version(client, f"{name}-dicts"), new_version(client, f"{name}-arrow")
+        assert by_dicts.add_frames(frames) == []
+        assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
+        columns = ["meta", "meta_blob", "rois", "sources"]
+        want = by_dicts.get_frames_table(columns=columns).sort_by("id")
+        got = by_arrow.get_frames_table(columns=columns).sort_by("id")
+        assert got.column("meta").to_pylist() == want.column("meta").to_pylist(), name
+        assert got.column("meta_blob").to_pylist() == want.column("meta_blob").to_pylist(), name
+        assert got.column("rois").to_pylist() == want.column("rois").to_pylist(), name
+        assert got.column("sources").to_pylist() == want.column("sources").to_pylist(), name
+        assert '"score":0.0,' in got.column("meta")[0].as_py()  # a whole float keeps its point
+
+
 def test_pandas_polars_and_parquet_files(
     client: Client, expected: list[dict[str, Any]], tmp_path: Path
 ) -> None:

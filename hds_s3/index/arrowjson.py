@@ -16,6 +16,7 @@ left to the per-frame path, which converts them exactly or says what is wrong wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -158,24 +159,31 @@ def _bad_key(name: str) -> bool:
 def _struct_json(array: pa.StructArray, path: str, depth: int) -> tuple[pa.Array, np.ndarray]:
     n = len(array)
     bad = np.zeros(n, dtype=bool)
-    entries = []
+    fields: list[tuple[str, pa.Array]] = []  # each field's key ('"key":') and its values' text
     for i in range(array.type.num_fields):
         name = array.type.field(i).name
         child = pc.struct_field(array, [i])
-        valid = _mask(child.is_valid())
         if _bad_key(name):
-            bad |= valid
+            bad |= _mask(child.is_valid())
             continue
         text, child_bad = to_json(child, f"{path}.{name}", depth + 1)
         bad |= child_bad
-        key = orjson.dumps(name).decode() + ":"
-        # each present field as '"key":value,' (absent: ''); the last comma is trimmed below
-        entries.append(pc.fill_null(pc.binary_join_element_wise(key, text, ",", ""), ""))
-    if entries:
+        fields.append((orjson.dumps(name).decode() + ":", text))
+    if not fields:
+        body = pa.array(["{}"] * n, pa.string())
+    elif all(text.null_count == 0 for _, text in fields):
+        # every field in every row: '{"a":1,"b":2}' in one pass over the values
+        parts: list[Any] = []
+        for k, (key, text) in enumerate(fields):
+            parts += [("{" if k == 0 else ",") + key, text]
+        body = pc.binary_join_element_wise(*parts, "}", "")
+    else:
+        # each present field as '"key":value,' (absent: ''); the last comma is trimmed
+        entries = [pc.fill_null(pc.binary_join_element_wise(key, text, ",", ""), "") for key, text in fields]
         body = pc.utf8_rtrim(pc.binary_join_element_wise("{", *entries, ""), characters=",")
         body = pc.binary_join_element_wise(body, "}", "")
-    else:
-        body = pa.array(["{}"] * n, pa.string())
+    if array.null_count == 0:
+        return body, bad
     return pc.if_else(array.is_valid(), body, pa.scalar(None, pa.string())), bad
 
 
