@@ -539,3 +539,48 @@ def test_a_blank_uri_is_refused_by_both_paths() -> None:
     assert all(slow_row(frames[i]) is None for i in left[: len(frames) - 1])
     assert slow_row(frames[-1]) is not None
     _agree(frames)
+
+
+def _rows_with_bad_rois(n: int, bad: set[int], tag: str) -> list[dict[str, Any]]:
+    """Rows of the frame index (FRAME_SCHEMA), one box ROI each; rows in ``bad`` hold a confidence of 5."""
+    return [
+        {
+            "id": f"{tag}{i:03d}",
+            "context_id": "video",
+            "timestamp": 0,
+            "sources": [{"id": "cam", "uri": f"s3://b/{i}.jpg", "width": 8, "height": 8, "timestamp": 0}],
+            "rois": [
+                {
+                    "id": f"r{i}",
+                    "labels": ["car"],
+                    "type": "box2d",
+                    "poly": [0.0, 0.0, 4.0, 0.0, 4.0, 4.0, 0.0, 4.0],
+                    "confidence": 5.0 if i in bad else 0.5,
+                    "sources": ["cam"],
+                }
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def test_column_checks_flag_the_same_rows_whether_columns_are_slices_or_copies() -> None:
+    """The checks index flat values by list offsets: a slice, or lists whose offsets start inside
+    their values, must be read as the rows they show, not as the values' first rows."""
+    schema = segments.FRAME_SCHEMA
+    rows = _rows_with_bad_rois(40, {7, 31}, "f")
+    plain = pa.Table.from_pylist(rows, schema=schema)
+    assert np.flatnonzero(columnar._invalid_rows(plain)).tolist() == [7, 31]
+    # the same rows as a slice of a longer table whose other rows are bad where these are not
+    before = _rows_with_bad_rois(25, {1, 2, 3, 20}, "e")
+    longer = pa.Table.from_pylist(before + rows, schema=schema).combine_chunks()
+    sliced = longer.slice(len(before))
+    assert sliced.column("rois").chunk(0).offset == len(before)
+    # the ROI lists rebuilt over all ROIs of the longer table, their offsets starting inside
+    whole = longer.column("rois").chunk(0)
+    starts = pa.array(whole.offsets.to_numpy()[len(before) :])  # a new array: the list's offset is 0
+    inside = pa.ListArray.from_arrays(starts, whole.values)
+    rebuilt = plain.set_column(plain.schema.get_field_index("rois"), "rois", inside)
+    assert rebuilt.column("rois").chunk(0).offset == 0 and inside.offsets[0].as_py() > 0
+    for table in (sliced, rebuilt):
+        assert np.flatnonzero(columnar._invalid_rows(table)).tolist() == [7, 31]
