@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from cachetools import LRUCache
 
 from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError, StorageError
 from hds_s3.format import layout, tree
@@ -69,8 +70,8 @@ _FETCH_THREADS = 8
 #: up once (``update_frames``' check) are then not read again (the statistics of the publish).
 ID_CACHE_BYTES = 64 * 1024 * 1024
 #: A segment this frame index wrote of at most this many bytes is kept as written (at most
-#: :data:`WRITTEN_CACHE_BYTES` in all, oldest dropped first): publishing a child reads its own
-#: deltas back for the statistics, and they need not come from the store again.
+#: :data:`WRITTEN_CACHE_BYTES` in all, least recently used dropped first): publishing a child reads
+#: its own deltas back for the statistics, and they need not come from the store again.
 WRITTEN_KEEP_BYTES = 1024 * 1024
 WRITTEN_CACHE_BYTES = 16 * 1024 * 1024
 
@@ -94,8 +95,7 @@ class FrameIndex:
         self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
         self._ids: OrderedDict[tuple[str, int], pa.Array] = OrderedDict()
         self._id_bytes = 0
-        self._written: OrderedDict[str, bytes] = OrderedDict()
-        self._written_bytes = 0
+        self._written: LRUCache[str, bytes] = LRUCache(maxsize=WRITTEN_CACHE_BYTES, getsizeof=len)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
@@ -252,13 +252,9 @@ class FrameIndex:
             rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
             if not rest:
                 return pa.table({"id": found})
-            meta = self._footer(ref)
-            reader = pq.ParquetFile(
-                columns_file(self.store, ref.key, ref.size, meta, held, rest),
-                metadata=meta,
-                page_checksum_verification=True,
+            table = self._chunks(ref, self._footer(ref), held, rest).read_row_groups(
+                held, columns=rest, use_threads=False
             )
-            table = reader.read_row_groups(held, columns=rest, use_threads=False)
             sizes = [len(by_group[g]) for g in held]
             starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
             rows = np.concatenate([starts[i] + hits[g] for i, g in enumerate(held)])
@@ -291,11 +287,7 @@ class FrameIndex:
         missing = [g for g in groups if g not in out]
         if missing:
             meta = self._footer(ref)
-            reader = pq.ParquetFile(
-                columns_file(self.store, ref.key, ref.size, meta, missing, ["id"]),
-                metadata=meta,
-                page_checksum_verification=True,
-            )
+            reader = self._chunks(ref, meta, missing, ["id"])
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
@@ -439,18 +431,24 @@ class FrameIndex:
 
     def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
-            meta = self._footer(ref)
             columns = list(segments.FRAME_COLUMNS)
-            reader = pq.ParquetFile(
-                columns_file(self.store, ref.key, ref.size, meta, [group], columns),
-                metadata=meta,
-                page_checksum_verification=True,
-            )
+            reader = self._chunks(ref, self._footer(ref), [group], columns)
             table = reader.read_row_group(group, columns=columns)
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
         out: dict[str, Any] = self._guarded(ref, read)
         return out
+
+    def _chunks(
+        self, ref: SegmentRef, meta: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]
+    ) -> pq.ParquetFile:
+        """A reader of the segment whose column chunks of ``columns`` in ``groups`` are fetched at once.
+
+        Raises:
+            StorageError, NotFoundError: from the store (see :meth:`_guarded`).
+        """
+        file = columns_file(self.store, ref.key, ref.size, meta, groups, columns)
+        return pq.ParquetFile(file, metadata=meta, page_checksum_verification=True)
 
     def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
         """The segment's Parquet footer (cached), checked to be that of an hds_s3 segment.
@@ -514,9 +512,6 @@ class FrameIndex:
         if len(data) <= WRITTEN_KEEP_BYTES:
             with self._lock:
                 self._written[key] = data
-                self._written_bytes += len(data)
-                while self._written_bytes > WRITTEN_CACHE_BYTES:
-                    self._written_bytes -= len(self._written.popitem(last=False)[1])
         ids = table.column("id")
         return SegmentRef(
             key=key,
