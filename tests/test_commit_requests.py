@@ -8,58 +8,35 @@ every segment at once. Both are checked here with a store that records what it i
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pyarrow as pa
+from gating import Gated
 
 from hds_s3 import Client, DatasetVersion
 from hds_s3.store import MemoryStore
 from hds_s3.store.base import ObjectStore
 
 
-class Watching:
-    """Passes everything through; counts GETs per key and can hold segment reads until others start."""
+class Watching(Gated):
+    """Passes everything through; counts GETs per key, runs a hook before a segment is stored, and
+    holds reads as :class:`gating.Gated` does."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.url = inner, inner.url
-        self.lock = threading.Lock()
+        super().__init__(inner)
         self.gets: dict[str, int] = {}
-        self.pair: set[str] = set()  # while set: a read of one of these waits for a read of another
-        self.started: set[str] = set()
-        self.met = threading.Event()
-        self.alone: list[str] = []  # reads of the pair that waited in vain
         self.on_put: Any = None  # called (once) before a segment is stored
-
-    def watch_pair(self, keys: set[str]) -> None:
-        with self.lock:
-            self.pair, self.started, self.alone = set(keys), set(), []
-            self.met.clear()
 
     def get(self, key: str) -> tuple[bytes, str]:
         with self.lock:
             self.gets[key] = self.gets.get(key, 0) + 1
         return self.inner.get(key)
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        if key in self.pair:
-            with self.lock:
-                self.started.add(key)
-                if len(self.started) >= 2:
-                    self.met.set()
-            if not self.met.wait(timeout=5):
-                with self.lock:
-                    self.alone.append(key)
-        return self.inner.get_range(key, start, length)
-
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         hook, self.on_put = (self.on_put, None) if key.endswith(".parquet") else (None, self.on_put)
         if hook is not None:
             hook()
         return self.inner.put(key, data, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 BOX = [0, 0, 4, 0, 4, 4, 0, 4]
@@ -149,8 +126,8 @@ def test_publishing_reads_the_parents_segments_at_once() -> None:
     assert len(parents) == 3
     assert child.update_frames(frames([5, 250, 450], variant=2)) == []  # one id in each segment
     child.delete_frames(["f00100", "f00300"])
-    store.watch_pair(set(parents))
+    store.arm(set(parents), set(parents))
     child.publish_version()
-    assert store.alone == []  # no read of a parent segment waited for another to finish
-    assert len(store.started) == 3
+    assert store.waited_out == []  # no read of a parent segment waited for another to finish
+    assert store.asked >= set(parents)
     assert child.get_stats() == client.frames.stats(child.reload()._entry)  # as counted whole

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from gating import Gated
 
 from hds_s3 import Client, DatasetVersion, DataView, ValidationError
 from hds_s3.index import scan as scan_module
@@ -300,33 +301,6 @@ def test_a_chain_reads_the_same_rows_whichever_way_dead_rows_go_and_bytes_come(
         batches = pa.Table.from_batches(list(fresh(client, version).iter_batches(columns=ALL)), want.schema)
         assert batches.equals(want)
     assert set(expected[0].column("id").to_pylist()) == live
-
-
-class Gated(Recording):
-    """Reads of the ``gated`` keys wait until every ``awaited`` key has been asked for (or a timeout)."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        super().__init__(inner)
-        self.gated: set[str] = set()
-        self.awaited: set[str] = set()
-        self.asked: set[str] = set()
-        self.all_asked = threading.Event()
-        self.waited_out: list[str] = []
-
-    def arm(self, gated: set[str], awaited: set[str]) -> None:
-        with self.lock:
-            self.gated, self.awaited, self.asked = gated, awaited, set()
-            self.all_asked.clear()
-
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        with self.lock:
-            self.asked.add(key)
-            if self.gated and self.awaited <= self.asked:
-                self.all_asked.set()
-        if key in self.gated and not self.all_asked.wait(timeout=5):
-            with self.lock:
-                self.waited_out.append(key)
-        return super().get_range(key, start, length)
 
 
 def test_a_childs_parent_segments_are_all_fetched_while_its_deltas_are_probed(store: ObjectStore) -> None:
