@@ -836,8 +836,9 @@ def _may_hold(ref: SegmentRef, frame_id: str) -> bool:
     return ref.min_id <= frame_id <= ref.max_id
 
 
-#: What statistics read of a frame: ROI counts, each ROI's labels, each source's content type.
-STATS_COLUMNS = ("roi_count", "rois.list.element.labels", "sources.list.element.content_type")
+#: What statistics read of a frame: each ROI's labels (which also give the ROI count) and each
+#: source's content type. ``roi_count`` would say again what the ROI lists' lengths say.
+STATS_COLUMNS = ("rois.list.element.labels", "sources.list.element.content_type")
 
 
 def _stats_of(table: pa.Table) -> dict[str, Any]:
@@ -856,7 +857,8 @@ def _stats_of(table: pa.Table) -> dict[str, Any]:
 def stats_of_table(table: pa.Table) -> dict[str, Any]:
     """Partial statistics (counts by name, unsorted) of frames read with :data:`STATS_COLUMNS`."""
     total = table.num_rows
-    annotated = int(pc.sum(pc.greater(table.column("roi_count"), 0)).as_py() or 0) if total else 0
+    counts = pc.list_value_length(table.column("rois"))
+    annotated = int(pc.sum(pc.greater(counts, 0)).as_py() or 0) if total else 0
     rois = pc.list_flatten(table.column("rois"))
     labels = pc.list_flatten(pc.struct_field(rois, "labels")) if len(rois) else pa.array([], pa.string())
     sources = pc.list_flatten(table.column("sources"))
