@@ -231,6 +231,30 @@ def test_publish_reads_none_of_the_segments_its_writer_wrote(parent: tuple[Reads
     assert own & set(store.read)
 
 
+def test_an_update_checks_the_frames_its_writer_just_added_without_reading_them_back(
+    parent: tuple[Reads, DatasetVersion],
+) -> None:
+    # add, then update some of the frames added and some of the parent's: the check reads the
+    # parent's id chunks, but the segment the add stored comes from the bytes this client kept
+    store, root = parent
+    child, _ = _child(store, root)
+    assert not child.add_frames([_frame(i) for i in range(3_000, 3_020)])
+    (added,) = [r.key for r in child._frames.refs(child._entry) if r.version == child.id]
+    store.read.clear()
+    assert not child.update_frames([_frame(i, "dog") for i in (3_001, 3_002, 5)])
+    assert added not in store.read and store.read  # the parent's ids were read, the add's were not
+    failed = child.update_frames([_frame(3_100, "dog")])  # a frame neither added nor in the parent
+    assert [f.reason for f in failed] == [
+        f"frame {_fid(3_100)} is not in version {child.name!r}; use add_frames"
+    ]
+
+    other = DatasetVersion.get_version(dataset_id=child.dataset_id, version_id=child.id, client=Client(store))
+    store.read.clear()
+    assert not other.update_frames([_frame(3_003, "cat")])  # another client reads the add's ids
+    assert added in store.read
+    assert child.get_single_frame(_fid(3_001)) is not None
+
+
 @pytest.mark.parametrize("bad", ["one-id", 5, [1, 2], [None]])
 def test_frames_present_refuses_what_is_not_a_list_of_ids(
     parent: tuple[Reads, DatasetVersion], bad: object

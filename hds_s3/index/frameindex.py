@@ -252,7 +252,7 @@ class FrameIndex:
             rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
             if not rest:
                 return pa.table({"id": found})
-            table = self._chunks(ref, self._footer(ref), held, rest).read_row_groups(
+            table = self._chunks(ref, self._footer(ref, kept=True), held, rest, kept=True).read_row_groups(
                 held, columns=rest, use_threads=False
             )
             sizes = [len(by_group[g]) for g in held]
@@ -286,8 +286,8 @@ class FrameIndex:
                     out[g] = cached
         missing = [g for g in groups if g not in out]
         if missing:
-            meta = self._footer(ref)
-            reader = self._chunks(ref, meta, missing, ["id"])
+            meta = self._footer(ref, kept=True)
+            reader = self._chunks(ref, meta, missing, ["id"], kept=True)
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
@@ -346,7 +346,7 @@ class FrameIndex:
         """
 
         def find() -> list[int]:
-            meta = self._footer(ref)
+            meta = self._footer(ref, kept=True)
             groups = []
             for group in range(meta.num_row_groups):
                 stats = meta.row_group(group).column(0).statistics
@@ -440,18 +440,43 @@ class FrameIndex:
         return out
 
     def _chunks(
-        self, ref: SegmentRef, meta: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]
+        self,
+        ref: SegmentRef,
+        meta: pq.FileMetaData,
+        groups: Sequence[int],
+        columns: Sequence[str],
+        *,
+        kept: bool = False,
     ) -> pq.ParquetFile:
         """A reader of the segment whose column chunks of ``columns`` in ``groups`` are fetched at once.
+
+        With ``kept``, a segment this frame index wrote and still keeps is read from those bytes.
 
         Raises:
             StorageError, NotFoundError: from the store (see :meth:`_guarded`).
         """
-        file = columns_file(self.store, ref.key, ref.size, meta, groups, columns)
+        data = self._kept(ref) if kept else None
+        file: Any = pa.BufferReader(data) if data is not None else None
+        if file is None:
+            file = columns_file(self.store, ref.key, ref.size, meta, groups, columns)
         return pq.ParquetFile(file, metadata=meta, page_checksum_verification=True)
 
-    def _footer(self, ref: SegmentRef) -> pq.FileMetaData:
+    def _kept(self, ref: SegmentRef) -> bytes | None:
+        """The bytes of a (small) segment this frame index wrote, while it keeps them.
+
+        A commit's own checks (``update_frames``' look at the ids, a publish's count) read the
+        deltas its writer stored moments before from these bytes, as :meth:`read_segment` does
+        with ``written``; reads made for a caller go to the store.
+        """
+        with self._lock:
+            data = self._written.get(ref.key)
+        return data if data is not None and len(data) == ref.size else None
+
+    def _footer(self, ref: SegmentRef, *, kept: bool = False) -> pq.FileMetaData:
         """The segment's Parquet footer (cached), checked to be that of an hds_s3 segment.
+
+        With ``kept``, that of a segment this frame index wrote and still keeps comes from those
+        bytes (see :meth:`_kept`).
 
         Raises:
             CorruptObjectError: naming ``ref.key``, when the file does not say it is an hds_s3
@@ -464,9 +489,9 @@ class FrameIndex:
             if cached is not None:
                 self._footers.move_to_end(ref.key)
                 return cached
-        meta = pq.ParquetFile(
-            RangeReader(self.store, ref.key, ref.size), page_checksum_verification=True
-        ).metadata
+        data = self._kept(ref) if kept else None
+        source: Any = RangeReader(self.store, ref.key, ref.size) if data is None else pa.BufferReader(data)
+        meta = pq.ParquetFile(source, page_checksum_verification=True).metadata
         return self.accept_footer(ref, meta)
 
     def accept_footer(self, ref: SegmentRef, meta: pq.FileMetaData) -> pq.FileMetaData:
