@@ -1421,7 +1421,9 @@ class DatasetVersion:
                 checked.append((item, str(exc)))
         # which of the given ids the version holds: only the row groups whose id range covers one
         wanted = pa.array(list({c["id"] for _, c in checked if not isinstance(c, str)}), pa.string())
-        present = set(self._frames.holding(self._entry, wanted).to_pylist()) if len(wanted) else set()
+        present = (
+            set(self._frames.holding(self._entry, wanted, kept=True).to_pylist()) if len(wanted) else set()
+        )
         failed: list[FailedFrame] = []
         known: list[Mapping[str, Any]] = []  # add_frames' conversion takes them column-wise
         for given, canonical in checked:
@@ -1467,7 +1469,9 @@ class DatasetVersion:
             if entry.frames.get("manifest") == checked_on:
                 vanished = []
                 return (*self._frames.refs(entry), *written)
-            still = set(self._frames.holding(entry, pa.array(sorted(updated), pa.string())).to_pylist())
+            still = set(
+                self._frames.holding(entry, pa.array(sorted(updated), pa.string()), kept=True).to_pylist()
+            )
             vanished = sorted(set(updated) - still)
             tail = []
             if vanished:

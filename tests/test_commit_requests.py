@@ -59,10 +59,11 @@ def frames(indices: range | list[int], variant: int = 0) -> pa.Table:
 
 
 def parent_and_child(store: Watching) -> tuple[Client, DatasetVersion, DatasetVersion]:
-    client = Client(store)
-    root = DatasetVersion.create_new_dataset(dataset_name="requests", client=client)
+    """A published root of three segments, and a draft child on a client that did not write them."""
+    root = DatasetVersion.create_new_dataset(dataset_name="requests", client=Client(store))
     assert root.add_frames(frames(range(600)), segment_rows=200) == []
     root.publish_version()
+    client = Client(store)  # a writer keeps the small segments it wrote: this one reads the store
     child = DatasetVersion.create_version(
         dataset_name="requests", parent_version_names=[root.name], version_name="child", client=client
     )

@@ -826,7 +826,7 @@ def write_updates(
         # every batch would read every id chunk again, so the version's ids are read once instead.
         if not everything and len(ids) >= groups and id_bytes > ID_CACHE_BYTES // 2:
             everything.append(index.effective(entry, ["id"]).column("id"))
-        return everything[0] if everything else index.holding(entry, ids)
+        return everything[0] if everything else index.holding(entry, ids, kept=True)
 
     def keep(table: pa.Table, where: list[int], batch: pa.RecordBatch) -> tuple[pa.Table, list[int]]:
         present = present_of(table.column("id"))

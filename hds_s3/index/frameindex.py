@@ -223,22 +223,25 @@ class FrameIndex:
             raise
         return None
 
-    def rows_of(self, ref: SegmentRef, ids: pa.Array, columns: Sequence[str]) -> pa.Table | None:
+    def rows_of(
+        self, ref: SegmentRef, ids: pa.Array, columns: Sequence[str], *, kept: bool = False
+    ) -> pa.Table | None:
         """The rows of one segment whose id is among the sorted string array ``ids`` (``id`` first).
 
         First the ``id`` column of the row groups whose id statistics cover one of ``ids`` (kept
         for later calls: see :meth:`_group_ids`), then the other ``columns`` only of the row groups
-        holding one (a deletes segment has just ``id``). None when no row holds one.
+        holding one (a deletes segment has just ``id``). None when no row holds one. With ``kept``
+        (a commit's own check), a segment this frame index wrote is read from the bytes it keeps.
 
         Raises:
             CorruptObjectError: the segment is missing or damaged.
         """
 
         def read() -> pa.Table | None:
-            groups = self._groups_holding(ref, ids)
+            groups = self._groups_holding(ref, ids, kept=kept)
             if not groups:
                 return None
-            by_group = self._group_ids(ref, groups)
+            by_group = self._group_ids(ref, groups, kept=kept)
             hits = {
                 g: np.flatnonzero(
                     np.asarray(pc.is_in(by_group[g], value_set=ids).to_numpy(zero_copy_only=False), bool)
@@ -252,7 +255,7 @@ class FrameIndex:
             rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
             if not rest:
                 return pa.table({"id": found})
-            table = self._chunks(ref, self._footer(ref, kept=True), held, rest, kept=True).read_row_groups(
+            table = self._chunks(ref, self._footer(ref, kept=kept), held, rest, kept=kept).read_row_groups(
                 held, columns=rest, use_threads=False
             )
             sizes = [len(by_group[g]) for g in held]
@@ -266,7 +269,9 @@ class FrameIndex:
         result: pa.Table | None = self._guarded(ref, read)
         return result
 
-    def _group_ids(self, ref: SegmentRef, groups: Sequence[int]) -> dict[int, pa.Array]:
+    def _group_ids(
+        self, ref: SegmentRef, groups: Sequence[int], *, kept: bool = False
+    ) -> dict[int, pa.Array]:
         """The ``id`` column of each of these row groups of a segment, read once per frame index.
 
         Segments are immutable, so decoded id columns are kept (at most :data:`ID_CACHE_BYTES`,
@@ -286,8 +291,8 @@ class FrameIndex:
                     out[g] = cached
         missing = [g for g in groups if g not in out]
         if missing:
-            meta = self._footer(ref, kept=True)
-            reader = self._chunks(ref, meta, missing, ["id"], kept=True)
+            meta = self._footer(ref, kept=kept)
+            reader = self._chunks(ref, meta, missing, ["id"], kept=kept)
             column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
@@ -308,13 +313,17 @@ class FrameIndex:
                     self._id_bytes -= dropped.nbytes
         return out
 
-    def holding(self, entry: VersionEntry, ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.Array:
+    def holding(
+        self, entry: VersionEntry, ids: pa.Array | pa.ChunkedArray | Sequence[str], *, kept: bool = False
+    ) -> pa.Array:
         """Which of ``ids`` the version holds (sorted, unique), reading as little as the ids allow.
 
         Of each segment only the ``id`` column chunks of the row groups whose id range covers one of
         ``ids`` are read (in parallel; the footers of immutable segments are cached), so asking about
         a few frames of a large version reads a few row groups, not every id. The segments' rows are
-        applied in order: a later tombstone removes an id, a later frames row brings it back.
+        applied in order: a later tombstone removes an id, a later frames row brings it back. With
+        ``kept`` (a commit's own check), the segments this frame index wrote come from the bytes it
+        keeps (see :meth:`_kept`).
 
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
@@ -328,7 +337,7 @@ class FrameIndex:
             return pa.array([], pa.string())
         try:
             with ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(refs))) as pool:
-                found = list(pool.map(lambda nr: self.rows_of(nr[1], wanted, ["id"]), refs))
+                found = list(pool.map(lambda nr: self.rows_of(nr[1], wanted, ["id"], kept=kept), refs))
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
@@ -338,7 +347,7 @@ class FrameIndex:
         held: pa.Array = ids.filter(pa.array(~np.isin(last, deletes)))
         return held.sort()
 
-    def _groups_holding(self, ref: SegmentRef, ids: pa.Array) -> list[int]:
+    def _groups_holding(self, ref: SegmentRef, ids: pa.Array, *, kept: bool = False) -> list[int]:
         """The row groups of a segment whose id statistics cover one of the sorted ``ids``.
 
         Raises:
@@ -346,7 +355,7 @@ class FrameIndex:
         """
 
         def find() -> list[int]:
-            meta = self._footer(ref, kept=True)
+            meta = self._footer(ref, kept=kept)
             groups = []
             for group in range(meta.num_row_groups):
                 stats = meta.row_group(group).column(0).statistics
@@ -714,7 +723,7 @@ class FrameIndex:
         # more than counting the version whole, which reads every id and counted column
         holding = [ref for ref in before if _may_hold_any(ref, touched)]
         with ThreadPoolExecutor(max_workers=max(1, min(_FETCH_THREADS, len(holding)))) as pool:
-            found = list(pool.map(lambda ref: self.rows_of(ref, touched, columns), holding))
+            found = list(pool.map(lambda ref: self.rows_of(ref, touched, columns, kept=True), holding))
         theirs = [(ref.kind, rows) for ref, rows in zip(holding, found, strict=True) if rows is not None]
         schema = segments.projected_schema(tuple(columns))
         gone = segments.merge(theirs, schema) if theirs else schema.empty_table()
