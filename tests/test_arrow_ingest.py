@@ -177,6 +177,24 @@ def test_struct_metadata_is_stored_as_the_very_text_the_dict_path_writes(client:
         assert '"score":0.0,' in got.column("meta")[0].as_py()  # a whole float keeps its point
 
 
+@pytest.mark.parametrize("odd", ['"', "\\", "\n", "\t", "\x01", "\x1f", "é\u2028"])
+def test_one_text_that_needs_escaping_among_plain_ones_is_written_as_the_dict_path_writes_it(
+    client: Client, odd: str
+) -> None:
+    # whether a column needs any escaping is decided once for the whole column: the one row that
+    # does must still be escaped, wherever it sits, and the plain ones stay as they are
+    frames = [{**frame_dict(i), "meta": {"city": f"bremen{i}", "tags": [f"t{i}"]}} for i in range(60)]
+    frames[37]["meta"]["city"] = f"bre{odd}men"
+    frames[11]["meta"]["tags"] = ["x", f"y{odd}"]
+    by_dicts, by_arrow = new_version(client, "escapes-dicts"), new_version(client, "escapes-arrow")
+    assert by_dicts.add_frames(frames) == []
+    assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
+    want = by_dicts.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    got = by_arrow.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    assert got == want
+    assert {json.loads(text)["city"] for text in got} >= {f"bre{odd}men", "bremen3"}
+
+
 def test_pandas_polars_and_parquet_files(
     client: Client, expected: list[dict[str, Any]], tmp_path: Path
 ) -> None:

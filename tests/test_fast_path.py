@@ -584,3 +584,43 @@ def test_column_checks_flag_the_same_rows_whether_columns_are_slices_or_copies()
     assert rebuilt.column("rois").chunk(0).offset == 0 and inside.offsets[0].as_py() > 0
     for table in (sliced, rebuilt):
         assert np.flatnonzero(columnar._invalid_rows(table)).tolist() == [7, 31]
+
+
+#: Characters the column checks must catch among plain ASCII (the per-frame path then decides):
+#: controls, DEL, Unicode separators and format characters. And printable ones they must let pass.
+_UNPRINTABLE = ["\x00", "\t", "\x1f", "\x7f", "\x85", "\u00ad", "\u2028", "\u200b", "\ufeff"]
+_PRINTABLE = ["é", "ß", "😀", "日本", "~", " "]
+
+
+@pytest.mark.parametrize("where", ["id", "uri", "label", "roi id", "source id"])
+def test_a_name_with_an_unprintable_character_leaves_the_fast_path_wherever_it_sits(where: str) -> None:
+    """One character that is not printable, in one name of a batch of ASCII names, sends that frame alone."""
+
+    def frame(i: int, text: str) -> dict[str, Any]:
+        out = _coco(i)
+        roi, source = out["rois"][0], out["sources"][0]
+        if where == "id":
+            out["id"] = f"f{i}-{text}"
+        elif where == "uri":
+            source["uri"] = f"s3://b/{i}{text}.jpg"
+        elif where == "label":
+            roi["labels"] = ["car", f"car{text}x"]
+        elif where == "roi id":
+            roi["id"] = f"r{i}{text}"
+        else:
+            source["id"] = f"cam{text}"
+            roi["sources"] = [source["id"]]
+        return out
+
+    texts = [*_UNPRINTABLE, *_PRINTABLE]
+    frames = [frame(i, "plain") for i in range(40)]
+    odd = {3 + 4 * k: text for k, text in enumerate(texts)}  # spread among the plain ones
+    frames += [frame(40 + i, "plain") for i in range(max(odd) - 39)]
+    for i, text in odd.items():
+        frames[i] = frame(i, text)
+    _, positions, left = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert set(left) == {i for i, text in odd.items() if text in _UNPRINTABLE}
+    assert len(positions) == len(frames) - len(_UNPRINTABLE)
+    _agree(frames)

@@ -413,34 +413,37 @@ def _bad_structure(sources: pa.ListArray, rois: pa.ListArray, n: int) -> np.ndar
     frame does not have, or with a preview or masks.
     """
     count = pc.fill_null(pc.list_value_length(sources), 0).to_numpy(zero_copy_only=False)
-    bad: np.ndarray = np.asarray(count == 0, dtype=bool)
+    bad: np.ndarray = np.asarray(count == 0, dtype=bool)  # no source (nor then an ROI's binding)
     src = sources.values
-    if len(src):
-        frame_of = pc.list_parent_indices(sources)
-        keys = pc.binary_join_element_wise(
-            frame_of.cast(pa.string()), pc.fill_null(src.field("id"), ""), "\x1f"
-        )
-        encoded = pc.dictionary_encode(keys)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        repeated = np.bincount(codes)[codes] > 1
-        extras = np.asarray(pc.is_valid(src.field("preview")).to_numpy(zero_copy_only=False), dtype=bool)
-        extras |= pc.fill_null(pc.list_value_length(src.field("masks")), 0).to_numpy(zero_copy_only=False) > 0
-        bad |= rows_of(repeated | extras, sources)
-    else:
-        keys = pa.array([], pa.string())
-    roi = rois.values
-    if len(roi):
-        named = roi.field("sources")
-        flat = pc.list_flatten(named)
-        if len(flat):
-            roi_of = pc.list_parent_indices(named)
-            frame_of_roi = pc.list_parent_indices(rois).take(roi_of)
-            wanted = pc.binary_join_element_wise(
-                frame_of_roi.cast(pa.string()), pc.fill_null(flat, ""), "\x1f"
-            )
-            missing = ~np.asarray(pc.is_in(wanted, value_set=keys).to_numpy(zero_copy_only=False), dtype=bool)
-            if missing.any():
-                bad[frame_of_roi.to_numpy(zero_copy_only=False)[missing]] = True
+    if not len(src):
+        return bad
+    named = rois.values.field("sources") if len(rois.values) else None
+    flat = pc.list_flatten(named) if named is not None else pa.array([], pa.string())
+    # each (frame, source id) as one integer: the frame's number times the number of distinct ids
+    # plus the id's code in one dictionary of the sources' ids and the ids ROIs name
+    encoded = pc.dictionary_encode(pc.fill_null(pa.concat_arrays([plain(src.field("id")), plain(flat)]), ""))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    width = max(1, len(encoded.dictionary))
+    frame_of = pc.list_parent_indices(sources).to_numpy(zero_copy_only=False).astype(np.int64)
+    keys = frame_of * width + codes[: len(src)]
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    repeated = np.zeros(len(keys), dtype=bool)  # a frame with two sources of one id
+    twice = ranked[1:] == ranked[:-1]
+    repeated[order[1:][twice]] = True
+    repeated[order[:-1][twice]] = True
+    extras = np.asarray(pc.is_valid(src.field("preview")).to_numpy(zero_copy_only=False), dtype=bool)
+    extras |= pc.fill_null(pc.list_value_length(src.field("masks")), 0).to_numpy(zero_copy_only=False) > 0
+    bad |= rows_of(repeated | extras, sources)
+    if named is not None and len(flat):  # an ROI naming a source its frame does not have
+        roi_of = pc.list_parent_indices(named)
+        frame_of_roi = pc.list_parent_indices(rois).take(roi_of).to_numpy(zero_copy_only=False)
+        frame_of_roi = frame_of_roi.astype(np.int64)
+        wanted = frame_of_roi * width + codes[len(src) :]
+        at = np.minimum(np.searchsorted(ranked, wanted), len(ranked) - 1)
+        missing = ranked[at] != wanted
+        if missing.any():
+            bad[frame_of_roi[missing]] = True
     return bad
 
 

@@ -67,6 +67,25 @@ def rows_of(valid_elements: np.ndarray, lists: pa.Array) -> np.ndarray:
     return out
 
 
+def text_bytes(texts: pa.Array) -> np.ndarray | None:
+    """The bytes of a string array's values (a view, no copy), or None when it is not a string array.
+
+    Checks that hold for every byte (no escape needed, only printable ASCII) then take one numpy
+    pass over a column instead of a regular expression or a Unicode class per value.
+    """
+    large = pa.types.is_large_string(texts.type)
+    if not (large or pa.types.is_string(texts.type)):
+        return None
+    if not len(texts):
+        return np.zeros(0, dtype=np.uint8)
+    _, where, data = texts.buffers()
+    offsets = np.frombuffer(where, dtype=np.int64 if large else np.int32)
+    first, last = int(offsets[texts.offset]), int(offsets[texts.offset + len(texts)])
+    if data is None or first == last:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8, count=last - first, offset=first)
+
+
 def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     out: np.ndarray = np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
     return out
@@ -75,7 +94,12 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def quote(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """JSON string literals of a string column (null stays null), and the rows left to Python."""
     out = texts
-    if len(texts) and pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py():
+    data = text_bytes(texts)
+    if data is not None:  # a backslash, a quote or a control character anywhere?
+        escapes = bool(((data < 0x20) | (data == 0x22) | (data == 0x5C)).any())
+    else:
+        escapes = bool(len(texts)) and bool(pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py())
+    if escapes:
         for raw, escaped in _ESCAPES:
             out = pc.replace_substring(out, raw, escaped)
         bad = _mask(pc.match_substring_regex(texts, _OTHER_CONTROL))
