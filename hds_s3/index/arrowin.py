@@ -306,10 +306,14 @@ def _floats(array: pa.Array | None, n: int, path: str) -> pa.Array:
 
 
 def _list_of(array: pa.Array | None, n: int, path: str, convert: Any) -> tuple[pa.Array, pa.Array]:
-    """A list column converted element-wise: ``(list array, its flat converted values)``."""
+    """A list column converted element-wise, a null list as an empty one: ``(lists, flat values)``.
+
+    The lists are built on the offsets of the values (null lists hold none), not filled afterwards:
+    filling nulls of a list column copies all of its values.
+    """
     if array is None or pa.types.is_null(array.type):
         values = convert(None, 0, path)
-        return pa.nulls(n, pa.list_(values.type)), values
+        return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), values), values
     array = plain(array)
     if not (
         pa.types.is_list(array.type)
@@ -319,7 +323,7 @@ def _list_of(array: pa.Array | None, n: int, path: str, convert: Any) -> tuple[p
         raise ValidationError(f"column {path} must hold lists, not {array.type}")
     offsets, values = list_parts(array)
     converted = convert(values, len(values), path + "[]")
-    return pa.ListArray.from_arrays(offsets, converted, mask=pc.is_null(array)), converted
+    return pa.ListArray.from_arrays(offsets, converted), converted
 
 
 # ---------------------------------------------------------------------------- one batch
@@ -505,9 +509,7 @@ def convert(batch: pa.RecordBatch, *, version_id: str, now: int) -> tuple[pa.Tab
     k = len(r_flat)
     r_meta = _meta(_struct_child(r_flat, "meta") if k else None, k, "rois.meta", False)
     labels, _ = _list_of(_struct_child(r_flat, "labels") if k else None, k, "rois.labels", _text)
-    labels = pc.fill_null(labels, pa.scalar([], pa.list_(pa.string())))
     poly, _ = _list_of(_struct_child(r_flat, "poly") if k else None, k, "rois.poly", _floats)
-    poly = pc.fill_null(poly, pa.scalar([], pa.list_(pa.float64())))
     kind = _text(_struct_child(r_flat, "type") if k else None, k, "rois.type")
     default_kind = pc.if_else(pc.greater(pc.list_value_length(poly), 0), "poly2d", "label")
     kind = pc.coalesce(kind, default_kind) if k else kind
@@ -523,9 +525,7 @@ def convert(batch: pa.RecordBatch, *, version_id: str, now: int) -> tuple[pa.Tab
             kind,
             poly,
             _floats(_struct_child(r_flat, "confidence") if k else None, k, "rois.confidence"),
-            columnar.bind_lone_source(
-                pc.fill_null(roi_sources, pa.scalar([], pa.list_(pa.string()))), r_offsets, sources
-            ),
+            columnar.bind_lone_source(roi_sources, r_offsets, sources),
             r_meta.texts,
             pa.nulls(k, segments.ROI_MASK),
         ],
