@@ -624,3 +624,19 @@ def test_a_name_with_an_unprintable_character_leaves_the_fast_path_wherever_it_s
     assert set(left) == {i for i, text in odd.items() if text in _UNPRINTABLE}
     assert len(positions) == len(frames) - len(_UNPRINTABLE)
     _agree(frames)
+
+
+def test_a_batch_of_boxes_alone_still_sends_each_box_that_is_no_rectangle_to_the_per_frame_path() -> None:
+    # when every ROI of a batch is a box, the corners are checked as rows of one array: each frame
+    # with a box whose corners are no axis-aligned rectangle (or run backwards) must still leave
+    frames = [_coco(i) for i in range(30)]
+    for frame in frames[::3]:
+        frame["rois"].append({"labels": ["bus"], "type": "box2d", "poly": [0, 0, 5, 0, 5, 5, 0, 5]})
+    skewed, backwards = [1, 2, 11, 3, 11, 22, 1, 22], [11, 2, 1, 2, 1, 22, 11, 22]
+    frames[7]["rois"][0]["poly"] = skewed
+    frames[12]["rois"][-1]["poly"] = backwards
+    _, positions, left = columnar.fast_frames_table(
+        frames, version_id=VID, now=NOW, hash_id=hash_id, guess_type=guess_content_type
+    )
+    assert left == [7, 12]
+    assert _agree(frames) == 28

@@ -722,8 +722,11 @@ def _invalid_rows(table: pa.Table) -> np.ndarray:
         roi_bad |= np.where(is_label, size != 0, size == 0)
         boxes = np.flatnonzero(is_box & (size == 8))
         if len(boxes):
-            starts = poly.offsets.to_numpy(zero_copy_only=False)[boxes]
-            v = coords[starts[:, None] + np.arange(8)[None, :]] if len(coords) else np.zeros((0, 8))
+            if len(boxes) * 8 == len(coords):  # the boxes hold every coordinate, in a row: no gather
+                v = coords.reshape(-1, 8)
+            else:
+                starts = poly.offsets.to_numpy(zero_copy_only=False)[boxes]
+                v = coords[starts[:, None] + np.arange(8)[None, :]]
             shape_bad = (
                 (v[:, 2] != v[:, 4]) | (v[:, 1] != v[:, 3]) | (v[:, 0] != v[:, 6]) | (v[:, 5] != v[:, 7])
             )
