@@ -195,6 +195,26 @@ def test_one_text_that_needs_escaping_among_plain_ones_is_written_as_the_dict_pa
     assert {json.loads(text)["city"] for text in got} >= {f"bre{odd}men", "bremen3"}
 
 
+def test_numbers_of_every_magnitude_are_stored_as_valid_json_the_dict_path_writes(client: Client) -> None:
+    # Arrow writes 1e10..1e16 with an exponent and orjson (the dict path) with digits, and the
+    # reverse from 1e-6 to 1e-5: whole ones must not become "1e+15.0", nor any text differ
+    numbers = [1e15, 123456789012345.0, 1733580000000.0, 253836795719.82712, 3.116618288152468e-06]
+    numbers += [9999999999.5, 1e16, 1.5e16, 1e-7, 0.1, -0.0, 0.0, -3.0, 5e-324, 1.7976931348623157e308]
+    frames = [
+        {**frame_dict(i), "meta": {"n": number, "all": [number, 2.0], "i": i}}
+        for i, number in enumerate(numbers)
+    ]
+    by_dicts, by_arrow = new_version(client, "numbers-dicts"), new_version(client, "numbers-arrow")
+    assert by_dicts.add_frames(frames) == []
+    assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
+    want = by_dicts.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    got = by_arrow.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    assert got == want
+    by_i = {json.loads(text)["i"]: json.loads(text) for text in got}  # valid JSON, the same numbers
+    assert [by_i[i]["n"] for i in range(len(numbers))] == numbers
+    assert any('"n":1000000000000000.0,' in text for text in got)
+
+
 def test_pandas_polars_and_parquet_files(
     client: Client, expected: list[dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -108,15 +108,37 @@ def quote(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pc.binary_join_element_wise('"', out, '"', ""), bad
 
 
+#: Magnitudes Arrow writes in another notation than orjson (the dict path): from 1e10 to 1e16 Arrow
+#: writes an exponent ("1.5e+10"), orjson the digits; from 1e-6 to 1e-5 the reverse.
+_ARROW_EXPONENT = (1e10, 1e16)
+_ORJSON_EXPONENT = (1e-6, 1e-5)
+
+
 def _float_text(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """JSON numbers of a float column, as Python writes them (``3.0`` keeps its ``.0``)."""
+    """JSON numbers of a float column, as the dict path writes them (``3.0`` keeps its ``.0``).
+
+    Whole numbers below 1e16 are written as integers with ``.0`` (Python's and orjson's way). Other
+    numbers take Arrow's shortest text, which is orjson's except in the two ranges where they choose
+    another notation (:data:`_ARROW_EXPONENT`, :data:`_ORJSON_EXPONENT`): rows holding such a number
+    are left to the per-frame path, as are rows holding NaN or an infinity.
+    """
     doubles = values.cast(pa.float64())
-    finite = pc.is_finite(doubles)
-    bad = ~_mask(finite) & _mask(doubles.is_valid())
-    text = doubles.cast(pa.string())
-    # Arrow writes whole numbers without a point ("3"), as Python does not below 1e16 ("3.0")
-    whole = pc.and_(pc.equal(pc.floor(doubles), doubles), pc.less(pc.abs(doubles), 1e16))
-    text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+    numbers = np.asarray(doubles.to_numpy(zero_copy_only=False), dtype=np.float64)  # null: NaN
+    present = _mask(doubles.is_valid())
+    bad = ~np.isfinite(numbers) & present
+    size = np.abs(numbers)
+    whole = (np.floor(numbers) == numbers) & (size < 1e16) & ~((numbers == 0) & np.signbit(numbers))
+    other = present & ~bad & ~whole  # -0.0 is one: Arrow writes "-0", and ".0" is added below
+    low, high = _ARROW_EXPONENT
+    tiny_low, tiny_high = _ORJSON_EXPONENT
+    bad |= other & (((size >= low) & (size < high)) | ((size >= tiny_low) & (size < tiny_high)))
+    as_int = pa.array(np.where(whole, numbers, 0.0).astype(np.int64), mask=~whole)
+    text = pc.binary_join_element_wise(as_int.cast(pa.string()), ".0", "")
+    if other.any():
+        written = doubles.cast(pa.string())
+        zero = pa.array((numbers == 0) & present)
+        written = pc.if_else(zero, pc.binary_join_element_wise(written, ".0", ""), written)
+        text = pc.if_else(pa.array(whole), text, written)
     return text, bad
 
 
