@@ -177,6 +177,17 @@ def test_struct_metadata_is_stored_as_the_very_text_the_dict_path_writes(client:
         assert '"score":0.0,' in got.column("meta")[0].as_py()  # a whole float keeps its point
 
 
+def _meta_both_ways(client: Client, name: str, frames: list[dict[str, Any]]) -> list[str]:
+    """The stored ``meta`` texts of ``frames`` added as dicts and as an Arrow table: the same, by id."""
+    by_dicts, by_arrow = new_version(client, f"{name}-dicts"), new_version(client, f"{name}-arrow")
+    assert by_dicts.add_frames(frames) == []
+    assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
+    want = by_dicts.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    got: list[str] = by_arrow.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
+    assert got == want
+    return got
+
+
 @pytest.mark.parametrize("odd", ['"', "\\", "\n", "\t", "\x01", "\x1f", "é\u2028"])
 def test_one_text_that_needs_escaping_among_plain_ones_is_written_as_the_dict_path_writes_it(
     client: Client, odd: str
@@ -186,12 +197,7 @@ def test_one_text_that_needs_escaping_among_plain_ones_is_written_as_the_dict_pa
     frames = [{**frame_dict(i), "meta": {"city": f"bremen{i}", "tags": [f"t{i}"]}} for i in range(60)]
     frames[37]["meta"]["city"] = f"bre{odd}men"
     frames[11]["meta"]["tags"] = ["x", f"y{odd}"]
-    by_dicts, by_arrow = new_version(client, "escapes-dicts"), new_version(client, "escapes-arrow")
-    assert by_dicts.add_frames(frames) == []
-    assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
-    want = by_dicts.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
-    got = by_arrow.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
-    assert got == want
+    got = _meta_both_ways(client, "escapes", frames)
     assert {json.loads(text)["city"] for text in got} >= {f"bre{odd}men", "bremen3"}
 
 
@@ -204,12 +210,7 @@ def test_numbers_of_every_magnitude_are_stored_as_valid_json_the_dict_path_write
         {**frame_dict(i), "meta": {"n": number, "all": [number, 2.0], "i": i}}
         for i, number in enumerate(numbers)
     ]
-    by_dicts, by_arrow = new_version(client, "numbers-dicts"), new_version(client, "numbers-arrow")
-    assert by_dicts.add_frames(frames) == []
-    assert by_arrow.add_frames(pa.Table.from_pylist(frames)) == []
-    want = by_dicts.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
-    got = by_arrow.get_frames_table(columns=["meta"]).sort_by("id").column("meta").to_pylist()
-    assert got == want
+    got = _meta_both_ways(client, "numbers", frames)
     by_i = {json.loads(text)["i"]: json.loads(text) for text in got}  # valid JSON, the same numbers
     assert [by_i[i]["n"] for i in range(len(numbers))] == numbers
     assert any('"n":1000000000000000.0,' in text for text in got)
