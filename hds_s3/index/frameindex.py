@@ -465,8 +465,10 @@ class FrameIndex:
             StorageError, NotFoundError: from the store (see :meth:`_guarded`).
         """
         data = self._kept(ref) if kept else None
-        file: Any = pa.BufferReader(data) if data is not None else None
-        if file is None:
+        file: Any
+        if data is not None:
+            file = pa.BufferReader(data)
+        else:
             file = columns_file(self.store, ref.key, ref.size, meta, groups, columns)
         return pq.ParquetFile(file, metadata=meta, page_checksum_verification=True)
 
