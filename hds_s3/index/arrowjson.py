@@ -37,8 +37,6 @@ _ESCAPES = (
     ("\b", "\\b"),
     ("\f", "\\f"),
 )
-#: Any character JSON escapes (a column without one needs no replacing at all).
-_NEEDS_ESCAPE = '[\\\\"\\x00-\\x1f]'
 #: Control characters that JSON writes as ``\\u00XX`` (left to the per-frame path, which does that).
 _OTHER_CONTROL = "[\\x00-\\x07\\x0b\\x0e-\\x1f]"
 
@@ -94,12 +92,8 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def quote(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """JSON string literals of a string column (null stays null), and the rows left to Python."""
     out = texts
-    data = text_bytes(texts)
-    if data is not None:  # a backslash, a quote or a control character anywhere?
-        escapes = bool(((data < 0x20) | (data == 0x22) | (data == 0x5C)).any())
-    else:
-        escapes = bool(len(texts)) and bool(pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py())
-    if escapes:
+    data = text_bytes(texts)  # a backslash, a quote or a control character anywhere?
+    if data is None or ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any():
         for raw, escaped in _ESCAPES:
             out = pc.replace_substring(out, raw, escaped)
         bad = _mask(pc.match_substring_regex(texts, _OTHER_CONTROL))

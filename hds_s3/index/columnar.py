@@ -602,8 +602,6 @@ def _blank(texts: pa.Array) -> np.ndarray:
     Arrow trims Unicode's White_Space; Python also strips four control characters (U+001C..U+001F),
     so any text holding a character that is not printable is flagged too (the per-frame path decides).
     """
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
     out: np.ndarray = _np(_all_space(texts), False).astype(bool) | _unprintable(texts)
     return out
 

@@ -156,8 +156,7 @@ class FrameIndex:
         Raises:
             CorruptObjectError: the segment is missing or not a segment.
         """
-        with self._lock:
-            data = self._written.get(ref.key) if written else None
+        data = self._kept(ref) if written else None
         if data is None:
             try:
                 # A ranged read of the recorded size: one request, and no etag to compute.
