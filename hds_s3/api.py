@@ -99,11 +99,14 @@ def _text(where: str, field: str, value: object, *, optional: bool = True) -> st
     return check_utf8(f"{where}: {field}", value)
 
 
-def _load(client: Client, dataset_name: str | None, dataset_id: str | None) -> TreeView:
+def _load(
+    client: Client, dataset_name: str | None, dataset_id: str | None, version_id: str | None = None
+) -> TreeView:
     _one_of("dataset", dataset_name, dataset_id)
     if dataset_name is None and dataset_id is None:
         raise ValidationError("give dataset_name or dataset_id")
-    return client.catalog.get(dataset_name, dataset_id)
+    hint = version_id if isinstance(version_id, str) else None  # a bad one is refused by _find_version
+    return client.catalog.get(dataset_name, dataset_id, version_id=hint)
 
 
 #: Names listed, at most, by the error about a version name that does not exist.
@@ -685,7 +688,8 @@ class DatasetVersion:
             NotFoundError: no such dataset or version.
             ValidationError: conflicting selectors.
         """
-        ds = Dataset.get(dataset_name, dataset_id, client=client)
+        c = resolve(client)
+        ds = Dataset(_load(c, dataset_name, dataset_id, version_id), c)
         if version_name is None and version_id is None:
             if ds.version_count > 1:
                 warnings.warn(
@@ -1013,7 +1017,7 @@ class DatasetVersion:
         Raises:
             NotFoundError: the dataset or the version was deleted.
         """
-        self._doc = self._client.catalog.get(dataset_id=self._doc.id)
+        self._doc = self._client.catalog.get(dataset_id=self._doc.id, version_id=self._entry.id)
         self._entry = _entry_of(self._doc, self._entry.id)
         return self
 

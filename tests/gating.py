@@ -35,7 +35,7 @@ class Gated:
             self.gated, self.awaited, self.asked, self.waited_out = gated, awaited, set(), []
             self.all_asked.clear()
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
+    def _ask(self, key: str) -> None:
         with self.lock:
             self.asked.add(key)
             if self.gated and self.awaited <= self.asked:
@@ -43,9 +43,13 @@ class Gated:
         if key in self.gated and not self.all_asked.wait(timeout=self.timeout):
             with self.lock:
                 self.waited_out.append(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._ask(key)
         return self.inner.get_range(key, start, length)
 
     def get(self, key: str) -> tuple[bytes, str]:
+        self._ask(key)
         return self.inner.get(key)
 
     def head(self, key: str) -> ObjectInfo:

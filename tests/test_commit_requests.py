@@ -14,6 +14,7 @@ import pyarrow as pa
 from gating import Gated
 
 from hds_s3 import Client, DatasetVersion
+from hds_s3.format import layout
 from hds_s3.store import MemoryStore
 from hds_s3.store.base import ObjectStore
 
@@ -30,7 +31,7 @@ class Watching(Gated):
     def get(self, key: str) -> tuple[bytes, str]:
         with self.lock:
             self.gets[key] = self.gets.get(key, 0) + 1
-        return self.inner.get(key)
+        return super().get(key)
 
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         hook, self.on_put = (self.on_put, None) if key.endswith(".parquet") else (None, self.on_put)
@@ -132,3 +133,31 @@ def test_publishing_reads_the_parents_segments_at_once() -> None:
     assert store.waited_out == []  # no read of a parent segment waited for another to finish
     assert store.asked >= set(parents)
     assert child.get_stats() == client.frames.stats(child.reload()._entry)  # as counted whole
+
+
+def test_opening_a_version_by_id_reads_its_record_beside_the_look_past_the_head() -> None:
+    store = Watching(MemoryStore("requests"))
+    _, _, child = parent_and_child(store)
+    dataset_id = child.dataset_id
+    look_past = layout.log_key(dataset_id, Client(store).catalog.get(dataset_id=dataset_id).seq + 1)
+    record = layout.record_key(dataset_id, child.id)
+    store.arm({look_past}, {record})  # the look past the head waits until the record is asked for
+    opened = DatasetVersion.get_version(dataset_id=dataset_id, version_id=child.id, client=Client(store))
+    assert store.waited_out == []  # one round trip for both, not two
+    assert store.asked >= {look_past, record}
+    assert (opened.id, opened.name, opened.is_draft) == (child.id, "child", True)
+    store.arm({look_past}, {record})
+    child.reload()  # a frame operation's fresh look at its version: the same
+    assert store.waited_out == []
+
+
+def test_a_new_dataset_knows_the_record_it_wrote() -> None:
+    store = Watching(MemoryStore("requests"))
+    current = DatasetVersion.create_new_dataset(dataset_name="fresh", client=Client(store))
+    record = layout.record_key(current.dataset_id, current.id)
+    assert store.gets.get(record, 0) == 0  # written, not read back
+    assert (current.name, current.is_draft) == ("Current", True)
+    assert current.add_frames(frames(range(3))) == []
+    assert store.gets.get(record, 0) == 1  # the frame operation's fresh look at the version
+    again = DatasetVersion.get_version(dataset_name="fresh", version_id=current.id, client=Client(store))
+    assert again.reload().get_frames_table(columns=["id"]).num_rows == 3

@@ -576,6 +576,10 @@ def test_an_entry_left_unmaterialised_is_pending_reads_see_it_and_repair_complet
     report = fsck(Client(client.store))
     assert report.ok and only(report, "pending") == ["unmaterialised-entry"], report.summary()
     assert DatasetVersion.get_current(dataset_name="cars", client=Client(client.store)).comment == "third"
+    # opened by id, its (stale) record is fetched beside the look past the head: the entry wins
+    fresh = Client(client.store)
+    by_id = DatasetVersion.get_version(dataset_id=dataset_id, version_id=target.id, client=fresh)
+    assert by_id.comment == "third"
     repaired = fsck(Client(client.store), repair=True)
     assert [f.repaired for f in repaired.pending] == [True]
     after = fsck(Client(client.store))

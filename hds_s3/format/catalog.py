@@ -34,14 +34,13 @@ from hds_s3.format import layout
 from hds_s3.format.commit import DEFAULT_BUDGET, RetryBudget, commit, create_dataset, current_user
 from hds_s3.format.docs import (
     DatasetClaim,
-    DatasetDoc,
     VersionEntry,
     dump_claim,
     load_json,
     now_ms,
     parse_claim,
 )
-from hds_s3.format.log import LazyTree, read_head, read_state
+from hds_s3.format.log import LazyTree, read_head, read_tree
 from hds_s3.format.tree import DEFAULT_VERSION_NAME
 from hds_s3.format.txn import TreeView, Txn
 from hds_s3.model.names import check_id, check_name
@@ -134,21 +133,23 @@ class Catalog:
             return None, None
         return parse_claim(data, key), etag
 
-    def _live(self, dataset_id: str | None) -> TreeView | None:
+    def _live(self, dataset_id: str | None, version_id: str | None = None) -> TreeView | None:
         if dataset_id is None:
             return None
         try:
-            state = read_state(self.store, dataset_id)
+            view: TreeView = read_tree(self.store, dataset_id, version_id=version_id)
         except NotFoundError:
             return None
-        view: TreeView = state if isinstance(state, DatasetDoc) else LazyTree(self.store, state)
         return None if view.deleted else view
 
-    def get(self, name: str | None = None, dataset_id: str | None = None) -> TreeView:
+    def get(
+        self, name: str | None = None, dataset_id: str | None = None, *, version_id: str | None = None
+    ) -> TreeView:
         """Return the dataset with this name or id (exactly one of them), as read now.
 
         A dataset of format 2 is read as a :class:`~hds_s3.format.log.LazyTree` (its head; version
-        records are read when asked for), one of format 1 as its whole document.
+        records are read when asked for), one of format 1 as its whole document. ``version_id``
+        names the version about to be asked for: its record is fetched beside the log's.
 
         Raises:
             ValidationError: neither or both selectors, or a malformed one.
@@ -159,14 +160,14 @@ class Catalog:
         if (name is None) == (dataset_id is None):
             raise ValidationError("give exactly one of dataset_name or dataset_id")
         if dataset_id is not None:
-            doc = self._live(check_id("dataset", dataset_id))
+            doc = self._live(check_id("dataset", dataset_id), version_id)
             if doc is None:
                 raise NotFoundError(f"no dataset with id {dataset_id} in {self.store.url}")
             return doc
         assert name is not None
         check_name("dataset", name)
         claim, _ = self._claim(name)
-        doc = self._live(claim.dataset_id if claim else None)
+        doc = self._live(claim.dataset_id if claim else None, version_id)
         if doc is None:
             raise NotFoundError(
                 f"no dataset named {name!r} in {self.store.url}; create it with Dataset.create()"

@@ -491,7 +491,9 @@ def create_dataset(
         agg=agg,
     )
     store.put(layout.log_key(dataset_id, 0), dump_entry(entry), if_none_match=True)
-    store.put(layout.record_key(dataset_id, first.id), dump_record(dataset_id, first), if_none_match=True)
+    record_key = layout.record_key(dataset_id, first.id)
+    record = dump_record(dataset_id, first)
+    record_etag = store.put(record_key, record, if_none_match=True)
     store.put(
         layout.version_name_key(dataset_id, first.name),
         dump_name(NameEntry(name=first.name, version_id=first.id, seq=0)),
@@ -500,4 +502,8 @@ def create_dataset(
     base = Head(id=dataset_id, name=name, created=now, updated=now, seq=-1)
     head = apply_to_head(base, entry)
     etag = store.put(layout.dataset_doc_key(dataset_id), dump_head(head), if_none_match=True)
-    return LazyTree(store, LogState(head, etag, ()))
+    tree = LazyTree(store, LogState(head, etag, ()))
+    stored, _ = parse_record(record, record_key)  # as a reader would find it: no read back
+    assert stored is not None
+    tree.remember(first.id, stored, record_etag)
+    return tree

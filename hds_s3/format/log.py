@@ -12,9 +12,10 @@ checkpoint (``checkpoints/<seq>.json``: the tree folded up to an entry) and the 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,68 @@ def read_dataset_doc(store: ObjectStore, dataset_id: str) -> tuple[DatasetDoc, s
     return parse_dataset_doc(data, key), etag
 
 
+_prefetcher: tuple[int, ThreadPoolExecutor] | None = None
+_prefetcher_lock = threading.Lock()
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """The pool of this process for reads issued ahead of need.
+
+    A forked child makes its own: the parent's threads did not come with it.
+    """
+    global _prefetcher
+    with _prefetcher_lock:
+        if _prefetcher is None or _prefetcher[0] != os.getpid():
+            _prefetcher = (os.getpid(), ThreadPoolExecutor(max_workers=4, thread_name_prefix="hds-prefetch"))
+        return _prefetcher[1]
+
+
+def _get_or_none(store: ObjectStore, key: str) -> tuple[bytes, str] | None:
+    try:
+        return store.get(key)
+    except NotFoundError:
+        return None
+
+
+def read_tree(store: ObjectStore, dataset_id: str, *, version_id: str | None = None) -> LazyTree | DatasetDoc:
+    """The newest state of a dataset as a :class:`LazyTree` (format 2) or its whole document (format 1).
+
+    Given ``version_id``, that version's record is fetched while the log is followed past the head
+    (two requests at once rather than one after the other: on S3 a round trip less to open a
+    version). Taking the record before the look past the head gives what reading it after would: an
+    entry found there overrides the record (:meth:`LazyTree.version`), and a record newer than the
+    view is taken (or refused by a strict view) as when it is read later.
+
+    Raises:
+        NotFoundError: no such dataset document.
+        CorruptObjectError: it is damaged.
+        StorageError: the store failed.
+    """
+    head, etag_or_data = read_head(store, dataset_id)
+    if head is None:
+        assert isinstance(etag_or_data, bytes)
+        return _format1_doc(etag_or_data, dataset_id)
+    assert isinstance(etag_or_data, str)
+    if version_id is None or not _ID.fullmatch(version_id):
+        return LazyTree(store, follow(store, dataset_id, head, etag_or_data))
+    ahead = _prefetch_pool().submit(_get_or_none, store, layout.record_key(dataset_id, version_id))
+    try:
+        state = follow(store, dataset_id, head, etag_or_data)
+    except BaseException:
+        ahead.cancel()
+        raise
+    return LazyTree(store, state, fetched={version_id: ahead})
+
+
+def _format1_doc(data: bytes, dataset_id: str) -> DatasetDoc:
+    doc = parse_dataset_doc(data, layout.dataset_doc_key(dataset_id))
+    if doc.id != dataset_id:
+        raise CorruptObjectError(
+            f"{layout.dataset_doc_key(dataset_id)}: the document names dataset {doc.id}; it is damaged"
+        )
+    return doc
+
+
 def read_state(store: ObjectStore, dataset_id: str) -> LogState | DatasetDoc:
     """The newest state of a dataset: a :class:`LogState` (format 2) or the whole document (format 1).
 
@@ -153,12 +216,7 @@ def read_state(store: ObjectStore, dataset_id: str) -> LogState | DatasetDoc:
     head, etag_or_data = read_head(store, dataset_id)
     if head is None:
         assert isinstance(etag_or_data, bytes)
-        doc = parse_dataset_doc(etag_or_data, layout.dataset_doc_key(dataset_id))
-        if doc.id != dataset_id:
-            raise CorruptObjectError(
-                f"{layout.dataset_doc_key(dataset_id)}: the document names dataset {doc.id}; it is damaged"
-            )
-        return doc
+        return _format1_doc(etag_or_data, dataset_id)
     assert isinstance(etag_or_data, str)
     return follow(store, dataset_id, head, etag_or_data)
 
@@ -179,7 +237,19 @@ class LazyTree:
     is checked against one state: the commit then starts over on the newer one.
     """
 
-    def __init__(self, store: ObjectStore, state: LogState, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        state: LogState,
+        *,
+        strict: bool = False,
+        fetched: dict[str, Future[tuple[bytes, str] | None]] | None = None,
+    ) -> None:
+        """A view of ``state``; ``fetched``: record GETs issued for it ahead of need, by version id.
+
+        Each gives a store ``get`` (None for a missing record); it is parsed and checked when its
+        version is first asked for, and not at all when the log's entries name that version.
+        """
         self.store = store
         self.state = state
         self.strict = strict
@@ -194,6 +264,7 @@ class LazyTree:
                 self._overlay[vid] = None
             self._names.update(entry.names)
         self._records: dict[str, tuple[VersionEntry | None, int, str | None]] = {}
+        self._fetched = dict(fetched or {})
         self._stats: dict[str, dict[str, Any] | None] = {}
         self._whole: DatasetDoc | None = None
         self._lock = threading.Lock()
@@ -280,11 +351,13 @@ class LazyTree:
                 raise StaleView(version_id)
             return cached
         key = layout.record_key(self.id, version_id)
-        try:
-            data, etag = self.store.get(key)
-        except NotFoundError:
+        with self._lock:
+            ahead = self._fetched.pop(version_id, None)
+        got = ahead.result() if ahead is not None else _get_or_none(self.store, key)
+        if got is None:
             found: tuple[VersionEntry | None, int, str | None] = (None, -1, None)
         else:
+            data, etag = got
             ver, seq = parse_record(data, key)
             if ver is not None and ver.id != version_id:
                 raise CorruptObjectError(f"{key}: the record is of version {ver.id}; it is damaged")
@@ -294,6 +367,11 @@ class LazyTree:
         with self._lock:
             self._records[version_id] = found
         return found
+
+    def remember(self, version_id: str, record: VersionEntry, etag: str) -> None:
+        """Keep a record this process has just stored (as :meth:`record` would read it back)."""
+        with self._lock:
+            self._records[version_id] = (record, record.seq, etag)
 
     def version(self, version_id: str) -> VersionEntry | None:
         """The version with this id, or None.
