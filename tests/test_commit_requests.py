@@ -156,6 +156,7 @@ def test_a_new_dataset_knows_the_record_it_wrote() -> None:
     current = DatasetVersion.create_new_dataset(dataset_name="fresh", client=Client(store))
     record = layout.record_key(current.dataset_id, current.id)
     assert store.gets.get(record, 0) == 0  # written, not read back
+    assert store.gets[layout.dataset_claim_key("fresh")] == 1  # its name looked up once, then claimed
     assert (current.name, current.is_draft) == ("Current", True)
     assert current.add_frames(frames(range(3))) == []
     assert store.gets.get(record, 0) == 1  # the frame operation's fresh look at the version

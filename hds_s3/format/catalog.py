@@ -241,7 +241,7 @@ class Catalog:
             StorageError: the store failed; nothing visible was created.
         """
         check_name("dataset", name)
-        claim, _ = self._claim(name)  # get of an existing dataset: no write at all (read-only works)
+        claim, etag = self._claim(name)  # get of an existing dataset: no write at all (read-only works)
         existing = self._live(claim.dataset_id if claim else None)
         if existing is not None:
             if raise_if_exists:
@@ -268,9 +268,9 @@ class Catalog:
         view: TreeView | None = None
         claim_key = layout.dataset_claim_key(name)
         body = dump_claim(DatasetClaim(name=name, dataset_id=dataset_id, txn=layout.new_id()))
+        # The claim as read above decides the first attempt: its conditional PUT fails if another
+        # creator moved it since, and only then is it read again.
         while True:
-            claim, etag = self._claim(name)
-            existing = self._live(claim.dataset_id if claim else None)
             if existing is not None:
                 if view is not None:
                     self.remove_objects(
@@ -289,7 +289,9 @@ class Catalog:
                 else:
                     self.store.put(claim_key, body, if_match=etag)
             except (ConflictError, NotFoundError):
-                continue  # another creator moved the claim: look again
+                claim, etag = self._claim(name)  # another creator moved the claim: look again
+                existing = self._live(claim.dataset_id if claim else None)
+                continue
             except StorageError:
                 now_claim, _ = self._claim(name)
                 if now_claim is not None and now_claim.dataset_id == dataset_id:
