@@ -442,3 +442,34 @@ def test_a_large_table_lands_in_several_segments(client: Client) -> None:
     assert version.get_frame_count() == 300
     ids = version.get_frames_table(columns=["id"]).column("id")
     assert pc.count_distinct(ids).as_py() == 300
+
+
+def test_rows_in_any_order_land_sorted_and_failures_come_in_input_order(client: Client) -> None:
+    # the conversion puts a segment's rows in id order first: what lands, which duplicate wins and
+    # the order failures are reported in must not show it
+    good = [frame_dict(i) for i in range(60)]
+    later = {**frame_dict(7, variant=1)}  # frame-0007 again, later in the input: it wins
+    cases = [row for row, _, _ in bad_rows()]
+    rows: list[dict[str, Any]] = []
+    order = [(i * 37) % 60 for i in range(60)]  # every frame once, out of id order
+    for n, i in enumerate(order):
+        rows.append(good[i])
+        if n % 6 == 5 and cases:
+            rows.append(cases.pop())  # bad rows of every kind (per-frame path or not), interleaved
+    rows.append(later)
+    table = pa.Table.from_pylist(
+        [
+            {**r, "meta": r["meta"] if isinstance(r["meta"], str) else json.dumps(r["meta"])}
+            for r in rows
+        ]
+    )
+    version = new_version(client, "shuffled")
+    failed = version.add_frames(table, segment_rows=25)
+    bad_ids = [r["id"] for r in rows if r["id"] in {row["id"] for row, _, _ in bad_rows()}]
+    assert [f.frame["id"] for f in failed] == bad_ids
+    reference = new_version(client, "in-order")
+    assert reference.add_frames([good[i] for i in range(60) if i != 7] + [later]) == []
+    assert stored(version) == stored(reference)
+    for ref in client.frames.refs(version._entry):  # each segment's rows in id order, as read back
+        ids = client.frames.read_segment(ref).column("id").to_pylist()
+        assert ids == sorted(ids)

@@ -666,11 +666,17 @@ def _drop_nulls(value: Any) -> Any:
 
 
 def convert_batch(
-    batch: pa.RecordBatch, failed: list[FailedFrame], *, version_id: str, now: int
+    batch: pa.RecordBatch,
+    failed: list[FailedFrame],
+    *,
+    version_id: str,
+    now: int,
+    failed_rows: list[int] | None = None,
 ) -> tuple[pa.Table, list[int]]:
     """Convert one batch; its left-over rows go through the per-frame path (failures to ``failed``).
 
-    Returns the table and the batch index of each of its rows.
+    Returns the table and the batch index of each of its rows. ``failed_rows``, when given, receives
+    the batch index of each failure appended to ``failed``, in the same order.
 
     Raises:
         ValidationError: the batch's schema is not the frame input schema.
@@ -682,15 +688,21 @@ def convert_batch(
     left = np.flatnonzero(bad)
     dicts = []
     rows = []
+    row_of: dict[int, int] = {}  # id() of each frame dict handed on: the failures name them
+    mine: list[FailedFrame] = []
     for row, frame in zip(left.tolist(), row_dicts(batch, left), strict=True):
+        row_of[id(frame)] = row
         text = next((k for k in ("meta", "meta_blob") if isinstance(frame.get(k), str)), None)
         if text is not None:
             reason = f"frame {frame.get('id')!r}: {text}: the text is not a JSON object"
-            failed.append(FailedFrame(frame, reason))
+            mine.append(FailedFrame(frame, reason))
             continue
         dicts.append(frame)
         rows.append(row)
-    slow, where = ingest._batch_table(list(dicts), failed, version_id, now)
+    slow, where = ingest._batch_table(list(dicts), mine, version_id, now)
+    failed.extend(mine)
+    if failed_rows is not None:
+        failed_rows.extend(row_of[id(f.frame)] for f in mine)
     return pa.concat_tables([table, slow]), positions + [rows[i] for i in where]
 
 
@@ -732,66 +744,136 @@ def _tables(
     progress: Any | None,
     keep: Any | None,
 ) -> Iterator[tuple[pa.Table, list[int]]]:
-    tables: list[pa.Table] = []
-    positions: list[int] = []
-    held = 0  # input rows of the current segment
-    seen = 0
+    """Each segment's rows converted (with each row's position in the input), in input order.
+
+    Without ``keep`` (``add_frames``), a segment's input rows are put in id order before they are
+    converted: the rows the converter makes then come out in the order a segment is stored in, and
+    the writer has nothing to sort. The input (metadata as structs or text) costs about half what
+    the converted rows (their metadata as JSON, the query columns) cost to reorder. Rows that fail
+    are reported in input order all the same.
+    """
+    # Two slices are converted at a time: Arrow compute releases the GIL, so they share the cores.
+    with ThreadPoolExecutor(max_workers=CONVERT_THREADS, thread_name_prefix="hds-convert") as pool:
+        seen = 0  # input rows before the current segment
+        for pieces in _segment_inputs(batches, segment_rows):
+            rows = sum(p.num_rows for p in pieces)
+            origin = None if keep is not None else _id_order(pieces)
+            if origin is not None:  # taken in parts, one per converting thread
+                whole = pa.Table.from_batches(pieces)
+                cuts = [rows * i // CONVERT_THREADS for i in range(CONVERT_THREADS + 1)]
+                parts = [pa.array(origin[a:b]) for a, b in itertools.pairwise(cuts) if b > a]
+                taken = list(pool.map(whole.take, parts))
+                del whole
+                pieces = [batch for part in taken for batch in part.to_batches()]
+            tables: list[pa.Table] = []
+            positions: list[int] = []
+            failures: list[tuple[int, FailedFrame]] = []
+            done = 0  # rows of ``pieces`` converted so far
+            for batch, (table, where, mine) in _converted_slices(pool, pieces, version_id, now):
+                span = np.arange(done, done + batch.num_rows)
+                at = span if origin is None else origin[span]  # the input row of each slice row
+                if keep is not None:
+                    failed.extend(f for _, f in mine)
+                    table, where = keep(table, where, batch)
+                else:
+                    failures.extend((int(at[row]), f) for row, f in mine)
+                if progress is not None:
+                    progress.update(batch.num_rows)
+                tables.append(table)
+                positions.extend((seen + at[np.asarray(where, dtype=np.int64)]).tolist())
+                done += batch.num_rows
+            failures.sort(key=lambda pair: pair[0])
+            failed.extend(f for _, f in failures)
+            seen += rows
+            if tables:
+                yield pa.concat_tables(tables), positions
+
+
+def _segment_inputs(batches: Iterator[pa.RecordBatch], segment_rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """The input cut into the stretches that make one segment each (the last may be shorter)."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for big in batches:
+        start = 0
+        while start < big.num_rows:
+            stretch = min(big.num_rows - start, segment_rows - count)
+            held.append(big.slice(start, stretch))
+            count += stretch
+            start += stretch
+            if count >= segment_rows:
+                yield held
+                held, count = [], 0
+    if count:
+        yield held
+
+
+def _id_order(pieces: list[pa.RecordBatch]) -> np.ndarray | None:
+    """The rows of these batches in order of their ``id`` (stable), or None to convert them as they are.
+
+    None when they are in id order already, or when their ids are not plain text of one type (the
+    conversion then names what is wrong, or derives the ids, and the writer sorts what it made).
+    """
+    schemas = {p.schema for p in pieces}
+    if len(schemas) != 1:
+        return None
+    (schema,) = schemas
+    if schema.get_field_index("id") < 0 or not (
+        pa.types.is_string(schema.field("id").type) or pa.types.is_large_string(schema.field("id").type)
+    ):
+        return None
+    ids = pa.chunked_array([p.column("id") for p in pieces], schema.field("id").type)
+    if len(ids) < 2 or ids.null_count:
+        return None
+    flat = ids.combine_chunks()
+    if pc.all(pc.less_equal(flat.slice(0, len(flat) - 1), flat.slice(1))).as_py():
+        return None
+    order: np.ndarray = pc.sort_indices(flat).to_numpy()
+    return order
+
+
+#: A slice converted: its rows, the slice index of each, and each failure with its slice index.
+_Converted = tuple[pa.Table, list[int], list[tuple[int, FailedFrame]]]
+
+
+def _converted_slices(
+    pool: ThreadPoolExecutor, pieces: list[pa.RecordBatch], version_id: str, now: int
+) -> Iterator[tuple[pa.RecordBatch, _Converted]]:
+    """Each slice of ``pieces`` with its conversion (rows, their slice index, failures by slice row).
+
+    Each piece is cut into even slices of at most ``BATCH_ROWS`` rows, as many as a multiple of
+    ``CONVERT_THREADS`` when more than one: every converting thread gets an equal share (slices of
+    32k, 32k, 32k and 2k rows left one thread idle while the third was converted).
+    """
 
     def slices() -> Iterator[pa.RecordBatch]:
-        # each stretch of a batch that goes to one segment is cut into even slices of at most
-        # BATCH_ROWS rows, as many as a multiple of CONVERT_THREADS when more than one: every
-        # converting thread gets an equal share (slices of 32k, 32k, 32k and 2k rows left one
-        # thread idle while the third was converted)
-        cut = 0  # input rows handed out for the current segment
-        for big in batches:
-            start = 0
-            while start < big.num_rows:
-                stretch = min(big.num_rows - start, segment_rows - cut)
-                pieces = -(-stretch // BATCH_ROWS)
-                if pieces > 1:
-                    pieces += -pieces % CONVERT_THREADS
-                for i in range(pieces):
-                    batch = big.slice(
-                        start + stretch * i // pieces, stretch * (i + 1) // pieces - stretch * i // pieces
-                    )
-                    if batch.num_rows:
-                        yield batch
-                start += stretch
-                cut = (cut + stretch) % segment_rows
+        for piece in pieces:
+            n = piece.num_rows
+            count = -(-n // BATCH_ROWS)
+            if count > 1:
+                count += -count % CONVERT_THREADS
+            for i in range(count):
+                batch = piece.slice(n * i // count, n * (i + 1) // count - n * i // count)
+                if batch.num_rows:
+                    yield batch
 
-    def work(batch: pa.RecordBatch) -> tuple[pa.Table, list[int], list[FailedFrame]]:
+    def work(batch: pa.RecordBatch) -> _Converted:
         mine: list[FailedFrame] = []
-        table, where = convert_batch(batch, mine, version_id=version_id, now=now)
-        return table, where, mine
+        rows: list[int] = []
+        table, where = convert_batch(batch, mine, version_id=version_id, now=now, failed_rows=rows)
+        return table, where, list(zip(rows, mine, strict=True))
 
-    # Two batches are converted at a time: Arrow compute releases the GIL, so they share the cores.
-    with ThreadPoolExecutor(max_workers=CONVERT_THREADS, thread_name_prefix="hds-convert") as pool:
-        inflight: list[tuple[pa.RecordBatch, Future[tuple[pa.Table, list[int], list[FailedFrame]]]]] = []
-        source = slices()
-        while True:
-            while len(inflight) < CONVERT_THREADS:
-                batch = next(source, None)
-                if batch is None:
-                    break
-                inflight.append((batch, pool.submit(work, batch)))
-            if not inflight:
+    inflight: list[tuple[pa.RecordBatch, Future[_Converted]]] = []
+    source = slices()
+    while True:
+        while len(inflight) < CONVERT_THREADS:
+            batch = next(source, None)
+            if batch is None:
                 break
-            batch, future = inflight.pop(0)
-            table, where, mine = future.result()
-            failed.extend(mine)
-            if keep is not None:
-                table, where = keep(table, where, batch)
-            if progress is not None:
-                progress.update(batch.num_rows)
-            tables.append(table)
-            positions.extend(seen + p for p in where)
-            seen += batch.num_rows
-            held += batch.num_rows
-            if held >= segment_rows:
-                yield pa.concat_tables(tables), positions
-                tables, positions, held = [], [], 0
-    if tables:
-        yield pa.concat_tables(tables), positions
+            inflight.append((batch, pool.submit(work, batch)))
+        if not inflight:
+            return
+        batch, future = inflight.pop(0)
+        yield batch, future.result()
 
 
 def write_updates(
