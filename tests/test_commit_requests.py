@@ -8,6 +8,7 @@ every segment at once. Both are checked here with a store that records what it i
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -162,3 +163,42 @@ def test_a_new_dataset_knows_the_record_it_wrote() -> None:
     assert store.gets.get(record, 0) == 1  # the frame operation's fresh look at the version
     again = DatasetVersion.get_version(dataset_name="fresh", version_id=current.id, client=Client(store))
     assert again.reload().get_frames_table(columns=["id"]).num_rows == 3
+
+
+class Gathering(Watching):
+    """Holds each of the next ``n`` PUTs until all ``n`` are under way; one that waits in vain (the
+    PUTs came one after another) is listed in ``waited_out``."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.pending = self.arrived = 0
+        self.all_in = threading.Event()
+
+    def gather(self, n: int) -> None:
+        with self.lock:
+            self.pending, self.arrived, self.waited_out = n, 0, []
+            self.all_in.clear()
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        with self.lock:
+            held = self.arrived < self.pending
+            if held:
+                self.arrived += 1
+                if self.arrived == self.pending:
+                    self.all_in.set()
+        if held and not self.all_in.wait(timeout=self.timeout):
+            with self.lock:
+                self.waited_out.append(key)
+        return super().put(key, data, **kwargs)
+
+
+def test_a_new_dataset_writes_its_first_entry_record_and_name_at_once() -> None:
+    store = Gathering(MemoryStore("requests"))
+    client = Client(store)
+    DatasetVersion.create_new_dataset(dataset_name="first", client=client)  # the store's marker, checked
+    store.gather(3)
+    current = DatasetVersion.create_new_dataset(dataset_name="second", client=client)
+    assert store.waited_out == []  # one round trip for the three, not three
+    reopened = DatasetVersion.get_version(dataset_name="second", version_id=current.id, client=Client(store))
+    assert (reopened.name, reopened.is_draft) == ("Current", True)
+    assert current.add_frames(frames(range(2))) == [] and reopened.reload().get_frame_count() == 2

@@ -24,6 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -490,15 +491,23 @@ def create_dataset(
         dataset=dict(fields),
         agg=agg,
     )
-    store.put(layout.log_key(dataset_id, 0), dump_entry(entry), if_none_match=True)
     record_key = layout.record_key(dataset_id, first.id)
     record = dump_record(dataset_id, first)
-    record_etag = store.put(record_key, record, if_none_match=True)
-    store.put(
-        layout.version_name_key(dataset_id, first.name),
-        dump_name(NameEntry(name=first.name, version_id=first.id, seq=0)),
-        if_none_match=True,
-    )
+    # the entry, the record and the name at once (none is visible yet), the head after all three
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="hds-create") as pool:
+        written = [
+            pool.submit(store.put, key, data, if_none_match=True)
+            for key, data in (
+                (layout.log_key(dataset_id, 0), dump_entry(entry)),
+                (record_key, record),
+                (
+                    layout.version_name_key(dataset_id, first.name),
+                    dump_name(NameEntry(name=first.name, version_id=first.id, seq=0)),
+                ),
+            )
+        ]
+        etags = [w.result() for w in written]  # the first failure raised, after all are done
+    record_etag = etags[1]
     base = Head(id=dataset_id, name=name, created=now, updated=now, seq=-1)
     head = apply_to_head(base, entry)
     etag = store.put(layout.dataset_doc_key(dataset_id), dump_head(head), if_none_match=True)
