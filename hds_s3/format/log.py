@@ -180,24 +180,28 @@ def read_tree(store: ObjectStore, dataset_id: str, *, version_id: str | None = N
         CorruptObjectError: it is damaged.
         StorageError: the store failed.
     """
-    head, etag_or_data = read_head(store, dataset_id)
-    if head is None:
-        assert isinstance(etag_or_data, bytes)
-        return _format1_doc(etag_or_data, dataset_id)
-    assert isinstance(etag_or_data, str)
+    got = _head_or_document(store, dataset_id)
+    if isinstance(got, DatasetDoc):
+        return got
     if version_id is None or not _ID.fullmatch(version_id):
-        return LazyTree(store, follow(store, dataset_id, head, etag_or_data))
+        return LazyTree(store, follow(store, dataset_id, *got))
     ahead = _prefetch_pool().submit(_get_or_none, store, layout.record_key(dataset_id, version_id))
     try:
-        state = follow(store, dataset_id, head, etag_or_data)
+        state = follow(store, dataset_id, *got)
     except BaseException:
         ahead.cancel()
         raise
     return LazyTree(store, state, fetched={version_id: ahead})
 
 
-def _format1_doc(data: bytes, dataset_id: str) -> DatasetDoc:
-    doc = parse_dataset_doc(data, layout.dataset_doc_key(dataset_id))
+def _head_or_document(store: ObjectStore, dataset_id: str) -> tuple[Head, str] | DatasetDoc:
+    """The format-2 head and its etag, or the whole format-1 document (checked to be this dataset's)."""
+    head, etag_or_data = read_head(store, dataset_id)
+    if head is not None:
+        assert isinstance(etag_or_data, str)
+        return head, etag_or_data
+    assert isinstance(etag_or_data, bytes)
+    doc = parse_dataset_doc(etag_or_data, layout.dataset_doc_key(dataset_id))
     if doc.id != dataset_id:
         raise CorruptObjectError(
             f"{layout.dataset_doc_key(dataset_id)}: the document names dataset {doc.id}; it is damaged"
@@ -213,12 +217,8 @@ def read_state(store: ObjectStore, dataset_id: str) -> LogState | DatasetDoc:
         CorruptObjectError: it is damaged.
         StorageError: the store failed.
     """
-    head, etag_or_data = read_head(store, dataset_id)
-    if head is None:
-        assert isinstance(etag_or_data, bytes)
-        return _format1_doc(etag_or_data, dataset_id)
-    assert isinstance(etag_or_data, str)
-    return follow(store, dataset_id, head, etag_or_data)
+    got = _head_or_document(store, dataset_id)
+    return got if isinstance(got, DatasetDoc) else follow(store, dataset_id, *got)
 
 
 class StaleView(Exception):
