@@ -199,6 +199,8 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
     if table.num_rows == 0:
         return None
     ids = table.column("id")
+    if _rising(ids):  # sorted and unique already (the Arrow path's rows, a compaction's): no hashing
+        return None
     rows: pa.Array | None = None
     if pc.count_distinct(ids).as_py() != table.num_rows:
         order = pa.array(positions if positions is not None else range(table.num_rows), pa.int64())
@@ -207,10 +209,20 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
         last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
         rows = last.column("_row_last").combine_chunks()
         ids = ids.take(rows)
-    if len(ids) > 1 and pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py():
+    if _rising(ids):
         return rows  # already in id order
     by_id = pc.sort_indices(ids)
     return by_id if rows is None else rows.take(by_id)
+
+
+def _rising(ids: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether these ids (no null among them) strictly rise from one row to the next."""
+    if ids.null_count:
+        return False
+    if len(ids) < 2:
+        return True
+    flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return bool(pc.all(pc.less(flat.slice(0, len(flat) - 1), flat.slice(1))).as_py())
 
 
 def take_columns(table: pa.Table, indices: pa.Array) -> pa.Table:
@@ -334,16 +346,12 @@ def projected_schema(columns: tuple[str, ...]) -> pa.Schema:
 
 
 def check_ids(ids: pa.Array | pa.ChunkedArray, key: str) -> None:
-    """Refuse a segment whose ids (as read, in order) are not strictly increasing: sorted, no id twice.
+    """Refuse a segment whose ids (as read, in order) do not strictly rise: sorted, none twice, none null.
 
     Raises:
         CorruptObjectError: naming ``key``: a segment holding an id twice would serve its frame twice.
     """
-    if len(ids) < 2:
-        return
-    flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    rising = pc.less(flat.slice(0, len(flat) - 1), flat.slice(1))
-    if not pc.all(rising).as_py():
+    if not _rising(ids):
         raise CorruptObjectError(
             f"{key}: its frame ids are not sorted and unique (an id held twice, or out of order); "
             "the segment is damaged (hds fsck --deep tells what else is)"
