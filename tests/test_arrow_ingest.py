@@ -458,10 +458,7 @@ def test_rows_in_any_order_land_sorted_and_failures_come_in_input_order(client: 
             rows.append(cases.pop())  # bad rows of every kind (per-frame path or not), interleaved
     rows.append(later)
     table = pa.Table.from_pylist(
-        [
-            {**r, "meta": r["meta"] if isinstance(r["meta"], str) else json.dumps(r["meta"])}
-            for r in rows
-        ]
+        [{**r, "meta": r["meta"] if isinstance(r["meta"], str) else json.dumps(r["meta"])} for r in rows]
     )
     version = new_version(client, "shuffled")
     failed = version.add_frames(table, segment_rows=25)
