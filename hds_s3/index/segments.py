@@ -209,8 +209,8 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
         last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
         rows = last.column("_row_last").combine_chunks()
         ids = ids.take(rows)
-    if _rising(ids):
-        return rows  # already in id order
+        if _rising(ids):
+            return rows  # the rows kept are in id order already
     by_id = pc.sort_indices(ids)
     return by_id if rows is None else rows.take(by_id)
 
