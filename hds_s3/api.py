@@ -784,6 +784,10 @@ class DatasetVersion:
         clean_comment = _text(f"version {version_name!r}", "comment", comment)
         new_id = layout.new_id()
         user = current_user()
+        if isinstance(ds._doc, LazyTree):  # what the rules below read, read at once
+            by_id = [parents[1]] if parents is not None and parents[0] == "id" else []
+            by_name = [parents[1]] if parents is not None and parents[0] == "name" else []
+            ds._doc.fetch_ahead(records=[new_id, *by_id], names=[version_name, *by_name])
 
         def change(t: Txn) -> VersionEntry:
             existing = t.version_named(version_name)
@@ -1101,6 +1105,8 @@ class DatasetVersion:
         Raises:
             CorruptObjectError: a manifest or segment is missing or damaged.
         """
+        if entry.parent is not None and isinstance(self._doc, LazyTree):
+            self._doc.fetch_ahead(stats=[entry.parent])  # beside the parent's record: one round trip
         parent = self._doc.version(entry.parent) if entry.parent is not None else None
         if parent is not None and not parent.is_draft:
             before = self._doc.stats_of(parent.id)
@@ -1122,9 +1128,12 @@ class DatasetVersion:
             CorruptObjectError: a segment is missing or damaged, or the stored statistics are.
             StorageError: the store failed while the frames were read.
         """
-        stored = self._doc.stats_of(self.id)
-        if stored is not None:
-            return copy.deepcopy(stored)
+        if counted is None:
+            stored = self._doc.stats_of(self.id)
+            if stored is not None:
+                return copy.deepcopy(stored)
+        # counted by the publication: its create-only write tells whether they are stored already
+        # (then they are these: a function of the frozen frames), so there is nothing to read first
         stats = counted if counted is not None else self._count(self._entry)
         if self._doc.format_version == layout.STORE_FORMAT:
             try:

@@ -12,9 +12,11 @@ import threading
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from gating import Gated
 
 from hds_s3 import Client, DatasetVersion
+from hds_s3.errors import AlreadyExistsError
 from hds_s3.format import layout
 from hds_s3.store import MemoryStore
 from hds_s3.store.base import ObjectStore
@@ -172,16 +174,18 @@ class Gathering(Watching):
     def __init__(self, inner: ObjectStore) -> None:
         super().__init__(inner)
         self.pending = self.arrived = 0
+        self.within = ""
         self.all_in = threading.Event()
 
-    def gather(self, n: int) -> None:
+    def gather(self, n: int, within: str = "") -> None:
+        """Hold the next ``n`` PUTs of keys holding ``within``."""
         with self.lock:
-            self.pending, self.arrived, self.waited_out = n, 0, []
+            self.pending, self.arrived, self.waited_out, self.within = n, 0, [], within
             self.all_in.clear()
 
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         with self.lock:
-            held = self.arrived < self.pending
+            held = self.arrived < self.pending and self.within in key
             if held:
                 self.arrived += 1
                 if self.arrived == self.pending:
@@ -202,3 +206,54 @@ def test_a_new_dataset_writes_its_first_entry_record_and_name_at_once() -> None:
     reopened = DatasetVersion.get_version(dataset_name="second", version_id=current.id, client=Client(store))
     assert (reopened.name, reopened.is_draft) == ("Current", True)
     assert current.add_frames(frames(range(2))) == [] and reopened.reload().get_frame_count() == 2
+
+
+def test_creating_a_child_reads_what_its_rules_need_at_once() -> None:
+    store = Gathering(MemoryStore("requests"))
+    _, root, _ = parent_and_child(store)
+    dataset_id = root.dataset_id
+    name = layout.version_name_key(dataset_id, "second")
+    parent = layout.record_key(dataset_id, root.id)
+    store.gets.clear()
+    store.arm({name}, {name, parent})  # the name's read waits until the parent's record is asked for
+    store.gather(2, "/tree/")  # the new version's record and its parent's, written
+    second = DatasetVersion.create_version(
+        dataset_id=dataset_id, parent_version_ids=[root.id], version_name="second", client=Client(store)
+    )
+    assert store.waited_out == []  # one round trip for the reads, one for the two records
+    assert store.gets[name] == 1  # asked by the rules, not again before it is written
+    assert store.gets[parent] == 1
+    store.arm(set(), set())
+    parent_of_second = second.get_parent()
+    assert parent_of_second is not None and parent_of_second.id == root.id
+    assert second.get_frames_table(columns=["id"]).num_rows == 600
+    again = DatasetVersion.create_version(
+        dataset_name="requests", parent_version_names=[root.name], version_name="second", client=Client(store)
+    )
+    assert again.id == second.id  # the name is taken: the version holding it, as before
+    with pytest.raises(AlreadyExistsError):
+        DatasetVersion.create_version(
+            dataset_id=dataset_id,
+            parent_version_ids=[root.id],
+            version_name="second",
+            raise_if_exists=True,
+            client=Client(store),
+        )
+
+
+def test_publishing_reads_the_parents_record_and_statistics_at_once() -> None:
+    store = Watching(MemoryStore("requests"))
+    client, root, child = parent_and_child(store)
+    assert child.update_frames(frames([5, 250], variant=3)) == []
+    dataset_id = child.dataset_id
+    parent, parent_stats = layout.record_key(dataset_id, root.id), layout.stats_key(dataset_id, root.id)
+    own_stats = layout.stats_key(dataset_id, child.id)
+    store.gets.clear()
+    store.arm({parent}, {parent, parent_stats})  # the record's read waits until the statistics are asked
+    child.publish_version()
+    assert store.waited_out == []
+    assert store.gets[parent_stats] == 1
+    assert store.gets.get(own_stats, 0) == 0  # counted by the publication: written, not looked for first
+    store.arm(set(), set())
+    reopened = DatasetVersion.get_version(dataset_id=dataset_id, version_id=child.id, client=Client(store))
+    assert reopened.get_stats() == client.frames.stats(child.reload()._entry)  # as counted whole

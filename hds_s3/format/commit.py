@@ -23,9 +23,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from hds_s3.errors import ConflictError, CorruptObjectError, HdsError, NotFoundError, StorageError
@@ -66,6 +67,8 @@ R = TypeVar("R")
 
 #: Rounds of :func:`catch_up` (each materialises what it found pending, then looks again).
 MAX_CATCH_UP = 100
+#: At most this many records (or names) of one entry are written at once.
+_MATERIALISE_THREADS = 8
 
 #: A checkpoint is written once the log has this many entries after the newest one ...
 CHECKPOINT_MIN = 100
@@ -173,19 +176,37 @@ def materialise(
         StorageError, CorruptObjectError, ConflictError: it is left for a later writer to complete.
     """
     dataset_id = state.head.id
-    for ver in entry.versions:
-        key = layout.record_key(dataset_id, ver.id)
-        known = _known(view, ver.id)
-        _put_forward(store, key, dump_record(dataset_id, ver), entry.seq, _record_seq(dataset_id, key), known)
-    for vid in entry.removed:
+    records: list[Callable[[], None]] = []
+    for vid, data in [
+        *((ver.id, dump_record(dataset_id, ver)) for ver in entry.versions),
+        *((vid, dump_removed_record(dataset_id, vid, entry.seq)) for vid in entry.removed),
+    ]:
         key = layout.record_key(dataset_id, vid)
-        data = dump_removed_record(dataset_id, vid, entry.seq)
-        _put_forward(store, key, data, entry.seq, _record_seq(dataset_id, key), _known(view, vid))
+        seq_of = _record_seq(dataset_id, key)
+        records.append(partial(_put_forward, store, key, data, entry.seq, seq_of, _known(view, vid)))
+    names: list[Callable[[], None]] = []
     for name, holder in entry.names.items():
         key = layout.version_name_key(dataset_id, name)
         body = dump_name(NameEntry(name=name, version_id=holder, seq=entry.seq))
-        _put_forward(store, key, body, entry.seq, _name_seq(key))
+        known = _known_name(view, name)
+        names.append(partial(_put_forward, store, key, body, entry.seq, _name_seq(key), known))
+    # the records at once, then the names at once, then the head: a reader that finds a name newer
+    # than its view finds the record it names
+    _run_all(records)
+    _run_all(names)
     return advance_head(store, state.head, state.head_etag, entry)
+
+
+def _run_all(calls: Sequence[Callable[[], None]]) -> None:
+    """Run the calls at once (threads: each is a request), wait for all, raise the first failure."""
+    if len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    with ThreadPoolExecutor(max_workers=min(len(calls), _MATERIALISE_THREADS)) as pool:
+        futures = [pool.submit(call) for call in calls]
+    for future in futures:
+        future.result()
 
 
 def _known(view: LazyTree | None, version_id: str) -> tuple[int, str | None] | None:
@@ -193,6 +214,16 @@ def _known(view: LazyTree | None, version_id: str) -> tuple[int, str | None] | N
         return None
     with view._lock:
         cached = view._records.get(version_id)
+    if cached is None:
+        return None
+    return cached[1], cached[2]
+
+
+def _known_name(view: LazyTree | None, name: str) -> tuple[int, str | None] | None:
+    if view is None:
+        return None
+    with view._lock:
+        cached = view._name_objects.get(name)
     if cached is None:
         return None
     return cached[1], cached[2]

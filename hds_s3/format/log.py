@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from hds_s3.errors import CorruptObjectError, NotFoundError
+from hds_s3.errors import CorruptObjectError, NotFoundError, ValidationError
 from hds_s3.format import layout
 from hds_s3.format.docs import Aggregates, DatasetDoc, VersionEntry, parse_dataset_doc
 from hds_s3.format.records import (
@@ -264,8 +265,11 @@ class LazyTree:
                 self._overlay[vid] = None
             self._names.update(entry.names)
         self._records: dict[str, tuple[VersionEntry | None, int, str | None]] = {}
+        self._name_objects: dict[str, tuple[str | None, int, str | None]] = {}
+        self._names_fetched: dict[str, Future[tuple[bytes, str] | None]] = {}
         self._fetched = dict(fetched or {})
         self._stats: dict[str, dict[str, Any] | None] = {}
+        self._stats_fetched: dict[str, Future[tuple[bytes, str] | None]] = {}
         self._whole: DatasetDoc | None = None
         self._lock = threading.Lock()
 
@@ -397,22 +401,42 @@ class LazyTree:
         """
         if self._whole is not None:
             return self._whole.version_named(name)
-        if name in self._names:
-            vid = self._names[name]
-        else:
-            key = layout.version_name_key(self.id, name)
-            try:
-                data, _ = self.store.get(key)
-            except NotFoundError:
-                return None
-            entry = parse_name(data, key)
-            if self.strict and entry.seq > self.seq:
-                raise StaleView(key)
-            vid = entry.version_id
+        vid = self._names[name] if name in self._names else self.name_object(name)[0]
         if vid is None:
             return None
         ver = self.version(vid)
         return ver if ver is not None and ver.name == name else None
+
+    def name_object(self, name: str) -> tuple[str | None, int, str | None]:
+        """``(version id, seq, etag)`` of a name's index entry as stored (``etag`` None: none stored).
+
+        Read once per view, like records: asking twice (a commit's rule, then its materialising)
+        costs one request.
+
+        Raises:
+            CorruptObjectError: the index entry is damaged.
+            StorageError: the store failed.
+        """
+        with self._lock:
+            cached = self._name_objects.get(name)
+            ahead = self._names_fetched.pop(name, None) if cached is None else None
+        if cached is not None:
+            if self.strict and cached[1] > self.seq:
+                raise StaleView(name)
+            return cached
+        key = layout.version_name_key(self.id, name)
+        got = ahead.result() if ahead is not None else _get_or_none(self.store, key)
+        if got is None:
+            found: tuple[str | None, int, str | None] = (None, -1, None)
+        else:
+            data, etag = got
+            entry = parse_name(data, key)
+            if self.strict and entry.seq > self.seq:
+                raise StaleView(key)
+            found = (entry.version_id, entry.seq, etag)
+        with self._lock:
+            self._name_objects[name] = found
+        return found
 
     def head(self) -> VersionEntry | None:
         """The current version: the deepest draft (newest on ties), else the latest published one."""
@@ -434,15 +458,46 @@ class LazyTree:
         with self._lock:
             if version_id in self._stats:
                 return self._stats[version_id]
+            ahead = self._stats_fetched.pop(version_id, None)
         key = layout.stats_key(self.id, version_id)
-        try:
-            data, _ = self.store.get(key)
-        except NotFoundError:
+        got = ahead.result() if ahead is not None else _get_or_none(self.store, key)
+        if got is None:
             return None
-        stats = parse_stats(data, key)
+        stats = parse_stats(got[0], key)
         with self._lock:
             self._stats[version_id] = stats
         return stats
+
+    def fetch_ahead(
+        self, *, records: Iterable[str] = (), names: Iterable[str] = (), stats: Iterable[str] = ()
+    ) -> None:
+        """Start reading these records, name entries and statistics now, all at once.
+
+        A commit's rules ask for them one after the other (a version's name, then its parent's
+        record, ...); issued together beforehand, they cost one round trip instead of one each.
+        Each is parsed and checked when first asked for, exactly as if it were read then (this view
+        is already as of its log position, so what is read now is no older than a later read's
+        view). Ids that are not ids, and what this view knows already, are not read.
+        """
+        pool = _prefetch_pool()
+        with self._lock:
+            for vid in records:
+                if _ID.fullmatch(vid) and vid not in self._overlay and vid not in self._records:
+                    if vid not in self._fetched and self._whole is None:
+                        key = layout.record_key(self.id, vid)
+                        self._fetched[vid] = pool.submit(_get_or_none, self.store, key)
+            for name in names:
+                if name not in self._names and name not in self._name_objects and self._whole is None:
+                    if name not in self._names_fetched:
+                        try:
+                            key = layout.version_name_key(self.id, name)
+                        except ValidationError:
+                            continue  # no version has it; the rule that asks says so
+                        self._names_fetched[name] = pool.submit(_get_or_none, self.store, key)
+            for vid in stats:
+                if vid not in self._stats and vid not in self._stats_fetched:
+                    key = layout.stats_key(self.id, vid)
+                    self._stats_fetched[vid] = pool.submit(_get_or_none, self.store, key)
 
     # the whole tree
 
