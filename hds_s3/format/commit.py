@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -182,13 +182,13 @@ def materialise(
         *((vid, dump_removed_record(dataset_id, vid, entry.seq)) for vid in entry.removed),
     ]:
         key = layout.record_key(dataset_id, vid)
-        seq_of = _record_seq(dataset_id, key)
-        records.append(partial(_put_forward, store, key, data, entry.seq, seq_of, _known(view, vid)))
+        seq_of, known = _record_seq(dataset_id, key), _known(view, vid, _records)
+        records.append(partial(_put_forward, store, key, data, entry.seq, seq_of, known))
     names: list[Callable[[], None]] = []
     for name, holder in entry.names.items():
         key = layout.version_name_key(dataset_id, name)
         body = dump_name(NameEntry(name=name, version_id=holder, seq=entry.seq))
-        known = _known_name(view, name)
+        known = _known(view, name, _names)
         names.append(partial(_put_forward, store, key, body, entry.seq, _name_seq(key), known))
     # the records at once, then the names at once, then the head: a reader that finds a name newer
     # than its view finds the record it names
@@ -209,24 +209,25 @@ def _run_all(calls: Sequence[Callable[[], None]]) -> None:
         future.result()
 
 
-def _known(view: LazyTree | None, version_id: str) -> tuple[int, str | None] | None:
+def _known(
+    view: LazyTree | None, key: str, objects: Callable[[LazyTree], Mapping[str, tuple[Any, int, str | None]]]
+) -> tuple[int, str | None] | None:
+    """``(seq, etag)`` of the object ``key`` names (a version id, a name) as ``view`` read it, if it did."""
     if view is None:
         return None
     with view._lock:
-        cached = view._records.get(version_id)
+        cached = objects(view).get(key)
     if cached is None:
         return None
     return cached[1], cached[2]
 
 
-def _known_name(view: LazyTree | None, name: str) -> tuple[int, str | None] | None:
-    if view is None:
-        return None
-    with view._lock:
-        cached = view._name_objects.get(name)
-    if cached is None:
-        return None
-    return cached[1], cached[2]
+def _records(view: LazyTree) -> Mapping[str, tuple[Any, int, str | None]]:
+    return view._records
+
+
+def _names(view: LazyTree) -> Mapping[str, tuple[Any, int, str | None]]:
+    return view._name_objects
 
 
 def advance_head(store: ObjectStore, head: Head, etag: str, entry: LogEntry) -> tuple[Head, str]:
