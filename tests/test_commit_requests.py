@@ -18,6 +18,7 @@ from gating import Gated
 from hds_s3 import Client, DatasetVersion
 from hds_s3.errors import AlreadyExistsError
 from hds_s3.format import layout
+from hds_s3.index import frameindex
 from hds_s3.store import MemoryStore
 from hds_s3.store.base import ObjectStore
 
@@ -35,6 +36,11 @@ class Watching(Gated):
         with self.lock:
             self.gets[key] = self.gets.get(key, 0) + 1
         return super().get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        with self.lock:
+            self.gets[key] = self.gets.get(key, 0) + 1
+        return super().get_range(key, start, length)
 
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         hook, self.on_put = (self.on_put, None) if key.endswith(".parquet") else (None, self.on_put)
@@ -257,3 +263,33 @@ def test_publishing_reads_the_parents_record_and_statistics_at_once() -> None:
     store.arm(set(), set())
     reopened = DatasetVersion.get_version(dataset_id=dataset_id, version_id=child.id, client=Client(store))
     assert reopened.get_stats() == client.frames.stats(child.reload()._entry)  # as counted whole
+
+
+def test_a_commit_on_segments_this_client_wrote_reads_none_of_their_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(frameindex, "WRITTEN_KEEP_BYTES", 0)  # no segment kept whole: only its ids
+    store = Watching(MemoryStore("requests"))
+    client = Client(store)
+    root = DatasetVersion.create_new_dataset(dataset_name="mine", client=client)
+    assert root.add_frames(frames(range(600)), segment_rows=200) == []
+    root.publish_version()
+    parents = {r.key for r in client.frames.refs(root.reload()._entry)}
+    assert len(parents) == 3
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, parent_version_ids=[root.id], version_name="child", client=client
+    )
+    store.gets.clear()
+    assert child.update_frames(frames([5, 250, 450], variant=1)) == []  # one id in each segment
+    (missing,) = child.update_frames(frames([600]))  # the check is exact all the same
+    assert "is not in version" in missing.reason
+    assert not parents & set(store.gets)  # neither their footers nor their ids were read
+    child.delete_frames(["f00100", "f00300", "f00700"])
+    child.publish_version()
+    # another client reads them, and sees what this one committed
+    fresh = DatasetVersion.get_version(dataset_id=child.dataset_id, version_id=child.id, client=Client(store))
+    table = fresh.get_frames_table(columns=["id", "meta"])
+    assert table.num_rows == 598
+    metas = dict(zip(table.column("id").to_pylist(), table.column("meta").to_pylist(), strict=True))
+    assert metas["f00250"] == '{"n":250,"variant":1}' and metas["f00251"] == '{"n":251,"variant":0}'
+    assert fresh.get_stats() == Client(store).frames.stats(fresh._entry)  # as counted whole

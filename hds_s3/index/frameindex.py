@@ -302,14 +302,7 @@ class FrameIndex:
                 at += size
             if at != len(ids):
                 raise CorruptObjectError(f"{ref.key}: its row groups do not hold the rows its footer says")
-            with self._lock:
-                for g in missing:
-                    if (ref.key, g) not in self._ids:
-                        self._ids[(ref.key, g)] = out[g]
-                        self._id_bytes += out[g].nbytes
-                while self._id_bytes > ID_CACHE_BYTES and self._ids:
-                    _, dropped = self._ids.popitem(last=False)
-                    self._id_bytes -= dropped.nbytes
+            self._cache_ids(ref.key, {g: out[g] for g in missing})
         return out
 
     def holding(
@@ -548,7 +541,7 @@ class FrameIndex:
             with self._lock:
                 self._written[key] = data
         ids = table.column("id")
-        return SegmentRef(
+        ref = SegmentRef(
             key=key,
             kind=kind,
             rows=table.num_rows,
@@ -557,6 +550,34 @@ class FrameIndex:
             min_id=pc.min(ids).as_py() if table.num_rows else None,
             max_id=pc.max(ids).as_py() if table.num_rows else None,
         )
+        # what a later check of this segment's ids would read (its footer, each row group's ids)
+        # is known now: kept, a commit on top of what this client wrote reads none of it
+        if segments.ids_rise(ids):  # as every writer writes them (else a read says it is damaged)
+            self._keep_ids(ref, self.accept_footer(ref, pq.ParquetFile(pa.BufferReader(data)).metadata), ids)
+        return ref
+
+    def _keep_ids(self, ref: SegmentRef, meta: pq.FileMetaData, ids: pa.Array | pa.ChunkedArray) -> None:
+        """Keep the ids of each row group of a segment (in the cache :meth:`_group_ids` reads first)."""
+        flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+        starts = np.cumsum([0, *(meta.row_group(g).num_rows for g in range(meta.num_row_groups))])
+        self._cache_ids(
+            ref.key,
+            {
+                g: flat.slice(int(starts[g]), int(starts[g + 1] - starts[g]))
+                for g in range(meta.num_row_groups)
+            },
+        )
+
+    def _cache_ids(self, key: str, groups: Mapping[int, pa.Array]) -> None:
+        """Keep these row groups' ids of segment ``key``; drop the least recently used beyond the limit."""
+        with self._lock:
+            for g, ids in groups.items():
+                if (key, g) not in self._ids:
+                    self._ids[(key, g)] = ids
+                    self._id_bytes += ids.nbytes
+            while self._id_bytes > ID_CACHE_BYTES and self._ids:
+                _, dropped = self._ids.popitem(last=False)
+                self._id_bytes -= dropped.nbytes
 
     def _write_manifest(
         self, dataset_id: str, version_id: str, refs: Sequence[SegmentRef], disjoint: int

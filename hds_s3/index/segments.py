@@ -199,7 +199,7 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
     if table.num_rows == 0:
         return None
     ids = table.column("id")
-    if _rising(ids):  # sorted and unique already (the Arrow path's rows, a compaction's): no hashing
+    if ids_rise(ids):  # sorted and unique already (the Arrow path's rows, a compaction's): no hashing
         return None
     rows: pa.Array | None = None
     if pc.count_distinct(ids).as_py() != table.num_rows:
@@ -209,14 +209,14 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
         last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
         rows = last.column("_row_last").combine_chunks()
         ids = ids.take(rows)
-        if _rising(ids):
+        if ids_rise(ids):
             return rows  # the rows kept are in id order already
     by_id = pc.sort_indices(ids)
     return by_id if rows is None else rows.take(by_id)
 
 
-def _rising(ids: pa.Array | pa.ChunkedArray) -> bool:
-    """Whether these ids (no null among them) strictly rise from one row to the next."""
+def ids_rise(ids: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether these ids strictly rise from one row to the next (sorted, none twice); False if one is null."""
     if ids.null_count:
         return False
     if len(ids) < 2:
@@ -351,7 +351,7 @@ def check_ids(ids: pa.Array | pa.ChunkedArray, key: str) -> None:
     Raises:
         CorruptObjectError: naming ``key``: a segment holding an id twice would serve its frame twice.
     """
-    if not _rising(ids):
+    if not ids_rise(ids):
         raise CorruptObjectError(
             f"{key}: its frame ids are not sorted and unique (an id held twice, or out of order); "
             "the segment is damaged (hds fsck --deep tells what else is)"
