@@ -149,6 +149,10 @@ class System:
         """Two writers each add one batch to a child of version ``depth``; return how many landed."""
         raise NotImplementedError
 
+    def fresh_child(self, depth: int, edits: dict[str, Any]) -> None:
+        """:meth:`child` by a writer that has read nothing yet (a new process, say)."""
+        self.child(depth, edits)  # the peers and raw pyarrow keep nothing between calls
+
 
 class RawPyarrow(System):
     """One Parquet file per version (pyarrow defaults), put and got whole through the store."""
@@ -211,18 +215,22 @@ class Hds(System):
     def publish_root(self) -> None:
         self.version(0).publish_version()
 
-    def child(self, depth: int, edits: dict[str, Any]) -> None:
+    def child(self, depth: int, edits: dict[str, Any], client: Client | None = None) -> None:
         child = DatasetVersion.create_version(
             dataset_id=self.dataset_id,
             version_name=f"d{depth:02d}",
             parent_version_ids=[self.versions[depth - 1]],
-            client=self.client,
+            client=client or self.client,
         )
         assert not child.add_frames(frames_input(edits["added"]))
         assert not child.update_frames(frames_input(edits["updated"]))
         child.delete_frames(edits["deleted"])
         child.publish_version()
         self.versions[depth] = child.id
+
+    def fresh_child(self, depth: int, edits: dict[str, Any]) -> None:
+        # a client of its own: it knows nothing of the segments the ingest and the children wrote
+        self.child(depth, edits, Client(stores.open_spec(self.store["spec"])))
 
     def read(self, depth: int) -> pa.Table:
         return self.version(depth).get_frames_table()
@@ -477,6 +485,12 @@ def run_store(
             ]
             fig, landed = meter(lambda system=system, writers=writers: system.two_writers(depth, writers))
             out[s]["two_writers"] = {**fig, "landed": landed}
+        # one more child of the tip, by a writer that has read nothing yet (the two writers' frames
+        # hold the ids after ``next_index``: this child adds new ones after theirs)
+        edits = child_edits(alive, next_index + 2 * k, depth + 1, seed, k)
+        for s, system in systems.items():
+            fig, _ = meter(lambda system=system, edits=edits: system.fresh_child(depth + 1, edits))
+            out[s]["fresh_child"] = fig
         counts = {s: out[s]["query_count"] for s in systems}
         assert len(set(counts.values())) == 1, f"the systems disagree on the query: {counts}"
     finally:
@@ -497,6 +511,9 @@ ROWS = [
     ("child commit (1 % add/update/delete): time", "child", "seconds"),
     ("child commit: MB read", "child", "read"),
     ("child commit: MB written", "child", "written"),
+    ("child commit by a new writer: time", "fresh_child", "seconds"),
+    ("child commit by a new writer: MB read", "fresh_child", "read"),
+    ("child commit by a new writer: MB written", "fresh_child", "written"),
     ("read the child", "read_child", "seconds"),
     ("read v1", "read_v1", "seconds"),
     ("query >= 1 ROI cat AND city bremen", "query", "seconds"),
@@ -508,6 +525,8 @@ ROWS = [
 def figure(result: dict[str, Any], key: str, field: str) -> float:
     if key == "child":
         return float(result["children"][0][field])
+    if key not in result:  # a JSON of an older bench
+        return float("nan")
     return float(result[key][field])
 
 
@@ -521,8 +540,10 @@ def table_rows(results: dict[str, dict[str, Any]], systems: list[str]) -> list[l
             for res in results.values():
                 value = figure(res[s], key, field)
                 base = figure(res["pyarrow"], key, field) if "pyarrow" in res else None
-                if field in ("read", "written"):
-                    parts.append(f"{value / 1e6:.1f}" if value == value else "-")
+                if value != value:
+                    parts.append("-")
+                elif field in ("read", "written"):
+                    parts.append(f"{value / 1e6:.1f}")
                 elif key == "two_writers":
                     parts.append(f"{value:.2f}")
                 elif base:
