@@ -198,7 +198,8 @@ def _parquet_batches(path: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            yield from file.iter_batches(batch_size=BATCH_ROWS)
+            # a Python file (fsspec's) is decoded on this thread (``Scan.read`` says why)
+            yield from file.iter_batches(batch_size=BATCH_ROWS, use_threads=handle is None)
         except (OSError, pa.ArrowException) as exc:
             raise ValidationError(f"cannot read {text!r} as a Parquet file of frames: {exc}") from exc
         finally:

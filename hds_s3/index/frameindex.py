@@ -434,7 +434,7 @@ class FrameIndex:
         def read() -> dict[str, Any]:
             columns = list(segments.FRAME_COLUMNS)
             reader = self._chunks(ref, self._footer(ref), [group], columns)
-            table = reader.read_row_group(group, columns=columns)
+            table = reader.read_row_group(group, columns=columns, use_threads=False)  # see Scan.read
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
         out: dict[str, Any] = self._guarded(ref, read)

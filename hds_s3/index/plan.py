@@ -785,7 +785,8 @@ def read_groups(
         else:
             parts = fetch_ranges(index.store, ref.key, ranges)
         file = pq.ParquetFile(PartsFile(index.store, ref.key, ref.size, parts), metadata=meta)
-        return file.read_row_groups(list(groups), columns=cols, use_threads=True)
+        # decoded on this thread, as a scan's are (``Scan.read`` says why); a plan's tasks run at once
+        return file.read_row_groups(list(groups), columns=cols, use_threads=False)
 
     table: pa.Table = index._guarded(ref, run)
     return table

@@ -24,7 +24,9 @@ Three ways out, all in the order :func:`hds_s3.index.segments.merge` gives:
 from __future__ import annotations
 
 import math
+import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,8 +48,11 @@ from hds_s3.index.ranged import FETCH_THREADS, PartsFile, chunk_ranges, fetch_ra
 WHOLE_SHARE = 0.8
 #: A segment this small is fetched whole (one request: its footer comes with it).
 SMALL_BYTES = 1024 * 1024
-#: Row groups read (and their dead rows dropped) by one work item of :meth:`Scan.table`.
-GROUPS_PER_READ = 2
+#: At most this many row groups are read ahead of a stream (:meth:`Scan.batches`), one per core.
+STREAM_AHEAD = 4
+#: At most this many row groups are read (and their dead rows dropped) by one work item of
+#: :meth:`Scan.table`; fewer when that leaves a core without one.
+GROUPS_PER_READ = 4
 #: Rows handed back at a time by :meth:`Scan.rows_at`; the spool holds at most one bucket decoded.
 BUCKET_ROWS = 16384
 #: Bytes of rows :meth:`Scan.rows_at` holds in memory before it spools them to temporary files.
@@ -161,8 +166,16 @@ class Scan:
             seg.meta = meta
         return seg.meta
 
-    def read(self, seg: _Segment, groups: Sequence[int], columns: Sequence[str], threads: bool) -> pa.Table:
-        """Read row groups of a segment, fetching only the column chunks of ``columns`` (parallel GETs)."""
+    def read(self, seg: _Segment, groups: Sequence[int], columns: Sequence[str]) -> pa.Table:
+        """Read row groups of a segment, fetching only the column chunks of ``columns`` (parallel GETs).
+
+        Decoded on the calling thread (the work items of a read run on several): Arrow's own threads
+        would hold the file, Python bytes or a Python file, until after the read returns, and one
+        that lets go of it while the interpreter shuts down (a script ending right after a read) is
+        stopped inside C++, which aborts the process ("terminate called without an active
+        exception"). Work items of a few row groups each keep the cores as busy, with less
+        switching between threads.
+        """
         meta = self._meta(seg)
         cols = ["id"] if seg.ref.kind == "deletes" else list(columns)
         known = self._ids.get(seg.number)
@@ -183,7 +196,7 @@ class Scan:
                 parts = fetch_ranges(self.index.store, seg.ref.key, ranges)
                 source = PartsFile(self.index.store, seg.ref.key, seg.ref.size, parts)
             file = pq.ParquetFile(source, metadata=meta, page_checksum_verification=True)
-            return file.read_row_groups(list(groups), columns=cols, use_threads=threads)
+            return file.read_row_groups(list(groups), columns=cols, use_threads=False)
 
         table: pa.Table = self.index._guarded(seg.ref, run)
         if "id" in table.column_names and list(groups) == sorted(set(groups)):
@@ -216,7 +229,7 @@ class Scan:
         if self._probe_ids is None or self._probe_last is None:
             later = self.segments[max(1, self.disjoint) :]
             self._prefetch([s for s in later if s.ref.size <= SMALL_BYTES])
-            tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"], False), later)
+            tables = self._map(lambda s: self.read(s, self._all_groups(s), ["id"]), later)
             self._ids = {s.number: t for s, t in zip(later, tables, strict=True)}
             self._probe_ids, self._probe_last = last_holders(
                 [(s.number, t.column("id")) for s, t in zip(later, tables, strict=True)]
@@ -251,7 +264,7 @@ class Scan:
         """The row groups of ``seg`` that hold a live row (all, unless it may die entirely)."""
         groups = self._all_groups(seg)
         if seg.keep is None and self._may_all_die(seg):
-            ids = self.read(seg, groups, ["id"], False).column("id")
+            ids = self.read(seg, groups, ["id"]).column("id")
             seg.keep = ~self.dead(seg, ids)
         if seg.keep is None:
             return groups
@@ -340,17 +353,18 @@ class Scan:
                 and sum(b - a for a, b in self._ranges(seg, groups, cols)) >= WHOLE_SHARE * seg.ref.size
             ]
         )
-        # work items of a few row groups each: reading and dropping dead rows (a filter, which
-        # costs about what decoding does) run in parallel within a segment, not only across them
+        # work items of a few row groups each: reading and dropping dead rows (a copy of the rest)
+        # run in parallel within a segment, not only across them, one core each
+        per = max(1, min(GROUPS_PER_READ, -(-sum(map(len, plans)) // (os.cpu_count() or 1))))
         items = [
-            (seg, groups[i : i + GROUPS_PER_READ])
+            (seg, groups[i : i + per])
             for seg, groups in zip(frames, plans, strict=True)
-            for i in range(0, len(groups), GROUPS_PER_READ)
+            for i in range(0, len(groups), per)
         ]
 
         def one(item: tuple[_Segment, list[int]]) -> tuple[pa.Table, np.ndarray]:
             seg, groups = item
-            return self._live(seg, self.read(seg, groups, cols, True), groups)
+            return self._live(seg, self.read(seg, groups, cols), groups)
 
         parts = self._map(one, items)
         tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
@@ -370,7 +384,8 @@ class Scan:
     ) -> Iterator[pa.RecordBatch]:
         """The live rows as record batches of at most ``batch_size`` rows, a row group at a time.
 
-        The next row group is fetched while the caller works on the current one.
+        The next row groups (one per core, at most :data:`STREAM_AHEAD`) are fetched and decoded
+        while the caller works on the current one.
         """
         cols, schema = self._columns(columns)
         self._probe()
@@ -381,14 +396,15 @@ class Scan:
 
         def one(item: tuple[_Segment, int]) -> pa.Table:
             seg, g = item
-            return self._live(seg, self.read(seg, [g], cols, True), [g])[0].select(schema.names)
+            return self._live(seg, self.read(seg, [g], cols), [g])[0].select(schema.names)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-scan") as pool:
-            ahead = pool.submit(one, work[0])
+        depth = max(1, min(STREAM_AHEAD, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="hds-scan") as pool:
+            ahead = deque(pool.submit(one, item) for item in work[:depth])
             for i in range(len(work)):
-                table = ahead.result()
-                if i + 1 < len(work):
-                    ahead = pool.submit(one, work[i + 1])
+                table = ahead.popleft().result()
+                if i + depth < len(work):
+                    ahead.append(pool.submit(one, work[i + depth]))
                 yield from table.to_batches(max_chunksize=batch_size)
 
     def rows_at(
@@ -421,7 +437,7 @@ class Scan:
                     g = int(group)
                     # decoded in this thread: Arrow's pool threads would each keep the blocks
                     # freed here cached, and a pass over a large version would hold them all
-                    table = self.read(seg, [g], cols, False).select(schema.names)
+                    table = self.read(seg, [g], cols).select(schema.names)
                     spool.add(table, row[mine] - seg.starts[g], mine, size)
                     del table
             del segment, row, order, by_segment  # the locations asked for: not needed any more
