@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -67,7 +67,7 @@ R = TypeVar("R")
 
 #: Rounds of :func:`catch_up` (each materialises what it found pending, then looks again).
 MAX_CATCH_UP = 100
-#: At most this many records (or names) of one entry are written at once.
+#: At most this many objects (an entry's records, or its names) are written at once.
 _MATERIALISE_THREADS = 8
 
 #: A checkpoint is written once the log has this many entries after the newest one ...
@@ -182,13 +182,13 @@ def materialise(
         *((vid, dump_removed_record(dataset_id, vid, entry.seq)) for vid in entry.removed),
     ]:
         key = layout.record_key(dataset_id, vid)
-        seq_of, known = _record_seq(dataset_id, key), _known(view, vid, _records)
+        seq_of, known = _record_seq(dataset_id, key), _known(view, vid)
         records.append(partial(_put_forward, store, key, data, entry.seq, seq_of, known))
     names: list[Callable[[], None]] = []
     for name, holder in entry.names.items():
         key = layout.version_name_key(dataset_id, name)
         body = dump_name(NameEntry(name=name, version_id=holder, seq=entry.seq))
-        known = _known(view, name, _names)
+        known = _known(view, name, name=True)
         names.append(partial(_put_forward, store, key, body, entry.seq, _name_seq(key), known))
     # the records at once, then the names at once, then the head: a reader that finds a name newer
     # than its view finds the record it names
@@ -197,37 +197,28 @@ def materialise(
     return advance_head(store, state.head, state.head_etag, entry)
 
 
-def _run_all(calls: Sequence[Callable[[], None]]) -> None:
-    """Run the calls at once (threads: each is a request), wait for all, raise the first failure."""
+def _run_all(calls: Sequence[Callable[[], R]]) -> list[R]:
+    """Run the calls at once (threads: each is a request), wait for all; their results, in order.
+
+    Raises:
+        Exception: what the first call that failed (in the calls' order) raised, once all have ended.
+    """
     if len(calls) <= 1:
-        for call in calls:
-            call()
-        return
+        return [call() for call in calls]
     with ThreadPoolExecutor(max_workers=min(len(calls), _MATERIALISE_THREADS)) as pool:
         futures = [pool.submit(call) for call in calls]
-    for future in futures:
-        future.result()
+    return [future.result() for future in futures]
 
 
-def _known(
-    view: LazyTree | None, key: str, objects: Callable[[LazyTree], Mapping[str, tuple[Any, int, str | None]]]
-) -> tuple[int, str | None] | None:
-    """``(seq, etag)`` of the object ``key`` names (a version id, a name) as ``view`` read it, if it did."""
+def _known(view: LazyTree | None, key: str, *, name: bool = False) -> tuple[int, str | None] | None:
+    """``(seq, etag)`` of a version's record (or of a name's entry) as ``view`` read it, if it did."""
     if view is None:
         return None
     with view._lock:
-        cached = objects(view).get(key)
+        cached = (view._name_objects if name else view._records).get(key)
     if cached is None:
         return None
     return cached[1], cached[2]
-
-
-def _records(view: LazyTree) -> Mapping[str, tuple[Any, int, str | None]]:
-    return view._records
-
-
-def _names(view: LazyTree) -> Mapping[str, tuple[Any, int, str | None]]:
-    return view._name_objects
 
 
 def advance_head(store: ObjectStore, head: Head, etag: str, entry: LogEntry) -> tuple[Head, str]:
@@ -526,9 +517,9 @@ def create_dataset(
     record_key = layout.record_key(dataset_id, first.id)
     record = dump_record(dataset_id, first)
     # the entry, the record and the name at once (none is visible yet), the head after all three
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="hds-create") as pool:
-        written = [
-            pool.submit(store.put, key, data, if_none_match=True)
+    _, record_etag, _ = _run_all(
+        [
+            partial(store.put, key, data, if_none_match=True)
             for key, data in (
                 (layout.log_key(dataset_id, 0), dump_entry(entry)),
                 (record_key, record),
@@ -538,8 +529,7 @@ def create_dataset(
                 ),
             )
         ]
-        etags = [w.result() for w in written]  # the first failure raised, after all are done
-    record_etag = etags[1]
+    )
     base = Head(id=dataset_id, name=name, created=now, updated=now, seq=-1)
     head = apply_to_head(base, entry)
     etag = store.put(layout.dataset_doc_key(dataset_id), dump_head(head), if_none_match=True)

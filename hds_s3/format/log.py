@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hds_s3.errors import CorruptObjectError, NotFoundError, ValidationError
 from hds_s3.format import layout
@@ -37,6 +37,8 @@ from hds_s3.format.records import (
     tree_of,
 )
 from hds_s3.store.base import ObjectStore
+
+T = TypeVar("T")
 
 _ID = re.compile(r"[0-9a-f]{32}")
 
@@ -348,28 +350,47 @@ class LazyTree:
             CorruptObjectError: the record is damaged.
             StorageError: the store failed.
         """
-        with self._lock:
-            cached = self._records.get(version_id)
-        if cached is not None:
-            if self.strict and cached[1] > self.seq:
-                raise StaleView(version_id)
-            return cached
         key = layout.record_key(self.id, version_id)
-        with self._lock:
-            ahead = self._fetched.pop(version_id, None)
-        got = ahead.result() if ahead is not None else _get_or_none(self.store, key)
-        if got is None:
-            found: tuple[VersionEntry | None, int, str | None] = (None, -1, None)
-        else:
-            data, etag = got
+
+        def parse(data: bytes) -> tuple[VersionEntry | None, int]:
             ver, seq = parse_record(data, key)
             if ver is not None and ver.id != version_id:
                 raise CorruptObjectError(f"{key}: the record is of version {ver.id}; it is damaged")
+            return ver, seq
+
+        return self._stored(self._records, self._fetched, version_id, key, parse)
+
+    def _stored(
+        self,
+        kept: dict[str, tuple[T | None, int, str | None]],
+        ahead: dict[str, Future[tuple[bytes, str] | None]],
+        item: str,
+        key: str,
+        parse: Callable[[bytes], tuple[T | None, int]],
+    ) -> tuple[T | None, int, str | None]:
+        """``(value, seq, etag)`` of the object ``key`` (``item``'s record or name entry), read once.
+
+        What this view kept is returned as it is; else the GET issued ahead (:meth:`fetch_ahead`)
+        or a new one. A strict view refuses what is newer than its log position (:class:`StaleView`).
+        """
+        with self._lock:
+            cached = kept.get(item)
+            pending = ahead.pop(item, None) if cached is None else None
+        if cached is not None:
+            if self.strict and cached[1] > self.seq:
+                raise StaleView(item)
+            return cached
+        got = pending.result() if pending is not None else _get_or_none(self.store, key)
+        if got is None:
+            found: tuple[T | None, int, str | None] = (None, -1, None)
+        else:
+            data, etag = got
+            value, seq = parse(data)
             if self.strict and seq > self.seq:
                 raise StaleView(key)
-            found = (ver, seq, etag)
+            found = (value, seq, etag)
         with self._lock:
-            self._records[version_id] = found
+            kept[item] = found
         return found
 
     def remember(self, version_id: str, record: VersionEntry, etag: str) -> None:
@@ -417,26 +438,13 @@ class LazyTree:
             CorruptObjectError: the index entry is damaged.
             StorageError: the store failed.
         """
-        with self._lock:
-            cached = self._name_objects.get(name)
-            ahead = self._names_fetched.pop(name, None) if cached is None else None
-        if cached is not None:
-            if self.strict and cached[1] > self.seq:
-                raise StaleView(name)
-            return cached
         key = layout.version_name_key(self.id, name)
-        got = ahead.result() if ahead is not None else _get_or_none(self.store, key)
-        if got is None:
-            found: tuple[str | None, int, str | None] = (None, -1, None)
-        else:
-            data, etag = got
+
+        def parse(data: bytes) -> tuple[str | None, int]:
             entry = parse_name(data, key)
-            if self.strict and entry.seq > self.seq:
-                raise StaleView(key)
-            found = (entry.version_id, entry.seq, etag)
-        with self._lock:
-            self._name_objects[name] = found
-        return found
+            return entry.version_id, entry.seq
+
+        return self._stored(self._name_objects, self._names_fetched, name, key, parse)
 
     def head(self) -> VersionEntry | None:
         """The current version: the deepest draft (newest on ties), else the latest published one."""
@@ -481,19 +489,21 @@ class LazyTree:
         """
         pool = _prefetch_pool()
         with self._lock:
+            whole = self._whole is not None  # it answers records and names without a read
             for vid in records:
-                if _ID.fullmatch(vid) and vid not in self._overlay and vid not in self._records:
-                    if vid not in self._fetched and self._whole is None:
-                        key = layout.record_key(self.id, vid)
-                        self._fetched[vid] = pool.submit(_get_or_none, self.store, key)
+                known = vid in self._overlay or vid in self._records or vid in self._fetched
+                if not whole and not known and _ID.fullmatch(vid):
+                    self._fetched[vid] = pool.submit(
+                        _get_or_none, self.store, layout.record_key(self.id, vid)
+                    )
             for name in names:
-                if name not in self._names and name not in self._name_objects and self._whole is None:
-                    if name not in self._names_fetched:
-                        try:
-                            key = layout.version_name_key(self.id, name)
-                        except ValidationError:
-                            continue  # no version has it; the rule that asks says so
-                        self._names_fetched[name] = pool.submit(_get_or_none, self.store, key)
+                known = name in self._names or name in self._name_objects or name in self._names_fetched
+                if not whole and not known:
+                    try:
+                        key = layout.version_name_key(self.id, name)
+                    except ValidationError:
+                        continue  # no version has it; the rule that asks says so
+                    self._names_fetched[name] = pool.submit(_get_or_none, self.store, key)
             for vid in stats:
                 if vid not in self._stats and vid not in self._stats_fetched:
                     key = layout.stats_key(self.id, vid)
