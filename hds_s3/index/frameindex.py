@@ -541,18 +541,25 @@ class FrameIndex:
             with self._lock:
                 self._written[key] = data
         ids = table.column("id")
+        rising = segments.ids_rise(ids)  # as every writer writes them (else a read says it is damaged)
+        if not table.num_rows:
+            low = high = None
+        elif rising:  # the ends are the extremes: no pass over the ids for them
+            low, high = ids[0].as_py(), ids[-1].as_py()
+        else:
+            low, high = pc.min(ids).as_py(), pc.max(ids).as_py()
         ref = SegmentRef(
             key=key,
             kind=kind,
             rows=table.num_rows,
             size=len(data),
             version=version_id,
-            min_id=pc.min(ids).as_py() if table.num_rows else None,
-            max_id=pc.max(ids).as_py() if table.num_rows else None,
+            min_id=low,
+            max_id=high,
         )
         # what a later check of this segment's ids would read (its footer, each row group's ids)
         # is known now: kept, a commit on top of what this client wrote reads none of it
-        if segments.ids_rise(ids):  # as every writer writes them (else a read says it is damaged)
+        if rising:
             self._keep_ids(ref, self.accept_footer(ref, pq.ParquetFile(pa.BufferReader(data)).metadata), ids)
         return ref
 
