@@ -8,6 +8,7 @@ every segment at once. Both are checked here with a store that records what it i
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -294,3 +295,29 @@ def test_a_commit_on_segments_this_client_wrote_reads_none_of_their_ids(
     metas = dict(zip(table.column("id").to_pylist(), table.column("meta").to_pylist(), strict=True))
     assert metas["f00250"] == '{"n":250,"variant":1}' and metas["f00251"] == '{"n":251,"variant":0}'
     assert fresh.get_stats() == Client(store).frames.stats(fresh._entry)  # as counted whole
+
+
+def test_publishing_a_child_of_segments_this_client_wrote_reads_none_of_them() -> None:
+    # segments of over 1 MB (incompressible metadata): a writer keeps those it wrote too, so the
+    # publish counts the parent rows its child replaced or deleted without asking the store
+    store = Watching(MemoryStore("requests"))
+    client = Client(store)
+    root = DatasetVersion.create_new_dataset(dataset_name="large", client=client)
+    noise = pa.array([{"noise": os.urandom(3000).hex()} for _ in range(600)])
+    blob = frames(range(600)).append_column("meta_blob", noise)
+    assert root.add_frames(blob, segment_rows=200) == []
+    root.publish_version()
+    parents = client.frames.refs(root.reload()._entry)
+    assert len(parents) == 3 and min(r.size for r in parents) > 1024 * 1024
+    child = DatasetVersion.create_version(
+        dataset_id=root.dataset_id, parent_version_ids=[root.id], version_name="child", client=client
+    )
+    store.gets.clear()
+    assert child.update_frames(frames([5, 250, 450], variant=1)) == []  # one frame in each segment
+    child.delete_frames(["f00100", "f00300"])
+    assert child.add_frames(frames([700, 701])) == []
+    child.publish_version()
+    assert [key for key in store.gets if key.endswith(".parquet")] == []  # no segment read back
+    counted = Client(store).frames.stats(child.reload()._entry)  # another client counts it whole
+    assert child.get_stats() == counted
+    assert counted["frames"] == 600

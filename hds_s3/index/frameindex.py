@@ -71,9 +71,12 @@ _FETCH_THREADS = 8
 ID_CACHE_BYTES = 64 * 1024 * 1024
 #: A segment this frame index wrote of at most this many bytes is kept as written (at most
 #: :data:`WRITTEN_CACHE_BYTES` in all, least recently used dropped first): publishing a child reads
-#: its own deltas back for the statistics, and they need not come from the store again.
-WRITTEN_KEEP_BYTES = 1024 * 1024
-WRITTEN_CACHE_BYTES = 16 * 1024 * 1024
+#: its own deltas back for the statistics, and the counted columns of the parent's rows it replaced
+#: or deleted; when this client wrote the parent too (a child committed after an ingest), none of
+#: that comes from the store again. The bytes are the ones just stored: keeping them costs memory,
+#: no work.
+WRITTEN_KEEP_BYTES = 32 * 1024 * 1024
+WRITTEN_CACHE_BYTES = 64 * 1024 * 1024
 
 #: Appended to the errors about a missing segment or manifest: the check that tells what else is damaged.
 FSCK_ADVICE = "; check the store with hds_s3.tools.fsck.fsck() (hds fsck from a shell)"
