@@ -25,7 +25,6 @@ afford.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import sys
 import time
@@ -45,11 +44,6 @@ from hds_s3.index import segments  # noqa: E402
 from hds_s3.store.memory import MemoryStore  # noqa: E402
 
 VERSION = "0123456789abcdef0123456789abcdef"
-
-
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def with_provenance(table: pa.Table) -> pa.Table:
@@ -110,10 +104,10 @@ def measure(ways: list[tuple[str, Callable[[], int]]], reps: int) -> dict[str, t
     cpus: dict[str, list[float]] = {label: [] for label, _ in ways}
     for _ in range(reps):
         for label, fn in ways:
-            c0, t0 = cpu(), time.perf_counter()
+            c0, t0 = peers.cpu(), time.perf_counter()
             sizes[label] = fn()
             walls[label].append(time.perf_counter() - t0)
-            cpus[label].append(cpu() - c0)
+            cpus[label].append(peers.cpu() - c0)
     return {
         label: (statistics.median(walls[label]), statistics.median(cpus[label]), sizes[label])
         for label, _ in ways
