@@ -444,9 +444,9 @@ def test_a_large_table_lands_in_several_segments(client: Client) -> None:
     assert pc.count_distinct(ids).as_py() == 300
 
 
-def test_rows_in_any_order_land_sorted_and_failures_come_in_input_order(client: Client) -> None:
-    # the conversion puts a segment's rows in id order first: what lands, which duplicate wins and
-    # the order failures are reported in must not show it
+def test_rows_land_as_given_indexed_and_failures_come_in_input_order(client: Client) -> None:
+    # a segment keeps its rows in the order given, with its ids indexed: what lands, which
+    # duplicate wins and the order failures are reported in are those of the input
     good = [frame_dict(i) for i in range(60)]
     later = {**frame_dict(7, variant=1)}  # frame-0007 again, later in the input: it wins
     cases = [row for row, _, _ in bad_rows()]
@@ -467,6 +467,27 @@ def test_rows_in_any_order_land_sorted_and_failures_come_in_input_order(client: 
     reference = new_version(client, "in-order")
     assert reference.add_frames([good[i] for i in range(60) if i != 7] + [later]) == []
     assert stored(version) == stored(reference)
-    for ref in client.frames.refs(version._entry):  # each segment's rows in id order, as read back
-        ids = client.frames.read_segment(ref).column("id").to_pylist()
-        assert ids == sorted(ids)
+    for ref in client.frames.refs(version._entry):  # each segment's rows as given, their ids indexed
+        data = client.store.get_range(ref.key, 0, ref.size)
+        whole = segments.from_parquet(data, ref.key, segments.INDEXED_SCHEMA.names)
+        segments.check_index(whole, ref.key)
+        ids = whole.column("id").to_pylist()
+        assert whole.column(segments.SORTED_ID).to_pylist() == sorted(ids)
+        given = [r["id"] for r in rows if r["id"] in set(ids) and r["id"] != later["id"]]
+        assert [i for i in ids if i != later["id"]] == given  # in input order
+
+
+def test_a_table_whose_frames_have_no_roi_is_taken_as_arrow_infers_it(client: Client) -> None:
+    # ``pa.Table.from_pylist`` makes ``rois: []`` in every row a list of nulls (no struct to check)
+    rows = [
+        {"id": f"e{i}", "sources": [{"id": "cam", "uri": f"s3://b/{i}.jpg"}], "rois": []} for i in range(3)
+    ]
+    table = pa.Table.from_pylist(rows)
+    assert pa.types.is_null(table.schema.field("rois").type.value_type)
+    version = new_version(client, "no-rois")
+    assert version.add_frames(table) == []
+    assert version.get_frame_count() == 3
+    assert version.get_single_frame("e1").get_all_annotations() == []
+    reference = new_version(client, "no-rois-dicts")
+    assert reference.add_frames(rows) == []
+    assert stored(version) == stored(reference)

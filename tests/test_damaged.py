@@ -373,3 +373,64 @@ def test_a_damaged_segment_does_not_stop_writes_that_do_not_read_it() -> None:
     version.add_frames([frame(5)])
     version.delete_frames(["f5"])
     assert "segment-missing" in fsck(w.fresh()).codes("damage")
+
+
+def _as_indexed(w: World, edit: Callable[[pa.Table], pa.Table]) -> str:
+    """The segment rewritten as given with its id index (as an Arrow ingest writes it), then edited."""
+    table = segments.from_parquet(w.client.store.get(w.segment_key)[0], w.segment_key)
+    data = segments.to_parquet(edit(segments.input_order(table)))
+    w.client.store.put(w.segment_key, data)
+    _rewrite_ref(w, size=len(data))
+    return w.segment_key
+
+
+def _rows_swapped(table: pa.Table) -> pa.Table:
+    """The index names each id's row as the other's (both ids and the frames stay)."""
+    rows = table.column(segments.SORTED_ROW).to_pylist()
+    return table.set_column(
+        table.schema.get_field_index(segments.SORTED_ROW),
+        segments.SORTED_ROW,
+        pa.array(rows[::-1], pa.int32()),
+    )
+
+
+def _an_id_twice(table: pa.Table) -> pa.Table:
+    """Both rows say they are ``f1`` (the index still says ``f1`` and ``f2``)."""
+    return table.set_column(0, "id", pa.array(["f1", "f1"]))
+
+
+def test_an_indexed_segment_whose_index_is_damaged_is_never_served() -> None:
+    # a look-up and a commit's id check find rows through the index: a row that does not hold the
+    # id the index gives it is damage, never another frame served in its place
+    w = world()
+    key = _as_indexed(w, _rows_swapped)
+    healthy = _current(w.fresh()).get_frames_table(columns=["id", "meta"])  # a scan does not use the index
+    assert sorted(healthy.column("id").to_pylist()) == ["f1", "f2"]
+    with pytest.raises(CorruptObjectError) as info:
+        READS["get_single_frame"](w.fresh())
+    assert key in str(info.value)
+    c = w.fresh()
+    parent = _current(c).publish_version()  # counted by a scan: right
+    child = DatasetVersion.create_version(
+        dataset_name="dmg", parent_version_names=[parent.name], version_name="child", client=c
+    )
+    assert child.update_frames([frame(1)]) == []  # which ids the parent holds: the index says right
+    with pytest.raises(CorruptObjectError) as info:
+        child.publish_version()  # the counted columns of the parent's row of f1: through the index
+    assert key in str(info.value)
+    report = fsck(w.fresh(), deep=True)
+    assert ("segment-corrupt", key) in {(f.code, f.key) for f in report.damage}, report.summary()
+
+
+def test_an_indexed_segment_holding_an_id_twice_is_refused_by_every_read_of_it() -> None:
+    w = world()
+    key = _as_indexed(w, _an_id_twice)
+    for read in ("get_frames_table", "iter_frames", "get_stats", "create_snapshot"):
+        with pytest.raises(CorruptObjectError) as info:
+            READS[read](w.fresh())
+        assert key in str(info.value)
+    with pytest.raises(CorruptObjectError) as info:
+        _current(w.fresh()).get_single_frame("f2")  # its index names a row that holds f1
+    assert key in str(info.value)
+    report = fsck(w.fresh(), deep=True)
+    assert ("segment-corrupt", key) in {(f.code, f.key) for f in report.damage}, report.summary()

@@ -236,3 +236,21 @@ def test_hds_frames_add_names_the_line_the_frame_and_the_unknown_key(tmp_path: P
     assert "hds: skipped frames.jsonl line 3: frame 'c': rois[0]: unknown key 'box2d_xywh'" in skipped.stderr
     version = DatasetVersion.get_current(dataset_name="strict", client=connect(store))
     assert [f.id for f in version.iter_frames()] == ["a"]
+
+
+@pytest.mark.parametrize("bound", [[["cam"]], [b"cam"], "np"])
+def test_an_roi_bound_to_sources_that_are_not_texts_is_refused_naming_the_field(bound: Any) -> None:
+    # found by the structure fuzzer: ``[array([1.0, 2.0])]`` as an ROI's sources escaped as the
+    # ValueError numpy raises when an array is compared to a list
+    if bound == "np":
+        import numpy as np
+
+        bound = [np.array([1.0, 2.0])]
+    roi = {"labels": ["car"], "type": "box2d", "poly": [0, 0, 2, 0, 2, 2, 0, 2], "sources": bound}
+    given = {"id": "f1", "sources": [{"id": "cam", "uri": "s3://b/1.jpg"}], "rois": [roi]}
+    obj = frame_from_dict(given)  # read as given: validation names it when it is stored
+    version = DatasetVersion.create_new_dataset(dataset_name="bound", client=Client(MemoryStore()))
+    for frame in (given, obj):
+        (failed,) = version.add_frames([frame])
+        assert re.search(r"rois\[0\].*sources", failed.reason), failed.reason
+    assert version.get_frame_count() == 0

@@ -72,3 +72,35 @@ def test_compact_cuts_a_version_into_segments_of_disjoint_id_ranges() -> None:
     assert published.get_frame_count() == 2_000
     with pytest.raises(ValidationError, match="segment_rows"):
         published.compact(segment_rows=0)
+
+
+def test_a_look_up_in_frames_ingested_from_arrow_reads_one_chunk_of_the_id_index_and_one_row_group() -> None:
+    # an Arrow table is stored as given (not in id order), each segment with its ids indexed:
+    # the look-up reads the index chunk covering the id, then the row group holding its row
+    import pyarrow as pa
+
+    from hds_s3.index import segments
+
+    inner = MemoryStore()
+    draft = DatasetVersion.create_new_dataset("big", client=Client(inner))
+    rows = [f.to_dict() for f in _frames(0, 40_000)]
+    for i, row in enumerate(rows):
+        row["meta"] = {"n": i}
+    assert draft.add_frames(pa.Table.from_pylist(rows)) == []
+    draft.publish_version()
+    (ref,) = draft._frames.refs(draft._entry)
+    meta = draft._frames._footer(ref)
+    assert segments.key_column(meta) != 0 and meta.num_row_groups == 3  # indexed, three row groups
+    picks = [_fid(i) for i in random.Random(5).sample(range(40_000), 8)]
+    number = {_fid(i): i for i in range(40_000)}
+    counter = FaultyStore(inner, fail_at=None)
+    version = DatasetVersion.get_version("big", version_id=draft.id, client=Client(counter))  # type: ignore[arg-type]
+    version._frames.refs(version._entry)
+    version._frames._footer(ref)  # read once per client
+    for frame_id in picks:
+        start = counter.count
+        frame = version.get_single_frame(frame_id)
+        assert frame.id == frame_id and frame.metadata == {"n": number[frame_id]}
+        requests = counter.log[start:]
+        assert {key for _, key in requests} == {ref.key}
+        assert len(requests) <= 2, requests  # the index chunk (sorted ids and their rows), the row group

@@ -257,6 +257,8 @@ def check_schema(schema: pa.Schema) -> None:
             continue
         if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
             raise ValidationError(f"column {name} must be a list of structs, not {kind}")
+        if pa.types.is_null(kind.value_type):
+            continue  # every list empty (what Arrow infers from [] in every row)
         _check_fields(kind.value_type, fields, name)
 
 
@@ -732,7 +734,11 @@ def write_segments(
         StorageError: the store failed.
     """
     yield from ingest.write_pipelined(
-        index, dataset_id, version_id, _tables(batches, failed, version_id, now, segment_rows, progress, keep)
+        index,
+        dataset_id,
+        version_id,
+        _tables(batches, failed, version_id, now, segment_rows, progress, keep),
+        as_given=keep is None,
     )
 
 
@@ -747,44 +753,26 @@ def _tables(
 ) -> Iterator[tuple[pa.Table, list[int]]]:
     """Each segment's rows converted (with each row's position in the input), in input order.
 
-    Without ``keep`` (``add_frames``), a segment's input rows are put in id order before they are
-    converted: the rows the converter makes then come out in the order a segment is stored in, and
-    the writer has nothing to sort. The input (metadata as structs or text) costs about half what
-    the converted rows (their metadata as JSON, the query columns) cost to reorder. Rows that fail
-    are reported in input order all the same.
+    Without ``keep`` (``add_frames``), the rows are written in this order (indexed segments: see
+    :func:`hds_s3.index.segments.input_order`); with it (``update_frames``), the writer sorts them.
     """
     # Two slices are converted at a time: Arrow compute releases the GIL, so they share the cores.
     with ThreadPoolExecutor(max_workers=CONVERT_THREADS, thread_name_prefix="hds-convert") as pool:
         seen = 0  # input rows before the current segment
         for pieces in _segment_inputs(batches, segment_rows):
             rows = sum(p.num_rows for p in pieces)
-            origin = None if keep is not None else _id_order(pieces)
-            if origin is not None:  # taken in parts, one per converting thread
-                whole = pa.Table.from_batches(pieces)
-                cuts = [rows * i // CONVERT_THREADS for i in range(CONVERT_THREADS + 1)]
-                parts = [pa.array(origin[a:b]) for a, b in itertools.pairwise(cuts) if b > a]
-                taken = list(pool.map(whole.take, parts))
-                del whole
-                pieces = [batch for part in taken for batch in part.to_batches()]
             tables: list[pa.Table] = []
             positions: list[int] = []
-            failures: list[tuple[int, FailedFrame]] = []
             done = 0  # rows of ``pieces`` converted so far
             for batch, (table, where, mine) in _converted_slices(pool, pieces, version_id, now):
-                span = np.arange(done, done + batch.num_rows)
-                at = span if origin is None else origin[span]  # the input row of each slice row
+                failed.extend(f for _, f in mine)
                 if keep is not None:
-                    failed.extend(f for _, f in mine)
                     table, where = keep(table, where, batch)
-                else:
-                    failures.extend((int(at[row]), f) for row, f in mine)
                 if progress is not None:
                     progress.update(batch.num_rows)
                 tables.append(table)
-                positions.extend((seen + at[np.asarray(where, dtype=np.int64)]).tolist())
+                positions.extend((seen + done + np.asarray(where, dtype=np.int64)).tolist())
                 done += batch.num_rows
-            failures.sort(key=lambda pair: pair[0])
-            failed.extend(f for _, f in failures)
             seen += rows
             if tables:
                 yield pa.concat_tables(tables), positions
@@ -806,30 +794,6 @@ def _segment_inputs(batches: Iterator[pa.RecordBatch], segment_rows: int) -> Ite
                 held, count = [], 0
     if count:
         yield held
-
-
-def _id_order(pieces: list[pa.RecordBatch]) -> np.ndarray | None:
-    """The rows of these batches in order of their ``id`` (stable), or None to convert them as they are.
-
-    None when they are in id order already, or when their ids are not plain text of one type (the
-    conversion then names what is wrong, or derives the ids, and the writer sorts what it made).
-    """
-    schemas = {p.schema for p in pieces}
-    if len(schemas) != 1:
-        return None
-    (schema,) = schemas
-    if schema.get_field_index("id") < 0 or not (
-        pa.types.is_string(schema.field("id").type) or pa.types.is_large_string(schema.field("id").type)
-    ):
-        return None
-    ids = pa.chunked_array([p.column("id") for p in pieces], schema.field("id").type)
-    if len(ids) < 2 or ids.null_count:
-        return None
-    flat = ids.combine_chunks()
-    if pc.all(pc.less_equal(flat.slice(0, len(flat) - 1), flat.slice(1))).as_py():
-        return None
-    order: np.ndarray = pc.sort_indices(flat).to_numpy()
-    return order
 
 
 #: A slice converted: its rows, the slice index of each, and each failure with its slice index.

@@ -96,7 +96,8 @@ class FrameIndex:
         self.store: ObjectStore = catalog.store
         self._manifests: OrderedDict[str, ManifestDoc] = OrderedDict()
         self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
-        self._ids: OrderedDict[tuple[str, int], pa.Array] = OrderedDict()
+        # by (segment, row group): the sorted ids of its key column and, of an indexed segment, their rows
+        self._ids: OrderedDict[tuple[str, int], _GroupIds] = OrderedDict()
         self._id_bytes = 0
         self._written: LRUCache[str, bytes] = LRUCache(maxsize=WRITTEN_CACHE_BYTES, getsizeof=len)
         self._lock = threading.Lock()
@@ -219,7 +220,7 @@ class FrameIndex:
                 found = list(pool.map(lambda r: self._locate(r, frame_id), candidates))
             for ref, place in zip(candidates, found, strict=True):
                 if place is not None:
-                    return None if ref.kind == "deletes" else self._row(ref, *place)
+                    return None if ref.kind == "deletes" else self._row(ref, *place, frame_id)
         except CorruptObjectError:
             self._raise_if_deleted(entry)
             raise
@@ -246,26 +247,39 @@ class FrameIndex:
             by_group = self._group_ids(ref, groups, kept=kept)
             hits = {
                 g: np.flatnonzero(
-                    np.asarray(pc.is_in(by_group[g], value_set=ids).to_numpy(zero_copy_only=False), bool)
+                    np.asarray(pc.is_in(by_group[g][0], value_set=ids).to_numpy(zero_copy_only=False), bool)
                 )
                 for g in groups
             }
             held = [g for g in groups if len(hits[g])]
             if not held:
                 return None
-            found = pa.concat_arrays([by_group[g].take(pa.array(hits[g])) for g in held])
+            found = pa.concat_arrays([by_group[g][0].take(pa.array(hits[g])) for g in held])
             rest = [] if ref.kind == "deletes" else [c for c in columns if c != "id"]
             if not rest:
                 return pa.table({"id": found})
-            table = self._chunks(ref, self._footer(ref, kept=kept), held, rest, kept=kept).read_row_groups(
-                held, columns=rest, use_threads=False
+            meta = self._footer(ref, kept=kept)
+            starts = _group_starts(meta)
+            rows = np.concatenate([_rows_in(by_group[g], hits[g], int(starts[g])) for g in held])
+            group_of = np.searchsorted(starts, rows, side="right") - 1
+            data_groups = np.unique(group_of)
+            indexed = segments.key_column(meta) != 0
+            cols = ["id", *rest] if indexed else rest  # an index's rows are checked against their ids
+            table = self._chunks(ref, meta, data_groups.tolist(), cols, kept=kept).read_row_groups(
+                data_groups.tolist(), columns=cols, use_threads=False
             )
-            sizes = [len(by_group[g]) for g in held]
-            starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
-            rows = np.concatenate([starts[i] + hits[g] for i, g in enumerate(held)])
-            if table.num_rows != sum(sizes):
+            sizes = starts[data_groups + 1] - starts[data_groups]
+            if table.num_rows != int(sizes.sum()):
                 raise CorruptObjectError(f"{ref.key}: its columns do not have the same number of rows")
-            taken = table.take(pa.array(rows))
+            base = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # where each group read begins
+            at = base[np.searchsorted(data_groups, group_of)] + rows - starts[group_of]
+            taken = table.take(pa.array(at))
+            if indexed:
+                if not taken.column("id").combine_chunks().equals(found):
+                    raise CorruptObjectError(
+                        f"{ref.key}: its id index names rows of other ids; it is damaged"
+                    )
+                taken = taken.drop_columns(["id"])
             return pa.Table.from_arrays([found, *taken.columns], names=["id", *taken.column_names])
 
         result: pa.Table | None = self._guarded(ref, read)
@@ -273,18 +287,20 @@ class FrameIndex:
 
     def _group_ids(
         self, ref: SegmentRef, groups: Sequence[int], *, kept: bool = False
-    ) -> dict[int, pa.Array]:
-        """The ``id`` column of each of these row groups of a segment, read once per frame index.
+    ) -> dict[int, _GroupIds]:
+        """The sorted ids of each of these row groups of a segment, read once per frame index.
 
-        Segments are immutable, so decoded id columns are kept (at most :data:`ID_CACHE_BYTES`,
-        least recently used dropped first); those not kept are read in one call, checked to be
-        sorted and unique as written.
+        Those of its ``id`` column, or of an indexed segment's ``sorted_id`` column with the row of
+        each (``sorted_row``). Segments are immutable, so what is read is kept (at most
+        :data:`ID_CACHE_BYTES`, least recently used dropped first); what is not kept is read in one
+        call, checked to be sorted and unique as written.
 
         Raises:
-            CorruptObjectError: the segment's ids are not sorted and unique (see :meth:`_guarded`
-                for what else a damaged segment raises).
+            CorruptObjectError: the segment's ids are not sorted and unique, or an indexed
+                segment's rows are not its own (see :meth:`_guarded` for what else a damaged
+                segment raises).
         """
-        out: dict[int, pa.Array] = {}
+        out: dict[int, _GroupIds] = {}
         with self._lock:
             for g in groups:
                 cached = self._ids.get((ref.key, g))
@@ -294,14 +310,22 @@ class FrameIndex:
         missing = [g for g in groups if g not in out]
         if missing:
             meta = self._footer(ref, kept=kept)
-            reader = self._chunks(ref, meta, missing, ["id"], kept=kept)
-            column = reader.read_row_groups(missing, columns=["id"], use_threads=False).column("id")
+            indexed = segments.key_column(meta) != 0
+            cols = [segments.SORTED_ID, segments.SORTED_ROW] if indexed else ["id"]
+            reader = self._chunks(ref, meta, missing, cols, kept=kept)
+            table = reader.read_row_groups(missing, columns=cols, use_threads=False)
+            column = table.column(cols[0])
             segments.check_ids(column, ref.key)  # sorted and unique, as written
             ids = column.combine_chunks()
+            rows = None
+            if indexed:
+                rows = table.column(segments.SORTED_ROW).to_numpy().astype(np.int64)
+                if len(rows) and (rows.min() < 0 or rows.max() >= meta.num_rows):
+                    raise CorruptObjectError(f"{ref.key}: its id index names rows it does not have")
             at = 0
             for g in missing:
                 size = meta.row_group(g).num_rows
-                out[g] = ids.slice(at, size)
+                out[g] = (ids.slice(at, size), None if rows is None else rows[at : at + size])
                 at += size
             if at != len(ids):
                 raise CorruptObjectError(f"{ref.key}: its row groups do not hold the rows its footer says")
@@ -352,8 +376,9 @@ class FrameIndex:
         def find() -> list[int]:
             meta = self._footer(ref, kept=kept)
             groups = []
+            key_at = segments.key_column(meta)
             for group in range(meta.num_row_groups):
-                stats = meta.row_group(group).column(0).statistics
+                stats = meta.row_group(group).column(key_at).statistics
                 if stats is not None and stats.has_min_max:
                     inside = pc.and_(pc.greater_equal(ids, stats.min), pc.less_equal(ids, stats.max))
                     if not pc.any(inside).as_py():
@@ -420,24 +445,31 @@ class FrameIndex:
 
         def read() -> tuple[int, int] | None:
             meta = self._footer(ref)
+            key_at = segments.key_column(meta)
             for group in range(meta.num_row_groups):
-                stats = meta.row_group(group).column(0).statistics
+                stats = meta.row_group(group).column(key_at).statistics
                 if stats is not None and stats.has_min_max and not stats.min <= frame_id <= stats.max:
                     continue
                 ids = self._group_ids(ref, [group])[group]
-                hit = pc.index(ids, frame_id).as_py()
+                hit = pc.index(ids[0], frame_id).as_py()
                 if hit >= 0:
-                    return group, hit
+                    starts = _group_starts(meta)
+                    row = int(_rows_in(ids, np.array([hit]), int(starts[group]))[0])
+                    holder = int(np.searchsorted(starts, row, side="right") - 1)
+                    return holder, row - int(starts[holder])
             return None
 
         result: tuple[int, int] | None = self._guarded(ref, read)
         return result
 
-    def _row(self, ref: SegmentRef, group: int, row: int) -> dict[str, Any]:
+    def _row(self, ref: SegmentRef, group: int, row: int, frame_id: str) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             columns = list(segments.FRAME_COLUMNS)
             reader = self._chunks(ref, self._footer(ref), [group], columns)
             table = reader.read_row_group(group, columns=columns, use_threads=False)  # see Scan.read
+            if not 0 <= row < table.num_rows or table.column("id")[row].as_py() != frame_id:
+                # what an indexed segment's id index names must be the row of that id
+                raise CorruptObjectError(f"{ref.key}: it does not hold {frame_id!r} where its ids say")
             return segments.row_to_frame(table.slice(row, 1).to_pylist()[0])
 
         out: dict[str, Any] = self._guarded(ref, read)
@@ -509,7 +541,7 @@ class FrameIndex:
                 are not what ``ref`` records.
         """
         fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
-        if fmt not in (segments.SEGMENT_FORMAT, segments.DELETES_FORMAT):
+        if fmt not in segments.SCHEMAS:
             raise CorruptObjectError(f"{ref.key}: not an hds_s3 segment (format {fmt!r})")
         schema = meta.schema.to_arrow_schema()
         if not schema.names or schema.names[0] != "id" or not schema.field(0).type.equals(pa.string()):
@@ -517,6 +549,8 @@ class FrameIndex:
                 f"{ref.key}: not an hds_s3 segment (its first column is not a string 'id')"
             )
         shapes = {"frames": segments.FRAME_SCHEMA, "deletes": segments.DELETES_SCHEMA}
+        if fmt == segments.INDEXED_FORMAT:
+            shapes["frames"] = segments.INDEXED_SCHEMA
         columns = [(f.name, f.type) for f in schema]
         if columns != [(f.name, f.type) for f in shapes.get(ref.kind, segments.FRAME_SCHEMA)]:
             like = [k for k, shape in shapes.items() if columns == [(f.name, f.type) for f in shape]]
@@ -543,7 +577,8 @@ class FrameIndex:
         if len(data) <= WRITTEN_KEEP_BYTES:
             with self._lock:
                 self._written[key] = data
-        ids = table.column("id")
+        indexed = segments.is_indexed(table.schema)
+        ids = table.column(segments.SORTED_ID if indexed else "id")
         rising = segments.ids_rise(ids)  # as every writer writes them (else a read says it is damaged)
         if not table.num_rows:
             low = high = None
@@ -563,31 +598,44 @@ class FrameIndex:
         # what a later check of this segment's ids would read (its footer, each row group's ids)
         # is known now: kept, a commit on top of what this client wrote reads none of it
         if rising:
-            self._keep_ids(ref, self.accept_footer(ref, pq.ParquetFile(pa.BufferReader(data)).metadata), ids)
+            rows = table.column(segments.SORTED_ROW) if indexed else None
+            self._keep_ids(
+                ref, self.accept_footer(ref, pq.ParquetFile(pa.BufferReader(data)).metadata), ids, rows
+            )
         return ref
 
-    def _keep_ids(self, ref: SegmentRef, meta: pq.FileMetaData, ids: pa.Array | pa.ChunkedArray) -> None:
-        """Keep the ids of each row group of a segment (in the cache :meth:`_group_ids` reads first)."""
+    def _keep_ids(
+        self,
+        ref: SegmentRef,
+        meta: pq.FileMetaData,
+        ids: pa.Array | pa.ChunkedArray,
+        rows: pa.Array | pa.ChunkedArray | None,
+    ) -> None:
+        """Keep the sorted ids of each row group of a segment (the cache :meth:`_group_ids` reads first)."""
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-        starts = np.cumsum([0, *(meta.row_group(g).num_rows for g in range(meta.num_row_groups))])
+        where = None if rows is None else np.asarray(rows.to_numpy(), dtype=np.int64)
+        starts = _group_starts(meta)
         self._cache_ids(
             ref.key,
             {
-                g: flat.slice(int(starts[g]), int(starts[g + 1] - starts[g]))
+                g: (
+                    flat.slice(int(starts[g]), int(starts[g + 1] - starts[g])),
+                    None if where is None else where[starts[g] : starts[g + 1]],
+                )
                 for g in range(meta.num_row_groups)
             },
         )
 
-    def _cache_ids(self, key: str, groups: Mapping[int, pa.Array]) -> None:
+    def _cache_ids(self, key: str, groups: Mapping[int, _GroupIds]) -> None:
         """Keep these row groups' ids of segment ``key``; drop the least recently used beyond the limit."""
         with self._lock:
-            for g, ids in groups.items():
+            for g, held in groups.items():
                 if (key, g) not in self._ids:
-                    self._ids[(key, g)] = ids
-                    self._id_bytes += ids.nbytes
+                    self._ids[(key, g)] = held
+                    self._id_bytes += _group_bytes(held)
             while self._id_bytes > ID_CACHE_BYTES and self._ids:
                 _, dropped = self._ids.popitem(last=False)
-                self._id_bytes -= dropped.nbytes
+                self._id_bytes -= _group_bytes(dropped)
 
     def _write_manifest(
         self, dataset_id: str, version_id: str, refs: Sequence[SegmentRef], disjoint: int
@@ -865,6 +913,28 @@ class FrameIndex:
                 )
             )
         return out
+
+
+#: The sorted ids of a row group's key column and, for an indexed segment, the row holding each.
+_GroupIds = tuple[pa.Array, np.ndarray | None]
+
+
+def _group_bytes(held: _GroupIds) -> int:
+    ids, rows = held
+    return int(ids.nbytes) + (0 if rows is None else int(rows.nbytes))
+
+
+def _group_starts(meta: pq.FileMetaData) -> np.ndarray:
+    """The first row of each row group of a segment, and its row count at the end."""
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+
+
+def _rows_in(held: _GroupIds, hits: np.ndarray, start: int) -> np.ndarray:
+    """The rows of the segment holding the ids at ``hits`` of a row group's sorted ids."""
+    rows = held[1]
+    out: np.ndarray = start + hits if rows is None else rows[hits]
+    return out
 
 
 def _ranges_apart(refs: Sequence[SegmentRef]) -> int:

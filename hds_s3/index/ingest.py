@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hds_s3.errors import HdsError, ValidationError
 from hds_s3.format.docs import SegmentRef
@@ -94,12 +96,18 @@ def write_segments(
 
 
 def write_pipelined(
-    index: FrameIndex, dataset_id: str, version_id: str, tables: Iterator[tuple[pa.Table, list[int]]]
+    index: FrameIndex,
+    dataset_id: str,
+    version_id: str,
+    tables: Iterator[tuple[pa.Table, list[int]]],
+    *,
+    as_given: bool = False,
 ) -> Iterator[SegmentRef]:
     """Write each ``(table, positions)`` as segments (:func:`write_table`) by a writer thread.
 
     The next table is produced (converted) while the writer sorts, encodes and stores the one
-    before, so at most two are held at a time. Segments are yielded in input order.
+    before, so at most two are held at a time. Segments are yielded in input order. ``as_given``:
+    see :func:`write_table`.
 
     Raises:
         StorageError: the store failed; segments already yielded are intact.
@@ -108,7 +116,9 @@ def write_pipelined(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hds-segment-writer") as writer:
         pending: Future[list[SegmentRef]] | None = None
         for table, positions in tables:
-            future = writer.submit(write_table, index, dataset_id, version_id, table, positions)
+            future = writer.submit(
+                write_table, index, dataset_id, version_id, table, positions, as_given=as_given
+            )
             del table, positions
             if pending is not None:
                 yield from pending.result()
@@ -185,19 +195,29 @@ WRITE_THREADS = 2
 
 
 def write_table(
-    index: FrameIndex, dataset_id: str, version_id: str, table: pa.Table, positions: list[int]
+    index: FrameIndex,
+    dataset_id: str,
+    version_id: str,
+    table: pa.Table,
+    positions: list[int],
+    *,
+    as_given: bool = False,
 ) -> list[SegmentRef]:
     """Keep the last row of each id, sort by id and write the rows as segments (none when empty).
 
     A large table is cut at even points of its id order into parts of at least :data:`PART_ROWS`
     rows, written in parallel: their id ranges do not overlap (a look-up still reads one segment,
-    and a manifest starting with them knows they hold no id twice).
+    and a manifest starting with them knows they hold no id twice). With ``as_given``, the rows
+    stay in their order and each part is an indexed segment (:func:`hds_s3.index.segments.input_order`):
+    the parts are then cut at even points of that order.
 
     Raises:
         StorageError: the store failed; the parts written are garbage for gc.
     """
     if table.num_rows == 0:
         return []
+    if as_given:
+        return _write_as_given(index, dataset_id, version_id, table, positions)
     order = segments.unique_order(table, positions)
     rows = table.num_rows if order is None else len(order)
     parts = max(1, min(WRITE_THREADS, rows // PART_ROWS))
@@ -211,6 +231,30 @@ def write_table(
             part = segments.take_columns(table, order)
         else:
             part = table.take(order.slice(start, stop - start))
+        return index.write_segment(dataset_id, version_id, part, "frames")
+
+    if parts == 1:
+        return [write(0)]
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="hds-segment-part") as pool:
+        return list(pool.map(write, range(parts)))
+
+
+def _write_as_given(
+    index: FrameIndex, dataset_id: str, version_id: str, table: pa.Table, positions: list[int]
+) -> list[SegmentRef]:
+    """Write the rows in their order as indexed segments, in parallel parts (see :func:`write_table`)."""
+    if pc.count_distinct(table.column("id")).as_py() != table.num_rows:
+        order = segments.unique_order(table, positions)  # the rows to keep (the last of each id)
+        assert order is not None
+        keep = np.zeros(table.num_rows, dtype=bool)
+        keep[order.to_numpy(zero_copy_only=False)] = True
+        table = table.filter(pa.array(keep))
+    rows = table.num_rows
+    parts = max(1, min(WRITE_THREADS, rows // PART_ROWS))
+    cuts = [rows * i // parts for i in range(parts + 1)]
+
+    def write(i: int) -> SegmentRef:
+        part = segments.input_order(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
         return index.write_segment(dataset_id, version_id, part, "frames")
 
     if parts == 1:

@@ -200,7 +200,10 @@ class Scan:
 
         table: pa.Table = self.index._guarded(seg.ref, run)
         if "id" in table.column_names and list(groups) == sorted(set(groups)):
-            segments.check_ids(table.column("id"), seg.ref.key)  # sorted and unique, as written
+            if segments.key_column(meta) == 0:
+                segments.check_ids(table.column("id"), seg.ref.key)  # sorted and unique, as written
+            else:
+                segments.check_unique(table.column("id"), seg.ref.key)  # as given, unique
         return table
 
     def _ranges(self, seg: _Segment, groups: Sequence[int], cols: Sequence[str]) -> list[tuple[int, int]]:

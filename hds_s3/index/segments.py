@@ -1,7 +1,8 @@
 """Frames as Arrow and Parquet: the segment schema, conversions, and the merge of a version's segments.
 
-A segment is an immutable Parquet object holding either frames (one row per frame, sorted by id,
-ids unique within it) or deletions (one ``id`` column: tombstones). A version's effective frames are
+A segment is an immutable Parquet object holding either frames (one row per frame, ids unique
+within it: sorted by id, or as given with an id index, see :data:`INDEXED_SCHEMA`) or deletions
+(one ``id`` column: tombstones). A version's effective frames are
 its manifest's segments applied in order: a later row with the same id replaces an earlier one, a
 later tombstone removes it (docs/design.md invariant 2).
 
@@ -99,6 +100,21 @@ FRAME_COLUMNS = (
     "updated_in_version",
 )
 DELETES_SCHEMA = pa.schema([("id", pa.string())], metadata={b"hds_s3": DELETES_FORMAT.encode()})
+
+#: A frames segment whose rows are in the order they were given (an Arrow ingest stores its input
+#: without reordering it: reordering nested rows is most of what sorting a segment costs). Its ids
+#: are unique, as in every frames segment, and two more columns index them: ``sorted_id``, the
+#: segment's ids sorted, and ``sorted_row``, the row holding each. They are columns of the same file
+#: (Parquet does not mind that they do not describe the row beside them), so the row groups of
+#: ``sorted_id`` cover ascending id ranges as those of ``id`` do in a sorted segment: a look-up
+#: reads one chunk of them, then the one row group holding the row.
+INDEXED_FORMAT = "hds_s3.frames.indexed.v1"
+SORTED_ID = "sorted_id"
+SORTED_ROW = "sorted_row"
+INDEXED_SCHEMA = pa.schema(
+    [*FRAME_SCHEMA, pa.field(SORTED_ID, pa.string()), pa.field(SORTED_ROW, pa.int32())],
+    metadata={b"hds_s3": INDEXED_FORMAT.encode()},
+)
 
 #: Rows per Parquet row group: small enough that a point look-up reads one small group.
 ROW_GROUP_ROWS = 16384
@@ -215,6 +231,30 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
     return by_id if rows is None else rows.take(by_id)
 
 
+def input_order(table: pa.Table) -> pa.Table:
+    """The rows of ``table`` (ids unique) as given, with the id index: an indexed segment table.
+
+    The result (:data:`INDEXED_SCHEMA`) holds the rows in their order, then ``sorted_id`` and
+    ``sorted_row``. No row is moved: only the ids are sorted.
+    """
+    ids = table.column("id")
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    by_id = pc.sort_indices(ids)
+    arrays = [*table.select(FRAME_SCHEMA.names).columns, ids.take(by_id), pc.cast(by_id, pa.int32())]
+    return pa.Table.from_arrays(arrays, schema=INDEXED_SCHEMA)
+
+
+def is_indexed(schema: pa.Schema) -> bool:
+    """Whether a frames segment with this (Arrow) schema keeps its rows as given, with the id index."""
+    return SORTED_ID in schema.names
+
+
+def key_column(meta: pq.FileMetaData) -> int:
+    """The leaf column whose row-group statistics bound a segment's ids: ``id``, or ``sorted_id``."""
+    at = int(meta.num_columns) - 2
+    return at if at > 0 and meta.schema.column(at).path == SORTED_ID else 0
+
+
 def ids_rise(ids: pa.Array | pa.ChunkedArray) -> bool:
     """Whether these ids strictly rise from one row to the next (sorted, none twice); False if one is null."""
     if ids.null_count:
@@ -254,7 +294,8 @@ def to_parquet(table: pa.Table) -> bytes:
         compression=_codecs(table.schema),
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=list(_dictionary_columns(table.schema)),
-        write_statistics=["id"],  # what look-ups use (id ranges); the other columns' cost writes
+        # what look-ups use (id ranges); the other columns' cost writes
+        write_statistics=[SORTED_ID if is_indexed(table.schema) else "id"],
         write_page_checksum=True,  # a page damaged in the bucket is refused when read, never served
     )
     data: bytes = sink.getvalue().to_pybytes()
@@ -268,6 +309,8 @@ def to_parquet(table: pa.Table) -> bytes:
 PLAIN_COLUMNS = frozenset(
     {
         "id",
+        SORTED_ID,
+        SORTED_ROW,
         "context_id",
         "sources.list.element.uri",
         "rois.list.element.id",
@@ -309,7 +352,7 @@ def _dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
 #: zstd stores random hex ids in about half of lz4's bytes (which cannot shrink them), for a
 #: decoding cost that does not show beside the other columns'. Everything else is lz4, the
 #: cheapest to decode (zstd throughout is a third smaller but reads 10-20 % slower).
-ZSTD_COLUMNS = frozenset({"id"})
+ZSTD_COLUMNS = frozenset({"id", SORTED_ID})
 
 
 def _codecs(schema: pa.Schema) -> dict[str, str]:
@@ -358,6 +401,34 @@ def check_ids(ids: pa.Array | pa.ChunkedArray, key: str) -> None:
         )
 
 
+def check_unique(ids: pa.Array | pa.ChunkedArray, key: str) -> None:
+    """Refuse ids (of an indexed segment, as read) that hold one twice or a null.
+
+    Raises:
+        CorruptObjectError: naming ``key``: a segment holding an id twice would serve its frame twice.
+    """
+    if ids.null_count or pc.count_distinct(ids).as_py() != len(ids):
+        raise CorruptObjectError(
+            f"{key}: its frame ids are not unique (an id held twice, or none); "
+            "the segment is damaged (hds fsck --deep tells what else is)"
+        )
+
+
+def check_index(table: pa.Table, key: str) -> None:
+    """Refuse an indexed segment (read whole) whose id index is not its ids sorted, each with its row.
+
+    Raises:
+        CorruptObjectError: naming ``key`` and what disagrees.
+    """
+    check_ids(table.column(SORTED_ID), key)
+    rows = table.column(SORTED_ROW).to_numpy().astype(np.int64)
+    n = table.num_rows
+    if rows.min(initial=0) < 0 or rows.max(initial=-1) >= n or len(np.unique(rows)) != n:
+        raise CorruptObjectError(f"{key}: its id index does not name each of its rows once; it is damaged")
+    if not table.column("id").take(pa.array(rows)).equals(table.column(SORTED_ID)):
+        raise CorruptObjectError(f"{key}: its id index does not hold the ids of its rows; it is damaged")
+
+
 def check_footer(meta: pq.FileMetaData, key: str, rows: int, min_id: str | None, max_id: str | None) -> None:
     """Check a segment's footer against its manifest reference: its row count and its id range.
 
@@ -373,8 +444,9 @@ def check_footer(meta: pq.FileMetaData, key: str, rows: int, min_id: str | None,
             f"{key}: the segment holds {meta.num_rows} rows, its manifest recorded {rows}; it is damaged"
         )
     last: str | None = None
+    key_at = key_column(meta)
     for group in range(meta.num_row_groups):
-        column = meta.row_group(group).column(0)
+        column = meta.row_group(group).column(key_at)
         stats = column.statistics if column.is_stats_set else None
         if stats is None or not stats.has_min_max:
             continue
@@ -409,17 +481,23 @@ def from_parquet(data: bytes, key: str, columns: Sequence[str] | None = None) ->
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptObjectError(f"{key}: not a readable Parquet segment ({exc})") from exc
     fmt = (schema.metadata or {}).get(b"hds_s3", b"").decode()
-    if fmt not in (SEGMENT_FORMAT, DELETES_FORMAT):
+    expected = SCHEMAS.get(fmt)
+    if expected is None:
         raise CorruptObjectError(f"{key}: not an hds_s3 segment (format {fmt!r})")
-    expected = FRAME_SCHEMA if fmt == SEGMENT_FORMAT else DELETES_SCHEMA
     if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in expected]:
         raise CorruptObjectError(
             f"{key}: its columns ({', '.join(schema.names)}) are not those of a {fmt} segment"
         )
+    if columns is None and fmt == INDEXED_FORMAT:
+        columns = FRAME_SCHEMA.names  # the frames; the index is read by name
     try:
         return file.read(columns=list(columns) if columns is not None else None, use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptObjectError(f"{key}: not a readable Parquet segment ({exc})") from exc
+
+
+#: The schema of each segment format, by the name its Parquet metadata gives.
+SCHEMAS = {SEGMENT_FORMAT: FRAME_SCHEMA, INDEXED_FORMAT: INDEXED_SCHEMA, DELETES_FORMAT: DELETES_SCHEMA}
 
 
 def merge(segments: Sequence[tuple[str, pa.Table]], schema: pa.Schema | None = None) -> pa.Table:

@@ -341,8 +341,12 @@ def check_pending(frames: FrameIndex, pending: Sequence[PendingSegment]) -> None
         except (HdsError, OSError, ValueError, TypeError, KeyError) as exc:
             return f"segment {p.key} is not a readable hds_s3 segment ({exc})"
         fmt = (meta.metadata or {}).get(b"hds_s3", b"").decode("utf-8", "replace")
-        want = segments.SEGMENT_FORMAT if p.kind == "frames" else segments.DELETES_FORMAT
-        if fmt != want:
+        want = (
+            (segments.SEGMENT_FORMAT, segments.INDEXED_FORMAT)
+            if p.kind == "frames"
+            else (segments.DELETES_FORMAT,)
+        )
+        if fmt not in want:
             return f"segment {p.key} is a {fmt or 'foreign'} file, its reference says {p.kind}"
         if meta.num_rows != p.rows:
             return f"segment {p.key} holds {meta.num_rows} rows, its reference says {p.rows}"

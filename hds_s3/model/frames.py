@@ -928,7 +928,14 @@ class SingleFrame(_Provenance):
         frame = _member_from_dict(sources[0], where, "sources[0]")
         frame.annotations = _rois_of(data, where)
         for roi in frame.annotations:  # stored bound to the frame's one source, as the reference shows
-            if roi.sources == [frame.source_id]:
+            # (sources that are not a list of texts are left as given, for validation to name)
+            bound = roi.sources
+            if (
+                isinstance(bound, list)
+                and len(bound) == 1
+                and isinstance(bound[0], str)
+                and bound[0] == frame.source_id
+            ):
                 roi.sources = []
         _read_frame_fields(frame, data)
         return frame

@@ -1098,7 +1098,8 @@ def _segment_problem(store: ObjectStore, ref: SegmentRef) -> str | None:
     """Read one segment whole and say what is wrong with it, or None.
 
     Checked: its schema, its pages' checksums, its row count and id range against the manifest's
-    reference, and that its ids are sorted with none twice.
+    reference, and that its ids are sorted with none twice (of an indexed segment: that its id
+    index holds its ids sorted, each with its row).
     """
     key, size, kind = ref.key, ref.size, ref.kind
     try:
@@ -1108,9 +1109,12 @@ def _segment_problem(store: ObjectStore, ref: SegmentRef) -> str | None:
     try:
         schema = pq.read_schema(pa.BufferReader(data))
         segments.check_footer(pq.read_metadata(pa.BufferReader(data)), key, ref.rows, ref.min_id, ref.max_id)
-        segments.check_ids(segments.from_parquet(data, key, ["id"]).column("id"), key)
-        if kind == "frames":
-            segments.from_parquet(data, key)  # every page, so every checksum
+        if segments.is_indexed(schema):
+            segments.check_index(segments.from_parquet(data, key, segments.INDEXED_SCHEMA.names), key)
+        else:
+            segments.check_ids(segments.from_parquet(data, key, ["id"]).column("id"), key)
+            if kind == "frames":
+                segments.from_parquet(data, key)  # every page, so every checksum
     except CorruptObjectError as exc:
         return str(exc).removeprefix(f"{key}: ")
     except (pa.ArrowException, OSError, ValueError) as exc:
