@@ -393,14 +393,21 @@ def test_a_damaged_segment_is_reported_with_its_key(client: Client, store: Objec
     assert other.get_frame_count() == 1
 
 
+@pytest.mark.parametrize("arrow", [False, True])
 def test_a_chain_that_piles_up_dead_rows_is_rewritten_at_publish_and_its_parent_is_not(
-    client: Client, monkeypatch: pytest.MonkeyPatch
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, arrow: bool
 ) -> None:
+    import pyarrow as pa
+
     import hds_s3.index.frameindex
+    from hds_s3.index import segments
+
+    def given(frames: list[SingleFrame]) -> Any:  # as Arrow: indexed segments, rows as given
+        return pa.Table.from_pylist([f.to_dict() for f in frames]) if arrow else frames
 
     monkeypatch.setattr(hds_s3.index.frameindex, "DEAD_ROWS_MIN", 4)
     root = DatasetVersion.create_new_dataset(dataset_name="dead", client=client)
-    root.add_frames([frame(i, "car", fid=f"f{i:02d}") for i in range(20)])
+    root.add_frames(given([frame(i, "car", fid=f"f{(i * 7) % 20:02d}") for i in range(20)]))
     root.publish_version()
     parent, expected = root, {f"f{i:02d}" for i in range(20)}
     rewritten = []
@@ -408,8 +415,8 @@ def test_a_chain_that_piles_up_dead_rows_is_rewritten_at_publish_and_its_parent_
         child = DatasetVersion.create_version(
             dataset_name="dead", parent_version_ids=[parent.id], version_name=f"c{step}", client=client
         )
-        child.add_frames([frame(100 + step, "dog", fid=f"new{step}")])  # 1 added
-        child.update_frames([frame(step, "cat", fid=f"f{step:02d}")])  # 1 replaced: 1 dead row
+        child.add_frames(given([frame(100 + step, "dog", fid=f"new{step}")]))  # 1 added
+        child.update_frames(given([frame(step, "cat", fid=f"f{step:02d}")]))  # 1 replaced: 1 dead row
         child.delete_frames([f"f{10 + step:02d}"])  # 1 deleted: a dead row and a tombstone
         expected = (expected | {f"new{step}"}) - {f"f{10 + step:02d}"}
         parent_rows = parent.get_frames_table().sort_by("id")
@@ -422,6 +429,9 @@ def test_a_chain_that_piles_up_dead_rows_is_rewritten_at_publish_and_its_parent_
         parent = child
     # dead rows: 3 per child (with the tombstone), past max(4, 20% of ~20) from the second child on
     assert rewritten == [False, True, False, True]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # each rewrite landed
+    table = parent.get_frames_table()
+    assert table.schema.metadata == segments.FRAME_SCHEMA.metadata  # frames, whatever they were read from
 
 
 @pytest.mark.parametrize("bad", [None, "", 7])

@@ -572,6 +572,8 @@ class FrameIndex:
             StorageError: the store failed; nothing references the object.
         """
         key = layout.segment_key(dataset_id, version_id, layout.new_id())
+        # the format its columns make, whichever segments the rows were read from
+        table = table.replace_schema_metadata(segments.schema_of(kind, table.schema).metadata)
         data = segments.to_parquet(table)
         self.store.put(key, data, if_none_match=True)
         if len(data) <= WRITTEN_KEEP_BYTES:

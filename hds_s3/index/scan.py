@@ -87,6 +87,11 @@ def _leaf_count(kind: pa.DataType) -> int:
     return sum(_leaf_count(kind.field(i).type) for i in range(kind.num_fields))
 
 
+def _shaped(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The columns of ``schema`` of rows read from a segment, labelled as ``schema`` (not as their file)."""
+    return table.select(schema.names).replace_schema_metadata(schema.metadata)
+
+
 def drop_rows(table: pa.Table, keep: np.ndarray) -> pa.Table:
     """``table.filter(keep)``, cheaper when the rows dropped are few and the columns nested.
 
@@ -370,7 +375,7 @@ class Scan:
             return self._live(seg, self.read(seg, groups, cols), groups)
 
         parts = self._map(one, items)
-        tables = [t.select(schema.names) for t, _ in parts if t.num_rows]
+        tables = [_shaped(t, schema) for t, _ in parts if t.num_rows]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         numbers = [
             np.full(len(r), seg.number, np.int64) for (seg, _), (_, r) in zip(items, parts, strict=True)
@@ -399,7 +404,7 @@ class Scan:
 
         def one(item: tuple[_Segment, int]) -> pa.Table:
             seg, g = item
-            return self._live(seg, self.read(seg, [g], cols), [g])[0].select(schema.names)
+            return _shaped(self._live(seg, self.read(seg, [g], cols), [g])[0], schema)
 
         depth = max(1, min(STREAM_AHEAD, os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="hds-scan") as pool:
@@ -440,7 +445,7 @@ class Scan:
                     g = int(group)
                     # decoded in this thread: Arrow's pool threads would each keep the blocks
                     # freed here cached, and a pass over a large version would hold them all
-                    table = self.read(seg, [g], cols).select(schema.names)
+                    table = _shaped(self.read(seg, [g], cols), schema)
                     spool.add(table, row[mine] - seg.starts[g], mine, size)
                     del table
             del segment, row, order, by_segment  # the locations asked for: not needed any more

@@ -244,6 +244,13 @@ def input_order(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=INDEXED_SCHEMA)
 
 
+def schema_of(kind: str, schema: pa.Schema) -> pa.Schema:
+    """The segment schema a table of ``kind`` (``frames`` or ``deletes``) with these columns is written as."""
+    if kind == "deletes":
+        return DELETES_SCHEMA
+    return INDEXED_SCHEMA if is_indexed(schema) else FRAME_SCHEMA
+
+
 def is_indexed(schema: pa.Schema) -> bool:
     """Whether a frames segment with this (Arrow) schema keeps its rows as given, with the id index."""
     return SORTED_ID in schema.names
