@@ -9,13 +9,14 @@ of ``--reps`` and is printed with its ratio to raw pyarrow's write of the table 
 
 * raw pyarrow: ``pq.write_table`` of the table, pyarrow's defaults;
 * hds_s3 ingest: ``add_frames(table)`` into a memory store, the whole Arrow ingest (validation,
-  metadata written as JSON text, the query columns, rows in id order, encoding, the commit);
+  metadata written as JSON text, the query columns, rows as given with an id index, encoding,
+  the commit);
 * as given, input order: the table itself with the provenance columns hds_s3 adds, encoded as
   hds_s3 encodes a segment (``segments.to_parquet``: its codecs, dictionaries and page checksums);
-* as given, id order: the same after taking the rows in id order (what keeps look-ups to one row
-  group today);
+* as given, id order: the same after taking the rows in id order (as a sorted segment stores
+  them: frames added as objects or dicts, compactions);
 * as given, input order + id index: the input-order file plus the ids sorted, each with its row
-  number (what a look-up would search instead).
+  number (as an indexed segment, what an Arrow ingest writes, stores them; here in a second file).
 
 CPU is the process's (every thread's); wall time is printed too. No target is asserted here: the
 figures say which of the stored things the ingest targets (``README.md``, "Beside the peers") can
