@@ -315,6 +315,12 @@ def test_segments_are_split_by_rows_and_commits_are_batched(client: Client) -> N
     assert ver.get_frame_count() == 25
 
 
+def _parts_batch() -> list[SingleFrame]:
+    """50 frames not in id order, then f07 again (the last one given stays): two parts at PART_ROWS 10."""
+    frames = [frame(i, "car", fid=f"f{(i * 7) % 50:02d}") for i in range(50)]
+    return [*frames, frame(99, "dog", fid="f07")]
+
+
 def test_a_large_arrow_table_is_written_as_given_in_parts_each_with_its_id_index(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -325,9 +331,7 @@ def test_a_large_arrow_table_is_written_as_given_in_parts_each_with_its_id_index
 
     monkeypatch.setattr(hds_s3.index.ingest, "PART_ROWS", 10)
     ver = DatasetVersion.create_new_dataset(dataset_name="parts", client=client)
-    frames = [frame(i, "car", fid=f"f{(i * 7) % 50:02d}") for i in range(50)]  # not in id order
-    frames += [frame(99, "dog", fid="f07")]  # f07 again: the last one given stays
-    assert ver.add_frames(pa.Table.from_pylist([f.to_dict() for f in frames])) == []
+    assert ver.add_frames(pa.Table.from_pylist([f.to_dict() for f in _parts_batch()])) == []
     refs = ver._frames.refs(ver._entry)
     assert [r.rows for r in refs] == [25, 25]  # the rows given, cut in the middle, not moved
     given = [f"f{(i * 7) % 50:02d}" for i in range(50) if i != 1] + ["f07"]  # the first f07 dropped
@@ -356,9 +360,7 @@ def test_a_large_batch_is_written_as_parts_of_its_id_range_known_to_hold_no_id_t
 
     monkeypatch.setattr(hds_s3.index.ingest, "PART_ROWS", 10)
     ver = DatasetVersion.create_new_dataset(dataset_name="parts", client=client)
-    frames = [frame(i, "car", fid=f"f{(i * 7) % 50:02d}") for i in range(50)]  # not in id order
-    frames += [frame(99, "dog", fid="f07")]  # f07 again: the last one given stays
-    assert ver.add_frames(frames) == []
+    assert ver.add_frames(_parts_batch()) == []
     refs = ver._frames.refs(ver._entry)
     assert [r.rows for r in refs] == [25, 25]  # two parts of one sorted batch
     assert refs[0].max_id is not None and refs[1].min_id is not None
