@@ -292,17 +292,58 @@ def parse_objects(texts: pa.Array) -> list[tuple[int, int, pa.Array | None]]:
     return out
 
 
+def read_objects(data: pa.Buffer, options: pajson.ParseOptions) -> pa.Table:
+    """Read newline-separated JSON objects with Arrow's reader, text kept as text.
+
+    The reader infers a timestamp for a string that looks like one (``"2024-10-01"``); metadata is
+    what the user wrote, and queries compare such dates as text (ISO dates sort as text), so the
+    objects are read again with those fields declared as strings.
+
+    Raises:
+        pa.ArrowInvalid, pa.ArrowNotImplementedError: the texts are not JSON objects Arrow reads.
+    """
+    read_options = pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * data.size))
+    table = pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=options)
+    if not any(_has_time(f.type) for f in table.schema):
+        return table
+    as_text = pa.schema([pa.field(f.name, _time_as_text(f.type)) for f in table.schema])
+    again = pajson.ParseOptions(
+        explicit_schema=as_text,
+        newlines_in_values=options.newlines_in_values,
+        unexpected_field_behavior="infer",
+    )
+    return pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=again)
+
+
+def _has_time(kind: pa.DataType) -> bool:
+    if pa.types.is_temporal(kind):
+        return True
+    if pa.types.is_struct(kind):
+        return any(_has_time(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_time(kind.value_type)
+    return False
+
+
+def _time_as_text(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with every temporal type inside it (struct fields, list items) made a string."""
+    if pa.types.is_temporal(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _time_as_text(f.type)) for f in kind])
+    if pa.types.is_list(kind):
+        return pa.list_(_time_as_text(kind.value_type))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(_time_as_text(kind.value_type))
+    return kind
+
+
 def _read(texts: pa.Array, options: pajson.ParseOptions) -> pa.Array | None:
     if len(texts) == 0:
         return pa.array([], pa.struct([]))
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")
-    size = len(joined[0].as_buffer())
     try:
-        table = pajson.read_json(
-            pa.BufferReader(joined[0].as_buffer()),
-            read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * size)),
-            parse_options=options,
-        )
+        table = read_objects(joined[0].as_buffer(), options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(texts):

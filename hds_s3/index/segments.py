@@ -32,6 +32,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from hds_s3.errors import CorruptObjectError, ValidationError
+from hds_s3.index import arrowjson
 
 SEGMENT_FORMAT = "hds_s3.frames.v1"
 DELETES_FORMAT = "hds_s3.deletes.v1"
@@ -580,10 +581,8 @@ def parse_meta(texts: pa.Array | pa.ChunkedArray) -> pa.Table:
     filled = pc.fill_null(texts.cast(pa.string()), "{}")
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled), "\n")
     try:
-        table = pajson.read_json(
-            pa.BufferReader(joined[0].as_buffer()), read_options=pajson.ReadOptions(use_threads=False)
-        )
-    except pa.ArrowInvalid:
+        table = arrowjson.read_objects(joined[0].as_buffer(), pajson.ParseOptions())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return _parse_meta_slowly(filled.to_pylist())
     while any(pa.types.is_struct(field.type) for field in table.schema):
         table = table.flatten()
