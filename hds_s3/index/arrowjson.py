@@ -304,25 +304,15 @@ def read_objects(data: pa.Buffer, options: pajson.ParseOptions) -> pa.Table:
     """
     read_options = pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * data.size))
     table = pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=options)
-    if not any(_has_time(f.type) for f in table.schema):
-        return table
     as_text = pa.schema([pa.field(f.name, _time_as_text(f.type)) for f in table.schema])
+    if as_text.equals(table.schema):
+        return table
     again = pajson.ParseOptions(
         explicit_schema=as_text,
         newlines_in_values=options.newlines_in_values,
         unexpected_field_behavior="infer",
     )
     return pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=again)
-
-
-def _has_time(kind: pa.DataType) -> bool:
-    if pa.types.is_temporal(kind):
-        return True
-    if pa.types.is_struct(kind):
-        return any(_has_time(kind.field(i).type) for i in range(kind.num_fields))
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return _has_time(kind.value_type)
-    return False
 
 
 def _time_as_text(kind: pa.DataType) -> pa.DataType:

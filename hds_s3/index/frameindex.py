@@ -259,7 +259,7 @@ class FrameIndex:
             if not rest:
                 return pa.table({"id": found})
             meta = self._footer(ref, kept=kept)
-            starts = _group_starts(meta)
+            starts = segments.group_starts(meta)
             rows = np.concatenate([_rows_in(by_group[g], hits[g], int(starts[g])) for g in held])
             group_of = np.searchsorted(starts, rows, side="right") - 1
             data_groups = np.unique(group_of)
@@ -453,7 +453,7 @@ class FrameIndex:
                 ids = self._group_ids(ref, [group])[group]
                 hit = pc.index(ids[0], frame_id).as_py()
                 if hit >= 0:
-                    starts = _group_starts(meta)
+                    starts = segments.group_starts(meta)
                     row = int(_rows_in(ids, np.array([hit]), int(starts[group]))[0])
                     holder = int(np.searchsorted(starts, row, side="right") - 1)
                     return holder, row - int(starts[holder])
@@ -616,7 +616,7 @@ class FrameIndex:
         """Keep the sorted ids of each row group of a segment (the cache :meth:`_group_ids` reads first)."""
         flat = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         where = None if rows is None else np.asarray(rows.to_numpy(), dtype=np.int64)
-        starts = _group_starts(meta)
+        starts = segments.group_starts(meta)
         self._cache_ids(
             ref.key,
             {
@@ -924,12 +924,6 @@ _GroupIds = tuple[pa.Array, np.ndarray | None]
 def _group_bytes(held: _GroupIds) -> int:
     ids, rows = held
     return int(ids.nbytes) + (0 if rows is None else int(rows.nbytes))
-
-
-def _group_starts(meta: pq.FileMetaData) -> np.ndarray:
-    """The first row of each row group of a segment, and its row count at the end."""
-    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
 
 
 def _rows_in(held: _GroupIds, hits: np.ndarray, start: int) -> np.ndarray:

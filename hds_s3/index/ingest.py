@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hds_s3.errors import HdsError, ValidationError
 from hds_s3.format.docs import SegmentRef
@@ -216,45 +215,27 @@ def write_table(
     """
     if table.num_rows == 0:
         return []
-    if as_given:
-        return _write_as_given(index, dataset_id, version_id, table, positions)
-    order = segments.unique_order(table, positions)
+    if as_given:  # no row moves: an id given twice only loses its earlier rows
+        kept = segments.last_rows(table, positions)
+        if kept is not None:
+            table = table.take(np.sort(kept.to_numpy(zero_copy_only=False)))
+        order = None
+    else:
+        order = segments.unique_order(table, positions)
     rows = table.num_rows if order is None else len(order)
     parts = max(1, min(WRITE_THREADS, rows // PART_ROWS))
     cuts = [rows * i // parts for i in range(parts + 1)]
 
     def write(i: int) -> SegmentRef:
         start, stop = cuts[i], cuts[i + 1]
-        if order is None:
+        if as_given:
+            part = segments.input_order(table.slice(start, stop - start))
+        elif order is None:
             part = table.slice(start, stop - start)
         elif parts == 1:
             part = segments.take_columns(table, order)
         else:
             part = table.take(order.slice(start, stop - start))
-        return index.write_segment(dataset_id, version_id, part, "frames")
-
-    if parts == 1:
-        return [write(0)]
-    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="hds-segment-part") as pool:
-        return list(pool.map(write, range(parts)))
-
-
-def _write_as_given(
-    index: FrameIndex, dataset_id: str, version_id: str, table: pa.Table, positions: list[int]
-) -> list[SegmentRef]:
-    """Write the rows in their order as indexed segments, in parallel parts (see :func:`write_table`)."""
-    if pc.count_distinct(table.column("id")).as_py() != table.num_rows:
-        order = segments.unique_order(table, positions)  # the rows to keep (the last of each id)
-        assert order is not None
-        keep = np.zeros(table.num_rows, dtype=bool)
-        keep[order.to_numpy(zero_copy_only=False)] = True
-        table = table.filter(pa.array(keep))
-    rows = table.num_rows
-    parts = max(1, min(WRITE_THREADS, rows // PART_ROWS))
-    cuts = [rows * i // parts for i in range(parts + 1)]
-
-    def write(i: int) -> SegmentRef:
-        part = segments.input_order(table.slice(cuts[i], cuts[i + 1] - cuts[i]))
         return index.write_segment(dataset_id, version_id, part, "frames")
 
     if parts == 1:

@@ -855,9 +855,7 @@ def _read_picked(index: FrameIndex, task: ReadTask, meta: pq.FileMetaData) -> pa
     schema = task.schema
     if len(rows) == 0:
         return schema.empty_table()
-    starts = np.concatenate(
-        ([0], np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)]))
-    )
+    starts = segments.group_starts(meta)
     if int(rows.max()) >= int(starts[-1]):
         raise ValidationError(f"read task: row {int(rows.max())} is beyond segment {task.segment.key}")
     order = np.argsort(picks, kind="stable")

@@ -166,8 +166,7 @@ class Scan:
                 )
             else:
                 meta = self.index._guarded(seg.ref, lambda: self.index._footer(seg.ref))
-            rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-            seg.starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
+            seg.starts = segments.group_starts(meta)
             seg.meta = meta
         return seg.meta
 

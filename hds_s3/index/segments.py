@@ -216,20 +216,31 @@ def unique_order(table: pa.Table, positions: Sequence[int] | None = None) -> pa.
     if table.num_rows == 0:
         return None
     ids = table.column("id")
-    if ids_rise(ids):  # sorted and unique already (the Arrow path's rows, a compaction's): no hashing
+    if ids_rise(ids):  # sorted and unique already (a compaction's rows): no hashing
         return None
-    rows: pa.Array | None = None
-    if pc.count_distinct(ids).as_py() != table.num_rows:
-        order = pa.array(positions if positions is not None else range(table.num_rows), pa.int64())
-        index = pa.array(range(table.num_rows), pa.int64())
-        ranked = pa.table({"id": ids, "_pos": order, "_row": index}).sort_by([("_pos", "ascending")])
-        last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
-        rows = last.column("_row_last").combine_chunks()
+    rows = last_rows(table, positions)
+    if rows is not None:
         ids = ids.take(rows)
         if ids_rise(ids):
             return rows  # the rows kept are in id order already
     by_id = pc.sort_indices(ids)
     return by_id if rows is None else rows.take(by_id)
+
+
+def last_rows(table: pa.Table, positions: Sequence[int] | None = None) -> pa.Array | None:
+    """The rows holding the last of each id (the highest position), in no order; None when no id is twice.
+
+    ``positions`` gives each row's place in the caller's input, when rows were gathered out of order.
+    """
+    ids = table.column("id")
+    if pc.count_distinct(ids).as_py() == table.num_rows:
+        return None
+    order = pa.array(positions if positions is not None else range(table.num_rows), pa.int64())
+    index = pa.array(range(table.num_rows), pa.int64())
+    ranked = pa.table({"id": ids, "_pos": order, "_row": index}).sort_by([("_pos", "ascending")])
+    last = ranked.group_by("id", use_threads=False).aggregate([("_row", "last")])
+    rows: pa.Array = last.column("_row_last").combine_chunks()
+    return rows
 
 
 def input_order(table: pa.Table) -> pa.Table:
@@ -255,6 +266,12 @@ def schema_of(kind: str, schema: pa.Schema) -> pa.Schema:
 def is_indexed(schema: pa.Schema) -> bool:
     """Whether a frames segment with this (Arrow) schema keeps its rows as given, with the id index."""
     return SORTED_ID in schema.names
+
+
+def group_starts(meta: pq.FileMetaData) -> np.ndarray:
+    """The first row of each row group of a segment, and its row count at the end."""
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    return np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
 
 
 def key_column(meta: pq.FileMetaData) -> int:
